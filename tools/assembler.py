@@ -1,0 +1,145 @@
+"""TurnAssembler: raw stream events in, the partial assistant message and renderer events out.
+
+Text, thinking and tool-input JSON are accumulated by appending to lists and joined once, at the
+block's ``content_block_stop``, so the cost is linear in the bytes streamed (the SDK's helper
+re-parses the partial JSON on every delta, which is quadratic). Unknown event types are ignored;
+unknown block types are kept in history exactly as they arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from tools.events import (
+    BlockStopped,
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    ToolInputDelta,
+)
+from tools.model import error_from_event
+
+__all__ = ["TurnAssembler"]
+
+log = logging.getLogger(__name__)
+
+_TOOL_BLOCKS = {"tool_use", "server_tool_use"}
+
+
+class TurnAssembler:
+    """Owns one reply while it streams; ``complete`` only after ``message_stop``."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self._parts: dict[int, list[str]] = {}  # text, thinking or input JSON pieces per block
+        self.stop_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.message_id: str | None = None
+        self.complete = False
+        self.bad_tool_ids: set[str] = set()
+
+    def feed(self, event: dict[str, Any]) -> list[Event]:
+        """Apply one stream event; return what the renderer and the dispatcher should hear."""
+        match event.get("type"):
+            case "message_start":
+                message = event.get("message") or {}
+                self.message_id = message.get("id")
+                self.usage.update(message.get("usage") or {})
+            case "content_block_start":
+                return self._start_block(event["index"], dict(event["content_block"]))
+            case "content_block_delta":
+                return self._delta(event["index"], event.get("delta") or {})
+            case "content_block_stop":
+                return self._stop_block(event["index"])
+            case "message_delta":
+                delta = event.get("delta") or {}
+                self.stop_reason = delta.get("stop_reason", self.stop_reason)
+                self.usage.update(event.get("usage") or {})
+            case "message_stop":
+                self.complete = True
+            case "error":
+                raise error_from_event(event)
+            case "ping":
+                pass
+            case other:
+                log.debug("ignoring unknown stream event type %r", other)
+        return []
+
+    def _start_block(self, index: int, block: dict[str, Any]) -> list[Event]:
+        self.blocks[index] = block
+        kind = block.get("type")
+        if kind == "text":
+            self._parts[index] = [block.get("text", "")]
+        elif kind == "thinking":
+            self._parts[index] = [block.get("thinking", "")]
+        elif kind in _TOOL_BLOCKS:
+            self._parts[index] = []
+            return [ToolCallStarted(index, block.get("id", ""), block.get("name", ""))]
+        return []
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[Event]:
+        block = self.blocks.get(index)
+        if block is None:
+            log.debug("delta for unknown block %s ignored", index)
+            return []
+        match delta.get("type"):
+            case "text_delta":
+                self._parts[index].append(delta["text"])
+                return [TextDelta(index, delta["text"])]
+            case "input_json_delta":
+                self._parts[index].append(delta["partial_json"])
+                return [ToolInputDelta(block.get("id", ""), delta["partial_json"])]
+            case "thinking_delta":
+                self._parts[index].append(delta["thinking"])
+                return [ThinkingDelta(index, delta["thinking"])]
+            case "signature_delta":
+                block["signature"] = block.get("signature", "") + delta["signature"]
+            case "citations_delta":
+                block.setdefault("citations", []).append(delta["citation"])
+            case other:
+                log.debug("ignoring unknown delta type %r", other)
+        return []
+
+    def _stop_block(self, index: int) -> list[Event]:
+        block = self.blocks.get(index)
+        if block is None:
+            return []
+        kind = block.get("type", "")
+        parts = self._parts.pop(index, None)
+        if kind == "text" and parts is not None:
+            block["text"] = "".join(parts)
+        elif kind == "thinking" and parts is not None:
+            block["thinking"] = "".join(parts)
+        elif kind in _TOOL_BLOCKS and parts is not None:
+            ready = self._finish_tool_input(index, block, "".join(parts))
+            return [BlockStopped(index, kind), ready] if kind == "tool_use" else [BlockStopped(index, kind)]
+        return [BlockStopped(index, kind)]
+
+    def _finish_tool_input(self, index: int, block: dict[str, Any], raw: str) -> ToolCallReady:
+        error = None
+        if raw.strip():
+            try:
+                parsed = json.loads(raw)
+            except ValueError as exc:
+                parsed = None
+                snippet = raw if len(raw) <= 200 else raw[:200] + "…"
+                error = f"The tool input was not valid JSON ({exc}); nothing was run. Input received: {snippet}"
+            if parsed is not None and not isinstance(parsed, dict):
+                error = f"The tool input must be a JSON object, got {type(parsed).__name__}; nothing was run."
+                parsed = None
+            # History must hold an object; a broken input is recorded as {} beside the error result.
+            block["input"] = parsed if isinstance(parsed, dict) else {}
+        else:
+            block.setdefault("input", {})
+        if error:
+            self.bad_tool_ids.add(block.get("id", ""))
+        return ToolCallReady(index, block.get("id", ""), block.get("name", ""), block["input"], error)
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message for history, blocks in index order, unfinished blocks dropped."""
+        content = [self.blocks[i] for i in sorted(self.blocks) if i not in self._parts]
+        return {"role": "assistant", "content": content}

@@ -1,0 +1,135 @@
+"""What the loop tells a renderer: one small frozen dataclass per kind of event.
+
+Renderers handle these with ``match``. Events about running tools arrive from worker threads, so
+a renderer must be safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tools.registry import ToolResult
+
+__all__ = [
+    "BlockStopped",
+    "Event",
+    "Renderer",
+    "RequestStarted",
+    "TextDelta",
+    "ThinkingDelta",
+    "ToolCallReady",
+    "ToolCallStarted",
+    "ToolFinished",
+    "ToolInputDelta",
+    "ToolProgress",
+    "ToolRunning",
+    "TurnCommitted",
+    "TurnEnded",
+    "TurnRolledBack",
+]
+
+
+@dataclass(frozen=True)
+class RequestStarted:
+    attempt: int
+    request_number: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class BlockStopped:
+    index: int
+    block_type: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A tool_use block began: the name is known, the input is still streaming."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolInputDelta:
+    id: str
+    partial_json: str
+
+
+@dataclass(frozen=True)
+class ToolCallReady:
+    """A tool_use block ended: the input is parsed (or ``error`` says why it could not be)."""
+
+    index: int
+    id: str
+    name: str
+    input: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolRunning:
+    id: str
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ToolProgress:
+    id: str
+    line: str
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    id: str
+    name: str
+    result: ToolResult
+    seconds: float
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class TurnCommitted:
+    stop_reason: str | None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnRolledBack:
+    reason: str
+    attempt: int
+    max_attempts: int
+    retry_in: float | None
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The model is done with this user message (or the loop gave up)."""
+
+    stop_reason: str | None
+    ok: bool
+    message: str = ""
+
+
+Event = (
+    RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
+    | ToolCallReady | ToolRunning | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
+)
+
+
+class Renderer(Protocol):
+    def show(self, event: Event) -> None: ...

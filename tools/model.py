@@ -1,0 +1,161 @@
+"""The model boundary: one streaming POST /v1/messages, its SSE parsed into plain event dicts.
+
+Everything after this module sees Anthropic-shaped stream events (``{"type": "message_start", …}``)
+and our own errors, never HTTP details. A later OpenAI-compatible provider translates its chunks
+into the same events here.
+
+We speak HTTP through ``httpx2``, the stack the anthropic SDK itself runs on, and parse SSE with
+``httpx2.EventSource``. The SDK's own streaming paths cost 2.4–12 s per MB of tool input and
+``import anthropic`` ~1.8 s of start-up (see shared/DESIGN.md), so it is not on this path.
+
+Errors, mapped once here::
+
+    ModelError                     message, status, retry_after
+    ├── RetryableModelError        worth the same request again
+    │     connection refused/reset, dropped stream, stream ended without message_stop,
+    │     idle timeout, HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
+    └── FatalModelError            retrying cannot help
+          HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2
+
+__all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+RETRYABLE_ERROR_TYPES = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+
+
+class ModelError(Exception):
+    """A request to the model service failed; ``str()`` is the line shown to the person."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RetryableModelError(ModelError):
+    retryable = True
+
+
+class FatalModelError(ModelError):
+    retryable = False
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    if value := headers.get("retry-after"):
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time()) if when else None
+    return None
+
+
+def _api_message(body: bytes) -> tuple[str, str]:
+    try:
+        error = json.loads(body)["error"]
+        return str(error.get("type", "error")), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "error", body[:300].decode("utf-8", "replace")
+
+
+def _status_error(response: httpx2.Response) -> ModelError:
+    status = response.status_code
+    kind, message = _api_message(response.read())
+    retry_after = _retry_after(response.headers)
+    if status in RETRYABLE_STATUS:
+        return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=retry_after)
+    hint = {
+        401: "check ANTHROPIC_API_KEY (set it to a valid key for this service)",
+        403: "the key in ANTHROPIC_API_KEY is not allowed to do this",
+        404: "is the model name right? pass a current one with --model",
+        413: "the conversation is too large for one request; start a new session or ask for less output",
+    }.get(status)
+    text = f"HTTP {status} {kind}: {message}" + (f" ({hint})" if hint else "")
+    return FatalModelError(text, status=status)
+
+
+def error_from_event(event: dict[str, Any]) -> ModelError:
+    """An ``event: error`` inside a 200 stream."""
+    error = event.get("error") or {}
+    kind = str(error.get("type", "error"))
+    text = f"stream error {kind}: {error.get('message', '')}"
+    if kind in RETRYABLE_ERROR_TYPES:
+        return RetryableModelError(text)
+    return FatalModelError(text)
+
+
+class ModelClient:
+    """One HTTP client for the session; ``stream(body)`` yields the reply's events as dicts."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 90.0,
+        transport: httpx2.BaseTransport | None = None,
+    ) -> None:
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        # The read timeout is the idle timeout: pings arrive every few seconds on a live stream,
+        # so no byte for that long means a half-open connection that would otherwise hang for ever.
+        timeout = httpx2.Timeout(connect=connect_timeout, read=idle_timeout, write=30.0, pool=connect_timeout)
+        self._idle_timeout = idle_timeout
+        self._http = httpx2.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    @contextmanager
+    def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        try:
+            with self._http.stream(
+                "POST", "/v1/messages", content=payload, headers={"content-type": "application/json"}
+            ) as response:
+                if response.status_code != 200:
+                    raise _status_error(response)
+                yield _events(response)
+        except httpx2.ReadTimeout as exc:
+            raise RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s") from exc
+        except httpx2.ConnectError as exc:
+            raise RetryableModelError(f"cannot connect to the model service: {exc}") from exc
+        except httpx2.TransportError as exc:  # reset, dropped mid-stream, malformed chunking
+            raise RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}") from exc
+
+
+def _events(response: httpx2.Response) -> Iterator[dict[str, Any]]:
+    for sse in httpx2.EventSource(response, max_event_size=None):
+        if not sse.data:
+            continue
+        try:
+            event = json.loads(sse.data)
+        except ValueError as exc:
+            raise RetryableModelError(f"malformed event from the model service: {sse.data[:120]!r}") from exc
+        if isinstance(event, dict):
+            event.setdefault("type", sse.event)
+            yield event
