@@ -9,12 +9,15 @@ can live in a JSON file):
      "events": [ {"type": "message_start", …, "_delay": 0.05}, … ],   # "_delay": seconds before
      "drop_after": 3,                     # close the socket after sending 3 events
      "end_after": 3,                      # end the body cleanly after 3 events (no message_stop)
-     "stall_after": 3, "stall": 5.0}      # go silent after 3 events for 5 s, then drop
+     "stall_after": 3, "stall": 5.0,      # go silent after 3 events for 5 s, then drop
+     "burst": true}                       # pre-render all events and write them in 64 KB pieces
+                                          # (throughput benchmarks; delays and faults are ignored)
 
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
 
-Every request body is recorded in ``server.requests``; what was sent is appended to
+``python tests/scripted_server.py scenario.json`` serves a JSON scenario from its own process and
+prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
 """
@@ -25,7 +28,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,6 +133,11 @@ def reply(
     return {"events": events}
 
 
+def _render(events: list[dict[str, Any]]) -> bytes:
+    wire = ({k: v for k, v in e.items() if not k.startswith("_")} for e in events)
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in wire)
+
+
 def _describe(event: dict[str, Any]) -> str:
     kind = str(event.get("type"))
     return f"sent:{kind}:{event['index']}" if "index" in event and kind != "content_block_delta" else f"sent:{kind}"
@@ -145,10 +152,15 @@ class ScriptedServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for scripted in self.replies:
+            if scripted.get("burst"):  # render up front, so a benchmark times the client, not json.dumps
+                scripted["_wire"] = _render(scripted.get("events", []))
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="scripted-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.02,), name="scripted-server", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -220,6 +232,9 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             events = scripted.get("events", [])
+            if scripted.get("burst"):
+                self._burst(scripted["_wire"])
+                return
             for number, event in enumerate(events):
                 if number == scripted.get("drop_after"):
                     self._drop()
@@ -241,6 +256,13 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
+        def _burst(self, wire: bytes) -> None:
+            server.log.append("sent:burst")
+            for start in range(0, len(wire), 65536):
+                self._chunk(wire[start : start + 65536])
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
         def _chunk(self, data: bytes) -> None:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -251,3 +273,21 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.connection.shutdown(socket.SHUT_RDWR)
 
     return Handler
+
+
+def main() -> None:
+    """Serve the replies of a JSON scenario file until interrupted; print the URL first."""
+    import sys
+
+    with open(sys.argv[1], encoding="utf-8") as f:
+        replies = json.load(f)
+    with ScriptedServer(replies) as server:
+        print(server.url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

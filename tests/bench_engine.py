@@ -1,0 +1,272 @@
+"""Engine benchmarks: overlap, dispatch latency, assembly cost, start-up. Prints tables; never fails.
+
+    python tests/bench_engine.py            # everything (the SDK helper at 1 MB takes ~15 s)
+    python tests/bench_engine.py --quick    # skip the slowest SDK measurements
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import Agent, AgentConfig  # noqa: E402
+from tests.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
+from tools.assembler import TurnAssembler  # noqa: E402
+from tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
+from tools.model import ModelClient  # noqa: E402
+from tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells[1:]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+class Stamps:
+    """A renderer that notes when each event arrived."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, Event]] = []
+        self._lock = threading.Lock()
+
+    def show(self, event: Event) -> None:
+        with self._lock:
+            self.events.append((time.perf_counter(), event))
+
+
+def _sleep_tool(started: dict[str, float] | None = None):
+    @tool(status=lambda a: "Sleeping", access=lambda ws, a: Access.reading(a["label"]))
+    def sleep(ctx: ToolContext, label: str, seconds: float = 0.0) -> str:
+        """Sleep, then say so."""
+        if started is not None:
+            started[label] = time.perf_counter()
+        time.sleep(seconds)
+        return f"slept {label}"
+
+    return sleep
+
+
+def _agent(server: ScriptedServer, renderer: Any, tools: ToolRegistry, workspace: str) -> Agent:
+    config = AgentConfig(workspace=Path(workspace), base_url=server.url, api_key="k", model="bench",
+                         system_prompt="bench", max_tokens=1000, workers=16)
+    return Agent(config, tools=tools, renderer=renderer)
+
+
+# -- overlap ---------------------------------------------------------------------------------------
+
+def _overlap_reply() -> dict[str, Any]:
+    return reply(
+        Text("Starting A."),
+        ToolUse("a", "sleep", {"label": "A", "seconds": 1.0}),
+        Text("x" * 50, chunk=1, delay=0.02),  # text streaming for ~1 s
+        ToolUse("b", "sleep", {"label": "B", "seconds": 1.0}),
+    )
+
+
+def bench_overlap(workspace: str, runs: int = 3) -> None:
+    tools = ToolRegistry([_sleep_tool()])
+    ours, usual, ideal = [], [], []
+    for _ in range(runs):
+        stamps = Stamps()
+        server = ScriptedServer([_overlap_reply(), reply(Text("done"))])
+        with server:
+            agent = _agent(server, stamps, tools, workspace)
+            t0 = time.perf_counter()
+            agent.send("go")
+            agent.close()
+        stream_end = next(t for t, e in stamps.events if isinstance(e, TurnCommitted))
+        tools_done = max(t for t, e in stamps.events if isinstance(e, ToolFinished))
+        ready = [t for t, e in stamps.events if isinstance(e, ToolCallReady)]
+        ours.append(max(stream_end, tools_done) - t0)
+        ideal.append(max(stream_end, *(t + 1.0 for t in ready)) - t0)
+
+        # The usual way: the same bytes, the same tools, run one after another after message_stop.
+        server = ScriptedServer([_overlap_reply()])
+        with server:
+            client = ModelClient(base_url=server.url, api_key="k")
+            t0 = time.perf_counter()
+            assembler = TurnAssembler()
+            calls = []
+            with client.stream({"model": "bench"}) as events:
+                for event in events:
+                    calls += [u for u in assembler.feed(event) if isinstance(u, ToolCallReady)]
+            for call in calls:
+                tools.get(call.name).run(ToolContext(Path(workspace)), call.input)
+            usual.append(time.perf_counter() - t0)
+            client.close()
+    m_ours, m_usual, m_ideal = (statistics.median(x) for x in (ours, usual, ideal))
+    table(
+        f"Overlap: text, tool A (1 s), 1 s of text, tool B (1 s); median of {runs} runs",
+        ["strategy", "wall s", "vs ideal"],
+        [["ideal (max of stream end, each tool's stop + 1 s)", m_ideal, 1.0],
+         ["midstream (dispatch at content_block_stop)", m_ours, m_ours / m_ideal],
+         ["usual (tools one by one after message_stop)", m_usual, m_usual / m_ideal]],
+    )
+
+
+# -- dispatch latency ----------------------------------------------------------------------------
+
+def bench_dispatch(workspace: str, calls: int = 500) -> None:
+    sent: dict[str, float] = {}
+    started: dict[str, float] = {}
+    blocks = [ToolUse(f"t{i}", "sleep", {"label": f"L{i}"}, delay=0.001) for i in range(calls)]
+    scripted = reply(*blocks)
+    for event in scripted["events"]:
+        if event["type"] == "content_block_stop":
+            label = f"L{event['index']}"
+            event["_before"] = lambda label=label: sent.__setitem__(label, time.perf_counter())
+    server = ScriptedServer([scripted, reply(Text("done"))])
+    with server:
+        agent = _agent(server, Stamps(), ToolRegistry([_sleep_tool(started)]), workspace)
+        agent.send("go")
+        agent.close()
+    latencies = sorted((started[k] - sent[k]) * 1000 for k in sent)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    table(
+        f"Dispatch latency: server writes content_block_stop -> tool function starts ({calls} calls, loopback)",
+        ["median ms", "p99 ms", "max ms"],
+        [[statistics.median(latencies), p99, latencies[-1]]],
+    )
+
+
+# -- assembly cost -----------------------------------------------------------------------------
+
+def _big_tool_reply(size: int) -> dict[str, Any]:
+    content = ("def f(x):\n    return x * 2  # é\n" * (size // 30 + 1))[:size]
+    return reply(ToolUse("big", "write_file", {"path": "big.py", "content": content}, chunk=20), pings=False)
+
+
+def _sse(scripted: dict[str, Any]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in scripted["events"])
+
+
+def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
+    """Over loopback from a server in its own process, so it does not share our interpreter lock."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([scripted | {"burst": True}] * runs, f)
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "scripted_server.py"), f.name],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        client = ModelClient(base_url=url, api_key="k")
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            assembler = TurnAssembler()
+            with client.stream({"model": "bench"}) as events:
+                for event in events:
+                    assembler.feed(event)
+            times.append(time.perf_counter() - t0)
+            assert assembler.complete
+        client.close()
+    finally:
+        server.terminate()
+        server.wait()
+        os.unlink(f.name)
+    return statistics.median(times)
+
+
+def _ours_assembly_only(scripted: dict[str, Any]) -> float:
+    events = [json.loads(json.dumps(e)) for e in scripted["events"]]
+    t0 = time.perf_counter()
+    assembler = TurnAssembler()
+    for event in events:
+        assembler.feed(event)
+    return time.perf_counter() - t0
+
+
+def _sdk(scripted: dict[str, Any], helper: bool) -> float:
+    import anthropic
+    import httpx2
+
+    body = _sse(scripted)
+    transport = httpx2.MockTransport(
+        lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    )
+    client = anthropic.Anthropic(api_key="k", http_client=httpx2.Client(transport=transport), max_retries=0)
+    args = dict(model="claude-sonnet-5-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    t0 = time.perf_counter()
+    if helper:
+        with client.messages.stream(**args) as stream:
+            stream.get_final_message()
+    else:
+        for _ in client.messages.create(stream=True, **args):
+            pass
+    return time.perf_counter() - t0
+
+
+def bench_assembly(quick: bool) -> None:
+    rows = []
+    for kb in (100, 500, 1000):
+        scripted = _big_tool_reply(kb * 1000)
+        ours_stack = _ours_whole_stack(scripted)
+        ours_asm = statistics.median(_ours_assembly_only(scripted) for _ in range(3))
+        raw = _sdk(scripted, helper=False) if not quick or kb <= 100 else float("nan")
+        helper = _sdk(scripted, helper=True) if not quick or kb <= 100 else float("nan")
+        rows.append([f"{kb} KB", ours_asm, ours_stack, raw, helper, helper / ours_stack])
+    table(
+        "Assembly: one tool input streamed in 20-byte deltas (seconds)",
+        ["input", "our assembly", "ours: loopback HTTP+SSE+assembly", "SDK create(stream=True)",
+         "SDK messages.stream()", "helper / ours"],
+        rows,
+    )
+
+
+# -- start-up --------------------------------------------------------------------------------------
+
+def bench_startup(workspace: str, runs: int = 10) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    midstream = [sys.executable, str(ROOT / "agent.py")]
+    firsts, bare = [], []
+    for _ in range(runs):
+        server = ScriptedServer([reply(Text("ok"))])
+        with server:
+            t0 = time.monotonic()
+            subprocess.run(midstream + ["-p", "hi"], cwd=workspace, env=env | {"ANTHROPIC_BASE_URL": server.url},
+                           capture_output=True, check=True)
+            firsts.append(server.requests[0]["time"] - t0)
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.monotonic() - t0)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import anthropic"], check=True)
+    sdk_import = time.monotonic() - t0
+    table(
+        f"Start-up: process start -> first request on the wire, -p mode, median of {runs}",
+        ["what", "seconds"],
+        [["python -c pass", statistics.median(bare)],
+         ["midstream -p: first request received by the server", statistics.median(firsts)],
+         ["for scale: python -c 'import anthropic' (once)", sdk_import]],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workspace:
+        bench_overlap(workspace)
+        bench_dispatch(workspace)
+        bench_assembly(args.quick)
+        bench_startup(workspace)
+
+
+if __name__ == "__main__":
+    main()
