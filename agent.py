@@ -19,18 +19,20 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.permissions import MODES, Gate
 from tools.assembler import TurnAssembler
 from tools.events import (
     Renderer,
     RequestStarted,
     ToolCallReady,
     ToolFinished,
+    ToolGrace,
     ToolProgress,
     ToolRunning,
     TurnCommitted,
@@ -75,6 +77,12 @@ class AgentConfig:
     """Largest retry delay in seconds, unless the server's retry-after asks for more."""
     workers: int = 8
     """Tool calls that may run at once."""
+    mode: str = "auto"
+    """Permission mode: read-only, ask or auto (see sandbox/permissions.py)."""
+    grace_seconds: float = 3.0
+    """How long a destructive call shows its targets before it runs in auto mode; 0 turns it off."""
+    isolation: str = "auto"
+    """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
     system_prompt: str = ""
     """The system prompt; empty means built from prompts/ for this workspace."""
 
@@ -99,6 +107,7 @@ class Agent:
         tools: ToolRegistry,
         renderer: Renderer,
         history: list[dict[str, Any]] | None = None,
+        confirm: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
@@ -111,6 +120,12 @@ class Agent:
             idle_timeout=config.idle_timeout,
         )
         self.scheduler = Scheduler(config.workers)
+        self.gate = Gate(
+            mode=config.mode,
+            grace_seconds=config.grace_seconds,
+            confirm=confirm,
+            announce=lambda w: renderer.show(ToolGrace(w.call_id, w.description, w.targets, w.seconds)),
+        )
         if not config.system_prompt:
             from prompts import build_system_prompt
 
@@ -236,8 +251,13 @@ class Agent:
         def run() -> ToolResult:
             self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
             started = time.monotonic()
-            ctx = ToolContext(workspace, report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)))
-            result = tool.run(ctx, call.input)
+            ctx = ToolContext(
+                workspace,
+                report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
+                extras={"isolation": self.config.isolation},
+            )
+            refusal = self.gate.check(tool, call.input, ctx, call.id)
+            result = ToolResult(refusal, is_error=True) if refusal else tool.run(ctx, call.input)
             self.renderer.show(ToolFinished(call.id, call.name, result, time.monotonic() - started))
             return result
 
@@ -285,6 +305,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts)
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout)
     parser.add_argument("--workers", type=int, default=AgentConfig.workers)
+    parser.add_argument("--mode", choices=MODES, default=AgentConfig.mode, help="permission mode (default: auto)")
+    parser.add_argument("--grace", type=float, default=AgentConfig.grace_seconds, metavar="SECONDS",
+                        help="grace window before a destructive command runs in auto mode (0: off)")
+    parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
+                        help="run shell commands under bubblewrap (auto: when it works here)")
     return parser.parse_args(argv)
 
 
@@ -306,6 +331,9 @@ def config_from_environment(args: argparse.Namespace) -> AgentConfig:
         max_attempts=args.max_attempts,
         idle_timeout=args.idle_timeout,
         workers=args.workers,
+        mode=args.mode,
+        grace_seconds=args.grace,
+        isolation=args.isolation,
     )
 
 
@@ -315,13 +343,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tools import default_registry
     from tools.render import PlainRenderer
 
-    agent = Agent(config, tools=default_registry(), renderer=PlainRenderer())
+    if config.isolation == "bwrap":
+        from sandbox.isolation import bwrap_works
+
+        if not bwrap_works():
+            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
+    interactive = args.task is None and sys.stdin.isatty()
+    agent = Agent(config, tools=default_registry(), renderer=PlainRenderer(),
+                  confirm=_confirm_on_terminal if interactive else None)
     try:
         if args.task is not None:
             return 0 if agent.send(args.task).ok else 1
         return _interactive(agent)
     finally:
         agent.close()
+
+
+def _confirm_on_terminal(question: str) -> str:
+    answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
+    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
 
 
 def _interactive(agent: Agent) -> int:

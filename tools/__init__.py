@@ -8,9 +8,11 @@ __all__ = ["builtin_tools", "default_registry"]
 
 
 def builtin_tools() -> list[Tool]:
-    from tools.files import read_file
+    from tools.files import edit_file, read_file, write_file
+    from tools.search import glob, grep, list_dir
+    from tools.shell import bash
 
-    return [read_file]
+    return [read_file, write_file, edit_file, list_dir, glob, grep, bash]
 
 
 def default_registry() -> ToolRegistry:

@@ -21,6 +21,7 @@ __all__ = [
     "ToolCallReady",
     "ToolCallStarted",
     "ToolFinished",
+    "ToolGrace",
     "ToolInputDelta",
     "ToolProgress",
     "ToolRunning",
@@ -88,6 +89,16 @@ class ToolRunning:
 
 
 @dataclass(frozen=True)
+class ToolGrace:
+    """A destructive call waits out its grace window: what it would destroy, and for how long."""
+
+    id: str
+    description: str
+    targets: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ToolProgress:
     id: str
     line: str
@@ -127,7 +138,7 @@ class TurnEnded:
 
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
-    | ToolCallReady | ToolRunning | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
+    | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
 )
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from sandbox.paths import confine, display_path
 from tools.registry import Access, ToolContext, ToolError, tool, workspace_key
 
-__all__ = ["read_file"]
+__all__ = ["edit_file", "is_binary", "read_file", "write_file"]
 
 READ_MAX_LINES = 2000
 READ_MAX_BYTES = 256 * 1024
@@ -81,3 +85,115 @@ def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MA
             f"More follows: call read_file with offset={next_line} to continue.]"
         )
     return body
+
+
+def _writes_path(workspace: Path, args: dict[str, Any]) -> Access:
+    return Access.writing(workspace_key(workspace, str(args.get("path", "."))))
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    """Write to a temporary file beside the target, then rename: readers never see half a file."""
+    mode = target.stat().st_mode & 0o7777 if target.exists() else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".midstream", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _line_count(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+
+
+@tool(
+    status=lambda args: f"Writing {args.get('path', '…')}",
+    access=_writes_path,
+    params={
+        "path": "File path, relative to the workspace root. Parent directories are created.",
+        "content": "The complete new content of the file.",
+    },
+)
+def write_file(ctx: ToolContext, path: str, content: str) -> str:
+    """Create a file or replace its whole content. Prefer edit_file for changes to an existing file."""
+    target = confine(ctx.workspace, path, for_write=True)
+    shown = display_path(ctx.workspace, target)
+    if target.is_dir():
+        raise ToolError(f"{shown} is a directory.")
+    existed = target.exists()
+    ctx.before_write(target)
+    _atomic_write(target, content.encode("utf-8"))
+    verb = "Overwrote" if existed else "Created"
+    return f"{verb} {shown}: {_line_count(content)} lines ({len(content.encode()):,} bytes)."
+
+
+def _where(text: str, needle: str, limit: int = 10) -> list[int]:
+    lines, start = [], 0
+    while (found := text.find(needle, start)) != -1 and len(lines) < limit:
+        lines.append(text.count("\n", 0, found) + 1)
+        start = found + 1
+    return lines
+
+
+def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
+    lines = list(difflib.unified_diff(
+        before.splitlines(), after.splitlines(), f"a/{shown}", f"b/{shown}", n=2, lineterm=""
+    ))
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"… ({len(lines) - max_lines} more diff lines)"]
+    return "\n".join(lines)
+
+
+@tool(
+    status=lambda args: f"Editing {args.get('path', '…')}",
+    access=_writes_path,
+    params={
+        "path": "File path, relative to the workspace root.",
+        "old_string": "The exact text to replace, including indentation; it must occur exactly once "
+        "unless replace_all is true.",
+        "new_string": "The text to put in its place.",
+        "replace_all": "Replace every occurrence instead of exactly one.",
+    },
+)
+def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, replace_all: bool = False) -> str:
+    """Replace an exact piece of text in a file and return the diff. Read the file first."""
+    target = confine(ctx.workspace, path, for_write=True)
+    shown = display_path(ctx.workspace, target)
+    if not target.is_file():
+        raise ToolError(f"{shown} does not exist; use write_file to create it.")
+    if is_binary(target):
+        raise ToolError(f"{shown} is a binary file; it cannot be edited as text.")
+    if not old_string:
+        raise ToolError("old_string is empty; give the exact text to replace (or use write_file).")
+    if old_string == new_string:
+        raise ToolError("old_string and new_string are the same; nothing would change.")
+    before = target.read_bytes().decode("utf-8", errors="surrogateescape")
+    count = before.count(old_string)
+    if count == 0 and "\r\n" in before and "\r\n" not in old_string:
+        # The model writes \n; a CRLF file keeps its line endings.
+        old_string, new_string = old_string.replace("\n", "\r\n"), new_string.replace("\n", "\r\n")
+        count = before.count(old_string)
+    if count == 0:
+        hint = ""
+        squeezed = " ".join(old_string.split())
+        if squeezed and squeezed in " ".join(before.split()):
+            hint = " Text equal to it apart from whitespace exists: copy the indentation and line breaks exactly."
+        raise ToolError(f"old_string was not found in {shown}; the file is unchanged.{hint} Read the file again "
+                        "to see its current content.")
+    if count > 1 and not replace_all:
+        lines = ", ".join(map(str, _where(before, old_string)))
+        raise ToolError(f"old_string occurs {count} times in {shown} (lines {lines}); the file is unchanged. "
+                        "Include more surrounding text to make it unique, or set replace_all to true.")
+    after = before.replace(old_string, new_string) if replace_all else before.replace(old_string, new_string, 1)
+    ctx.before_write(target)
+    _atomic_write(target, after.encode("utf-8", errors="surrogateescape"))
+    replaced = f"{count} occurrences" if replace_all and count > 1 else "1 occurrence"
+    return f"Edited {shown}: replaced {replaced}.\n{_diff(shown, before, after)}"

@@ -103,6 +103,7 @@ class ToolContext:
 
     workspace: Path
     report_progress: Callable[[str], None] = lambda line: None
+    before_write: Callable[[Path], None] = lambda path: None  # the undo journal's hook
     cancelled: threading.Event = field(default_factory=threading.Event)
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from tools.events import (
     Event,
     TextDelta,
     ToolFinished,
+    ToolGrace,
     ToolRunning,
     TurnEnded,
     TurnRolledBack,
@@ -45,6 +46,10 @@ class PlainRenderer:
                     self._out.write("\n")
                     self._out.flush()
                     self._mid_line = False
+                case ToolGrace(description=what, targets=targets, seconds=seconds):
+                    shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
+                    self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
+                               "(Ctrl-C stops it)")
                 case ToolRunning(status=status):
                     self._note(f"… {status}")
                 case ToolFinished(name=name, result=result, seconds=seconds):

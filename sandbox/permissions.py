@@ -1,0 +1,81 @@
+"""Permission modes: what may run without the person, and the grace window for destructive calls.
+
+- ``read-only``: calls that write (file writes, commands that are not read-only) are refused.
+- ``ask``: every call that writes waits for the person's yes / no / always-for-this-session.
+- ``auto`` (default): everything runs; a destructive call first shows what it would destroy for a
+  short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.policy import destructive_targets
+from tools.registry import Tool, ToolContext
+
+__all__ = ["MODES", "Gate", "GraceWindow"]
+
+MODES = ("read-only", "ask", "auto")
+
+
+@dataclass(frozen=True)
+class GraceWindow:
+    """What the person is shown before a destructive call runs."""
+
+    call_id: str
+    description: str
+    targets: tuple[str, ...]
+    seconds: float
+
+
+@dataclass
+class Gate:
+    """Decides, just before a call runs, whether it may run; returns a refusal message or None."""
+
+    mode: str = "auto"
+    grace_seconds: float = 3.0
+    confirm: Callable[[str], str] | None = None  # "yes" | "no" | "always"; None: nobody to ask
+    announce: Callable[[GraceWindow], None] = lambda window: None
+    _always: set[str] = field(default_factory=set)
+    _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
+
+    def check(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
+        workspace = ctx.workspace
+        writes = bool(tool.access(workspace, args).writes)
+        if self.mode == "read-only" and writes:
+            return (f"Refused: midstream is in read-only mode, and {tool.status(args)} would change the "
+                    "workspace. Only reading and read-only commands are allowed; tell the person what you "
+                    "would change instead.")
+        if self.mode == "ask" and writes:
+            return self._ask(tool, args)
+        if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
+            return self._grace(tool, args, ctx, call_id)
+        return None
+
+    def _ask(self, tool: Tool, args: dict[str, Any]) -> str | None:
+        if tool.name in self._always:
+            return None
+        if self.confirm is None:
+            return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
+                    "answer in this non-interactive run.")
+        with self._asking:
+            answer = self.confirm(f"{tool.status(args)}?")
+        if answer == "always":
+            self._always.add(tool.name)
+            return None
+        if answer == "yes":
+            return None
+        return "The person refused this call. Do not retry it; ask them what they want instead."
+
+    def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
+        command = str(args.get("command", tool.status(args)))
+        targets = tuple(destructive_targets(command, Path(workspace := ctx.workspace)))
+        self.announce(GraceWindow(call_id, command, targets, self.grace_seconds))
+        if ctx.cancelled.wait(self.grace_seconds):
+            return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
+                    f"nothing was run in {workspace.name}. Do not retry it; ask them what to do instead.")
+        return None

@@ -1,0 +1,31 @@
+"""The style rules the team agreed on (ruff: E, F, I, B, UP) hold for the whole tree."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.fail("ruff is part of the test extra: pip install '.[test]'")
+    done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_runtime_code_never_imports_from_tests():
+    runtime = [ROOT / "agent.py", *(ROOT / d for d in ("tools", "sandbox", "prompts"))]
+    files = [p for entry in runtime for p in ([entry] if entry.is_file() else entry.rglob("*.py"))]
+    offenders = [str(p) for p in files if "from tests" in p.read_text() or "import tests" in p.read_text()]
+    assert not offenders
+
+
+def test_the_loop_does_not_import_rich():
+    assert "rich" not in (ROOT / "agent.py").read_text()

@@ -1,0 +1,97 @@
+"""Permission modes, driven through the real loop against the scripted server."""
+
+from __future__ import annotations
+
+from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
+from tools.events import ToolGrace
+
+
+def _results(server):
+    return [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+
+
+def test_read_only_mode_refuses_writes_and_commands_that_write(make_agent, workspace):
+    (workspace / "a.txt").write_text("alpha\n")
+    server = ScriptedServer([
+        reply(ToolUse("t1", "read_file", {"path": "a.txt"}),
+              ToolUse("t2", "write_file", {"path": "b.txt", "content": "x"}),
+              ToolUse("t3", "bash", {"command": "touch c.txt"}),
+              ToolUse("t4", "bash", {"command": "ls"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, _ = make_agent(server, mode="read-only")
+        agent.send("try")
+    read, write, touch, ls = _results(server)
+    assert "alpha" in read["content"] and "is_error" not in read
+    assert write["is_error"] and "read-only mode" in write["content"]
+    assert touch["is_error"] and "read-only mode" in touch["content"]
+    assert "a.txt" in ls["content"]
+    assert not (workspace / "b.txt").exists() and not (workspace / "c.txt").exists()
+
+
+def test_ask_mode_asks_and_remembers_always(make_agent, workspace):
+    questions: list[str] = []
+    answers = iter(["no", "always"])
+
+    def confirm(question: str) -> str:
+        questions.append(question)
+        return next(answers)
+
+    server = ScriptedServer([
+        reply(ToolUse("t1", "write_file", {"path": "refused.txt", "content": "x"})),
+        reply(ToolUse("t2", "write_file", {"path": "yes.txt", "content": "x"}),
+              ToolUse("t3", "write_file", {"path": "also.txt", "content": "x"}),
+              ToolUse("t4", "read_file", {"path": "yes.txt"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, _ = make_agent(server, mode="ask")
+        agent.gate.confirm = confirm
+        agent.send("write")
+    assert questions == ["Writing refused.txt?", "Writing yes.txt?"]  # "always" covers the next write
+    refused = server.requests[1]["body"]["messages"][-1]["content"][0]
+    assert refused["is_error"] and "refused" in refused["content"]
+    assert not (workspace / "refused.txt").exists()
+    assert (workspace / "yes.txt").exists() and (workspace / "also.txt").exists()
+
+
+def test_ask_mode_without_anyone_to_ask_refuses(make_agent, workspace):
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "touch x"})), reply(Text("ok"))])
+    with server:
+        agent, _ = make_agent(server, mode="ask")
+        agent.send("go")
+    assert "non-interactive" in _results(server)[0]["content"]
+    assert not (workspace / "x").exists()
+
+
+def test_auto_mode_shows_a_destructive_call_s_targets_then_runs_it(make_agent, workspace):
+    (workspace / "build").mkdir()
+    for i in range(3):
+        (workspace / "build" / f"{i}.o").write_text("")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -rf build/"})), reply(Text("ok"))])
+    with server:
+        agent, renderer = make_agent(server, mode="auto", grace_seconds=0.2, isolation="none")
+        agent.send("clean")
+    (grace,) = renderer.of(ToolGrace)
+    assert grace.description == "rm -rf build/" and grace.targets == ("build/ (3 files)",)
+    assert not (workspace / "build").exists()
+
+
+def test_a_whole_task_with_the_real_tools(make_agent, workspace):
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    server = ScriptedServer([
+        reply(Text("Looking."), ToolUse("t1", "grep", {"pattern": "def add"}),
+              ToolUse("t2", "read_file", {"path": "calc.py"})),
+        reply(ToolUse("t3", "edit_file", {"path": "calc.py", "old_string": "a - b", "new_string": "a + b"})),
+        reply(ToolUse("t4", "bash", {"command": "python3 -c 'import calc; print(calc.add(2, 3))'"})),
+        reply(Text("Fixed: add now adds.")),
+    ])
+    with server:
+        agent, _ = make_agent(server, isolation="none")
+        assert agent.send("fix add").ok
+    assert (workspace / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    last = server.requests[3]["body"]["messages"][-1]["content"][0]
+    assert last["content"] == "5\n[exit status 0]"
+    grep_result = server.requests[1]["body"]["messages"][-1]["content"][0]["content"]
+    assert "calc.py:1:def add(a, b):" in grep_result

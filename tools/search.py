@@ -1,0 +1,174 @@
+"""Finding things: list_dir, glob and grep, all with the workspace's ignore rules applied.
+
+grep runs ``rg`` when it is installed and a pure-Python search otherwise. Both see the same files:
+rg is told to use only ``.gitignore`` files inside the workspace (not global or parent ignores,
+not ``.ignore``), to include hidden files, and to skip our default directories, which is exactly
+what ``sandbox.ignore`` does; both skip binary files. Output is sorted by path and line either way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from sandbox.ignore import DEFAULT_IGNORED_DIRS, IgnoreRules
+from sandbox.paths import confine, display_path
+from tools.files import is_binary
+from tools.registry import Access, ToolContext, ToolError, tool, workspace_key
+
+__all__ = ["glob", "grep", "list_dir"]
+
+MAX_ENTRIES = 500
+MAX_MATCHES = 200
+MAX_MATCH_CHARS = 300
+
+
+def _reads_dir(workspace: Path, args: dict[str, Any]) -> Access:
+    return Access.reading(workspace_key(workspace, str(args.get("path") or ".")))
+
+
+def _capped(lines: list[str], total: int, noun: str, extra: str = "") -> str:
+    body = "\n".join(lines)
+    if total > len(lines):
+        body += f"\n[{total - len(lines):,} more {noun} not shown; narrow the search to see them]"
+    return body + extra
+
+
+@tool(
+    status=lambda args: f"Listing {args.get('path') or '.'}",
+    access=_reads_dir,
+    params={"path": "Directory relative to the workspace root (default: the root)."},
+)
+def list_dir(ctx: ToolContext, path: str = ".") -> str:
+    """List a directory's entries (directories end in /), sorted, ignored entries left out."""
+    directory = confine(ctx.workspace, path)
+    shown = display_path(ctx.workspace, directory)
+    if not directory.is_dir():
+        raise ToolError(f"{shown} is not a directory.")
+    rules = IgnoreRules(ctx.workspace)
+    entries = []
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        is_dir = entry.is_dir(follow_symlinks=False)
+        relative = Path(entry.path).relative_to(rules.root).as_posix()
+        if not rules.is_ignored(relative, is_dir):
+            entries.append(entry.name + ("/" if is_dir else "" if not entry.is_symlink() else "@"))
+    ignored = rules.count_ignored(directory)
+    note = f"\n[{ignored} ignored entries not shown]" if ignored else ""
+    if not entries:
+        return f"{shown} has no entries that are not ignored.{note}"
+    return _capped(entries[:MAX_ENTRIES], len(entries), "entries", note)
+
+
+@tool(
+    status=lambda args: f"Finding {args.get('pattern', '…')}",
+    access=_reads_dir,
+    params={
+        "pattern": "Glob relative to path, e.g. '**/*.py' (any depth) or 'src/*.ts' (one level).",
+        "path": "Directory to search from, relative to the workspace root (default: the root).",
+    },
+)
+def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
+    """Find files whose path matches a glob pattern, sorted, ignored files left out."""
+    base = confine(ctx.workspace, path)
+    if not base.is_dir():
+        raise ToolError(f"{display_path(ctx.workspace, base)} is not a directory.")
+    # gitignore-style matching anchored with a leading "/" has glob's semantics: "*.py" is one level, "**/" any depth.
+    spec = pathspec.PathSpec.from_lines("gitignore", ["/" + pattern.lstrip("/")])
+    rules = IgnoreRules(ctx.workspace)
+    prefix = base.relative_to(rules.root).as_posix()
+    found = []
+    for relative, is_dir in rules.walk(base):
+        below = relative[len(prefix) + 1 :] if prefix != "." else relative
+        if not is_dir and spec.match_file(below):
+            found.append(relative)
+    if not found:
+        return f"No files match {pattern!r} under {display_path(ctx.workspace, base)}."
+    return _capped(found[:MAX_ENTRIES], len(found), "files")
+
+
+@tool(
+    status=lambda args: f"Searching for `{args.get('pattern', '…')}` in {args.get('path') or '.'}",
+    access=_reads_dir,
+    params={
+        "pattern": "Regular expression to search for (the common subset of Python and Rust syntax).",
+        "path": "File or directory to search, relative to the workspace root (default: the root).",
+        "glob": "Only search files whose name matches this glob, e.g. '*.py'.",
+        "ignore_case": "Match case-insensitively.",
+    },
+)
+def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore_case: bool = False) -> str:
+    """Search file contents with a regular expression; returns path:line:text, sorted."""
+    target = confine(ctx.workspace, path)
+    if not target.exists():
+        raise ToolError(f"{display_path(ctx.workspace, target)} does not exist.")
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+    except re.error as exc:
+        raise ToolError(f"Invalid regular expression {pattern!r}: {exc}") from None
+    rg = shutil.which("rg") if "/" not in glob else None  # rg file types match names, not paths
+    matches = _rg(ctx.workspace, rg, pattern, target, glob, ignore_case) if rg else None
+    if matches is None:
+        matches = _python_grep(ctx.workspace, compiled, target, glob)
+    if not matches:
+        return f"No matches for {pattern!r}."
+    files = len({m.split(":", 1)[0] for m in matches})
+    shown = [m if len(m) <= MAX_MATCH_CHARS else m[:MAX_MATCH_CHARS] + "…" for m in matches[:MAX_MATCHES]]
+    head = f"{len(matches):,} matches in {files:,} files\n"
+    return head + _capped(shown, len(matches), "matches")
+
+
+def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_case: bool) -> list[str] | None:
+    root = workspace.resolve()
+    command = [
+        rg, "--line-number", "--no-heading", "--with-filename", "--color=never", "--sort=path",
+        "--hidden", "--no-require-git", "--no-ignore-dot", "--no-ignore-global", "--no-ignore-exclude",
+        "--no-ignore-parent", "--no-messages", "--max-columns=0",
+    ]
+    for name in DEFAULT_IGNORED_DIRS:
+        command += ["--glob", f"!{name}/"]
+    if glob:
+        # A --glob include would override .gitignore in rg; a file type filters without doing so.
+        command += ["--type-add", f"midstream:{glob}", "--type", "midstream"]
+    if ignore_case:
+        command.append("--ignore-case")
+    relative = target.relative_to(root).as_posix()
+    command += ["--regexp", pattern, "--", relative if relative != "." else "."]
+    try:
+        done = subprocess.run(command, cwd=root, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode not in (0, 1):  # 2: rg could not parse the pattern; let Python try
+        return None
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    return [line[2:] if line.startswith("./") else line for line in lines]
+
+
+def _python_grep(workspace: Path, compiled: re.Pattern[str], target: Path, glob: str) -> list[str]:
+    rules = IgnoreRules(workspace)
+    name_spec = pathspec.PathSpec.from_lines("gitignore", [glob]) if glob else None
+    if target.is_file():
+        candidates = [target.relative_to(rules.root).as_posix()]
+    else:
+        candidates = sorted(rel for rel, is_dir in rules.walk(target) if not is_dir)
+    matches = []
+    for relative in candidates:
+        full = rules.root / relative
+        if full.is_symlink() or (name_spec and not name_spec.match_file(relative)):
+            continue
+        try:
+            if is_binary(full):
+                continue
+            with full.open(encoding="utf-8", errors="replace", newline="") as f:
+                for number, line in enumerate(f, start=1):
+                    text = line.rstrip("\r\n")
+                    if compiled.search(text):
+                        matches.append(f"{relative}:{number}:{text}")
+        except OSError:
+            continue
+    return matches
