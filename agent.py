@@ -2,30 +2,36 @@
 
 The story of one turn, top to bottom:
 
-1. The person's message is appended to history (Messages API dicts, nothing of ours in them).
+1. The person's message is committed to history (Messages API dicts, nothing of ours in them)
+   and to the session transcript on disk.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.
-3. At ``message_stop`` the assistant message is committed to history. A reply that ends any
-   other way is rolled back (history is untouched) and the request is retried with backoff.
-4. If the model asked for tools, the loop waits for them, appends one user message with a
+3. At ``message_stop`` the assistant message is committed. A reply that ends any other way is
+   rolled back: history is untouched, files its tools changed are restored from the attempt's
+   undo journal, and the request is retried with backoff. Calls that completed and cannot be
+   undone (commands) or need not be (reads) are remembered, and an identical call in the retry
+   reuses the result instead of running twice.
+4. If the model asked for tools, the loop waits for them, commits one user message with a
    ``tool_result`` per ``tool_use`` in block order, and goes back to 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import json
+import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.permissions import MODES, Gate
+from sandbox.journal import UndoJournal
+from sandbox.permissions import Gate
 from tools.assembler import TurnAssembler
 from tools.events import (
     Renderer,
@@ -39,11 +45,15 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from tools.history import HistoryInvalid, history_problems
 from tools.model import ModelClient, ModelError, RetryableModelError
 from tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from tools.scheduler import ScheduledCall, Scheduler
+from tools.transcript import Transcript
 
 __all__ = ["Agent", "AgentConfig", "main"]
+
+log = logging.getLogger("midstream.agent")
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -88,13 +98,27 @@ class AgentConfig:
 
 
 @dataclass
+class _Attempt:
+    """One try of one request: the calls it dispatched, what they changed, what actually ran."""
+
+    journal: UndoJournal = field(default_factory=UndoJournal)
+    calls: list[tuple[ToolCallReady, Future[ToolResult]]] = field(default_factory=list)
+    ran: dict[str, ToolResult] = field(default_factory=dict)  # call id -> result, for calls that ran
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
 class _Reply:
-    """One complete reply: the assistant message and the futures of the calls it dispatched."""
+    """One complete reply: the assistant message and the calls it dispatched."""
 
     message: dict[str, Any]
     stop_reason: str | None
     usage: dict[str, Any]
-    calls: list[tuple[str, Future[ToolResult]]]
+    calls: list[tuple[ToolCallReady, Future[ToolResult]]]
+
+
+def _call_key(name: str, args: dict[str, Any]) -> str:
+    return name + "\0" + json.dumps(args, sort_keys=True)
 
 
 class Agent:
@@ -107,12 +131,14 @@ class Agent:
         tools: ToolRegistry,
         renderer: Renderer,
         history: list[dict[str, Any]] | None = None,
+        transcript: Transcript | None = None,
         confirm: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
         self.renderer = renderer
         self.history: list[dict[str, Any]] = history if history is not None else []
+        self.transcript = transcript
         self.model = ModelClient(
             base_url=config.base_url,
             api_key=config.api_key,
@@ -126,6 +152,8 @@ class Agent:
             confirm=confirm,
             announce=lambda w: renderer.show(ToolGrace(w.call_id, w.description, w.targets, w.seconds)),
         )
+        # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
+        self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         if not config.system_prompt:
             from prompts import build_system_prompt
 
@@ -134,21 +162,34 @@ class Agent:
     def close(self) -> None:
         self.scheduler.shutdown()
         self.model.close()
+        if self.transcript:
+            self.transcript.close()
 
     # -- the turn ---------------------------------------------------------------------------------
 
     def send(self, text: str) -> TurnEnded:
         """Run one user message to the end: as many model requests as the tools need."""
-        self._append_user_content([{"type": "text", "text": text}])
+        self._commit({"role": "user", "content": [{"type": "text", "text": text}]})
+        return self._run()
+
+    def retry(self) -> TurnEnded:
+        """Run the last user message again, after its attempts ran out."""
+        if not self.history or self.history[-1]["role"] != "user":
+            return self._end(None, ok=False, message="there is no unanswered message to retry")
+        return self._run()
+
+    def _run(self) -> TurnEnded:
         for request_number in range(1, self.config.max_requests + 1):
             try:
                 reply = self._request_with_retries(request_number)
             except ModelError as error:
-                return self._end(None, ok=False, message=str(error))
-            self.history.append(reply.message)
+                return self._end(None, ok=False, message=f"{error} · /retry sends the same message again")
+            except HistoryInvalid as error:
+                return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
+            self._commit(reply.message)
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if reply.calls:
-                self._append_user_content(self._collect_results(reply.calls))
+                self._commit({"role": "user", "content": self._collect_results(reply.calls)})
             match reply.stop_reason:
                 case "tool_use" | "pause_turn":
                     continue
@@ -169,31 +210,40 @@ class Agent:
         self.renderer.show(ended)
         return ended
 
-    def _append_user_content(self, blocks: list[dict[str, Any]]) -> None:
-        # Tool results and the next thing the person types share one user message, so roles alternate.
+    def _commit(self, message: dict[str, Any]) -> None:
+        """Append to history and to the transcript on disk.
+
+        Consecutive messages of one role are merged, as the API itself would: tool results and the
+        next thing the person types, or a reply continued after ``pause_turn``.
+        """
         last = self.history[-1] if self.history else None
-        if last is not None and last["role"] == "user":
-            last["content"] = [*_as_blocks(last["content"]), *blocks]
+        if last is not None and last["role"] == message["role"]:
+            last["content"] = [*_as_blocks(last["content"]), *_as_blocks(message["content"])]
         else:
-            self.history.append({"role": "user", "content": blocks})
+            self.history.append({"role": message["role"], "content": _as_blocks(message["content"])})
+        if self.transcript:
+            self.transcript.append(message)
 
     # -- one request, retried until it completes ---------------------------------------------
 
     def _request_with_retries(self, request_number: int) -> _Reply:
         attempts = self.config.max_attempts
-        for attempt in range(1, attempts + 1):
-            self.renderer.show(RequestStarted(attempt, request_number))
+        for attempt_number in range(1, attempts + 1):
+            self.renderer.show(RequestStarted(attempt_number, request_number))
+            attempt = _Attempt()
             try:
-                return self._stream_reply()
+                reply = self._stream_reply(attempt)
             except ModelError as error:
-                # Nothing of this reply reached history, so the conversation is as it was.
-                last = attempt == attempts or not error.retryable
-                delay = None if last else self._backoff(attempt, error.retry_after)
-                self.renderer.show(TurnRolledBack(str(error), attempt, attempts, delay))
+                last = attempt_number == attempts or not error.retryable
+                delay = None if last else self._backoff(attempt_number, error.retry_after)
+                self._roll_back(attempt, error, attempt_number, delay)
                 if last:
                     raise
                 assert delay is not None
                 time.sleep(delay)
+                continue
+            self._reusable.clear()  # a committed reply ends the chance to reuse older results
+            return reply
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -201,30 +251,61 @@ class Agent:
         delay *= random.uniform(0.5, 1.0)  # jitter, so many agents do not retry in lockstep
         return max(delay, retry_after or 0.0)
 
-    def _stream_reply(self) -> _Reply:
+    def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
-        calls: list[tuple[str, Future[ToolResult]]] = []
         try:
             with self.model.stream(self._request_body()) as events:
                 for event in events:
                     for update in assembler.feed(event):
                         self.renderer.show(update)
-                        if isinstance(update, ToolCallReady):
-                            calls.append((update.id, self._dispatch(update)))  # mid-stream dispatch
+                        if isinstance(update, ToolCallReady):  # mid-stream dispatch
+                            attempt.calls.append((update, self._dispatch(update, attempt)))
                     if assembler.complete:
                         break
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except BaseException:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
-            wait([future for _, future in calls])
+            wait([future for _, future in attempt.calls])
             raise
         message = assembler.message()
+        calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
         return _Reply(message, assembler.stop_reason, assembler.usage, calls)
 
+    def _roll_back(self, attempt: _Attempt, error: ModelError, number: int, retry_in: float | None) -> None:
+        """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
+        restored = attempt.journal.rollback()
+        commands, discarded = [], 0
+        for call, _ in attempt.calls:
+            result = attempt.ran.get(call.id)
+            tool = self.tools.get(call.name)
+            if result is None or tool is None:
+                continue
+            if tool.journaled:
+                continue  # undone above; an identical call in the retry applies it again
+            self._reusable[_call_key(call.name, call.input)].append(result)
+            if tool.access(self.config.workspace, call.input).writes:
+                commands.append(str(call.input.get("command", call.name)))
+            else:
+                discarded += 1
+        event = TurnRolledBack(
+            str(error), number, self.config.max_attempts, retry_in,
+            elapsed=time.monotonic() - attempt.started,
+            undone=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in restored),
+            discarded=discarded, commands=tuple(commands),
+        )
+        log.warning("rolled back attempt %d: %s; undone=%s commands=%s", number, error, event.undone, commands)
+        if self.transcript:
+            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands)
+        self.renderer.show(event)
+
     def _request_body(self) -> dict[str, Any]:
+        problems = history_problems(self.history)
+        if problems:
+            log.error("refusing to send an invalid history: %s", problems)
+            raise HistoryInvalid("; ".join(problems))
         return {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens,
@@ -236,12 +317,14 @@ class Agent:
 
     # -- tools ------------------------------------------------------------------------------------
 
-    def _dispatch(self, call: ToolCallReady) -> Future[ToolResult]:
+    def _dispatch(self, call: ToolCallReady, attempt: _Attempt) -> Future[ToolResult]:
         """Hand a finished tool_use block to the scheduler; bad calls get an error result at once."""
         problem = call.error or self.tools.check(call.name, call.input)
         tool = self.tools.get(call.name)
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
+        if earlier := self._reusable.get(_call_key(call.name, call.input)):
+            return self._finished_now(call, earlier.pop(0), reused=True)
         workspace = self.config.workspace
         try:
             access = tool.access(workspace, call.input)
@@ -254,27 +337,31 @@ class Agent:
             ctx = ToolContext(
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
+                before_write=attempt.journal.record,
                 extras={"isolation": self.config.isolation},
             )
             refusal = self.gate.check(tool, call.input, ctx, call.id)
-            result = ToolResult(refusal, is_error=True) if refusal else tool.run(ctx, call.input)
+            if refusal:
+                result = ToolResult(refusal, is_error=True)
+            else:
+                result = attempt.ran[call.id] = tool.run(ctx, call.input)
             self.renderer.show(ToolFinished(call.id, call.name, result, time.monotonic() - started))
             return result
 
         return self.scheduler.submit(ScheduledCall(call.id, access, run))
 
-    def _finished_now(self, call: ToolCallReady, result: ToolResult) -> Future[ToolResult]:
+    def _finished_now(self, call: ToolCallReady, result: ToolResult, reused: bool = False) -> Future[ToolResult]:
         future: Future[ToolResult] = Future()
         future.set_result(result)
-        self.renderer.show(ToolFinished(call.id, call.name, result, 0.0))
+        self.renderer.show(ToolFinished(call.id, call.name, result, 0.0, reused=reused))
         return future
 
-    def _collect_results(self, calls: list[tuple[str, Future[ToolResult]]]) -> list[dict[str, Any]]:
+    def _collect_results(self, calls: list[tuple[ToolCallReady, Future[ToolResult]]]) -> list[dict[str, Any]]:
         """One tool_result per tool_use, in block order, errors flagged."""
         blocks = []
-        for tool_use_id, future in calls:
+        for call, future in calls:
             result = future.result()
-            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": result.content}
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call.id, "content": result.content}
             if result.is_error:
                 block["is_error"] = True
             blocks.append(block)
@@ -286,93 +373,18 @@ def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _drop_cut_off_calls(
-    message: dict[str, Any], calls: list[tuple[str, Future[ToolResult]]], cut_off: set[str]
-) -> tuple[dict[str, Any], list[tuple[str, Future[ToolResult]]]]:
+    message: dict[str, Any], calls: list[tuple[ToolCallReady, Future[ToolResult]]], cut_off: set[str]
+) -> tuple[dict[str, Any], list[tuple[ToolCallReady, Future[ToolResult]]]]:
     """A tool_use truncated by max_tokens never ran; it leaves history so no result is owed."""
     content = [b for b in message["content"] if not (b.get("type") == "tool_use" and b.get("id") in cut_off)]
-    return {**message, "content": content}, [(i, f) for i, f in calls if i not in cut_off]
+    return {**message, "content": content}, [(c, f) for c, f in calls if c.id not in cut_off]
 
 
-# -- command line ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """The ``midstream`` command; the command line itself lives in tools/cli.py."""
+    from tools.cli import main as cli_main
 
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="midstream", description=__doc__.splitlines()[0])
-    parser.add_argument("-p", "--print", dest="task", metavar="TASK", help="run one task, print the reply, exit")
-    parser.add_argument("--model", default=os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL)
-    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
-    parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests)
-    parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts)
-    parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout)
-    parser.add_argument("--workers", type=int, default=AgentConfig.workers)
-    parser.add_argument("--mode", choices=MODES, default=AgentConfig.mode, help="permission mode (default: auto)")
-    parser.add_argument("--grace", type=float, default=AgentConfig.grace_seconds, metavar="SECONDS",
-                        help="grace window before a destructive command runs in auto mode (0: off)")
-    parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
-                        help="run shell commands under bubblewrap (auto: when it works here)")
-    return parser.parse_args(argv)
-
-
-def config_from_environment(args: argparse.Namespace) -> AgentConfig:
-    """Settings from flags and ANTHROPIC_* variables; a missing key is an error only for the real API."""
-    api_key = os.environ.get("ANTHROPIC_API_KEY") or None
-    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
-    if api_key is None and base_url is None:
-        raise SystemExit(
-            "midstream: set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL "
-            "for another Anthropic-compatible server."
-        )
-    return AgentConfig(
-        workspace=args.cwd.resolve(),
-        model=args.model,
-        base_url=base_url or DEFAULT_BASE_URL,
-        api_key=api_key,
-        max_requests=args.max_requests,
-        max_attempts=args.max_attempts,
-        idle_timeout=args.idle_timeout,
-        workers=args.workers,
-        mode=args.mode,
-        grace_seconds=args.grace,
-        isolation=args.isolation,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    config = config_from_environment(args)
-    from tools import default_registry
-    from tools.render import PlainRenderer
-
-    if config.isolation == "bwrap":
-        from sandbox.isolation import bwrap_works
-
-        if not bwrap_works():
-            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
-    interactive = args.task is None and sys.stdin.isatty()
-    agent = Agent(config, tools=default_registry(), renderer=PlainRenderer(),
-                  confirm=_confirm_on_terminal if interactive else None)
-    try:
-        if args.task is not None:
-            return 0 if agent.send(args.task).ok else 1
-        return _interactive(agent)
-    finally:
-        agent.close()
-
-
-def _confirm_on_terminal(question: str) -> str:
-    answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
-    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
-
-
-def _interactive(agent: Agent) -> int:
-    while True:
-        try:
-            text = input("› ")
-        except EOFError:
-            return 0
-        if not text.strip():
-            return 0
-        agent.send(text)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

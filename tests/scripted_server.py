@@ -217,6 +217,7 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
+            self.send_header("request-id", f"req_scripted_{len(server.requests)}")
             for name, value in scripted.get("headers", {}).items():
                 self.send_header(name, value)
             self.end_headers()

@@ -121,10 +121,16 @@ class TurnCommitted:
 
 @dataclass(frozen=True)
 class TurnRolledBack:
+    """A reply broke off: nothing of it reached history. ``retry_in`` is None when giving up."""
+
     reason: str
     attempt: int
     max_attempts: int
     retry_in: float | None
+    elapsed: float = 0.0
+    undone: tuple[str, ...] = ()  # files restored from the undo journal
+    discarded: int = 0  # results of read-only calls thrown away (kept for reuse by the retry)
+    commands: tuple[str, ...] = ()  # commands that ran and cannot be undone
 
 
 @dataclass(frozen=True)

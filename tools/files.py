@@ -117,6 +117,7 @@ def _line_count(text: str) -> int:
 @tool(
     status=lambda args: f"Writing {args.get('path', '…')}",
     access=_writes_path,
+    journaled=True,
     params={
         "path": "File path, relative to the workspace root. Parent directories are created.",
         "content": "The complete new content of the file.",
@@ -155,6 +156,7 @@ def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
 @tool(
     status=lambda args: f"Editing {args.get('path', '…')}",
     access=_writes_path,
+    journaled=True,
     params={
         "path": "File path, relative to the workspace root.",
         "old_string": "The exact text to replace, including indentation; it must occur exactly once "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ import httpx2
 from tools.sse import iter_sse
 
 __all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
+
+log = logging.getLogger("midstream.model")
 
 ANTHROPIC_VERSION = "2023-06-01"
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -138,13 +141,20 @@ class ModelClient:
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
         payload = json.dumps(body, separators=(",", ":")).encode()
+        log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
+        started = time.monotonic()
         try:
             with self._http.stream(
                 "POST", "/v1/messages", content=payload, headers={"content-type": "application/json"}
             ) as response:
+                request_id = response.headers.get("request-id", "-")
+                log.info("POST /v1/messages model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
+                         body.get("model"), len(payload), response.status_code, request_id,
+                         time.monotonic() - started)
                 if response.status_code != 200:
                     raise _status_error(response)
                 yield _events(response)
+                log.info("request-id=%s stream closed after %.3f s", request_id, time.monotonic() - started)
         except httpx2.ReadTimeout as exc:
             raise RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s") from exc
         except httpx2.ConnectError as exc:

@@ -119,6 +119,7 @@ class Tool:
     access: Callable[[Path, dict[str, Any]], Access]
     status: Callable[[dict[str, Any]], str]
     destructive: Callable[[Path, dict[str, Any]], bool] = lambda workspace, args: False
+    journaled: bool = False  # its writes go through ctx.before_write, so a rollback can undo them
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
@@ -176,6 +177,7 @@ def tool(
     params: dict[str, str] | None = None,
     destructive: Callable[[Path, dict[str, Any]], bool] | None = None,
     name: str | None = None,
+    journaled: bool = False,
 ) -> Callable[[Callable[..., str]], Tool]:
     """Turn a typed function into a Tool; the docstring is the description the model reads."""
 
@@ -188,6 +190,7 @@ def tool(
             access=access,
             status=status,
             destructive=destructive or (lambda workspace, args: False),
+            journaled=journaled,
         )
 
     return wrap

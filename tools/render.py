@@ -23,7 +23,22 @@ from tools.events import (
     TurnRolledBack,
 )
 
-__all__ = ["JsonRenderer", "PlainRenderer"]
+__all__ = ["JsonRenderer", "PlainRenderer", "describe_rollback"]
+
+
+def describe_rollback(event: TurnRolledBack) -> str:
+    """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``."""
+    undone = [f"{len(event.undone)} edit{'s' * (len(event.undone) != 1)} undone"] if event.undone else []
+    reads = [f"{event.discarded} read{'s' * (event.discarded != 1)} discarded"] if event.discarded else []
+    what = f"rolled back ({', '.join(undone + reads)})" if undone or reads else "rolled back"
+    if event.retry_in is not None:
+        then = f"retry {event.attempt + 1}/{event.max_attempts} in {event.retry_in:.1f} s"
+    else:
+        then = f"gave up after {event.attempt} attempt{'s' * (event.attempt != 1)}"
+    line = f"{event.reason} after {event.elapsed:.1f} s · {what} · {then}"
+    if event.commands:
+        line += " · already ran, cannot be undone: " + "; ".join(f"`{c}`" for c in event.commands)
+    return line
 
 
 class PlainRenderer:
@@ -52,13 +67,13 @@ class PlainRenderer:
                                "(Ctrl-C stops it)")
                 case ToolRunning(status=status):
                     self._note(f"… {status}")
-                case ToolFinished(name=name, result=result, seconds=seconds):
+                case ToolFinished(name=name, result=result, seconds=seconds, reused=reused):
                     mark = "✗" if result.is_error else "✓"
                     first = result.content.splitlines()[0] if result.content else ""
-                    self._note(f"{mark} {name} ({seconds:.1f} s) {first[:100]}")
-                case TurnRolledBack(reason=reason, attempt=attempt, max_attempts=most, retry_in=delay):
-                    then = f"retry {attempt + 1}/{most} in {delay:.1f} s" if delay is not None else "giving up"
-                    self._note(f"↺ {reason} · partial reply discarded · {then}")
+                    how = "reused the result from before the rollback" if reused else f"{seconds:.1f} s"
+                    self._note(f"{mark} {name} ({how}) {first[:100]}")
+                case TurnRolledBack() as rolled:
+                    self._note("↺ " + describe_rollback(rolled))
                 case TurnEnded(ok=False, message=message) if message:
                     self._note(f"midstream: {message}")
 

@@ -1,0 +1,128 @@
+"""The ``midstream`` command line: settings from flags and ANTHROPIC_* variables, then a session.
+
+Known failures end as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
+from sandbox.permissions import MODES
+from tools.transcript import Transcript, state_dir
+
+__all__ = ["config_from_environment", "main", "parse_args"]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="midstream", description="A coding agent whose tools start the moment their call is complete."
+    )
+    parser.add_argument("-p", "--print", dest="task", metavar="TASK",
+                        help="run one task, print the reply, exit ('-' reads the task from stdin)")
+    parser.add_argument("--model", default=os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
+                        help=f"model name (default: $ANTHROPIC_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
+                        help="resume the latest session of this workspace")
+    resume.add_argument("--resume", metavar="ID", help="resume the session with this id")
+    parser.add_argument("--mode", choices=MODES, default=AgentConfig.mode, help="permission mode (default: auto)")
+    parser.add_argument("--grace", type=float, default=AgentConfig.grace_seconds, metavar="SECONDS",
+                        help="grace window before a destructive command runs in auto mode (0: off)")
+    parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
+                        help="run shell commands under bubblewrap (auto: when it works here)")
+    parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests, metavar="N")
+    parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
+    parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
+    parser.add_argument("--workers", type=int, default=AgentConfig.workers, metavar="N")
+    return parser.parse_args(argv)
+
+
+def config_from_environment(args: argparse.Namespace) -> AgentConfig:
+    """Settings from flags and ANTHROPIC_* variables; a missing key is an error only for the real API."""
+    api_key = os.environ.get("ANTHROPIC_API_KEY") or None
+    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+    if api_key is None and base_url is None:
+        raise SystemExit(
+            "midstream: set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL "
+            "for another Anthropic-compatible server."
+        )
+    workspace = args.cwd.resolve()
+    if not workspace.is_dir():
+        raise SystemExit(f"midstream: the workspace {workspace} is not a directory.")
+    return AgentConfig(
+        workspace=workspace,
+        model=args.model,
+        base_url=base_url or DEFAULT_BASE_URL,
+        api_key=api_key,
+        max_requests=args.max_requests,
+        max_attempts=args.max_attempts,
+        idle_timeout=args.idle_timeout,
+        workers=args.workers,
+        mode=args.mode,
+        grace_seconds=args.grace,
+        isolation=args.isolation,
+    )
+
+
+def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transcript, list[dict]]:
+    if args.continue_latest or args.resume:
+        path = Transcript.find(config.workspace, args.resume)
+        if path is None:
+            wanted = f"session {args.resume}" if args.resume else "an earlier session"
+            raise SystemExit(f"midstream: found no {wanted} for {config.workspace}.")
+        return Transcript(path), Transcript.load(path)
+    return Transcript.create(config.workspace, config.model), []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = config_from_environment(args)
+    if config.isolation == "bwrap":
+        from sandbox.isolation import bwrap_works
+
+        if not bwrap_works():
+            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
+    task = sys.stdin.read() if args.task == "-" else args.task
+
+    from tools import default_registry
+    from tools.logs import setup_logging
+    from tools.render import PlainRenderer
+
+    level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+    transcript, history = _open_session(args, config)
+    interactive = task is None and sys.stdin.isatty()
+    agent = Agent(config, tools=default_registry(), renderer=PlainRenderer(), history=history,
+                  transcript=transcript, confirm=_confirm_on_terminal if interactive else None)
+    try:
+        if task is not None:
+            return 0 if agent.send(task).ok else 1
+        return _prompt_loop(agent)
+    finally:
+        agent.close()
+
+
+def _confirm_on_terminal(question: str) -> str:
+    answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
+    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+
+
+def _prompt_loop(agent: Agent) -> int:
+    while True:
+        try:
+            text = input("› ")
+        except EOFError:
+            return 0
+        if not text.strip():
+            return 0
+        if text.strip() == "/retry":
+            agent.retry()
+        else:
+            agent.send(text)

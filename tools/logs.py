@@ -1,0 +1,65 @@
+"""The log file: rotating, safe with several agents writing at once, and free of secrets.
+
+``concurrent-log-handler`` locks the file around each write and rotation, so agents running side
+by side in one repository interleave whole lines instead of corrupting the file. Every record
+passes ``RedactSecrets`` first: the values of secret-looking environment variables, API-key
+shapes and Authorization / x-api-key headers are replaced before anything is formatted to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+__all__ = ["RedactSecrets", "setup_logging"]
+
+_SECRET_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
+_SECRET_SHAPES = [
+    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"sk-[A-Za-z0-9]{20,}"),
+    re.compile(r"(?i)((?:x-api-key|authorization|proxy-authorization)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?[^\s'\",}]+"),
+]
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces secrets in a record's final message (arguments included) with ``[redacted]``."""
+
+    def __init__(self, extra_secrets: list[str] | None = None) -> None:
+        super().__init__()
+        values = [v for k, v in os.environ.items() if _SECRET_VARIABLE.search(k) and len(v) >= 8]
+        self._values = sorted(set(values + [s for s in extra_secrets or [] if s]), key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "[redacted]")
+        for shape in _SECRET_SHAPES:
+            text = shape.sub(lambda m: (m.group(1) if m.lastindex else "") + "[redacted]", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[str] | None = None) -> Path:
+    """Send our loggers to ``directory/midstream.log`` (5 MB × 3 files) through the redaction filter."""
+    from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "midstream.log"
+    handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path
