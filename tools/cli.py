@@ -6,14 +6,17 @@ Known failures end as one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
 from sandbox.permissions import MODES
+from tools.events import Renderer
+from tools.registry import ToolRegistry
 from tools.transcript import Transcript, state_dir
 
 __all__ = ["config_from_environment", "main", "parse_args"]
@@ -37,6 +40,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="grace window before a destructive command runs in auto mode (0: off)")
     parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
                         help="run shell commands under bubblewrap (auto: when it works here)")
+    parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
+    parser.add_argument("--output-format", choices=("text", "stream-json"), default="text",
+                        help="text for people; stream-json: one JSON object per event on stdout")
     parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests, metavar="N")
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
@@ -93,34 +99,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tools import default_registry
     from tools.logs import setup_logging
-    from tools.render import PlainRenderer
 
     level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
     setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
     transcript, history = _open_session(args, config)
+    tools = default_registry()
+    renderer = _renderer(args, config, tools)
     interactive = task is None and sys.stdin.isatty()
-    agent = Agent(config, tools=default_registry(), renderer=PlainRenderer(), history=history,
-                  transcript=transcript, confirm=_confirm_on_terminal if interactive else None)
+    confirm = _confirmer(renderer) if interactive else None
+    agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript, confirm=confirm)
     try:
         if task is not None:
             return 0 if agent.send(task).ok else 1
         return _prompt_loop(agent)
     finally:
         agent.close()
+        if close := getattr(renderer, "close", None):
+            close()
 
 
-def _confirm_on_terminal(question: str) -> str:
-    answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
-    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry) -> Renderer:
+    """stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
+    if args.output_format == "stream-json":
+        from tools.render import JsonRenderer
+
+        return JsonRenderer()
+    if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from tools.terminal import TerminalRenderer
+
+        def status_for(name: str, call_args: dict) -> str:
+            tool = tools.get(name)
+            return tool.status(call_args) if tool else name
+
+        return TerminalRenderer(model=config.model, status_for=status_for)
+    from tools.render import PlainRenderer
+
+    return PlainRenderer(model=config.model)
+
+
+def _confirmer(renderer: Renderer) -> Callable[[str], str]:
+    suspended = getattr(renderer, "suspended", contextlib.nullcontext)
+
+    def confirm(question: str) -> str:
+        with suspended():
+            answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
+        return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+
+    return confirm
 
 
 def _prompt_loop(agent: Agent) -> int:
+    from tools.prompt import Prompt
+
+    prompt = Prompt(agent.config.workspace)
     while True:
-        try:
-            text = input("› ")
-        except EOFError:
-            return 0
-        if not text.strip():
+        text = prompt.read()
+        if text is None:
             return 0
         if text.strip() == "/retry":
             agent.retry()

@@ -19,9 +19,11 @@ from tools.events import (
     ToolFinished,
     ToolGrace,
     ToolRunning,
+    TurnCommitted,
     TurnEnded,
     TurnRolledBack,
 )
+from tools.usage import Usage
 
 __all__ = ["JsonRenderer", "PlainRenderer", "describe_rollback"]
 
@@ -44,9 +46,11 @@ def describe_rollback(event: TurnRolledBack) -> str:
 class PlainRenderer:
     """Text as it streams, one line per tool event, no control codes."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, model: str = "") -> None:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
+        self.model = model
+        self.session = Usage()
         self._lock = threading.Lock()  # tool events arrive from worker threads
         self._mid_line = False
 
@@ -72,6 +76,10 @@ class PlainRenderer:
                     first = result.content.splitlines()[0] if result.content else ""
                     how = "reused the result from before the rollback" if reused else f"{seconds:.1f} s"
                     self._note(f"{mark} {name} ({how}) {first[:100]}")
+                case TurnCommitted(usage=usage):
+                    reply = Usage.from_api(usage)
+                    self.session += reply
+                    self._note(f"  {reply.describe(self.model)}")
                 case TurnRolledBack() as rolled:
                     self._note("↺ " + describe_rollback(rolled))
                 case TurnEnded(ok=False, message=message) if message:

@@ -1,0 +1,183 @@
+"""The terminal renderer with a capture console, the JSON renderer, and one run in a real pty."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+from rich.console import Console
+
+from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
+from tools import default_registry
+from tools.events import (
+    BlockStopped,
+    RequestStarted,
+    TextDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    ToolFinished,
+    ToolGrace,
+    ToolInputDelta,
+    ToolProgress,
+    ToolRunning,
+    TurnCommitted,
+    TurnEnded,
+    TurnRolledBack,
+)
+from tools.registry import ToolResult
+from tools.render import JsonRenderer
+from tools.terminal import TerminalRenderer
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = default_registry()
+
+
+def make() -> tuple[TerminalRenderer, io.StringIO]:
+    sink = io.StringIO()
+    console = Console(file=sink, force_terminal=True, width=160, color_system="truecolor")
+
+    def status_for(name, args):
+        return TOOLS.get(name).status(args) if TOOLS.get(name) else name
+
+    # A slow refresh: these tests read the region directly instead of racing the refresh thread.
+    return TerminalRenderer(console, model="claude-sonnet-5-5", status_for=status_for, refresh_per_second=1), sink
+
+
+def region_text(renderer: TerminalRenderer) -> str:
+    capture = Console(width=160, record=True, file=io.StringIO())
+    capture.print(renderer.region())
+    return capture.export_text()
+
+
+def test_finished_lines_become_markdown_and_the_unfinished_line_stays_raw():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    assert "Thinking…" in region_text(renderer)
+    renderer.show(TextDelta(0, "# Title\nSome **bo"))
+    region = region_text(renderer)
+    assert "Thinking" not in region and "Some **bo" in region  # raw while unfinished
+    renderer.show(TextDelta(0, "ld** text\nand `code` on a line"))
+    renderer.show(BlockStopped(0, "text"))
+    out = sink.getvalue()  # the live region's raw redraws are in here too; look for the rendered lines
+    assert "\x1b[1;4mTitle\x1b[0m" in out  # the heading, rendered
+    assert "Some \x1b[1mbold\x1b[0m text and \x1b[1;36;40mcode\x1b[0m on a line" in out
+    assert region_text(renderer).strip() == ""
+    renderer.show(TurnEnded("end_turn", True))
+
+
+def test_a_code_block_is_printed_only_once_it_closes():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TextDelta(0, "Here:\n```python\ndef f():\n    return 1\n"))
+    highlighted_def = "\x1b[38;2;102;217;239;48;2;39;40;34mdef"
+    assert highlighted_def not in sink.getvalue()
+    assert "def f():" in region_text(renderer)  # visible, raw, while it streams
+    renderer.show(TextDelta(0, "```\nafter\n"))
+    renderer.show(BlockStopped(0, "text"))
+    assert highlighted_def in sink.getvalue()  # the keyword, highlighted, once the block closed
+    renderer.show(TurnEnded("end_turn", True))
+
+
+def test_tool_status_lines_fill_in_run_and_are_replaced_by_outcomes():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolCallStarted(0, "a", "read_file"))
+    renderer.show(ToolInputDelta("a", '{"path": "src/ap'))
+    assert "Reading src/ap…" in region_text(renderer)
+    renderer.show(ToolInputDelta("a", 'p.py"}'))
+    renderer.show(ToolCallReady(0, "a", "read_file", {"path": "src/app.py"}))
+    renderer.show(ToolCallStarted(1, "b", "bash"))
+    renderer.show(ToolCallReady(1, "b", "bash", {"command": "pytest -q"}))
+    renderer.show(ToolRunning("a", "read_file", "Reading src/app.py"))
+    renderer.show(ToolRunning("b", "bash", "Running `pytest -q`"))
+    renderer.show(ToolProgress("b", "collected 12 items"))
+    region = region_text(renderer)
+    assert "Reading src/app.py" in region and "Running `pytest -q`" in region
+    assert "collected 12 items" in region and " s" in region  # last output line and elapsed time
+    renderer.show(ToolFinished("a", "read_file", ToolResult("     1\tx\n     2\ty"), 0.01))
+    region = region_text(renderer)
+    assert "Reading" not in region and "Running `pytest -q`" in region
+    assert "✓ Read src/app.py (2 lines)" in sink.getvalue()
+    renderer.show(ToolFinished("b", "bash", ToolResult("..F\n1 failed, 11 passed\n[exit status 1]", True), 2.0))
+    assert "✗ Ran `pytest -q`: exit 1 (1 failed, 11 passed)" in sink.getvalue()
+    assert region_text(renderer).strip() == ""
+    renderer.show(TurnEnded("end_turn", True))
+
+
+def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolRunning("e", "edit_file", "Editing a.py"))
+    renderer.show(ToolFinished("e", "edit_file", ToolResult(
+        "Edited a.py: replaced 1 occurrence.\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2"), 0.0))
+    out = sink.getvalue()
+    assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
+    renderer.show(ToolGrace("r", "rm -rf build/", ("build/ (1,204 files)",), 3.0))
+    region = region_text(renderer)
+    assert "rm -rf build/ → build/ (1,204 files)" in region and "runs in" in region and "Ctrl-C" in region
+    renderer.show(TurnEnded("end_turn", True))
+
+
+def test_usage_per_reply_and_for_the_session():
+    renderer, sink = make()
+    usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 8000,
+             "cache_creation_input_tokens": 500}
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TurnCommitted("end_turn", usage))
+    renderer.show(TurnCommitted("end_turn", usage))
+    renderer.show(TurnEnded("end_turn", True))
+    renderer.close()
+    out = sink.getvalue()
+    assert "1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82) · $0.0124" in out
+    assert "session: 2,400 in · 600 out · cache 16,000 read / 1,000 written" in out
+
+
+def test_a_rollback_discards_the_partial_reply():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TextDelta(0, "half a sent"))
+    renderer.show(TurnRolledBack("connection broke", 1, 5, 2.0, elapsed=3.1, undone=("a.py",), discarded=2))
+    assert "half a sent" not in region_text(renderer)
+    assert ("partial reply discarded: connection broke after 3.1 s · rolled back (1 edit undone, 2 reads "
+            "discarded) · retry 2/5 in 2.0 s") in sink.getvalue()
+    renderer.show(TurnEnded(None, False, "gave up"))
+    assert "✗ gave up" in sink.getvalue()
+
+
+def test_the_json_renderer_writes_one_object_per_line():
+    out = io.StringIO()
+    renderer = JsonRenderer(out)
+    for event in (RequestStarted(1, 1), TextDelta(0, 'quote " and\nnewline'),
+                  ToolFinished("a", "bash", ToolResult("ok"), 0.5), TurnEnded("end_turn", True)):
+        renderer.show(event)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["event"] for r in records] == ["RequestStarted", "TextDelta", "ToolFinished", "TurnEnded"]
+    assert records[1]["text"] == 'quote " and\nnewline'
+    assert records[2]["result"] == {"content": "ok", "is_error": False}
+
+
+def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
+    command = "echo working; sleep 1.5; echo finished"
+    server = ScriptedServer([
+        reply(Text("Streaming **into** a terminal.\n", chunk=4, delay=0.02),
+              ToolUse("t1", "bash", {"command": command})),
+        reply(Text("All done.")),
+    ])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    with server:
+        child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "-p", "go", "--isolation", "none"],
+                              cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
+                              dimensions=(30, 100), encoding="utf-8", timeout=20)
+        child.expect("Streaming")
+        child.expect("into")
+        child.expect(r"Running `echo working")  # the live status line, while the command runs
+        child.expect("working")  # its last output line
+        child.expect("✓ Ran `echo working")
+        child.expect("All done")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0
