@@ -14,14 +14,21 @@ The story of one turn, top to bottom:
    reuses the result instead of running twice.
 4. If the model asked for tools, the loop waits for them, commits one user message with a
    ``tool_result`` per ``tool_use`` in block order, and goes back to 2.
+5. Ctrl-C (``KeyboardInterrupt``, which only the main thread receives: tool processes run in
+   sessions of their own) closes the stream, stops running tools and cancels waiting ones, then
+   commits what was shown and a result for every ``tool_use``, so the next request is valid.
+   A second Ctrl-C during that cleanup kills what is left at once and leaves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -117,6 +124,20 @@ class _Reply:
     calls: list[tuple[ToolCallReady, Future[ToolResult]]]
 
 
+NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
+INTERRUPTED_NOTE = ("[The person interrupted this turn. Tool results above say what ran. Wait for their "
+                    "next message instead of continuing the interrupted work.]")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a request: what had streamed, and the calls it had dispatched."""
+
+    def __init__(self, message: dict[str, Any] | None, calls: list[tuple[ToolCallReady, Future[ToolResult]]]):
+        super().__init__("interrupted")
+        self.message = message
+        self.calls = calls
+
+
 def _call_key(name: str, args: dict[str, Any]) -> str:
     return name + "\0" + json.dumps(args, sort_keys=True)
 
@@ -132,7 +153,7 @@ class Agent:
         renderer: Renderer,
         history: list[dict[str, Any]] | None = None,
         transcript: Transcript | None = None,
-        confirm: Callable[[str], str] | None = None,
+        confirm: Callable[[str, threading.Event], str] | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
@@ -154,12 +175,19 @@ class Agent:
         )
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
+        self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
+        self._running_lock = threading.Lock()
+        self.busy = False  # a user message is being worked on
+        self.interrupting = False  # the person pressed Ctrl-C during this message
+        self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
         if not config.system_prompt:
             from prompts import build_system_prompt
 
             config.system_prompt = build_system_prompt(config.workspace)
 
     def close(self) -> None:
+        """Stop every tool still running (no process of ours outlives the agent), then release all."""
+        self._stop_tools(kill=True)
         self.scheduler.shutdown()
         self.model.close()
         if self.transcript:
@@ -178,10 +206,27 @@ class Agent:
             return self._end(None, ok=False, message="there is no unanswered message to retry")
         return self._run()
 
+    def hurry(self) -> None:
+        """The second Ctrl-C: kill every running tool now; the turn then ends and the agent leaves.
+
+        Safe to call from a signal handler: it only sets flags and sends SIGKILL.
+        """
+        self._leave = True
+        self._stop_tools(kill=True)
+
     def _run(self) -> TurnEnded:
+        self.busy, self.interrupting, self._leave = True, False, False
+        try:
+            return self._requests_until_done()
+        finally:
+            self.busy = False
+
+    def _requests_until_done(self) -> TurnEnded:
         for request_number in range(1, self.config.max_requests + 1):
             try:
                 reply = self._request_with_retries(request_number)
+            except _Interrupted as stop:
+                return self._stop_for_the_person(stop.message, stop.calls)
             except ModelError as error:
                 return self._end(None, ok=False, message=f"{error} · /retry sends the same message again")
             except HistoryInvalid as error:
@@ -189,6 +234,10 @@ class Agent:
             self._commit(reply.message)
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if reply.calls:
+                try:
+                    wait([future for _, future in reply.calls])
+                except KeyboardInterrupt:
+                    return self._stop_for_the_person(None, reply.calls)
                 self._commit({"role": "user", "content": self._collect_results(reply.calls)})
             match reply.stop_reason:
                 case "tool_use" | "pause_turn":
@@ -240,7 +289,10 @@ class Agent:
                 if last:
                     raise
                 assert delay is not None
-                time.sleep(delay)
+                try:
+                    time.sleep(delay)
+                except KeyboardInterrupt:
+                    raise _Interrupted(None, []) from None
                 continue
             self._reusable.clear()  # a committed reply ends the chance to reuse older results
             return reply
@@ -264,6 +316,10 @@ class Agent:
                         break
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
+        except KeyboardInterrupt:
+            # Leaving the `with` above closed the response: the service stops generating (and billing).
+            self._stop_tools(kill=False)
+            raise _Interrupted(assembler.partial_message(), attempt.calls) from None
         except BaseException:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
@@ -300,6 +356,45 @@ class Agent:
         if self.transcript:
             self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands)
         self.renderer.show(event)
+
+    # -- interrupts -------------------------------------------------------------------------------
+
+    def _stop_for_the_person(
+        self, message: dict[str, Any] | None, calls: list[tuple[ToolCallReady, Future[ToolResult]]]
+    ) -> TurnEnded:
+        """Settle every call, then commit what was shown and a result for each tool_use."""
+        self._stop_tools(kill=False)
+        second_interrupt = False
+        try:
+            wait([future for _, future in calls])
+        except KeyboardInterrupt:  # the second Ctrl-C: no more grace periods
+            second_interrupt = True
+            self._stop_tools(kill=True)
+            wait([future for _, future in calls], timeout=10)
+        if message and message["content"]:
+            self._commit(message)  # every call's tool_use is in it, or in the reply committed before
+        blocks = self._collect_results(calls)
+        self._commit({"role": "user", "content": [*blocks, {"type": "text", "text": INTERRUPTED_NOTE}]})
+        if self.transcript:
+            self.transcript.note("interrupted", calls=[call.id for call, _ in calls])
+        ended = self._end("interrupted", ok=False, message="interrupted; the conversation is saved")
+        if second_interrupt or self._leave:
+            raise KeyboardInterrupt  # the person pressed Ctrl-C twice: leave once all is saved
+        return ended
+
+    def _stop_tools(self, *, kill: bool) -> None:
+        """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
+        self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True))
+        with self._running_lock:
+            running = list(self._running.values())
+        for ctx in running:
+            ctx.cancelled.set()
+            process = ctx.extras.get("process")
+            if kill and process is not None and process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _request_body(self) -> dict[str, Any]:
         problems = history_problems(self.history)
@@ -340,11 +435,17 @@ class Agent:
                 before_write=attempt.journal.record,
                 extras={"isolation": self.config.isolation},
             )
-            refusal = self.gate.check(tool, call.input, ctx, call.id)
-            if refusal:
-                result = ToolResult(refusal, is_error=True)
-            else:
-                result = attempt.ran[call.id] = tool.run(ctx, call.input)
+            with self._running_lock:
+                self._running[call.id] = ctx
+            try:
+                refusal = self.gate.check(tool, call.input, ctx, call.id)
+                if refusal:
+                    result = ToolResult(refusal, is_error=True)
+                else:
+                    result = attempt.ran[call.id] = tool.run(ctx, call.input)
+            finally:
+                with self._running_lock:
+                    self._running.pop(call.id, None)
             self.renderer.show(ToolFinished(call.id, call.name, result, time.monotonic() - started))
             return result
 

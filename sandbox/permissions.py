@@ -38,7 +38,9 @@ class Gate:
 
     mode: str = "auto"
     grace_seconds: float = 3.0
-    confirm: Callable[[str], str] | None = None  # "yes" | "no" | "always"; None: nobody to ask
+    # Asks the person; returns "yes" | "no" | "always", or "no" once the event is set (Ctrl-C).
+    # None: nobody to ask (a non-interactive run).
+    confirm: Callable[[str, threading.Event], str] | None = None
     announce: Callable[[GraceWindow], None] = lambda window: None
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
@@ -51,19 +53,19 @@ class Gate:
                     "workspace. Only reading and read-only commands are allowed; tell the person what you "
                     "would change instead.")
         if self.mode == "ask" and writes:
-            return self._ask(tool, args)
+            return self._ask(tool, args, ctx)
         if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
             return self._grace(tool, args, ctx, call_id)
         return None
 
-    def _ask(self, tool: Tool, args: dict[str, Any]) -> str | None:
+    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
         if tool.name in self._always:
             return None
         if self.confirm is None:
             return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
                     "answer in this non-interactive run.")
         with self._asking:
-            answer = self.confirm(f"{tool.status(args)}?")
+            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
         if answer == "always":
             self._always.add(tool.name)
             return None

@@ -34,7 +34,7 @@ def test_ask_mode_asks_and_remembers_always(make_agent, workspace):
     questions: list[str] = []
     answers = iter(["no", "always"])
 
-    def confirm(question: str) -> str:
+    def confirm(question: str, cancelled) -> str:
         questions.append(question)
         return next(answers)
 

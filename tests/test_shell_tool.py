@@ -103,7 +103,7 @@ def test_cancellation_stops_a_running_command(workspace):
     assert wait_until(lambda: bool(processes_with(marker)))
     ctx.cancelled.set()
     worker.join(10)
-    assert "interrupted after" in outcome["r"].content and "begun" in outcome["r"].content
+    assert "Interrupted by the person after" in outcome["r"].content and "begun" in outcome["r"].content
     assert wait_until(lambda: not processes_with(marker), 5)
 
 

@@ -139,6 +139,21 @@ class TurnAssembler:
             self.bad_tool_ids.add(block.get("id", ""))
         return ToolCallReady(index, block.get("id", ""), block.get("name", ""), block["input"], error)
 
+    def partial_message(self) -> dict[str, Any]:
+        """What streamed before an interrupt: unfinished text kept, unfinished tool_use and thinking
+        dropped (a tool_use without its whole input cannot run; thinking needs its signature)."""
+        content = []
+        for index in sorted(self.blocks):
+            block = self.blocks[index]
+            if index in self._parts:
+                if block.get("type") != "text":
+                    continue
+                block = {**block, "text": "".join(self._parts[index])}
+            if block.get("type") == "text" and not block.get("text"):
+                continue  # the API refuses empty text blocks
+            content.append(block)
+        return {"role": "assistant", "content": content}
+
     def message(self) -> dict[str, Any]:
         """The assistant message for history, blocks in index order, unfinished blocks dropped."""
         content = [self.blocks[i] for i in sorted(self.blocks) if i not in self._parts]

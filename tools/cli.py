@@ -9,7 +9,10 @@ import argparse
 import contextlib
 import logging
 import os
+import select
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -108,14 +111,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     interactive = task is None and sys.stdin.isatty()
     confirm = _confirmer(renderer) if interactive else None
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript, confirm=confirm)
+    # SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the finally below stops tools.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    signal.signal(signal.SIGINT, _interrupt_handler(agent))
     try:
         if task is not None:
-            return 0 if agent.send(task).ok else 1
+            ended = agent.send(task)
+            return 0 if ended.ok else 130 if ended.stop_reason == "interrupted" else 1
         return _prompt_loop(agent)
+    except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
+        return 130
     finally:
         agent.close()
         if close := getattr(renderer, "close", None):
             close()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _interrupt_handler(agent: Agent) -> Callable[[int, object], None]:
+    """Ctrl-C raises KeyboardInterrupt once per turn; a second press while that is being handled
+    must not land as an exception at some arbitrary point of the cleanup, so it kills the running
+    tools from here instead, and the loop leaves once the conversation is committed."""
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if agent.busy and agent.interrupting:
+            agent.hurry()
+            return
+        if agent.busy:
+            agent.interrupting = True
+        raise KeyboardInterrupt
+
+    return on_sigint
 
 
 def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry) -> Renderer:
@@ -137,13 +167,21 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
     return PlainRenderer(model=config.model)
 
 
-def _confirmer(renderer: Renderer) -> Callable[[str], str]:
+def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
+    """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``."""
     suspended = getattr(renderer, "suspended", contextlib.nullcontext)
 
-    def confirm(question: str) -> str:
+    def confirm(question: str, cancelled: threading.Event) -> str:
         with suspended():
-            answer = input(f"{question} [y]es / [n]o / [a]lways this session: ").strip().lower()
-        return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.flush()
+            while not cancelled.is_set():
+                ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+                if ready:
+                    answer = sys.stdin.readline().strip().lower()
+                    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+            sys.stderr.write("\n")
+            return "no"
 
     return confirm
 

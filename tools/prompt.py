@@ -36,12 +36,21 @@ class Prompt:
         readline.set_history_length(HISTORY_LENGTH)
 
     def read(self) -> str | None:
+        """Ctrl-C with text typed clears the line and asks again; on an empty line it leaves."""
         lines: list[str] = []
         while True:
             try:
                 line = input("› " if not lines else "… ")
             except EOFError:
                 return None
+            except KeyboardInterrupt:
+                typed = self._readline.get_line_buffer() if self._readline else ""
+                if not typed and not lines:
+                    print()
+                    return None
+                print("^C")
+                lines = []
+                continue
             if line.endswith("\\"):
                 lines.append(line[:-1])
                 continue

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sandbox.changes import changed_since, describe_changes
 from sandbox.isolation import isolate
 from sandbox.policy import classify
 from tools.registry import Access, ToolContext, ToolError, tool
@@ -81,18 +82,23 @@ def _short(command: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _kill_group(process: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """SIGTERM the whole group, then SIGKILL what is left after ``grace`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+ON_TIMEOUT = (signal.SIGTERM, signal.SIGKILL)
+ON_INTERRUPT = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)  # what Ctrl-C in a shell would do first
+
+
+def _kill_group(process: subprocess.Popen[bytes], signals: tuple[signal.Signals, ...] = ON_TIMEOUT,
+                grace: float = KILL_GRACE) -> None:
+    """Send each signal to the whole group in turn, ``grace`` seconds apart, until it is gone."""
+    for sig in signals:
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
         try:
             process.wait(grace)
-            # The leader is gone; anything else still in the group gets the next signal too.
         except subprocess.TimeoutExpired:
             continue
+        # The leader is gone; what else is left in the group gets the next, harder signal.
 
 
 @tool(
@@ -111,6 +117,7 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     argv = isolate(["bash", "-c", command], ctx.workspace, ctx.extras.get("isolation", "auto"))
     output = CappedOutput()
     started = time.monotonic()
+    started_ns = time.time_ns()
     process = subprocess.Popen(
         argv, cwd=ctx.workspace, env=child_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -126,8 +133,8 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
         except subprocess.TimeoutExpired:
             pass
         if ctx.cancelled.is_set():
-            _kill_group(process)
-            ending = f"[interrupted after {time.monotonic() - started:.1f} s; process group stopped]"
+            _kill_group(process, ON_INTERRUPT, grace=1.0)
+            ending = _interrupted(ctx, time.monotonic() - started, started_ns, process)
             break
         if time.monotonic() - started > timeout:
             _kill_group(process)
@@ -136,7 +143,7 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     reader.join(0.5)
     if reader.is_alive():
         # The shell is gone but something it started in the background still holds the output open.
-        _kill_group(process, grace=0.5)
+        _kill_group(process, ON_TIMEOUT, grace=0.5)
         reader.join(2.0)
         ending = ending or "[background processes still running after the command ended were stopped]"
     if not reader.is_alive():
@@ -150,6 +157,15 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     if ending or status != 0:
         raise ToolError(result)
     return result
+
+
+def _interrupted(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
+    """The facts of an interrupted command, worded so the model does not simply run it again."""
+    process.poll()
+    changed = describe_changes(changed_since(ctx.workspace, started_ns))
+    return (f"[Interrupted by the person after {seconds:.1f} s: the command was stopped (SIGINT, then "
+            f"SIGTERM and SIGKILL as needed) and may have done part of its work. Files changed in the "
+            f"workspace since it started: {changed}. Do not run it again unless the person asks you to.]")
 
 
 def _pump(process: subprocess.Popen[bytes], output: CappedOutput, ctx: ToolContext) -> None:
