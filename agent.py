@@ -37,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from sandbox.journal import UndoJournal
 from sandbox.permissions import Gate
 from tools.assembler import TurnAssembler
+from tools.cache import CacheAudit, apply_cache_control
 from tools.events import (
+    CacheMissed,
     Renderer,
     RequestStarted,
     ToolCallReady,
@@ -57,6 +60,7 @@ from tools.model import ModelClient, ModelError, RetryableModelError
 from tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from tools.scheduler import ScheduledCall, Scheduler
 from tools.transcript import Transcript
+from tools.usage import Usage
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -101,7 +105,13 @@ class AgentConfig:
     isolation: str = "auto"
     """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
     system_prompt: str = ""
-    """The system prompt; empty means built from prompts/ for this workspace."""
+    """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
+    prompt_cache: bool = True
+    """Send cache_control breakpoints (see tools/cache.py) and audit what each reply read."""
+    cache_ttl: str = "5m"
+    """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
+    tell_date: bool = True
+    """Tell the model today's date in the first message, and again in the first message after it changes."""
 
 
 @dataclass
@@ -122,6 +132,7 @@ class _Reply:
     stop_reason: str | None
     usage: dict[str, Any]
     calls: list[tuple[ToolCallReady, Future[ToolResult]]]
+    sent: Any = None  # the cache audit's fingerprint of the request
 
 
 NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
@@ -173,6 +184,14 @@ class Agent:
             confirm=confirm,
             announce=lambda w: renderer.show(ToolGrace(w.call_id, w.description, w.targets, w.seconds)),
         )
+        self.system = (
+            [{"type": "text", "text": config.system_prompt}] if config.system_prompt
+            else build_system_blocks(config.workspace)
+        )
+        self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
+        # A resumed session already told the model its date; tell it again only when it changes.
+        self._date_told = next((b["text"] for m in reversed(self.history) for b in _as_blocks(m["content"])
+                                if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -180,10 +199,6 @@ class Agent:
         self.busy = False  # a user message is being worked on
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
-        if not config.system_prompt:
-            from prompts import build_system_prompt
-
-            config.system_prompt = build_system_prompt(config.workspace)
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
@@ -197,7 +212,13 @@ class Agent:
 
     def send(self, text: str) -> TurnEnded:
         """Run one user message to the end: as many model requests as the tools need."""
-        self._commit({"role": "user", "content": [{"type": "text", "text": text}]})
+        blocks = [{"type": "text", "text": text}]
+        today = date_note()
+        if self.config.tell_date and today != self._date_told:
+            # After the cached prefix, in the newest message: a new day must not invalidate the cache.
+            blocks.insert(0, {"type": "text", "text": today})
+            self._date_told = today
+        self._commit({"role": "user", "content": blocks})
         return self._run()
 
     def retry(self) -> TurnEnded:
@@ -233,6 +254,8 @@ class Agent:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
             self._commit(reply.message)
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
+            if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
+                self.renderer.show(CacheMissed(missed))
             if reply.calls:
                 try:
                     wait([future for _, future in reply.calls])
@@ -305,8 +328,12 @@ class Agent:
 
     def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
+        body = self._request_body()
+        sent = self.cache_audit.fingerprint(body)
+        if self.config.prompt_cache:
+            body = apply_cache_control(body, self.config.cache_ttl)
         try:
-            with self.model.stream(self._request_body()) as events:
+            with self.model.stream(body) as events:
                 for event in events:
                     for update in assembler.feed(event):
                         self.renderer.show(update)
@@ -328,7 +355,7 @@ class Agent:
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
-        return _Reply(message, assembler.stop_reason, assembler.usage, calls)
+        return _Reply(message, assembler.stop_reason, assembler.usage, calls, sent)
 
     def _roll_back(self, attempt: _Attempt, error: ModelError, number: int, retry_in: float | None) -> None:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
@@ -404,7 +431,7 @@ class Agent:
         return {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens,
-            "system": self.config.system_prompt,
+            "system": self.system,
             "tools": self.tools.schemas(),
             "messages": self.history,
             "stream": True,

@@ -1,20 +1,96 @@
-"""System prompt templates (Markdown), filled strictly: a missing variable is an error."""
+"""The system prompt, built from the Markdown templates beside this file.
+
+Templates are filled with ``string.Template.substitute``: a missing variable raises ``KeyError``,
+so a template and its caller cannot drift apart silently. Everything here is computed once per
+session and is stable for its length (no clock, no random ids, files in a fixed order), because
+the system prompt sits in the cached prefix of every request; facts that change during a session,
+such as the date, are told in a user message instead (see ``date_note``).
+"""
 
 from __future__ import annotations
 
+import datetime
+import os
 import platform
+import subprocess
 from importlib import resources
 from pathlib import Path
 from string import Template
 
-__all__ = ["build_system_prompt", "render_template"]
+__all__ = ["DATE_NOTE_PREFIX", "build_system_blocks", "date_note", "instruction_files", "render_template"]
+
+INSTRUCTION_NAMES = ("AGENTS.md", "CLAUDE.md")
+MAX_INSTRUCTION_BYTES = 64 * 1024
+STATUS_LINES = 20
 
 
 def render_template(name: str, **values: str) -> str:
-    """Fill ``prompts/<name>.md``; ``Template.substitute`` raises KeyError on a missing variable."""
+    """Fill ``prompts/<name>.md``; a missing variable is a KeyError, an unused one is ignored."""
     text = resources.files(__package__).joinpath(f"{name}.md").read_text(encoding="utf-8")
-    return Template(text).substitute(values)
+    return Template(text).substitute(values).strip()
 
 
-def build_system_prompt(workspace: Path) -> str:
-    return render_template("system", workspace=str(workspace), platform=platform.system())
+def _git(workspace: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _git_root(workspace: Path) -> Path | None:
+    top = _git(workspace, "rev-parse", "--show-toplevel")
+    return Path(top.strip()).resolve() if top else None
+
+
+def _config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "midstream"
+
+
+def instruction_files(workspace: Path) -> list[Path]:
+    """The person's own AGENTS.md first, then the project's from the git root down to the workspace.
+
+    In each directory AGENTS.md comes before CLAUDE.md; outside a git repository only the
+    workspace itself is searched.
+    """
+    workspace = workspace.resolve()
+    root = _git_root(workspace) or workspace
+    directories = [workspace]
+    while directories[-1] != root and root in directories[-1].parents:
+        directories.append(directories[-1].parent)
+    found = [p for p in [_config_dir() / "AGENTS.md"] if p.is_file()]
+    for directory in reversed(directories):
+        found += [directory / name for name in INSTRUCTION_NAMES if (directory / name).is_file()]
+    return found
+
+
+def _workspace_facts(workspace: Path) -> str:
+    root = _git_root(workspace)
+    if root is None:
+        git, status = "not a git repository", ""
+    else:
+        git = f"a git repository (root {root})"
+        lines = (_git(workspace, "status", "--short", "--branch") or "").splitlines()
+        shown = lines[:STATUS_LINES] + ([f"… {len(lines) - STATUS_LINES} more"] if len(lines) > STATUS_LINES else [])
+        status = "- `git status` when the session started:\n\n```\n" + "\n".join(shown) + "\n```" if shown else ""
+    return render_template("workspace", root=str(workspace.resolve()), platform=platform.system(), git=git,
+                           status=status)
+
+
+def build_system_blocks(workspace: Path) -> list[dict[str, str]]:
+    """The system prompt as text blocks: who the agent is, the workspace, then instruction files."""
+    blocks = [render_template("system"), _workspace_facts(workspace)]
+    for path in instruction_files(workspace):
+        content = path.read_bytes()[:MAX_INSTRUCTION_BYTES].decode("utf-8", "replace").strip()
+        if content:
+            blocks.append(render_template("instructions", path=str(path), content=content))
+    return [{"type": "text", "text": text} for text in blocks]
+
+
+DATE_NOTE_PREFIX = "<context>Today's date is "
+
+
+def date_note(today: datetime.date | None = None) -> str:
+    today = today or datetime.date.today()
+    return f"{DATE_NOTE_PREFIX}{today.isoformat()}.</context>"

@@ -161,7 +161,7 @@ def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
     """Over loopback from a server in its own process, so it does not share our interpreter lock."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([scripted | {"burst": True}] * runs, f)
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "scripted_server.py"), f.name],
+    server = subprocess.Popen([sys.executable, "-m", "tests.scripted_server", f.name], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()

@@ -97,6 +97,9 @@ def make_agent(workspace: Path) -> Iterator[Callable[..., tuple[Agent, Recording
         settings: dict[str, Any] = dict(
             workspace=workspace, base_url=server.url, api_key="sk-test", model="claude-test",
             system_prompt="You are a test.", backoff_base=0.01, backoff_max=0.05,
+            # The engine's tests compare requests to the exact history; caching and the date note
+            # have tests of their own (test_prompts_and_cache.py).
+            prompt_cache=False, tell_date=False,
         )
         settings.update(overrides)
         renderer = RecordingRenderer()

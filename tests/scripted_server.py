@@ -16,7 +16,7 @@ can live in a JSON file):
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
 
-``python tests/scripted_server.py scenario.json`` serves a JSON scenario from its own process and
+``python -m tests.scripted_server scenario.json`` (from the checkout) serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.cache_model import CacheModel
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 
@@ -133,6 +135,13 @@ def reply(
     return {"events": events}
 
 
+def _with_usage(event: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
+    if event.get("type") != "message_start":
+        return event
+    message = event["message"]
+    return {**event, "message": {**message, "usage": {**message.get("usage", {}), **usage}}}
+
+
 def _render(events: list[dict[str, Any]]) -> bytes:
     wire = ({k: v for k, v in e.items() if not k.startswith("_")} for e in events)
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in wire)
@@ -150,6 +159,7 @@ class ScriptedServer:
     replies: list[dict[str, Any]]
     log: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    cache: CacheModel | None = None  # report prompt-cache usage the way the API accounts it
 
     def __post_init__(self) -> None:
         for scripted in self.replies:
@@ -177,9 +187,14 @@ class ScriptedServer:
 
     def next_reply(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any] | None:
         with self._lock:
-            self.requests.append({"body": body, "headers": headers, "time": time.monotonic()})
+            record = {"body": body, "headers": headers, "time": time.monotonic()}
+            self.requests.append(record)
             self.log.append(f"request:{len(self.requests)}")
-            return self.replies.pop(0) if self.replies else None
+            scripted = self.replies.pop(0) if self.replies else None
+        if scripted is not None and self.cache is not None and scripted.get("events"):
+            record["usage"] = usage = self.cache.usage(body)
+            scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
+        return scripted
 
 
 def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,8 +35,11 @@ def test_print_mode_prints_the_reply_and_exits_0(workspace):
     first = server.requests[0]
     assert first["headers"]["x-api-key"] == "sk-secret"
     assert first["headers"]["anthropic-version"] == "2023-06-01"
-    assert first["body"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "what is the answer?"}]}]
-    assert str(workspace) in first["body"]["system"]
+    (message,) = first["body"]["messages"]
+    date_block, task_block = message["content"]
+    assert date_block["text"].startswith("<context>Today's date is ")
+    assert task_block == {"type": "text", "text": "what is the answer?", "cache_control": {"type": "ephemeral"}}
+    assert str(workspace) in json.dumps(first["body"]["system"])
 
 
 def test_print_mode_exits_non_zero_when_the_model_fails(workspace):

@@ -55,11 +55,11 @@ def test_ctrl_c_while_text_streams_closes_the_stream_and_keeps_the_partial_text(
         child.expect(pexpect.EOF)
     messages = server.requests[1]["body"]["messages"]
     assert history_problems(messages) == []
-    partial = messages[1]["content"][0]["text"]
+    partial = messages[1]["content"][0]["text"]  # the user's first message held the date note and the task
     assert messages[1]["role"] == "assistant" and long_text.startswith(partial) and "word5" in partial
     assert len(partial) < len(long_text)
     assert messages[2]["content"][0]["text"].startswith("[The person interrupted this turn.")
-    assert messages[2]["content"][-1] == {"type": "text", "text": "stop there"}
+    assert messages[2]["content"][-1] == {"type": "text", "text": "stop there", "cache_control": {"type": "ephemeral"}}
 
 
 def test_ctrl_c_while_a_command_runs_stops_it_and_its_children(workspace):

@@ -179,7 +179,7 @@ def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[2]["content"] == [
         {"type": "tool_result", "tool_use_id": "t1", "content": AGENT_EXITED, "is_error": True},
-        {"type": "text", "text": "what happened?"},
+        {"type": "text", "text": "what happened?", "cache_control": {"type": "ephemeral"}},
     ]
 
 

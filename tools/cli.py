@@ -43,6 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="grace window before a destructive command runs in auto mode (0: off)")
     parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
                         help="run shell commands under bubblewrap (auto: when it works here)")
+    parser.add_argument("--cache-ttl", choices=("5m", "1h"), default=AgentConfig.cache_ttl,
+                        help="prompt cache lifetime (1h costs 2x input per write instead of 1.25x)")
+    parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
     parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
     parser.add_argument("--output-format", choices=("text", "stream-json"), default="text",
                         help="text for people; stream-json: one JSON object per event on stdout")
@@ -77,6 +80,8 @@ def config_from_environment(args: argparse.Namespace) -> AgentConfig:
         mode=args.mode,
         grace_seconds=args.grace,
         isolation=args.isolation,
+        prompt_cache=not args.no_cache,
+        cache_ttl=args.cache_ttl,
     )
 
 

@@ -13,6 +13,7 @@ from tools.registry import ToolResult
 
 __all__ = [
     "BlockStopped",
+    "CacheMissed",
     "Event",
     "Renderer",
     "RequestStarted",
@@ -134,6 +135,13 @@ class TurnRolledBack:
 
 
 @dataclass(frozen=True)
+class CacheMissed:
+    """A reply wrote to the prompt cache what it should have read; ``message`` says why."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """The model is done with this user message (or the loop gave up)."""
 
@@ -145,6 +153,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
+    | CacheMissed
 )
 
 

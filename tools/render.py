@@ -14,6 +14,7 @@ from typing import TextIO
 
 from tools.events import (
     BlockStopped,
+    CacheMissed,
     Event,
     TextDelta,
     ToolFinished,
@@ -82,6 +83,8 @@ class PlainRenderer:
                     self._note(f"  {reply.describe(self.model)}")
                 case TurnRolledBack() as rolled:
                     self._note("↺ " + describe_rollback(rolled))
+                case CacheMissed(message=message):
+                    self._note(f"⚠ {message}")
                 case TurnEnded(ok=False, message=message) if message:
                     self._note(f"midstream: {message}")
 

@@ -35,6 +35,7 @@ from rich.text import Text
 
 from tools.events import (
     BlockStopped,
+    CacheMissed,
     Event,
     RequestStarted,
     TextDelta,
@@ -219,6 +220,8 @@ class TerminalRenderer:
                 self.session += reply
                 if reply.prompt_tokens or reply.output:
                     self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
+            case CacheMissed(message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 self._discard_partial()
                 self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
