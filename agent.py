@@ -65,6 +65,9 @@ from tools.usage import Usage
 __all__ = ["Agent", "AgentConfig", "main"]
 
 log = logging.getLogger("midstream.agent")
+# Library practice: without a configured handler our warnings must not reach the terminal through
+# logging's last resort; the command line sends them to the log file instead (tools/logs.py).
+logging.getLogger("midstream").addHandler(logging.NullHandler())
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -165,13 +168,14 @@ class Agent:
         history: list[dict[str, Any]] | None = None,
         transcript: Transcript | None = None,
         confirm: Callable[[str, threading.Event], str] | None = None,
+        model: ModelClient | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
         self.renderer = renderer
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
-        self.model = ModelClient(
+        self.model = model or ModelClient(
             base_url=config.base_url,
             api_key=config.api_key,
             connect_timeout=config.connect_timeout,

@@ -75,9 +75,9 @@ class Gate:
 
     def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         command = str(args.get("command", tool.status(args)))
-        targets = tuple(destructive_targets(command, Path(workspace := ctx.workspace)))
+        targets = tuple(destructive_targets(command, Path(ctx.workspace)))
         self.announce(GraceWindow(call_id, command, targets, self.grace_seconds))
         if ctx.cancelled.wait(self.grace_seconds):
             return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
-                    f"nothing was run in {workspace.name}. Do not retry it; ask them what to do instead.")
+                    "nothing was run. Do not retry it; ask them what to do instead.")
         return None

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import Agent, AgentConfig  # noqa: E402
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 from tools.assembler import TurnAssembler  # noqa: E402
 from tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
 from tools.model import ModelClient  # noqa: E402
 from tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -161,7 +161,7 @@ def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
     """Over loopback from a server in its own process, so it does not share our interpreter lock."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([scripted | {"burst": True}] * runs, f)
-    server = subprocess.Popen([sys.executable, "-m", "tests.scripted_server", f.name], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "tools.scripted_server", f.name], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()

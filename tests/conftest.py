@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from agent import Agent, AgentConfig
-from tests.scripted_server import ScriptedServer
 from tools.events import Event
 from tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
+from tools.scripted_server import ScriptedServer
 
 
 @pytest.fixture(autouse=True)

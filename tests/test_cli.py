@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDSTREAM = Path(sys.executable).parent / "midstream"
@@ -30,8 +30,8 @@ def test_print_mode_prints_the_reply_and_exits_0(workspace):
         done = run(["-p", "what is the answer?"], workspace, {"ANTHROPIC_BASE_URL": server.url,
                                                               "ANTHROPIC_API_KEY": "sk-secret"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "Let me look.\nThe answer is 42.\n"
-    assert "read_file" in done.stderr  # tool activity goes to stderr, not into the answer
+    assert done.stdout == "The answer is 42.\n"  # only the final answer: what a script wants
+    assert "· Let me look." in done.stderr and "read_file" in done.stderr  # narration and tools: stderr
     first = server.requests[0]
     assert first["headers"]["x-api-key"] == "sk-secret"
     assert first["headers"]["anthropic-version"] == "2023-06-01"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from tests.conftest import wait_until
-from tests.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
 from tools.events import ToolCallReady, ToolFinished, TurnCommitted
+from tools.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
 
 
 def _results(request: dict) -> list[dict]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pexpect
 
 from tests.conftest import wait_until
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tests.test_shell_tool import processes_with
 from tools.history import history_problems
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 

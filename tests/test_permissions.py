@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.events import ToolGrace
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 
 def _results(server):

@@ -8,10 +8,10 @@ import subprocess
 import pytest
 
 from prompts import build_system_blocks, date_note, instruction_files, render_template
-from tests.cache_model import CacheModel, estimate_tokens
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.cache import apply_cache_control
+from tools.cache_model import CacheModel, estimate_tokens
 from tools.events import CacheMissed, TurnCommitted
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.usage import Usage
 
 LONG_SYSTEM = "\n".join(f"Rule {i}: keep the code base tidy, tested and easy to read for the next person."

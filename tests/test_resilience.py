@@ -9,9 +9,9 @@ import sys
 import uuid
 
 from tests.conftest import wait_until
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.events import ToolFinished, TurnRolledBack
 from tools.history import history_problems
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.transcript import AGENT_EXITED, Transcript, state_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pexpect
 from rich.console import Console
 
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools import default_registry
 from tools.events import (
     BlockStopped,
@@ -30,6 +29,7 @@ from tools.events import (
 )
 from tools.registry import ToolResult
 from tools.render import JsonRenderer
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.terminal import TerminalRenderer
 
 ROOT = Path(__file__).resolve().parent.parent

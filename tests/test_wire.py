@@ -8,10 +8,10 @@ import time
 import httpx2
 import pytest
 
-from tests.scripted_server import ScriptedServer, Text, ToolUse, reply
 from tools.assembler import TurnAssembler
 from tools.events import TurnRolledBack
 from tools.model import FatalModelError, ModelClient, RetryableModelError
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 
 def _sse_bytes(scripted: dict) -> bytes:

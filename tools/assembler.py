@@ -25,7 +25,7 @@ from tools.model import error_from_event
 
 __all__ = ["TurnAssembler"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("midstream.assembler")
 
 _TOOL_BLOCKS = {"tool_use", "server_tool_use"}
 

@@ -1,6 +1,8 @@
 """The ``midstream`` command line: settings from flags and ANTHROPIC_* variables, then a session.
 
-Known failures end as one line on stderr and a non-zero exit, never a traceback.
+Known failures end as one line on stderr and a non-zero exit, never a traceback. Exit codes:
+0 the model finished; 1 it did not (attempts exhausted, an API error, max requests, cut off);
+3 the model refused; 130 interrupted; 2 bad usage or settings.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from pathlib import Path
 
 from agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
 from sandbox.permissions import MODES
-from tools.events import Renderer
+from tools.events import Renderer, TurnEnded
+from tools.model import ModelClient
 from tools.registry import ToolRegistry
 from tools.transcript import Transcript, state_dir
 
 __all__ = ["config_from_environment", "main", "parse_args"]
+
+EXIT_FOR = {"refusal": 3, "interrupted": 130}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -30,7 +35,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="midstream", description="A coding agent whose tools start the moment their call is complete."
     )
     parser.add_argument("-p", "--print", dest="task", metavar="TASK",
-                        help="run one task, print the reply, exit ('-' reads the task from stdin)")
+                        help="run one task without the prompt and exit ('-' reads the task from stdin)")
+    parser.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
     parser.add_argument("--model", default=os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
                         help=f"model name (default: $ANTHROPIC_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
@@ -40,15 +46,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     resume.add_argument("--resume", metavar="ID", help="resume the session with this id")
     parser.add_argument("--mode", choices=MODES, default=AgentConfig.mode, help="permission mode (default: auto)")
     parser.add_argument("--grace", type=float, default=AgentConfig.grace_seconds, metavar="SECONDS",
-                        help="grace window before a destructive command runs in auto mode (0: off)")
+                        help="countdown before a destructive command runs in auto mode (0: none)")
     parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
                         help="run shell commands under bubblewrap (auto: when it works here)")
+    parser.add_argument("--output-format", choices=("text", "json", "stream-json"), default="text",
+                        help="text; json: one object with the result at the end; stream-json: one per event")
+    parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
+    parser.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
+    parser.add_argument("--replay", type=Path, metavar="DIR", help="answer from a --record recording instead")
+    parser.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
     parser.add_argument("--cache-ttl", choices=("5m", "1h"), default=AgentConfig.cache_ttl,
                         help="prompt cache lifetime (1h costs 2x input per write instead of 1.25x)")
     parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
-    parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
-    parser.add_argument("--output-format", choices=("text", "stream-json"), default="text",
-                        help="text for people; stream-json: one JSON object per event on stdout")
     parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests, metavar="N")
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
@@ -56,32 +65,118 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def config_from_environment(args: argparse.Namespace) -> AgentConfig:
+def config_from_environment(args: argparse.Namespace, *, need_service: bool = True) -> AgentConfig:
     """Settings from flags and ANTHROPIC_* variables; a missing key is an error only for the real API."""
     api_key = os.environ.get("ANTHROPIC_API_KEY") or None
     base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
-    if api_key is None and base_url is None:
+    if need_service and api_key is None and base_url is None:
         raise SystemExit(
             "midstream: set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL "
-            "for another Anthropic-compatible server."
+            "for another Anthropic-compatible server (or try `midstream --demo`)."
         )
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise SystemExit(f"midstream: the workspace {workspace} is not a directory.")
     return AgentConfig(
-        workspace=workspace,
-        model=args.model,
-        base_url=base_url or DEFAULT_BASE_URL,
-        api_key=api_key,
-        max_requests=args.max_requests,
-        max_attempts=args.max_attempts,
-        idle_timeout=args.idle_timeout,
-        workers=args.workers,
-        mode=args.mode,
-        grace_seconds=args.grace,
-        isolation=args.isolation,
-        prompt_cache=not args.no_cache,
-        cache_ttl=args.cache_ttl,
+        workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
+        max_requests=args.max_requests, max_attempts=args.max_attempts, idle_timeout=args.idle_timeout,
+        workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
+        prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.demo:
+        return _demo(args)
+    config = config_from_environment(args, need_service=args.replay is None)
+    if config.isolation == "bwrap":
+        from sandbox.isolation import bwrap_works
+
+        if not bwrap_works():
+            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
+    task = sys.stdin.read() if args.task == "-" else args.task
+    _start_logging(config)
+    transcript, history = _open_session(args, config)
+    tools = _tools()
+    renderer = _renderer(args, config, tools, streaming=task is None)
+    interactive = task is None and sys.stdin.isatty()
+    agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
+                  confirm=_confirmer(renderer) if interactive else None, model=_model_client(args, config))
+    return _run_session(agent, renderer, task, args)
+
+
+def _run_session(agent: Agent, renderer: Renderer, task: str | None, args: argparse.Namespace) -> int:
+    # SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the finally below stops tools.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    signal.signal(signal.SIGINT, _interrupt_handler(agent))
+    try:
+        if task is not None:
+            return _exit_code(agent.send(task))
+        return _prompt_loop(agent)
+    except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
+        return 130
+    finally:
+        agent.close()
+        _close(renderer, args)
+
+
+def _exit_code(ended: TurnEnded) -> int:
+    return 0 if ended.ok else EXIT_FOR.get(ended.stop_reason or "", 1)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tools.demo import run_demo
+
+    renderer = _renderer(args, AgentConfig(model=DEFAULT_MODEL), _tools(), streaming=True)
+
+    def make_agent(workspace: Path, base_url: str, demo_renderer: Renderer) -> Agent:
+        config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
+                             isolation=args.isolation, grace_seconds=3.0)
+        agent = Agent(config, tools=_tools(), renderer=demo_renderer)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _exit_on_signal)
+        signal.signal(signal.SIGINT, _interrupt_handler(agent))
+        return agent
+
+    def say(line: str) -> None:
+        console = getattr(renderer, "console", None)
+        if console is not None:
+            console.print(line, style="bold cyan", markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        code, _ = run_demo(make_agent, renderer, say)
+        return code
+    finally:
+        _close(renderer, args)
+
+
+def _tools() -> ToolRegistry:
+    from tools import default_registry
+
+    return default_registry()
+
+
+def _start_logging(config: AgentConfig) -> None:
+    from tools.logs import setup_logging
+
+    level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+
+
+def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient | None:
+    if args.record is None and args.replay is None:
+        return None  # the Agent builds the usual one
+    from tools.recording import Recorder, ReplayTransport
+
+    transport = ReplayTransport(args.replay) if args.replay else None
+    return ModelClient(
+        base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
+        connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
+        recorder=Recorder(args.record) if args.record else None,
     )
 
 
@@ -93,44 +188,6 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             raise SystemExit(f"midstream: found no {wanted} for {config.workspace}.")
         return Transcript(path), Transcript.load(path)
     return Transcript.create(config.workspace, config.model), []
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = config_from_environment(args)
-    if config.isolation == "bwrap":
-        from sandbox.isolation import bwrap_works
-
-        if not bwrap_works():
-            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
-    task = sys.stdin.read() if args.task == "-" else args.task
-
-    from tools import default_registry
-    from tools.logs import setup_logging
-
-    level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
-    setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
-    transcript, history = _open_session(args, config)
-    tools = default_registry()
-    renderer = _renderer(args, config, tools)
-    interactive = task is None and sys.stdin.isatty()
-    confirm = _confirmer(renderer) if interactive else None
-    agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript, confirm=confirm)
-    # SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the finally below stops tools.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
-    signal.signal(signal.SIGINT, _interrupt_handler(agent))
-    try:
-        if task is not None:
-            ended = agent.send(task)
-            return 0 if ended.ok else 130 if ended.stop_reason == "interrupted" else 1
-        return _prompt_loop(agent)
-    except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
-        return 130
-    finally:
-        agent.close()
-        if close := getattr(renderer, "close", None):
-            close()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -153,23 +210,38 @@ def _interrupt_handler(agent: Agent) -> Callable[[int, object], None]:
     return on_sigint
 
 
-def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry) -> Renderer:
-    """stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
+def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry, *, streaming: bool) -> Renderer:
+    """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if args.output_format == "stream-json":
         from tools.render import JsonRenderer
 
         return JsonRenderer()
+    if args.output_format == "json":
+        from tools.render import SummaryRenderer
+
+        return SummaryRenderer(model=config.model)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from rich.console import Console
+
         from tools.terminal import TerminalRenderer
 
         def status_for(name: str, call_args: dict) -> str:
             tool = tools.get(name)
             return tool.status(call_args) if tool else name
 
-        return TerminalRenderer(model=config.model, status_for=status_for)
+        console = Console(highlight=False, record=args.svg is not None)
+        return TerminalRenderer(console, model=config.model, status_for=status_for)
     from tools.render import PlainRenderer
 
-    return PlainRenderer(model=config.model)
+    return PlainRenderer(model=config.model, stream_text=streaming)
+
+
+def _close(renderer: Renderer, args: argparse.Namespace) -> None:
+    if close := getattr(renderer, "close", None):
+        close()
+    console = getattr(renderer, "console", None)
+    if args.svg is not None and console is not None:
+        console.save_svg(str(args.svg), title="midstream")
 
 
 def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:

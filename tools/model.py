@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx2
 
+from tools.recording import Recorder
 from tools.sse import iter_sse
 
 __all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
@@ -86,10 +87,9 @@ def _api_message(body: bytes) -> tuple[str, str]:
         return "error", body[:300].decode("utf-8", "replace")
 
 
-def _status_error(response: httpx2.Response) -> ModelError:
-    status = response.status_code
-    kind, message = _api_message(response.read())
-    retry_after = _retry_after(response.headers)
+def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
+    kind, message = _api_message(body)
+    retry_after = _retry_after(headers)
     if status in RETRYABLE_STATUS:
         return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=retry_after)
     hint = {
@@ -123,7 +123,9 @@ class ModelClient:
         connect_timeout: float = 10.0,
         idle_timeout: float = 90.0,
         transport: httpx2.BaseTransport | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder
         headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
         if api_key:
             headers["x-api-key"] = api_key
@@ -143,31 +145,44 @@ class ModelClient:
         payload = json.dumps(body, separators=(",", ":")).encode()
         log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
         started = time.monotonic()
+        number = self._recorder.request(body) if self._recorder else 0
+        answered = False
         try:
             with self._http.stream(
                 "POST", "/v1/messages", content=payload, headers={"content-type": "application/json"}
             ) as response:
+                answered = True
                 request_id = response.headers.get("request-id", "-")
                 log.info("POST /v1/messages model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
                          body.get("model"), len(payload), response.status_code, request_id,
                          time.monotonic() - started)
+                chunks = response.iter_bytes()
+                if self._recorder:
+                    self._recorder.response(number, response.status_code, dict(response.headers))
+                    chunks = self._recorder.tee(number, chunks)
                 if response.status_code != 200:
-                    raise _status_error(response)
-                yield _events(response)
+                    raise _status_error(response.status_code, response.headers, b"".join(chunks))
+                yield _events(response.headers, chunks)
                 log.info("request-id=%s stream closed after %.3f s", request_id, time.monotonic() - started)
-        except httpx2.ReadTimeout as exc:
-            raise RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s") from exc
-        except httpx2.ConnectError as exc:
-            raise RetryableModelError(f"cannot connect to the model service: {exc}") from exc
-        except httpx2.TransportError as exc:  # reset, dropped mid-stream, malformed chunking
-            raise RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}") from exc
+        except httpx2.TransportError as exc:
+            if self._recorder and not answered:
+                self._recorder.failed(number, f"{type(exc).__name__}: {exc}")
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: httpx2.TransportError) -> RetryableModelError:
+        if isinstance(exc, httpx2.ReadTimeout):
+            return RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s")
+        if isinstance(exc, httpx2.ConnectError):
+            return RetryableModelError(f"cannot connect to the model service: {exc}")
+        # reset, dropped mid-stream, malformed chunking
+        return RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}")
 
 
-def _events(response: httpx2.Response) -> Iterator[dict[str, Any]]:
-    content_type = response.headers.get("content-type", "")
+def _events(headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    content_type = headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         raise RetryableModelError(f"expected an event stream from the model service, got {content_type!r}")
-    for name, data in iter_sse(response.iter_bytes()):
+    for name, data in iter_sse(chunks):
         try:
             event = _decode_json(data.decode("utf-8"))
         except ValueError as exc:

@@ -16,7 +16,9 @@ from tools.events import (
     BlockStopped,
     CacheMissed,
     Event,
+    RequestStarted,
     TextDelta,
+    ToolCallReady,
     ToolFinished,
     ToolGrace,
     ToolRunning,
@@ -26,7 +28,7 @@ from tools.events import (
 )
 from tools.usage import Usage
 
-__all__ = ["JsonRenderer", "PlainRenderer", "describe_rollback"]
+__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback"]
 
 
 def describe_rollback(event: TurnRolledBack) -> str:
@@ -45,19 +47,30 @@ def describe_rollback(event: TurnRolledBack) -> str:
 
 
 class PlainRenderer:
-    """Text as it streams, one line per tool event, no control codes."""
+    """No control codes: one line per tool event on stderr; text on stdout.
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, model: str = "") -> None:
+    ``stream_text`` (a person reading a plain terminal) writes text as it streams. Without it
+    (``-p``, where a script reads stdout) stdout gets only the final reply's text, once, and the
+    narration of replies that ended in tool calls goes to stderr with the tool lines.
+    """
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, model: str = "",
+                 stream_text: bool = True) -> None:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
         self.model = model
+        self.stream_text = stream_text
         self.session = Usage()
         self._lock = threading.Lock()  # tool events arrive from worker threads
         self._mid_line = False
+        self._reply: list[str] = []  # this reply's text, when not streaming it
+        self._final: str | None = None
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
+                case TextDelta(text=text) if not self.stream_text:
+                    self._reply.append(text)
                 case TextDelta(text=text):
                     self._out.write(text)
                     self._out.flush()
@@ -77,16 +90,29 @@ class PlainRenderer:
                     first = result.content.splitlines()[0] if result.content else ""
                     how = "reused the result from before the rollback" if reused else f"{seconds:.1f} s"
                     self._note(f"{mark} {name} ({how}) {first[:100]}")
-                case TurnCommitted(usage=usage):
+                case TurnCommitted(stop_reason=reason, usage=usage):
                     reply = Usage.from_api(usage)
                     self.session += reply
+                    text, self._reply = "".join(self._reply).strip(), []
+                    if reason in ("tool_use", "pause_turn"):
+                        if text:
+                            self._note("· " + text.replace("\n", "\n· "))
+                    else:
+                        self._final = text
                     self._note(f"  {reply.describe(self.model)}")
                 case TurnRolledBack() as rolled:
+                    self._reply = []
                     self._note("↺ " + describe_rollback(rolled))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
-                case TurnEnded(ok=False, message=message) if message:
-                    self._note(f"midstream: {message}")
+                case TurnEnded(ok=ok, message=message):
+                    final = self._final if self._final is not None else "".join(self._reply).strip()
+                    if not self.stream_text and final:
+                        self._out.write(final + "\n")
+                        self._out.flush()
+                    self._final, self._reply = None, []
+                    if not ok and message:
+                        self._note(f"midstream: {message}")
 
     def _note(self, line: str) -> None:
         self._err.write(line + "\n")
@@ -106,3 +132,46 @@ class JsonRenderer:
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
+
+
+class SummaryRenderer:
+    """For ``--output-format json``: collects the session and prints one JSON object at the end."""
+
+    def __init__(self, out: TextIO | None = None, *, model: str = "") -> None:
+        self._out = out or sys.stdout
+        self.model = model
+        self.session = Usage()
+        self._lock = threading.Lock()
+        self._reply: list[str] = []
+        self._final = ""
+        self._calls: dict[str, dict[str, object]] = {}
+        self._requests = 0
+
+    def show(self, event: Event) -> None:
+        with self._lock:
+            match event:
+                case RequestStarted():
+                    self._requests += 1
+                case TextDelta(text=text):
+                    self._reply.append(text)
+                case ToolCallReady(id=call_id, name=name, input=args):
+                    self._calls[call_id] = {"id": call_id, "name": name, "input": args}
+                case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
+                    self._calls.setdefault(call_id, {"id": call_id, "name": name})
+                    self._calls[call_id].update(is_error=result.is_error, seconds=round(seconds, 3), reused=reused,
+                                                output=result.content[:2000])
+                case TurnRolledBack():
+                    self._reply = []
+                case TurnCommitted(usage=usage):
+                    self.session += Usage.from_api(usage)
+                    self._final, self._reply = "".join(self._reply), []
+                case TurnEnded(stop_reason=reason, ok=ok, message=message):
+                    summary = {
+                        "ok": ok, "stop_reason": reason, "error": message or None,
+                        "result": self._final or "".join(self._reply),
+                        "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
+                        "cost_usd": self.session.cost(self.model), "requests": self._requests,
+                        "tool_calls": list(self._calls.values()),
+                    }
+                    self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+                    self._out.flush()

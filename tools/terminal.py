@@ -69,6 +69,8 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
     verb, _, rest = status.partition(" ")
     done = f"{_PAST.get(verb, verb)} {rest}".strip()
     lines = content.splitlines()
+    if is_error and "grace window" in content:
+        return f"✗ {done}: stopped by the person in its grace window, nothing ran"
     if is_error:
         status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
         exit_code = status_line.strip("[]").replace("exit status ", "exit ") if status_line else ""
@@ -223,6 +225,9 @@ class TerminalRenderer:
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
+                shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
+                if shown:  # it stays on screen, struck through, so the person knows it was thrown away
+                    self._print(Text(shown, style="dim strike"))
                 self._discard_partial()
                 self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
             case TurnEnded(ok=ok, message=message):

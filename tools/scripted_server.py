@@ -1,5 +1,8 @@
 """A real HTTP server on 127.0.0.1 that answers POST /v1/messages with scripted SSE replies.
 
+It ships with midstream (not only with its tests) because ``midstream --demo`` runs against it,
+through exactly the code path a real session takes; the tests drive the loop against it too.
+
 A scenario is a list of replies, one consumed per request. A reply is a plain dict (so a scenario
 can live in a JSON file):
 
@@ -16,7 +19,7 @@ can live in a JSON file):
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
 
-``python -m tests.scripted_server scenario.json`` (from the checkout) serves a JSON scenario from its own process and
+``python -m tools.scripted_server scenario.json`` serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.cache_model import CacheModel
+from tools.cache_model import CacheModel
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 

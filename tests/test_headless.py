@@ -1,0 +1,140 @@
+"""Headless runs (-p with each output format, exit codes, stdin), record and replay, and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+
+from tools.history import history_problems
+from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
+from tools.transcript import Transcript
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def midstream(args: list[str], cwd: Path, env_extra: dict[str, str], stdin: str | None = None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | env_extra
+    return subprocess.run([sys.executable, str(ROOT / "agent.py"), *args], cwd=cwd, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _task_replies():
+    return [reply(Text("Reading.\n"), ToolUse("t1", "read_file", {"path": "notes.txt"})),
+            reply(Text("The notes say **hello**."))]
+
+
+def test_json_output_is_one_object_with_result_usage_and_tool_calls(workspace):
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer(_task_replies())
+    with server:
+        done = midstream(["-p", "read the notes", "--output-format", "json"], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url})
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    result = json.loads(line)
+    assert result["ok"] is True and result["stop_reason"] == "end_turn" and result["error"] is None
+    assert result["result"] == "The notes say **hello**."
+    assert result["requests"] == 2
+    (call,) = result["tool_calls"]
+    assert call["name"] == "read_file" and call["input"] == {"path": "notes.txt"} and call["is_error"] is False
+    assert result["usage"]["output"] == 10 and "hit_ratio" in result["usage"]
+
+
+def test_stream_json_is_one_object_per_event(workspace):
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer(_task_replies())
+    with server:
+        done = midstream(["-p", "read", "--output-format", "stream-json"], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url})
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "RequestStarted" and names[-1] == "TurnEnded"
+    for expected in ("TextDelta", "ToolCallStarted", "ToolCallReady", "ToolRunning", "ToolFinished", "TurnCommitted"):
+        assert expected in names
+    assert names.index("ToolCallReady") < names.index("TurnCommitted")  # dispatched before the reply ended
+
+
+def test_the_task_can_come_from_stdin(workspace):
+    server = ScriptedServer([reply(Text("got it"))])
+    with server:
+        done = midstream(["-p", "-"], workspace, {"ANTHROPIC_BASE_URL": server.url}, stdin="a task\nover two lines\n")
+    assert done.stdout == "got it\n"
+    assert server.requests[0]["body"]["messages"][0]["content"][-1]["text"] == "a task\nover two lines\n"
+
+
+def test_exit_codes_say_how_it_ended(workspace):
+    cases = [
+        ([reply(Text("done"))], 0, ""),
+        ([{"status": 529, "error": {"type": "overloaded_error", "message": "busy"}}] * 2, 1, "529"),
+        ([reply(Text("I can't help with that."), stop_reason="refusal")], 3, "refused"),
+        ([reply(ToolUse(f"t{i}", "read_file", {"path": "x"})) for i in range(3)], 1, "2 model requests"),
+    ]
+    for replies, code, reason in cases:
+        server = ScriptedServer(replies)
+        with server:
+            done = midstream(["-p", "go", "--max-attempts", "2", "--max-requests", "2"], workspace,
+                             {"ANTHROPIC_BASE_URL": server.url})
+        assert done.returncode == code, (replies, done.stderr)
+        if reason:
+            last = done.stderr.strip().splitlines()[-1]
+            assert last.startswith("midstream: ") and reason in last
+
+
+def test_a_recording_replays_to_the_same_transcript(tmp_path):
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "notes.txt").write_text("alpha\n")
+    live, replayed = tmp_path / "live", tmp_path / "replayed"
+    shutil.copytree(original, live)
+    shutil.copytree(original, replayed)
+    broken = reply(Text("This reply breaks off half w", chunk=4))
+    broken["drop_after"] = 5
+    server = ScriptedServer([
+        reply(Text("Reading.\n"), ToolUse("t1", "read_file", {"path": "notes.txt"})),
+        broken,
+        reply(ToolUse("t2", "edit_file", {"path": "notes.txt", "old_string": "alpha", "new_string": "beta"})),
+        reply(Text("Changed alpha to beta.")),
+    ])
+    recording = tmp_path / "recording"
+    with server:
+        first = midstream(["-p", "change it", "--record", str(recording)], live, {"ANTHROPIC_BASE_URL": server.url})
+    assert first.returncode == 0, first.stderr
+    assert "rolled back" in first.stderr
+    assert sorted(p.name for p in recording.iterdir())[:3] == ["0001.request.json", "0001.response.json",
+                                                               "0001.response.sse"]
+    again = midstream(["-p", "change it", "--replay", str(recording)], replayed, {})
+    assert again.returncode == 0, again.stderr
+    assert "rolled back" in again.stderr  # the drop happens again, at the same byte
+    assert again.stdout == first.stdout == "Changed alpha to beta.\n"
+    assert (replayed / "notes.txt").read_text() == (live / "notes.txt").read_text() == "beta\n"
+    live_history = Transcript.load(Transcript.find(live))
+    replayed_history = Transcript.load(Transcript.find(replayed))
+    assert replayed_history == live_history and history_problems(live_history) == []
+
+
+def test_the_demo_runs_to_the_end_and_leaves_a_repository_to_look_at(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | {"TERM": "xterm"}
+    child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--demo"], cwd=str(tmp_path), env=env,
+                          dimensions=(50, 140), encoding="utf-8", timeout=60)
+    child.expect(r"drives the real agent in ([^\s\x1b]+)")
+    workspace = Path(child.match.group(1).strip())
+    for step in ("Read calc.py", "Edited calc.py", r"Ran `python3 -m unittest -v`", "partial reply discarded",
+                 "runs in", "pressing Ctrl-C for you", "stopped by the person", "demo finished: calc.py fixed"):
+        child.expect(step)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    try:
+        assert "return a + b" in (workspace / "calc.py").read_text()
+        assert len(list((workspace / "build").rglob("*.o"))) == 24  # the destructive call never ran
+        tests = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=workspace, capture_output=True, text=True)
+        assert tests.returncode == 0 and re.search(r"Ran 5 tests", tests.stderr)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)

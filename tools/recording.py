@@ -1,0 +1,104 @@
+"""``--record DIR`` and ``--replay DIR``: the model service's side of a session, on disk.
+
+Recording keeps, for request N: ``N.request.json`` (the body we sent), ``N.response.json`` (status,
+headers, and how the body ended: ``complete`` or the error that broke it) and ``N.response.sse``
+(the raw bytes as they arrived). Replaying serves those files back through an ``httpx2``
+transport, so the reply goes through the same SSE parser, assembler, scheduler, tools and
+renderer as it did live, and a dropped connection is dropped again at the same byte. API keys are
+never written: only the body and the response are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+__all__ = ["Recorder", "ReplayTransport"]
+
+log = logging.getLogger("midstream.recording")
+
+
+class Recorder:
+    """Writes each request and its response as they happen."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._count = len(list(directory.glob("*.request.json")))
+        self._lock = threading.Lock()
+
+    def request(self, body: dict[str, Any]) -> int:
+        with self._lock:
+            self._count += 1
+            number = self._count
+        (self.directory / f"{number:04d}.request.json").write_text(json.dumps(body, indent=1, ensure_ascii=False))
+        return number
+
+    def response(self, number: int, status: int, headers: dict[str, str]) -> None:
+        self._meta(number, {"status": status, "headers": headers, "ended": "open"})
+
+    def tee(self, number: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """Pass the body through, appending every byte to the recording as it arrives."""
+        ended = "complete"
+        with (self.directory / f"{number:04d}.response.sse").open("ab") as f:
+            try:
+                for chunk in chunks:
+                    f.write(chunk)
+                    f.flush()
+                    yield chunk
+            except BaseException as exc:
+                ended = f"error: {type(exc).__name__}: {exc}"
+                raise
+            finally:
+                meta = json.loads((self.directory / f"{number:04d}.response.json").read_text())
+                self._meta(number, {**meta, "ended": ended})
+
+    def failed(self, number: int, error: str) -> None:
+        self._meta(number, {"status": None, "headers": {}, "ended": f"error: {error}"})
+
+    def _meta(self, number: int, meta: dict[str, Any]) -> None:
+        (self.directory / f"{number:04d}.response.json").write_text(json.dumps(meta, indent=1))
+
+
+class ReplayTransport(httpx2.BaseTransport):
+    """Answers the Nth request with the Nth recorded response, faults included."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._count = 0
+        if not any(directory.glob("*.response.json")):
+            raise FileNotFoundError(f"no recording in {directory} (make one with --record)")
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        self._count += 1
+        number = self._count
+        meta_path = self.directory / f"{number:04d}.response.json"
+        if not meta_path.exists():
+            raise httpx2.ConnectError(f"the recording has no response {number}", request=request)
+        meta = json.loads(meta_path.read_text())
+        recorded = self.directory / f"{number:04d}.request.json"
+        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.content):
+            log.warning("replay: request %d differs from the recording; serving the recorded reply", number)
+        if meta["status"] is None:
+            raise httpx2.ConnectError(meta["ended"], request=request)
+        body = (self.directory / f"{number:04d}.response.sse").read_bytes()
+        headers = {k: v for k, v in meta["headers"].items() if k.lower() not in {"content-length", "transfer-encoding"}}
+        return httpx2.Response(meta["status"], headers=headers, stream=_Replayed(body, meta["ended"], request),
+                               request=request)
+
+
+class _Replayed(httpx2.SyncByteStream):
+    def __init__(self, body: bytes, ended: str, request: httpx2.Request) -> None:
+        self._body, self._ended, self._request = body, ended, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self._body), 65536):
+            yield self._body[start : start + 65536]
+        if self._ended != "complete":
+            raise httpx2.RemoteProtocolError(f"replayed: {self._ended}", request=self._request)
