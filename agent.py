@@ -14,10 +14,12 @@ The story of one turn, top to bottom:
    reuses the result instead of running twice.
 4. If the model asked for tools, the loop waits for them, commits one user message with a
    ``tool_result`` per ``tool_use`` in block order, and goes back to 2.
-5. Ctrl-C (``KeyboardInterrupt``, which only the main thread receives: tool processes run in
-   sessions of their own) closes the stream, stops running tools and cancels waiting ones, then
-   commits what was shown and a result for every ``tool_use``, so the next request is valid.
-   A second Ctrl-C during that cleanup kills what is left at once and leaves.
+5. Ctrl-C closes the stream, stops running tools and cancels waiting ones, then commits what
+   was shown and a result for every ``tool_use``, so the next request is valid. Tool processes
+   run in sessions of their own, so the signal reaches only us. It lands at known points only:
+   the command line's handler raises ``KeyboardInterrupt`` while the loop is blocked reading the
+   stream (``interruptible``) and otherwise just sets ``interrupting``, which every wait polls.
+   A second Ctrl-C during the cleanup kills what is left at once and leaves.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +204,7 @@ class Agent:
         self._running_lock = threading.Lock()
         self.busy = False  # a user message is being worked on
         self.interrupting = False  # the person pressed Ctrl-C during this message
+        self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
 
     def close(self) -> None:
@@ -262,10 +265,12 @@ class Agent:
                 self.renderer.show(CacheMissed(missed))
             if reply.calls:
                 try:
-                    wait([future for _, future in reply.calls])
+                    self._wait_for(reply.calls)
                 except KeyboardInterrupt:
                     return self._stop_for_the_person(None, reply.calls)
                 self._commit({"role": "user", "content": self._collect_results(reply.calls)})
+            elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
+                return self._stop_for_the_person(None, [])
             match reply.stop_reason:
                 case "tool_use" | "pause_turn":
                     continue
@@ -317,7 +322,7 @@ class Agent:
                     raise
                 assert delay is not None
                 try:
-                    time.sleep(delay)
+                    self._sleep(delay)
                 except KeyboardInterrupt:
                     raise _Interrupted(None, []) from None
                 continue
@@ -338,7 +343,7 @@ class Agent:
             body = apply_cache_control(body, self.config.cache_ttl)
         try:
             with self.model.stream(body) as events:
-                for event in events:
+                for event in self._interruptible(events):
                     for update in assembler.feed(event):
                         self.renderer.show(update)
                         if isinstance(update, ToolCallReady):  # mid-stream dispatch
@@ -347,10 +352,13 @@ class Agent:
                         break
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
-        except KeyboardInterrupt:
-            # Leaving the `with` above closed the response: the service stops generating (and billing).
-            self._stop_tools(kill=False)
-            raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+        except (KeyboardInterrupt, ModelError) as stopped:
+            if isinstance(stopped, KeyboardInterrupt) or self.interrupting:  # a shut-down socket, too
+                # Leaving the `with` above closed the response: the service stops generating (and billing).
+                self._stop_tools(kill=False)
+                raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+            wait([future for _, future in attempt.calls])  # running calls may finish: see below
+            raise
         except BaseException:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
@@ -389,6 +397,39 @@ class Agent:
         self.renderer.show(event)
 
     # -- interrupts -------------------------------------------------------------------------------
+
+    def _interruptible(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The stream, with Ctrl-C allowed to raise only while blocked waiting for the next event."""
+        while True:
+            if self.interrupting:
+                raise KeyboardInterrupt
+            self.interruptible = True
+            try:
+                event = next(events, None)
+            finally:
+                self.interruptible = False
+            if event is None:
+                return
+            yield event
+
+    def _wait_for(self, calls: list[tuple[ToolCallReady, Future[ToolResult]]]) -> None:
+        """Wait for the calls, noticing Ctrl-C within a tenth of a second, whichever thread got it."""
+        futures = [future for _, future in calls]
+        while wait(futures, timeout=0.1).not_done:
+            if self.interrupting:
+                raise KeyboardInterrupt
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.interrupting:
+                raise KeyboardInterrupt
+            time.sleep(min(left, 0.1))
+
+    def abort_stream(self) -> None:
+        """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
+        if self.interruptible:
+            self.model.abort()
 
     def _stop_for_the_person(
         self, message: dict[str, Any] | None, calls: list[tuple[ToolCallReady, Future[ToolResult]]]

@@ -177,3 +177,27 @@ def test_an_interrupted_git_commit_is_reported_as_having_changed_files(workspace
     assert ".git/ (" in result["content"] and "refs/heads/" in result["content"]
     log = subprocess.run(["git", "log", "--oneline"], cwd=workspace, capture_output=True, text=True).stdout
     assert "add a" in log  # it really did commit, and the report says so
+
+
+def test_ctrl_c_during_a_stalled_stream_returns_at_once(workspace):
+    stalled = reply(Text("Thinking about it", chunk=4)) | {"stall_after": 5, "stall": 30.0}
+    server = ScriptedServer([stalled, reply(Text("Fresh start."))])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("go")
+        child.expect("Thinking")  # on screen: both deltas were handled
+        assert wait_until(lambda: "stalled" in server.log, 10)  # blocked in recv(), nothing arriving
+        started = time.monotonic()
+        child.sendintr()
+        child.expect("interrupted")
+        child.expect("› ")
+        assert time.monotonic() - started < 10  # not the 90 s idle timeout, not the 30 s stall
+        child.sendline("again")
+        child.expect("Fresh start")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    messages = server.requests[1]["body"]["messages"]
+    assert history_problems(messages) == []
+    assert messages[1]["content"] == [{"type": "text", "text": "Thinking"}]  # what had streamed

@@ -110,7 +110,7 @@ def _run_session(agent: Agent, renderer: Renderer, task: str | None, args: argpa
     # SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the finally below stops tools.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
-    signal.signal(signal.SIGINT, _interrupt_handler(agent))
+    _install_interrupts(agent)
     try:
         if task is not None:
             return _exit_code(agent.send(task))
@@ -137,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _exit_on_signal)
-        signal.signal(signal.SIGINT, _interrupt_handler(agent))
+        _install_interrupts(agent)
         return agent
 
     def say(line: str) -> None:
@@ -194,20 +194,37 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _interrupt_handler(agent: Agent) -> Callable[[int, object], None]:
-    """Ctrl-C raises KeyboardInterrupt once per turn; a second press while that is being handled
-    must not land as an exception at some arbitrary point of the cleanup, so it kills the running
-    tools from here instead, and the loop leaves once the conversation is committed."""
+def _install_interrupts(agent: Agent) -> None:
+    """Route Ctrl-C to the loop at known points only (see agent.py, step 5).
+
+    At the prompt it raises as usual. During a turn the first press sets ``interrupting`` and
+    raises only if the loop is blocked reading the stream; the second kills the running tools.
+    The kernel may deliver SIGINT to any thread, and Python runs the handler on the main thread
+    only once it gets back to bytecode, so a watcher woken through the signal wakeup fd shuts the
+    stream's socket down to wake a main thread blocked in recv().
+    """
 
     def on_sigint(signum: int, frame: object) -> None:
-        if agent.busy and agent.interrupting:
+        if not agent.busy:
+            raise KeyboardInterrupt
+        if agent.interrupting:
             agent.hurry()
             return
-        if agent.busy:
-            agent.interrupting = True
-        raise KeyboardInterrupt
+        agent.interrupting = True
+        if agent.interruptible:
+            raise KeyboardInterrupt
 
-    return on_sigint
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def watch() -> None:
+        while data := os.read(read_end, 64):
+            if signal.SIGINT in data and agent.busy:
+                agent.abort_stream()
+
+    threading.Thread(target=watch, name="interrupt-watcher", daemon=True).start()
 
 
 def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry, *, streaming: bool) -> Renderer:
