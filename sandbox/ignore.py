@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
+
 
 __all__ = ["DEFAULT_IGNORED_DIRS", "IgnoreRules"]
 
@@ -32,6 +35,8 @@ class IgnoreRules:
         self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}
 
     def _spec(self, directory: str) -> pathspec.GitIgnoreSpec | None:
+        import pathspec  # here, not at import: 40 ms that start-up does not need
+
         if directory not in self._specs:
             path = self.root / directory / ".gitignore"
             try:

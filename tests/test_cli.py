@@ -62,7 +62,7 @@ def test_model_comes_from_the_environment(workspace):
 
 def test_missing_key_is_one_clear_line(workspace):
     done = run(["-p", "x"], workspace, {})
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "ANTHROPIC_API_KEY" in done.stderr
 
 

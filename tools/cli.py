@@ -65,18 +65,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _fail(message: str) -> SystemExit:
+    """Bad usage or settings: one line on stderr, exit status 2 (as argparse does)."""
+    print(f"midstream: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def config_from_environment(args: argparse.Namespace, *, need_service: bool = True) -> AgentConfig:
     """Settings from flags and ANTHROPIC_* variables; a missing key is an error only for the real API."""
     api_key = os.environ.get("ANTHROPIC_API_KEY") or None
     base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
     if need_service and api_key is None and base_url is None:
-        raise SystemExit(
-            "midstream: set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL "
-            "for another Anthropic-compatible server (or try `midstream --demo`)."
-        )
+        raise _fail("set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
+                    "Anthropic-compatible server (or try `midstream --demo`).")
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
-        raise SystemExit(f"midstream: the workspace {workspace} is not a directory.")
+        raise _fail(f"the workspace {workspace} is not a directory.")
     return AgentConfig(
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
         max_requests=args.max_requests, max_attempts=args.max_attempts, idle_timeout=args.idle_timeout,
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.isolation import bwrap_works
 
         if not bwrap_works():
-            raise SystemExit("midstream: --isolation bwrap, but bubblewrap is not installed or cannot run here.")
+            raise _fail("--isolation bwrap, but bubblewrap is not installed or cannot run here.")
     task = sys.stdin.read() if args.task == "-" else args.task
     _start_logging(config)
     transcript, history = _open_session(args, config)
@@ -141,9 +145,8 @@ def _demo(args: argparse.Namespace) -> int:
         return agent
 
     def say(line: str) -> None:
-        console = getattr(renderer, "console", None)
-        if console is not None:
-            console.print(line, style="bold cyan", markup=False, highlight=False)
+        if terminal_say := getattr(renderer, "say", None):
+            terminal_say(line)
         else:
             print(line, file=sys.stderr, flush=True)
 
@@ -185,7 +188,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         path = Transcript.find(config.workspace, args.resume)
         if path is None:
             wanted = f"session {args.resume}" if args.resume else "an earlier session"
-            raise SystemExit(f"midstream: found no {wanted} for {config.workspace}.")
+            raise _fail(f"found no {wanted} for {config.workspace}.")
         return Transcript(path), Transcript.load(path)
     return Transcript.create(config.workspace, config.model), []
 
@@ -246,8 +249,8 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
             tool = tools.get(name)
             return tool.status(call_args) if tool else name
 
-        console = Console(highlight=False, record=args.svg is not None)
-        return TerminalRenderer(console, model=config.model, status_for=status_for)
+        return TerminalRenderer(Console(highlight=False), model=config.model, status_for=status_for,
+                                record=args.svg is not None)
     from tools.render import PlainRenderer
 
     return PlainRenderer(model=config.model, stream_text=streaming)
@@ -256,9 +259,8 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
 def _close(renderer: Renderer, args: argparse.Namespace) -> None:
     if close := getattr(renderer, "close", None):
         close()
-    console = getattr(renderer, "console", None)
-    if args.svg is not None and console is not None:
-        console.save_svg(str(args.svg), title="midstream")
+    if args.svg is not None and (save_svg := getattr(renderer, "save_svg", None)):
+        save_svg(str(args.svg))
 
 
 def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:

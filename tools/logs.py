@@ -8,9 +8,13 @@ shapes and Authorization / x-api-key headers are replaced before anything is for
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import re
+import threading
 from pathlib import Path
 
 __all__ = ["RedactSecrets", "setup_logging"]
@@ -49,17 +53,35 @@ class RedactSecrets(logging.Filter):
 
 
 def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[str] | None = None) -> Path:
-    """Send our loggers to ``directory/midstream.log`` (5 MB × 3 files) through the redaction filter."""
-    from concurrent_log_handler import ConcurrentRotatingFileHandler
+    """Send our loggers to ``directory/midstream.log`` (5 MB × 3 files) through the redaction filter.
 
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "midstream.log"
-    handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8")
-    handler.addFilter(RedactSecrets(secrets))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    Records are redacted and queued at once; a background thread imports concurrent-log-handler
+    (~40 ms) and writes them, so neither the import nor the file locking sits on the path from
+    start-up to the first request, and nothing logged in the meantime is lost.
+    """
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    front = logging.handlers.QueueHandler(records)
+    front.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
-    root.addHandler(handler)
+    root.addHandler(front)
     root.setLevel(level)
     for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    path = directory / "midstream.log"
+    ready = threading.Event()
+
+    def start_writer() -> None:
+        from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+        directory.mkdir(parents=True, exist_ok=True)
+        handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        listener = logging.handlers.QueueListener(records, handler)
+        listener.start()
+        atexit.register(listener.stop)  # drains the queue before the process ends
+        ready.set()
+
+    writer = threading.Thread(target=start_writer, name="log-writer", daemon=True)
+    writer.start()
+    atexit.register(ready.wait, 5)  # registered first, so it runs after listener.stop is in place
     return path

@@ -27,6 +27,7 @@ import email.utils
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,12 +137,24 @@ class ModelClient:
         # so no byte for that long means a half-open connection that would otherwise hang for ever.
         timeout = httpx2.Timeout(connect=connect_timeout, read=idle_timeout, write=30.0, pool=connect_timeout)
         self._idle_timeout = idle_timeout
-        self._http = httpx2.Client(
+        self._client_settings: dict[str, Any] = dict(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
+        # Loading the CA bundle for TLS takes 25-60 ms: done on a thread while start-up goes on, and
+        # not at all for a plain-http server (a local llama.cpp or Ollama).
+        self._tls = _Background(httpx2.create_ssl_context) if base_url.startswith("https:") else None
+        self._built: httpx2.Client | None = None
+
+    @property
+    def _http(self) -> httpx2.Client:
+        if self._built is None:
+            verify = self._tls.result() if self._tls is not None else False
+            self._built = httpx2.Client(verify=verify, **self._client_settings)
+        return self._built
 
     def close(self) -> None:
-        self._http.close()
+        if self._built is not None:
+            self._built.close()
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
@@ -189,6 +202,28 @@ class ModelClient:
             return RetryableModelError(f"cannot connect to the model service: {exc}")
         # reset, dropped mid-stream, malformed chunking
         return RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}")
+
+
+class _Background:
+    """Runs one function on a thread at once; ``result()`` waits for it (and re-raises its error)."""
+
+    def __init__(self, function: Any) -> None:
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function,), name="tls-setup", daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Any) -> None:
+        try:
+            self._result = function()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _events(headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:

@@ -15,8 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pathspec
-
 from sandbox.ignore import DEFAULT_IGNORED_DIRS, IgnoreRules
 from sandbox.paths import confine, display_path
 from tools.files import is_binary
@@ -78,6 +76,8 @@ def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
     base = confine(ctx.workspace, path)
     if not base.is_dir():
         raise ToolError(f"{display_path(ctx.workspace, base)} is not a directory.")
+    import pathspec
+
     # gitignore-style matching anchored with a leading "/" has glob's semantics: "*.py" is one level, "**/" any depth.
     spec = pathspec.PathSpec.from_lines("gitignore", ["/" + pattern.lstrip("/")])
     rules = IgnoreRules(ctx.workspace)
@@ -150,6 +150,8 @@ def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_
 
 
 def _python_grep(workspace: Path, compiled: re.Pattern[str], target: Path, glob: str) -> list[str]:
+    import pathspec
+
     rules = IgnoreRules(workspace)
     name_spec = pathspec.PathSpec.from_lines("gitignore", [glob]) if glob else None
     if target.is_file():

@@ -17,6 +17,7 @@ would deadlock with Live's refresh thread, which holds Live's lock while it asks
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -109,8 +110,12 @@ class TerminalRenderer:
         model: str = "",
         status_for: Callable[[str, dict[str, Any]], str] | None = None,
         refresh_per_second: float = 12,
+        record: bool = False,
     ) -> None:
         self.console = console or Console(highlight=False)
+        # The live region's redraws are cursor movements a picture cannot show: for --svg, a second
+        # console records only what is printed for good.
+        self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
         self.model = model
         self._status_for = status_for or (lambda name, args: name)
         self._state = threading.RLock()
@@ -132,10 +137,11 @@ class TerminalRenderer:
 
     def close(self) -> None:
         with self._output:
-            if self._live.is_started:
-                self._live.stop()
-            if self.session.prompt_tokens or self.session.output:
-                self.console.print(Text(f"session: {self.session.describe(self.model)}", style="dim"))
+            with self._state:
+                self._stop_live()
+                if self.session.prompt_tokens or self.session.output:
+                    self._print(Text(f"session: {self.session.describe(self.model)}", style="dim"))
+            self._drain()
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
@@ -169,6 +175,19 @@ class TerminalRenderer:
                     self._live.refresh()
             else:
                 self.console.print(item)
+                if self.recording is not None:
+                    self.recording.print(item)
+
+    def say(self, line: str, style: str = "bold cyan") -> None:
+        """A line of the program's own (not the model's), printed above the live region."""
+        with self._output:
+            with self._state:
+                self._print(Text(line, style=style))
+            self._drain()
+
+    def save_svg(self, path: str) -> None:
+        if self.recording is not None:
+            self.recording.save_svg(path, title="midstream")
 
     # -- events -------------------------------------------------------------------------------------
 
