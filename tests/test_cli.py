@@ -31,7 +31,7 @@ def test_print_mode_prints_the_reply_and_exits_0(workspace):
                                                               "ANTHROPIC_API_KEY": "sk-secret"})
     assert done.returncode == 0, done.stderr
     assert done.stdout == "The answer is 42.\n"  # only the final answer: what a script wants
-    assert "· Let me look." in done.stderr and "read_file" in done.stderr  # narration and tools: stderr
+    assert "· Let me look." in done.stderr and "✓ Read notes.txt (1 line)" in done.stderr  # narration, tools: stderr
     first = server.requests[0]
     assert first["headers"]["x-api-key"] == "sk-secret"
     assert first["headers"]["anthropic-version"] == "2023-06-01"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import threading
 from typing import TextIO
@@ -28,7 +29,37 @@ from tools.events import (
 )
 from tools.usage import Usage
 
-__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback"]
+__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
+
+
+_NUMBERED_LINE = re.compile(r"^ *\d+\t")
+_PAST = {"Reading": "Read", "Writing": "Wrote", "Editing": "Edited", "Listing": "Listed", "Finding": "Found",
+         "Searching": "Searched", "Running": "Ran", "Recording": "Recorded"}
+
+
+def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> str:
+    """``✓ Read src/app.py (120 lines)`` or ``✗ Ran `pytest -q`: exit 1 (3 failed)``."""
+    verb, _, rest = status.partition(" ")
+    done = f"{_PAST.get(verb, verb)} {rest}".strip()
+    lines = content.splitlines()
+    if is_error and "grace window" in content:
+        return f"✗ {done}: stopped by the person in its grace window, nothing ran"
+    if is_error:
+        status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
+        exit_code = status_line.strip("[]").replace("exit status ", "exit ") if status_line else ""
+        body = [line for line in lines if line.strip() and not line.startswith("[")]
+        counts = re.search(r"\d+ failed(, \d+ passed)?", content)
+        detail = counts.group(0) if counts else (body[-1][:80] if body else "")
+        if not exit_code:
+            detail, exit_code = (lines[0][:100] if lines else ""), "error"
+        return f"✗ {done}: {exit_code}" + (f" ({detail})" if detail else "")
+    if verb == "Reading":
+        numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
+        return f"✓ {done} ({numbered} line{'s' * (numbered != 1)})"
+    if verb == "Running":
+        return f"✓ {done} ({seconds:.1f} s)"
+    return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
+
 
 
 def describe_rollback(event: TurnRolledBack) -> str:
@@ -65,6 +96,7 @@ class PlainRenderer:
         self._mid_line = False
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
+        self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -83,13 +115,13 @@ class PlainRenderer:
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
-                case ToolRunning(status=status):
+                case ToolRunning(id=call_id, status=status):
+                    self._statuses[call_id] = status
                     self._note(f"… {status}")
-                case ToolFinished(name=name, result=result, seconds=seconds, reused=reused):
-                    mark = "✗" if result.is_error else "✓"
-                    first = result.content.splitlines()[0] if result.content else ""
-                    how = "reused the result from before the rollback" if reused else f"{seconds:.1f} s"
-                    self._note(f"{mark} {name} ({how}) {first[:100]}")
+                case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
+                    status = self._statuses.pop(call_id, name)
+                    line = outcome_line(status, result.content, result.is_error, seconds)
+                    self._note(line + (" · reused from before the rollback" if reused else ""))
                 case TurnCommitted(stop_reason=reason, usage=usage):
                     reply = Usage.from_api(usage)
                     self.session += reply
@@ -102,6 +134,10 @@ class PlainRenderer:
                     self._note(f"  {reply.describe(self.model)}")
                 case TurnRolledBack() as rolled:
                     self._reply = []
+                    if self._mid_line:  # the partial reply stays on screen, marked
+                        self._out.write(" [discarded]\n")
+                        self._out.flush()
+                        self._mid_line = False
                     self._note("↺ " + describe_rollback(rolled))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")

@@ -52,41 +52,14 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.render import describe_rollback
+from tools.render import describe_rollback, outcome_line
 from tools.usage import Usage
 
-__all__ = ["TerminalRenderer", "outcome_line"]
+__all__ = ["TerminalRenderer"]
 
 FLUSH_INTERVAL = 1 / 12
-_NUMBERED_LINE = re.compile(r"^ *\d+\t")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
-_PAST = {"Reading": "Read", "Writing": "Wrote", "Editing": "Edited", "Listing": "Listed", "Finding": "Found",
-         "Searching": "Searched", "Running": "Ran", "Recording": "Recorded"}
-
-
-def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> str:
-    """``✓ Read src/app.py (120 lines)`` or ``✗ Ran `pytest -q`: exit 1 (3 failed)``."""
-    verb, _, rest = status.partition(" ")
-    done = f"{_PAST.get(verb, verb)} {rest}".strip()
-    lines = content.splitlines()
-    if is_error and "grace window" in content:
-        return f"✗ {done}: stopped by the person in its grace window, nothing ran"
-    if is_error:
-        status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
-        exit_code = status_line.strip("[]").replace("exit status ", "exit ") if status_line else ""
-        body = [line for line in lines if line.strip() and not line.startswith("[")]
-        counts = re.search(r"\d+ failed(, \d+ passed)?", content)
-        detail = counts.group(0) if counts else (body[-1][:80] if body else "")
-        if not exit_code:
-            detail, exit_code = (lines[0][:100] if lines else ""), "error"
-        return f"✗ {done}: {exit_code}" + (f" ({detail})" if detail else "")
-    if verb == "Reading":
-        numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
-        return f"✓ {done} ({numbered} lines)"
-    if verb == "Running":
-        return f"✓ {done} ({seconds:.1f} s)"
-    return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
 
 
 @dataclass
