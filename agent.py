@@ -50,7 +50,6 @@ from tools.events import (
     RequestStarted,
     ToolCallReady,
     ToolFinished,
-    ToolGrace,
     ToolProgress,
     ToolRunning,
     TurnCommitted,
@@ -188,7 +187,7 @@ class Agent:
             mode=config.mode,
             grace_seconds=config.grace_seconds,
             confirm=confirm,
-            announce=lambda w: renderer.show(ToolGrace(w.call_id, w.description, w.targets, w.seconds)),
+            announce=renderer.show,
         )
         self.system = (
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt

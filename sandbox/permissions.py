@@ -15,21 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.policy import destructive_targets
+from tools.events import ToolGrace
 from tools.registry import Tool, ToolContext
 
-__all__ = ["MODES", "Gate", "GraceWindow"]
+__all__ = ["MODES", "Gate"]
 
 MODES = ("read-only", "ask", "auto")
-
-
-@dataclass(frozen=True)
-class GraceWindow:
-    """What the person is shown before a destructive call runs."""
-
-    call_id: str
-    description: str
-    targets: tuple[str, ...]
-    seconds: float
 
 
 @dataclass
@@ -41,7 +32,7 @@ class Gate:
     # Asks the person; returns "yes" | "no" | "always", or "no" once the event is set (Ctrl-C).
     # None: nobody to ask (a non-interactive run).
     confirm: Callable[[str, threading.Event], str] | None = None
-    announce: Callable[[GraceWindow], None] = lambda window: None
+    announce: Callable[[ToolGrace], None] = lambda window: None  # shows the countdown to the person
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
 
@@ -76,7 +67,7 @@ class Gate:
     def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         command = str(args.get("command", tool.status(args)))
         targets = tuple(destructive_targets(command, Path(ctx.workspace)))
-        self.announce(GraceWindow(call_id, command, targets, self.grace_seconds))
+        self.announce(ToolGrace(call_id, command, targets, self.grace_seconds))
         if ctx.cancelled.wait(self.grace_seconds):
             return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
                     "nothing was run. Do not retry it; ask them what to do instead.")

@@ -32,6 +32,15 @@ def sleeper(marker: str, seconds: int = 300) -> str:
     return f"python3 -c \"import subprocess, sys, time; {child}; time.sleep({seconds})\" {marker}"
 
 
+def say_then_leave(child: pexpect.spawn, text: str, expected_reply: str) -> None:
+    """Back at the prompt after an interrupt: the conversation goes on, then Ctrl-D leaves."""
+    child.sendline(text)
+    child.expect(expected_reply)
+    child.expect("› ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
 def tool_results(request: dict) -> list[dict]:
     return [b for b in request["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
 
@@ -48,11 +57,7 @@ def test_ctrl_c_while_text_streams_closes_the_stream_and_keeps_the_partial_text(
         child.expect("interrupted")
         child.expect("› ")
         assert wait_until(lambda: "client_closed" in server.log, 5)  # the response was closed at once
-        child.sendline("stop there")
-        child.expect("Understood")
-        child.expect("› ")
-        child.sendeof()
-        child.expect(pexpect.EOF)
+        say_then_leave(child, "stop there", "Understood")
     messages = server.requests[1]["body"]["messages"]
     assert history_problems(messages) == []
     partial = messages[1]["content"][0]["text"]  # the user's first message held the date note and the task
@@ -78,11 +83,7 @@ def test_ctrl_c_while_a_command_runs_stops_it_and_its_children(workspace):
             child.sendintr()
             child.expect("› ")
             assert wait_until(lambda: not processes_with(marker), 5), processes_with(marker)
-            child.sendline("what happened?")
-            child.expect("ok")
-            child.expect("› ")
-            child.sendeof()
-            child.expect(pexpect.EOF)
+            say_then_leave(child, "what happened?", "ok")
     finally:
         subprocess.run(["pkill", "-f", marker])
     ran, waiting = tool_results(server.requests[1])
@@ -104,11 +105,7 @@ def test_ctrl_c_in_a_destructive_grace_window_refuses_the_call(workspace):
         child.expect("runs in")
         child.sendintr()
         child.expect("› ")
-        child.sendline("never mind")
-        child.expect("ok")
-        child.expect("› ")
-        child.sendeof()
-        child.expect(pexpect.EOF)
+        say_then_leave(child, "never mind", "ok")
     assert (build / "keep.o").read_text() == "precious"
     (refused,) = tool_results(server.requests[1])
     assert refused["is_error"] and "stopped this destructive call during its 30 s grace window" in refused["content"]
@@ -167,11 +164,7 @@ def test_an_interrupted_git_commit_is_reported_as_having_changed_files(workspace
         assert wait_until(lambda: (workspace / "hook-started.flag").exists(), 10)
         child.sendintr()
         child.expect("› ")
-        child.sendline("did it commit?")
-        child.expect("ok")
-        child.expect("› ")
-        child.sendeof()
-        child.expect(pexpect.EOF)
+        say_then_leave(child, "did it commit?", "ok")
     (result,) = tool_results(server.requests[1])
     assert "Interrupted by the person" in result["content"]
     assert ".git/ (" in result["content"] and "refs/heads/" in result["content"]
@@ -193,11 +186,7 @@ def test_ctrl_c_during_a_stalled_stream_returns_at_once(workspace):
         child.expect("interrupted")
         child.expect("› ")
         assert time.monotonic() - started < 10  # not the 90 s idle timeout, not the 30 s stall
-        child.sendline("again")
-        child.expect("Fresh start")
-        child.expect("› ")
-        child.sendeof()
-        child.expect(pexpect.EOF)
+        say_then_leave(child, "again", "Fresh start")
     messages = server.requests[1]["body"]["messages"]
     assert history_problems(messages) == []
     assert messages[1]["content"] == [{"type": "text", "text": "Thinking"}]  # what had streamed
