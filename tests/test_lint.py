@@ -1,4 +1,4 @@
-"""The style rules the team agreed on (ruff: E, F, I, B, UP) hold for the whole tree."""
+"""The style rules the team agreed on hold: ruff (E, F, I, B, UP) on the tree, mypy on the package."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def test_ruff_is_clean():
     if ruff is None:
         pytest.fail("ruff is part of the test extra: pip install '.[test]'")
     done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_mypy_is_clean():
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
+    if mypy is None:
+        pytest.fail("mypy is part of the test extra: pip install '.[test]'")
+    done = subprocess.run([mypy, "--no-incremental"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 
 

@@ -181,3 +181,36 @@ def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
         child.expect(pexpect.EOF)
         child.close()
     assert child.exitstatus == 0
+
+
+def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
+    server = ScriptedServer([reply(Text("first answer")), reply(Text("second answer"))])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+
+    def session() -> pexpect.spawn:
+        return pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--isolation", "none"], cwd=str(workspace),
+                             env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}, dimensions=(30, 100),
+                             encoding="utf-8", timeout=20)
+
+    with server:
+        child = session()
+        child.expect("› ")
+        child.sendline("explain this \\")
+        child.expect("… ")
+        child.sendline("over two lines")
+        child.expect("first answer")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child = session()  # a new process: the history comes from disk
+        child.expect("› ")
+        child.send("\x1b[A")  # Up: the last line typed in this workspace
+        child.sendline("")
+        child.expect("second answer")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    first = server.requests[0]["body"]["messages"][-1]["content"][-1]["text"]
+    second = server.requests[1]["body"]["messages"][0]["content"][-1]["text"]
+    assert first == "explain this \nover two lines"
+    assert second == "over two lines"

@@ -87,7 +87,7 @@ class CacheModel:
             written_to = hit
             for point in breakpoints:
                 if point > hit and totals[point] >= minimum:
-                    ttl = 3600.0 if markers[point].get("ttl") == "1h" else 300.0
+                    ttl = 3600.0 if (markers[point] or {}).get("ttl") == "1h" else 300.0
                     self.entries[digests[point]] = now + ttl
                     written_to = max(written_to, point)
         creation = totals[written_to] - read if written_to > hit else 0

@@ -121,11 +121,10 @@ def make_demo_repository() -> Path:
     for name, text in DEMO_FILES.items():
         (root / name).write_text(text)
     if shutil.which("git"):
-        quiet = {"cwd": root, "capture_output": True, "check": False}
-        subprocess.run(["git", "init", "-q"], **quiet)
-        subprocess.run(["git", "add", "."], **quiet)
-        subprocess.run(["git", "-c", "user.name=midstream demo", "-c", "user.email=demo@localhost",
-                        "commit", "-q", "-m", "calc: a tiny calculator with a bug"], **quiet)
+        for command in (["init", "-q"], ["add", "."],
+                        ["-c", "user.name=midstream demo", "-c", "user.email=demo@localhost",
+                         "commit", "-q", "-m", "calc: a tiny calculator with a bug"]):
+            subprocess.run(["git", *command], cwd=root, capture_output=True, check=False)
     (root / ".gitignore").write_text("build/\n__pycache__/\n")
     build = root / "build"
     for sub in ("obj", "lib"):

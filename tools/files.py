@@ -137,7 +137,8 @@ def write_file(ctx: ToolContext, path: str, content: str) -> str:
 
 
 def _where(text: str, needle: str, limit: int = 10) -> list[int]:
-    lines, start = [], 0
+    lines: list[int] = []
+    start = 0
     while (found := text.find(needle, start)) != -1 and len(lines) < limit:
         lines.append(text.count("\n", 0, found) + 1)
         start = found + 1

@@ -178,7 +178,7 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"  # host is a str for an AF_INET server
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
