@@ -256,7 +256,13 @@ def classify(command: str, workspace: Path | None = None) -> Classification:
         return Classification(Verdict.ORDINARY, (f"could not parse the command: {exc}",))
     if not simples:
         return Classification(Verdict.READ_ONLY)
-    judged = [_judge(s, workspace) for s in simples]
+    judged = []
+    here = workspace  # where the next command runs: `>` over an existing file is judged there
+    for simple in simples:
+        judged.append(_judge(simple, here))
+        argv = _unwrap(simple.argv)
+        if here is not None and argv and argv[0] in {"cd", "pushd"}:
+            here = _change_directory(here, argv[1] if len(argv) > 1 else "~")
     worst = max(v for v, _ in judged)
     reasons = tuple(r for v, r in judged if v == worst and r)
     return Classification(worst, reasons, tuple(tuple(s.argv) for s in simples))
@@ -265,33 +271,49 @@ def classify(command: str, workspace: Path | None = None) -> Classification:
 def destructive_targets(command: str, workspace: Path) -> list[str]:
     """What a destructive command would remove or overwrite, resolved inside the workspace.
 
-    Globs are expanded relative to the workspace; directories are counted file by file so a
-    person sees ``rm -rf build/ → 1,204 files`` before it runs.
+    Globs are expanded where the command will be when it runs: a ``cd`` earlier in the chain moves
+    the base (``cd build && rm -rf *`` lists build's files, not the workspace's); after a ``cd``
+    we cannot follow (``cd -``, ``cd $DIR``) targets are shown unresolved rather than guessed.
+    Directories are counted file by file so a person sees ``rm -rf build/ → 1,204 files``.
     """
     described: list[str] = []
     try:
         simples = split_commands(command)
     except ValueError:
         return described
+    here: Path | None = workspace
     for simple in simples:
         argv = _unwrap(simple.argv)
+        if argv and argv[0] in {"cd", "pushd"}:
+            here = _change_directory(here, argv[1] if len(argv) > 1 else "~")
+            continue
         for operator, target in simple.redirects:
-            if operator in {">", "&>", ">|"} and (workspace / target).exists():
-                described.append(f"{target} (overwritten)")
+            if operator in {">", "&>", ">|"} and here is not None and (here / target).exists():
+                described.append(f"{_describe(workspace, str(here / target))} (overwritten)")
         if not argv:
             continue
         program = os.path.basename(argv[0])
+        operands: list[str] = []
         if program in {"rm", "shred", "truncate"}:
             operands = [a for a in argv[1:] if not a.startswith("-")]
-            described += [_describe(workspace, p) for pattern in operands for p in _expand(workspace, pattern)]
+        elif program in {"chmod", "chown"}:
+            operands = [a for a in argv[2:] if not a.startswith("-")]
         elif program == "git":
             name, _ = _git_subcommand(argv[1:])
             if name in {"clean", "reset", "checkout", "restore"}:
                 described.append(f"uncommitted work in {workspace.name} (git {name})")
-        elif program in {"chmod", "chown"}:
-            operands = [a for a in argv[2:] if not a.startswith("-")]
-            described += [_describe(workspace, p) for pattern in operands for p in _expand(workspace, pattern)]
+        for pattern in operands:
+            if here is None:
+                described.append(f"{pattern} (after a cd that cannot be followed; not resolved)")
+            else:
+                described += [_describe(workspace, p) for p in _expand(here, pattern)]
     return described
+
+
+def _change_directory(here: Path | None, target: str) -> Path | None:
+    if here is None or target.startswith(("-", "$", "~", "`")) or "$(" in target:
+        return None
+    return Path(os.path.normpath(os.path.join(here, target)))
 
 
 def _expand(workspace: Path, pattern: str) -> list[str]:
@@ -301,7 +323,8 @@ def _expand(workspace: Path, pattern: str) -> list[str]:
 
 
 def _describe(workspace: Path, path: str) -> str:
-    shown = os.path.relpath(path, workspace) if path.startswith(str(workspace)) else path
+    inside = os.path.normpath(path).startswith(str(workspace) + os.sep)
+    shown = os.path.relpath(path, workspace) if inside else path
     if os.path.isdir(path) and not os.path.islink(path):
         count = sum(len(files) for _, _, files in os.walk(path))
         return f"{shown}/ ({count:,} files)"

@@ -79,6 +79,8 @@ CASES = [
     ("ls && cat a | wc -l", R, "ls"),
     ("echo hi > existing.txt", D, "'>' overwrites the existing file existing.txt"),
     ("echo hi > new.txt", W, "writes a file"),
+    ("cd sub && echo hi > inner.txt", D, "'>' overwrites the existing file inner.txt"),
+    ("cd sub && echo hi > existing.txt", W, "writes a file"),
     ("echo hi >> existing.txt", W, "appends to a file"),
     ("ls 2>/dev/null", R, "ls"),
     ("make 2>&1 | tail", W, "make may change files"),
@@ -89,6 +91,8 @@ CASES = [
 @pytest.mark.parametrize("command, verdict, reason", CASES)
 def test_classification(workspace, command, verdict, reason):
     (workspace / "existing.txt").write_text("keep me\n")
+    (workspace / "sub").mkdir()
+    (workspace / "sub" / "inner.txt").write_text("keep me too\n")
     result = classify(command, workspace)
     assert (result.verdict, reason in result.reasons) == (verdict, True), result
 
@@ -119,3 +123,15 @@ def test_destructive_targets_are_resolved_in_the_workspace(workspace):
     assert destructive_targets("rm -f gone.txt", workspace) == ["gone.txt (does not exist)"]
     assert destructive_targets("echo x > existing.txt", workspace) == ["existing.txt (overwritten)"]
     assert destructive_targets("git clean -fdx", workspace) == [f"uncommitted work in {workspace.name} (git clean)"]
+
+
+def test_destructive_targets_follow_a_cd_in_the_chain(workspace):
+    (workspace / "build").mkdir()
+    (workspace / "build" / "a.o").write_text("")
+    (workspace / "build" / "b.o").write_text("")
+    (workspace / "keep.txt").write_text("")
+    assert destructive_targets("cd build && rm -rf *", workspace) == ["build/a.o", "build/b.o"]
+    assert destructive_targets("cd build; cd ..; rm keep.txt", workspace) == ["keep.txt"]
+    assert destructive_targets("cd build && echo x > a.o", workspace) == ["build/a.o (overwritten)"]
+    assert destructive_targets("cd $OUT && rm -rf *", workspace) == [
+        "* (after a cd that cannot be followed; not resolved)"]
