@@ -190,3 +190,30 @@ def test_ctrl_c_during_a_stalled_stream_returns_at_once(workspace):
     messages = server.requests[1]["body"]["messages"]
     assert history_problems(messages) == []
     assert messages[1]["content"] == [{"type": "text", "text": "Thinking"}]  # what had streamed
+
+
+def test_ask_mode_asks_on_the_terminal_and_ctrl_c_abandons_the_question(workspace):
+    server = ScriptedServer([
+        reply(ToolUse("t1", "write_file", {"path": "yes.txt", "content": "approved\n"})),
+        reply(Text("Wrote it.")),
+        reply(ToolUse("t2", "write_file", {"path": "no.txt", "content": "never\n"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        child = spawn(server, workspace, "--mode", "ask")
+        child.expect("› ")
+        child.sendline("write yes.txt")
+        child.expect(r"Writing yes\.txt\? \[y\]es / \[n\]o / \[a\]lways this session: ")
+        child.sendline("y")
+        child.expect("Wrote it")
+        child.expect("› ")
+        child.sendline("write no.txt")
+        child.expect(r"Writing no\.txt\?")
+        time.sleep(0.3)
+        child.sendintr()  # instead of answering
+        child.expect("› ")
+        say_then_leave(child, "fine, leave it", "ok")
+    assert (workspace / "yes.txt").read_text() == "approved\n"
+    assert not (workspace / "no.txt").exists()
+    (refused,) = tool_results(server.requests[3])
+    assert refused["is_error"] and "refused" in refused["content"]

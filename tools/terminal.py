@@ -94,6 +94,7 @@ class TerminalRenderer:
         self._state = threading.RLock()
         self._output = threading.Lock()
         self._queue: list[Any] = []  # renderables, or the _START / _STOP / _REFRESH markers
+        self._paused = False  # a question to the person is open (see suspended)
         self._live = Live(_Region(self), console=self.console, refresh_per_second=refresh_per_second,
                           transient=True, redirect_stdout=False, redirect_stderr=False)
         self._tools: dict[str, _ToolLine] = {}
@@ -118,22 +119,32 @@ class TerminalRenderer:
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
-        """Stop the live region while the person is asked something, then bring it back."""
+        """Stop drawing while the person is asked something; output meanwhile waits, in order.
+
+        No lock is held while the question is open: the loop keeps streaming and can still
+        notice Ctrl-C, which is how a question is abandoned.
+        """
         with self._output:
             was_running = self._live.is_started
             if was_running:
                 self._live.stop()
-            try:
-                yield
-            finally:
-                if was_running:
+            self._paused = True
+        try:
+            yield
+        finally:
+            with self._output:
+                self._paused = False
+                if was_running and not self._live.is_started:
                     self._live.start()
+                self._drain()
 
     def _stop_live(self) -> None:
         self._queue.append(_STOP)
 
     def _drain(self) -> None:
         """Print what the last event produced; called holding ``_output`` but not ``_state``."""
+        if self._paused:
+            return  # printed, in order, when the question is answered
         with self._state:
             queue, self._queue = self._queue, []
         for item in queue:
