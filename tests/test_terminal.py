@@ -214,3 +214,27 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     second = server.requests[1]["body"]["messages"][0]["content"][-1]["text"]
     assert first == "explain this \nover two lines"
     assert second == "over two lines"
+
+
+def test_slash_commands_are_not_sent_to_the_model(workspace):
+    server = ScriptedServer([reply(Text("a real answer"))])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    with server:
+        child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--max-tokens", "1234"], cwd=str(workspace),
+                              env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}, dimensions=(30, 120),
+                              encoding="utf-8", timeout=20)
+        child.expect("› ")
+        child.sendline("/help")
+        child.expect("/retry sends the last message again")
+        child.expect("› ")
+        child.sendline("/nonsense")
+        child.expect("unknown command /nonsense")
+        child.expect("› ")
+        child.sendline("/etc/hosts is what file?")  # a path is a message, not a command
+        child.expect("a real answer")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    (request,) = server.requests
+    assert request["body"]["max_tokens"] == 1234
+    assert request["body"]["messages"][0]["content"][-1]["text"] == "/etc/hosts is what file?"

@@ -58,6 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-ttl", choices=("5m", "1h"), default=AgentConfig.cache_ttl,
                         help="prompt cache lifetime (1h costs 2x input per write instead of 1.25x)")
     parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
+    parser.add_argument("--max-tokens", type=int, default=AgentConfig.max_tokens, metavar="N",
+                        help=f"output budget of one model request (default {AgentConfig.max_tokens})")
     parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests, metavar="N")
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
@@ -83,7 +85,8 @@ def config_from_environment(args: argparse.Namespace, *, need_service: bool = Tr
         raise _fail(f"the workspace {workspace} is not a directory.")
     return AgentConfig(
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
-        max_requests=args.max_requests, max_attempts=args.max_attempts, idle_timeout=args.idle_timeout,
+        max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,
+        idle_timeout=args.idle_timeout,
         workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
         prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
     )
@@ -282,6 +285,12 @@ def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
     return confirm
 
 
+HELP = """Commands: /retry sends the last message again after its attempts ran out; /help shows this.
+Keys: Ctrl-C stops what is running (a stream, tools, a destructive command's countdown); twice leaves.
+      Ctrl-C or Ctrl-D on an empty prompt, or an empty line, leaves. End a line with \\ to go on.
+Session: saved as you go; `midstream --continue` picks it up again."""
+
+
 def _prompt_loop(agent: Agent) -> int:
     from tools.prompt import Prompt
 
@@ -290,7 +299,12 @@ def _prompt_loop(agent: Agent) -> int:
         text = prompt.read()
         if text is None:
             return 0
-        if text.strip() == "/retry":
+        command = text.strip()
+        if command == "/retry":
             agent.retry()
+        elif command == "/help":
+            print(HELP, file=sys.stderr, flush=True)
+        elif command.startswith("/") and " " not in command and "/" not in command[1:]:
+            print(f"midstream: unknown command {command} (try /help)", file=sys.stderr, flush=True)
         else:
             agent.send(text)
