@@ -1,4 +1,11 @@
-"""The tool families the model can call, collected into one registry."""
+"""What the loop in agent.py drives: the tools the model can call, and the parts around them.
+
+The tool families (files.py, search.py, shell.py) are collected into one registry here. Beside
+them live the model wire (model.py, sse.py), the assembler, the scheduler, the renderers
+(terminal.py, render.py), transcripts, logs, caching, the command line (cli.py) and the scripted
+model server the demo and the tests use (scripted_server.py): the project's top level holds only
+agent.py, tools/, sandbox/, prompts/ and tests/, by the user's choice.
+"""
 
 from __future__ import annotations
 
