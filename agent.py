@@ -56,7 +56,7 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.history import HistoryInvalid, history_problems
+from tools.history import HistoryInvalid, as_blocks, history_problems
 from tools.model import ModelClient, ModelError, RetryableModelError
 from tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from tools.scheduler import ScheduledCall, Scheduler
@@ -195,7 +195,7 @@ class Agent:
         )
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         # A resumed session already told the model its date; tell it again only when it changes.
-        self._date_told = next((b["text"] for m in reversed(self.history) for b in _as_blocks(m["content"])
+        self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
                                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
@@ -298,9 +298,9 @@ class Agent:
         """
         last = self.history[-1] if self.history else None
         if last is not None and last["role"] == message["role"]:
-            last["content"] = [*_as_blocks(last["content"]), *_as_blocks(message["content"])]
+            last["content"] = [*as_blocks(last["content"]), *as_blocks(message["content"])]
         else:
-            self.history.append({"role": message["role"], "content": _as_blocks(message["content"])})
+            self.history.append({"role": message["role"], "content": as_blocks(message["content"])})
         if self.transcript:
             self.transcript.append(message)
 
@@ -538,10 +538,6 @@ class Agent:
                 block["is_error"] = True
             blocks.append(block)
         return blocks
-
-
-def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
 def _drop_cut_off_calls(

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HistoryInvalid", "answer_unfinished_tools", "history_problems"]
+__all__ = ["HistoryInvalid", "answer_unfinished_tools", "as_blocks", "history_problems"]
 
 
 class HistoryInvalid(RuntimeError):
     """The conversation would be rejected by the API."""
 
 
-def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    content = message.get("content")
+def as_blocks(content: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A message's content as a list of blocks: the API accepts a bare string for one text block."""
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return as_blocks(message.get("content"))
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:

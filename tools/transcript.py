@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.history import answer_unfinished_tools
+from tools.history import answer_unfinished_tools, as_blocks
 
 __all__ = ["Transcript", "state_dir"]
 
@@ -77,7 +77,7 @@ class Transcript:
             message = record["message"]
             if messages and messages[-1]["role"] == message["role"]:
                 messages[-1] = {"role": message["role"],
-                                "content": _blocks(messages[-1]["content"]) + _blocks(message["content"])}
+                                "content": as_blocks(messages[-1]["content"]) + as_blocks(message["content"])}
             else:
                 messages.append(message)
         answer_unfinished_tools(messages, AGENT_EXITED)
@@ -96,7 +96,3 @@ class Transcript:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-
-
-def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
