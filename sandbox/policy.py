@@ -32,7 +32,6 @@ class Verdict(IntEnum):
 class Classification:
     verdict: Verdict
     reasons: tuple[str, ...] = ()
-    commands: tuple[tuple[str, ...], ...] = ()
 
     @property
     def read_only(self) -> bool:
@@ -265,7 +264,7 @@ def classify(command: str, workspace: Path | None = None) -> Classification:
             here = _change_directory(here, argv[1] if len(argv) > 1 else "~")
     worst = max(v for v, _ in judged)
     reasons = tuple(r for v, r in judged if v == worst and r)
-    return Classification(worst, reasons, tuple(tuple(s.argv) for s in simples))
+    return Classification(worst, reasons)
 
 
 def destructive_targets(command: str, workspace: Path) -> list[str]:

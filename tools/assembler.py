@@ -38,7 +38,6 @@ class TurnAssembler:
         self._parts: dict[int, list[str]] = {}  # text, thinking or input JSON pieces per block
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
-        self.message_id: str | None = None
         self.complete = False
         self.bad_tool_ids: set[str] = set()
 
@@ -46,9 +45,7 @@ class TurnAssembler:
         """Apply one stream event; return what the renderer and the dispatcher should hear."""
         match event.get("type"):
             case "message_start":
-                message = event.get("message") or {}
-                self.message_id = message.get("id")
-                self.usage.update(message.get("usage") or {})
+                self.usage.update((event.get("message") or {}).get("usage") or {})
             case "content_block_start":
                 return self._start_block(event["index"], dict(event["content_block"]))
             case "content_block_delta":

@@ -42,7 +42,7 @@ class Scheduler:
             self._start_ready()
         return call.future
 
-    def cancel_waiting(self, result: ToolResult) -> list[str]:
+    def cancel_waiting(self, result: ToolResult) -> None:
         """Give every call that has not started yet ``result`` instead of running it."""
         with self._lock:
             waiting = [c for c in self._unfinished if not c.started]
@@ -50,7 +50,6 @@ class Scheduler:
                 self._unfinished.remove(call)
         for call in waiting:
             call.future.set_result(result)
-        return [c.id for c in waiting]
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
