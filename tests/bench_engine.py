@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import Agent, AgentConfig  # noqa: E402
+from tests.conftest import program_env  # noqa: E402
 from tools.assembler import TurnAssembler  # noqa: E402
 from tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
 from tools.model import ModelClient  # noqa: E402
@@ -241,7 +242,7 @@ def _first_request_after_start(env: dict[str, str], workspace: str) -> float:
 
 
 def bench_startup(workspace: str, runs: int = 10) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env = program_env()
     cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     _first_request_after_start(cached, workspace)  # writes the bytecode caches once
     as_is = [_first_request_after_start(env, workspace) for _ in range(runs)]

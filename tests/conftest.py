@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,12 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"):
         monkeypatch.delenv(name, raising=False)
+
+
+def program_env(**extra: str) -> dict[str, str]:
+    """The environment for running midstream as a process: ours without any ANTHROPIC_* setting,
+    so nothing can reach a real model service, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | extra
 
 
 class RecordingRenderer:

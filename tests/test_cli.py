@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import program_env
 from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,7 +15,7 @@ MIDSTREAM = Path(sys.executable).parent / "midstream"
 
 
 def run(args: list[str], cwd: Path, env_extra: dict[str, str], script: bool = False) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | env_extra
+    env = program_env(**env_extra)
     command = [str(MIDSTREAM)] if script else [sys.executable, str(ROOT / "agent.py")]
     return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pexpect
 
-from tests.conftest import wait_until
+from tests.conftest import program_env, wait_until
 from tests.test_shell_tool import processes_with
 from tools.history import history_problems
 from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env = program_env()
     env |= {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
     return pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--isolation", "none", *args],
                          cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=20)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.conftest import wait_until
+from tests.conftest import program_env, wait_until
 from tools.events import ToolFinished, TurnRolledBack
 from tools.history import history_problems
 from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
@@ -151,7 +151,7 @@ def test_the_transcript_holds_every_commit_and_loads_back(make_agent, workspace)
 
 
 def _cli(args, cwd, env_extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | env_extra
+    env = program_env(**env_extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "agent.py"), *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

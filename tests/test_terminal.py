@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
 import pexpect
 from rich.console import Console
 
+from tests.conftest import program_env
 from tools import default_registry
 from tools.events import (
     BlockStopped,
@@ -167,7 +167,7 @@ def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
               ToolUse("t1", "bash", {"command": command})),
         reply(Text("All done.")),
     ])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env = program_env()
     with server:
         child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "-p", "go", "--isolation", "none"],
                               cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
@@ -185,7 +185,7 @@ def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
 
 def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     server = ScriptedServer([reply(Text("first answer")), reply(Text("second answer"))])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env = program_env()
 
     def session() -> pexpect.spawn:
         return pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--isolation", "none"], cwd=str(workspace),
@@ -218,7 +218,7 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
 
 def test_slash_commands_are_not_sent_to_the_model(workspace):
     server = ScriptedServer([reply(Text("a real answer"))])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env = program_env()
     with server:
         child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--max-tokens", "1234"], cwd=str(workspace),
                               env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}, dimensions=(30, 120),
