@@ -114,10 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_session(agent: Agent, renderer: Renderer, task: str | None, args: argparse.Namespace) -> int:
-    # SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the finally below stops tools.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
-    _install_interrupts(agent)
+    _install_signals(agent)
     try:
         if task is not None:
             return _exit_code(agent.send(task))
@@ -142,9 +139,7 @@ def _demo(args: argparse.Namespace) -> int:
         config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
                              isolation=args.isolation, grace_seconds=3.0)
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _exit_on_signal)
-        _install_interrupts(agent)
+        _install_signals(agent)
         return agent
 
     def say(line: str) -> None:
@@ -194,6 +189,14 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             raise _fail(f"found no {wanted} for {config.workspace}.")
         return Transcript(path), Transcript.load(path)
     return Transcript.create(config.workspace, config.model), []
+
+
+def _install_signals(agent: Agent) -> None:
+    """SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the agent's close() stops
+    its tools; Ctrl-C goes to the loop (see _install_interrupts)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    _install_interrupts(agent)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
