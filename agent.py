@@ -39,12 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
-from sandbox.journal import UndoJournal
-from sandbox.permissions import Gate
-from tools.assembler import TurnAssembler
-from tools.cache import CacheAudit, apply_cache_control
-from tools.events import (
+from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
+from midstream.sandbox.journal import UndoJournal
+from midstream.sandbox.permissions import Gate
+from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
+from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
+from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.conversation.usage import Usage
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.ui.events import (
     CacheMissed,
     Renderer,
     RequestStarted,
@@ -56,18 +60,14 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.history import HistoryInvalid, as_blocks, history_problems
-from tools.model import ModelClient, ModelError, RetryableModelError
-from tools.registry import Access, ToolContext, ToolRegistry, ToolResult
-from tools.scheduler import ScheduledCall, Scheduler
-from tools.transcript import Transcript
-from tools.usage import Usage
+from midstream.tools.wire.assembler import TurnAssembler
+from midstream.tools.wire.model import ModelClient, ModelError, RetryableModelError
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
 log = logging.getLogger("midstream.agent")
 # Library practice: without a configured handler our warnings must not reach the terminal through
-# logging's last resort; the command line sends them to the log file instead (tools/logs.py).
+# logging's last resort; the command line sends them to the log file instead (tools/cli/logs.py).
 logging.getLogger("midstream").addHandler(logging.NullHandler())
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -111,7 +111,7 @@ class AgentConfig:
     system_prompt: str = ""
     """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
     prompt_cache: bool = True
-    """Send cache_control breakpoints (see tools/cache.py) and audit what each reply read."""
+    """Send cache_control breakpoints (see tools/conversation/cache.py) and audit what each reply read."""
     cache_ttl: str = "5m"
     """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
     tell_date: bool = True
@@ -549,8 +549,8 @@ def _drop_cut_off_calls(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``midstream`` command; the command line itself lives in tools/cli.py."""
-    from tools.cli import main as cli_main
+    """The ``midstream`` command; the command line itself lives in tools/cli/main.py."""
+    from midstream.tools.cli.main import main as cli_main
 
     return cli_main(argv)
 

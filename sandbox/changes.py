@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sandbox.ignore import DEFAULT_IGNORED_DIRS
+from midstream.sandbox.ignore import DEFAULT_IGNORED_DIRS
 
 __all__ = ["changed_since", "describe_changes"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.policy import destructive_targets
-from tools.events import ToolGrace
-from tools.registry import Tool, ToolContext
+from midstream.sandbox.policy import destructive_targets
+from midstream.tools.registry import Tool, ToolContext
+from midstream.tools.ui.events import ToolGrace
 
 __all__ = ["MODES", "Gate"]
 

@@ -4,7 +4,7 @@
 
 The session is the one the tests use: a ~6,000-token system prompt, ten user messages, each
 answered with one tool call and a closing reply (20 requests). Token counts come from the scripted
-server's model of the API's cache accounting (tools/cache_model.py); prices are list prices for
+server's model of the API's cache accounting (tools/conversation/cache_model.py); prices are list prices for
 Sonnet (input $3/MTok, cache write 1.25x, cache read 0.1x). Never fails.
 """
 
@@ -15,16 +15,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from midstream.agent import Agent, AgentConfig  # noqa: E402
+from midstream.tools.conversation.cache_model import CacheModel  # noqa: E402
+from midstream.tools.conversation.usage import Usage  # noqa: E402
+from midstream.tools.registry import ToolRegistry  # noqa: E402
+from midstream.tools.ui.events import Event, TurnCommitted  # noqa: E402
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
-from agent import Agent, AgentConfig  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import recording_tool  # noqa: E402
 from tests.test_prompts_and_cache import LONG_SYSTEM  # noqa: E402
-from tools.cache_model import CacheModel  # noqa: E402
-from tools.events import Event, TurnCommitted  # noqa: E402
-from tools.registry import ToolRegistry  # noqa: E402
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
-from tools.usage import Usage  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 TURNS = 10

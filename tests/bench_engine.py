@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from agent import Agent, AgentConfig  # noqa: E402
+from midstream.agent import Agent, AgentConfig  # noqa: E402
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
+from midstream.tools.ui.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
+from midstream.tools.wire.assembler import TurnAssembler  # noqa: E402
+from midstream.tools.wire.model import ModelClient  # noqa: E402
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import program_env  # noqa: E402
-from tools.assembler import TurnAssembler  # noqa: E402
-from tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
-from tools.model import ModelClient  # noqa: E402
-from tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -162,7 +163,7 @@ def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
     """Over loopback from a server in its own process, so it does not share our interpreter lock."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([scripted | {"burst": True}] * runs, f)
-    server = subprocess.Popen([sys.executable, "-m", "tools.scripted_server", f.name], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "midstream.tools.wire.scripted_server", f.name], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
@@ -236,7 +237,7 @@ def _first_request_after_start(env: dict[str, str], workspace: str) -> float:
     server = ScriptedServer([reply(Text("ok"))])
     with server:
         t0 = time.monotonic()
-        subprocess.run([sys.executable, str(ROOT / "agent.py"), "-p", "hi"], cwd=workspace,
+        subprocess.run([sys.executable, "-m", "midstream", "-p", "hi"], cwd=workspace,
                        env=env | {"ANTHROPIC_BASE_URL": server.url}, capture_output=True, check=True)
         return server.requests[0]["time"] - t0
 

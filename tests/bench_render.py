@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import io
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rich.console import Console  # noqa: E402
-
-from tools.events import (  # noqa: E402
+from midstream.tools.registry import ToolResult  # noqa: E402
+from midstream.tools.ui.events import (  # noqa: E402
     BlockStopped,
     RequestStarted,
     TextDelta,
@@ -32,8 +27,8 @@ from tools.events import (  # noqa: E402
     TurnCommitted,
     TurnEnded,
 )
-from tools.registry import ToolResult  # noqa: E402
-from tools.terminal import TerminalRenderer  # noqa: E402
+from midstream.tools.ui.terminal import TerminalRenderer  # noqa: E402
+from rich.console import Console  # noqa: E402
 
 DELTAS = 20_000
 MARK_EVERY = 250

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent import Agent, AgentConfig
-from tools.events import Event
-from tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
-from tools.scripted_server import ScriptedServer
+from midstream.agent import Agent, AgentConfig
+from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
+from midstream.tools.ui.events import Event
+from midstream.tools.wire.scripted_server import ScriptedServer
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +98,7 @@ def make_agent(workspace: Path) -> Iterator[Callable[..., tuple[Agent, Recording
     agents: list[Agent] = []
 
     def make(server: ScriptedServer, *, tools: ToolRegistry | None = None, **overrides: Any):
-        from tools import builtin_tools
+        from midstream.tools import builtin_tools
 
         settings: dict[str, Any] = dict(
             workspace=workspace, base_url=server.url, api_key="sk-test", model="claude-test",

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+
 from tests.conftest import program_env
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDSTREAM = Path(sys.executable).parent / "midstream"
@@ -16,7 +17,7 @@ MIDSTREAM = Path(sys.executable).parent / "midstream"
 
 def run(args: list[str], cwd: Path, env_extra: dict[str, str], script: bool = False) -> subprocess.CompletedProcess:
     env = program_env(**env_extra)
-    command = [str(MIDSTREAM)] if script else [sys.executable, str(ROOT / "agent.py")]
+    command = [str(MIDSTREAM)] if script else [sys.executable, "-m", "midstream"]
     return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -78,8 +79,7 @@ def test_default_model_is_current():
     import warnings
 
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
-
-    from agent import DEFAULT_MODEL
+    from midstream.agent import DEFAULT_MODEL
 
     assert DEFAULT_MODEL not in DEPRECATED_MODELS
     with warnings.catch_warnings():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from midstream.tools.ui.events import ToolCallReady, ToolFinished, TurnCommitted
+from midstream.tools.wire.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
+
 from tests.conftest import wait_until
-from tools.events import ToolCallReady, ToolFinished, TurnCommitted
-from tools.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
 
 
 def _results(request: dict) -> list[dict]:

@@ -6,9 +6,8 @@ import os
 import stat
 
 import pytest
-
-from tools.files import READ_MAX_LINES, edit_file, read_file, write_file
-from tools.registry import ToolContext
+from midstream.tools.files import READ_MAX_LINES, edit_file, read_file, write_file
+from midstream.tools.registry import ToolContext
 
 
 def call(tool, workspace, **args):

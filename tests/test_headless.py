@@ -10,18 +10,18 @@ import sys
 from pathlib import Path
 
 import pexpect
+from midstream.tools.conversation.history import history_problems
+from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
-from tools.history import history_problems
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
-from tools.transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def midstream(args: list[str], cwd: Path, env_extra: dict[str, str], stdin: str | None = None):
     env = program_env(**env_extra)
-    return subprocess.run([sys.executable, str(ROOT / "agent.py"), *args], cwd=cwd, env=env, input=stdin,
+    return subprocess.run([sys.executable, "-m", "midstream", *args], cwd=cwd, env=env, input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -121,7 +121,7 @@ def test_a_recording_replays_to_the_same_transcript(tmp_path):
 
 def test_the_demo_runs_to_the_end_and_leaves_a_repository_to_look_at(tmp_path):
     env = program_env(TERM="xterm")
-    child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--demo"], cwd=str(tmp_path), env=env,
+    child = pexpect.spawn(sys.executable, ["-m", "midstream", "--demo"], cwd=str(tmp_path), env=env,
                           dimensions=(50, 140), encoding="utf-8", timeout=60)
     child.expect(r"drives the real agent in ([^\s\x1b]+)")
     workspace = Path(child.match.group(1).strip())

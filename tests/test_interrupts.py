@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 
 import pexpect
+from midstream.tools.conversation.history import history_problems
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 from tests.test_shell_tool import processes_with
-from tools.history import history_problems
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
     env = program_env()
     env |= {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--isolation", "none", *args],
+    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args],
                          cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=20)
 
 

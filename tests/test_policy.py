@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from sandbox.policy import RULES, Verdict, classify, destructive_targets
+from midstream.sandbox.policy import RULES, Verdict, classify, destructive_targets
 
 R, W, D = Verdict.READ_ONLY, Verdict.ORDINARY, Verdict.DESTRUCTIVE  # read-only, writes, destructive
 

@@ -8,11 +8,12 @@ import subprocess
 import sys
 import uuid
 
+from midstream.tools.conversation.history import history_problems
+from midstream.tools.conversation.transcript import AGENT_EXITED, Transcript, state_dir
+from midstream.tools.ui.events import ToolFinished, TurnRolledBack
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+
 from tests.conftest import program_env, wait_until
-from tools.events import ToolFinished, TurnRolledBack
-from tools.history import history_problems
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
-from tools.transcript import AGENT_EXITED, Transcript, state_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -152,7 +153,7 @@ def test_the_transcript_holds_every_commit_and_loads_back(make_agent, workspace)
 
 def _cli(args, cwd, env_extra):
     env = program_env(**env_extra)
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "agent.py"), *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "midstream", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

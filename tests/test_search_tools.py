@@ -6,10 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-
-from sandbox.ignore import IgnoreRules
-from tools import search
-from tools.registry import ToolContext
+from midstream.sandbox.ignore import IgnoreRules
+from midstream.tools import search
+from midstream.tools.registry import ToolContext
 
 
 def call(tool, workspace, **args):

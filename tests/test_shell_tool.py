@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from midstream.sandbox.isolation import bwrap_works
+from midstream.tools.registry import ToolContext
+from midstream.tools.shell import bash
 
-from sandbox.isolation import bwrap_works
 from tests.conftest import wait_until
-from tools.registry import ToolContext
-from tools.shell import bash
 
 
 def run(workspace, command, isolation="none", **args):

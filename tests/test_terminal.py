@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 import pexpect
-from rich.console import Console
-
-from tests.conftest import program_env
-from tools import default_registry
-from tools.events import (
+from midstream.tools import default_registry
+from midstream.tools.registry import ToolResult
+from midstream.tools.ui.events import (
     BlockStopped,
     RequestStarted,
     TextDelta,
@@ -27,10 +25,12 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.registry import ToolResult
-from tools.render import JsonRenderer
-from tools.scripted_server import ScriptedServer, Text, ToolUse, reply
-from tools.terminal import TerminalRenderer
+from midstream.tools.ui.render import JsonRenderer
+from midstream.tools.ui.terminal import TerminalRenderer
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from rich.console import Console
+
+from tests.conftest import program_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = default_registry()
@@ -169,7 +169,7 @@ def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
     ])
     env = program_env()
     with server:
-        child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "-p", "go", "--isolation", "none"],
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "-p", "go", "--isolation", "none"],
                               cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
                               dimensions=(30, 100), encoding="utf-8", timeout=20)
         child.expect("Streaming")
@@ -188,7 +188,7 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     env = program_env()
 
     def session() -> pexpect.spawn:
-        return pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--isolation", "none"], cwd=str(workspace),
+        return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none"], cwd=str(workspace),
                              env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}, dimensions=(30, 100),
                              encoding="utf-8", timeout=20)
 
@@ -220,7 +220,7 @@ def test_slash_commands_are_not_sent_to_the_model(workspace):
     server = ScriptedServer([reply(Text("a real answer"))])
     env = program_env()
     with server:
-        child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--max-tokens", "1234"], cwd=str(workspace),
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "--max-tokens", "1234"], cwd=str(workspace),
                               env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}, dimensions=(30, 120),
                               encoding="utf-8", timeout=20)
         child.expect("› ")

@@ -1,23 +1,30 @@
-"""What the loop in agent.py drives: the tools the model can call, and the parts around them.
+"""The tools the model can call: files.py, search.py and shell.py, their registry and scheduler.
 
-The tool families (files.py, search.py, shell.py) are collected into one registry here. Beside
-them live the model wire (model.py, sse.py), the assembler, the scheduler, the renderers
-(terminal.py, render.py), transcripts, logs, caching, the command line (cli.py) and the scripted
-model server the demo and the tests use (scripted_server.py): the project's top level holds only
-agent.py, tools/, sandbox/, prompts/ and tests/, by the user's choice.
+The modules here are the tools (each a typed function the model sees), ``registry.py`` (schemas,
+validation, errors as results) and ``scheduler.py`` (runs calls in parallel where they do not
+conflict). What is not a tool lives in sub-packages named for what they hold:
+
+- ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, the scripted server
+- ``conversation/``  what the API accepts as history, transcripts, prompt caching, token usage
+- ``ui/``            the events the loop reports, and the terminal, plain-text and JSON renderers
+- ``cli/``           the command line, the demo, the log file, the interactive prompt
+- ``_package/``      the installed package's root (``midstream``): see its docstring
+
+The repository's top level holds only agent.py, tools/, sandbox/, prompts/ and tests/, by the
+user's choice; everything installs under the one name ``midstream`` (see pyproject.toml).
 """
 
 from __future__ import annotations
 
-from tools.registry import Tool, ToolRegistry
+from midstream.tools.registry import Tool, ToolRegistry
 
 __all__ = ["builtin_tools", "default_registry"]
 
 
 def builtin_tools() -> list[Tool]:
-    from tools.files import edit_file, read_file, write_file
-    from tools.search import glob, grep, list_dir
-    from tools.shell import bash
+    from midstream.tools.files import edit_file, read_file, write_file
+    from midstream.tools.search import glob, grep, list_dir
+    from midstream.tools.shell import bash
 
     return [read_file, write_file, edit_file, list_dir, glob, grep, bash]
 

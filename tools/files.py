@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sandbox.paths import confine, display_path
-from tools.registry import Access, ToolContext, ToolError, tool, workspace_key
+from midstream.sandbox.paths import confine, display_path
+from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
 
 __all__ = ["edit_file", "is_binary", "read_file", "write_file"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tools.registry import Access, ToolResult
+from midstream.tools.registry import Access, ToolResult
 
 __all__ = ["ScheduledCall", "Scheduler"]
 

@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sandbox.ignore import DEFAULT_IGNORED_DIRS, IgnoreRules
-from sandbox.paths import confine, display_path
-from tools.files import is_binary
-from tools.registry import Access, ToolContext, ToolError, tool, workspace_key
+from midstream.sandbox.ignore import DEFAULT_IGNORED_DIRS, IgnoreRules
+from midstream.sandbox.paths import confine, display_path
+from midstream.tools.files import is_binary
+from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
 
 __all__ = ["glob", "grep", "list_dir"]
 

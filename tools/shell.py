@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox.changes import changed_since, describe_changes
-from sandbox.isolation import isolate
-from sandbox.policy import classify
-from tools.registry import Access, ToolContext, ToolError, tool
+from midstream.sandbox.changes import changed_since, describe_changes
+from midstream.sandbox.isolation import isolate
+from midstream.sandbox.policy import classify
+from midstream.tools.registry import Access, ToolContext, ToolError, tool
 
 __all__ = ["CappedOutput", "bash", "child_environment"]
 

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from tools.events import (
+from midstream.tools.ui.events import (
     BlockStopped,
     Event,
     TextDelta,
@@ -21,7 +21,7 @@ from tools.events import (
     ToolCallStarted,
     ToolInputDelta,
 )
-from tools.model import error_from_event
+from midstream.tools.wire.model import error_from_event
 
 __all__ = ["TurnAssembler"]
 

@@ -5,7 +5,7 @@ and our own errors, never HTTP details. A later OpenAI-compatible provider trans
 into the same events here.
 
 We speak HTTP through ``httpx2``, the stack the anthropic SDK itself runs on, and parse SSE with
-our own byte-level splitter (``tools/sse.py``: 0.35 s per MB of tool input with JSON decoding and
+our own byte-level splitter (``tools/wire/sse.py``: 0.35 s per MB of tool input with JSON decoding and
 assembly, against 0.48 s through ``httpx2.EventSource``). The SDK's own streaming paths cost
 2.4–12 s per MB of tool input and ``import anthropic`` ~1.8 s of start-up (see shared/DESIGN.md),
 so the SDK is not on this path.
@@ -34,9 +34,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx2
-
-from tools.recording import Recorder
-from tools.sse import iter_sse
+from midstream.tools.wire.recording import Recorder
+from midstream.tools.wire.sse import iter_sse
 
 __all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
 

@@ -18,22 +18,33 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
-from sandbox.permissions import MODES
-from tools.events import Renderer, TurnEnded
-from tools.model import ModelClient
-from tools.registry import ToolRegistry
-from tools.transcript import Transcript, state_dir
+from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
+from midstream.sandbox.permissions import MODES
+from midstream.tools.conversation.transcript import Transcript, state_dir
+from midstream.tools.registry import ToolRegistry
+from midstream.tools.ui.events import Renderer, TurnEnded
+from midstream.tools.wire.model import ModelClient
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
 EXIT_FOR = {"refusal": 3, "interrupted": 130}
 
 
+def _version() -> str:
+    """The installed distribution's version: one source of truth, pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("midstream")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="midstream", description="A coding agent whose tools start the moment their call is complete."
     )
+    parser.add_argument("--version", action="version", version=f"midstream {_version()}")
     parser.add_argument("-p", "--print", dest="task", metavar="TASK",
                         help="run one task without the prompt and exit ('-' reads the task from stdin)")
     parser.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
@@ -98,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     config = config_from_environment(args, need_service=args.replay is None)
     if config.isolation == "bwrap":
-        from sandbox.isolation import bwrap_works
+        from midstream.sandbox.isolation import bwrap_works
 
         if not bwrap_works():
             raise _fail("--isolation bwrap, but bubblewrap is not installed or cannot run here.")
@@ -131,7 +142,7 @@ def _exit_code(ended: TurnEnded) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tools.demo import run_demo
+    from midstream.tools.cli.demo import run_demo
 
     renderer = _renderer(args, AgentConfig(model=DEFAULT_MODEL), _tools(), streaming=True)
 
@@ -156,13 +167,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _tools() -> ToolRegistry:
-    from tools import default_registry
+    from midstream.tools import default_registry
 
     return default_registry()
 
 
 def _start_logging(config: AgentConfig) -> None:
-    from tools.logs import setup_logging
+    from midstream.tools.cli.logs import setup_logging
 
     level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
     setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
@@ -171,7 +182,7 @@ def _start_logging(config: AgentConfig) -> None:
 def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient | None:
     if args.record is None and args.replay is None:
         return None  # the Agent builds the usual one
-    from tools.recording import Recorder, ReplayTransport
+    from midstream.tools.wire.recording import Recorder, ReplayTransport
 
     transport = ReplayTransport(args.replay) if args.replay else None
     return ModelClient(
@@ -239,17 +250,16 @@ def _install_interrupts(agent: Agent) -> None:
 def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry, *, streaming: bool) -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if args.output_format == "stream-json":
-        from tools.render import JsonRenderer
+        from midstream.tools.ui.render import JsonRenderer
 
         return JsonRenderer()
     if args.output_format == "json":
-        from tools.render import SummaryRenderer
+        from midstream.tools.ui.render import SummaryRenderer
 
         return SummaryRenderer(model=config.model)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from midstream.tools.ui.terminal import TerminalRenderer
         from rich.console import Console
-
-        from tools.terminal import TerminalRenderer
 
         def status_for(name: str, call_args: dict) -> str:
             tool = tools.get(name)
@@ -257,7 +267,7 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
 
         return TerminalRenderer(Console(highlight=False), model=config.model, status_for=status_for,
                                 record=args.svg is not None)
-    from tools.render import PlainRenderer
+    from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(model=config.model, stream_text=streaming)
 
@@ -295,7 +305,7 @@ Session: saved as you go; `midstream --continue` picks it up again."""
 
 
 def _prompt_loop(agent: Agent) -> int:
-    from tools.prompt import Prompt
+    from midstream.tools.cli.prompt import Prompt
 
     prompt = Prompt(agent.config.workspace)
     while True:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.history import answer_unfinished_tools, as_blocks
+from midstream.tools.conversation.history import answer_unfinished_tools, as_blocks
 
 __all__ = ["Transcript", "state_dir"]
 

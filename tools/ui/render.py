@@ -13,7 +13,8 @@ import sys
 import threading
 from typing import TextIO
 
-from tools.events import (
+from midstream.tools.conversation.usage import Usage
+from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
     Event,
@@ -27,7 +28,6 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.usage import Usage
 
 __all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
 

@@ -27,14 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
-from rich.live import Live
-from rich.markdown import Markdown
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
-
-from tools.events import (
+from midstream.tools.conversation.usage import Usage
+from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
     Event,
@@ -52,8 +46,13 @@ from tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from tools.render import describe_rollback, outcome_line
-from tools.usage import Usage
+from midstream.tools.ui.render import describe_rollback, outcome_line
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
 
 __all__ = ["TerminalRenderer"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tools.registry import ToolResult
+from midstream.tools.registry import ToolResult
 
 __all__ = [
     "BlockStopped",

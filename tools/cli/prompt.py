@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 from pathlib import Path
 
-from tools.transcript import state_dir
+from midstream.tools.conversation.transcript import state_dir
 
 __all__ = ["Prompt"]
 

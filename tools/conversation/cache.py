@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.usage import Usage
+from midstream.tools.conversation.usage import Usage
 
 __all__ = ["CacheAudit", "apply_cache_control"]
 

@@ -19,7 +19,7 @@ can live in a JSON file):
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
 
-``python -m tools.scripted_server scenario.json`` serves a JSON scenario from its own process and
+``python -m midstream.tools.wire.scripted_server scenario.json`` serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tools.cache_model import CacheModel
+from midstream.tools.conversation.cache_model import CacheModel
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 

@@ -1,0 +1,1 @@
+"""The conversation: what the API accepts as history, session transcripts, prompt caching and usage."""
