@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from midstream.sandbox.git import run_git
+
 __all__ = ["DATE_NOTE_PREFIX", "build_system_blocks", "date_note", "instruction_files", "render_template"]
 
 INSTRUCTION_NAMES = ("AGENTS.md", "CLAUDE.md")
@@ -32,10 +34,10 @@ def render_template(name: str, **values: str) -> str:
 
 def _git(workspace: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True, timeout=5)
+        done = run_git(args, workspace, timeout=5)  # hardened: the repository may be hostile
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout if done.returncode == 0 else None
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else None
 
 
 def _git_root(workspace: Path) -> Path | None:

@@ -1,0 +1,65 @@
+"""midstream's own git calls, hardened against a hostile repository.
+
+A repository's ``.git/config`` is data an attacker may have written (a cloned repository, or a
+command the model ran). Git executes programs named there: ``core.fsmonitor`` on every ``status``,
+hooks on commits, ``core.pager``, ``diff.external`` and textconv drivers on diffs, ``core.sshCommand``
+on fetches. Every git process midstream starts itself goes through :func:`run_git`, which turns all of
+them off on the command line (``-c`` beats every config file) and ignores the system config, so no
+program named by the repository runs with midstream's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["HARDENING", "git_env", "run_git"]
+
+# Each setting names a program or behaviour git would otherwise take from the repository's config.
+HARDENING: tuple[str, ...] = (
+    "-c", "core.fsmonitor=false",  # a program run on every status/diff
+    "-c", "core.hooksPath=/dev/null",  # hooks: pre-commit, post-checkout, reference-transaction ...
+    "-c", "core.pager=cat",  # a pager is a program
+    "-c", "core.editor=true",  # so is an editor
+    "-c", "core.sshCommand=false",  # and an ssh wrapper
+    "-c", "core.askPass=",
+    "-c", "credential.helper=",
+    "-c", "diff.external=",  # external diff drivers
+    "-c", "core.untrackedCache=false",  # never rewrite the index's cache as a side effect of reading
+    "-c", "protocol.ext.allow=never",  # ext:: URLs run commands
+    "-c", "filter.lfs.process=",  # clean/smudge filters are programs; the common one named here
+    "--no-pager",
+)
+
+
+def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a git call: no system config, no prompts, no optional index writes."""
+    env = dict(os.environ if base is None else base)
+    for name in list(env):
+        if name.startswith("GIT_") and name not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
+                                                     "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
+            del env[name]  # GIT_EXTERNAL_DIFF, GIT_PAGER, GIT_SSH_COMMAND, GIT_CONFIG_* ...
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat",
+               GIT_ATTR_NOSYSTEM="1")
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 30.0,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git ARGS`` in ``cwd`` with every repository-configured program disabled.
+
+    Diff-like commands also need ``--no-ext-diff --no-textconv`` among their own arguments; callers
+    that diff pass them. Raises ``OSError`` when git is missing and ``TimeoutExpired`` on a hang.
+    """
+    return subprocess.run(
+        ["git", *HARDENING, *args], cwd=cwd, env=git_env(env), input=input,
+        capture_output=True, timeout=timeout, check=False, stdin=None if input is not None else subprocess.DEVNULL,
+    )
