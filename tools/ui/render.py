@@ -17,6 +17,10 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
     Event,
     RequestStarted,
     TextDelta,
@@ -29,7 +33,8 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 
-__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
+__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback",
+           "outcome_line"]
 
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\t")
@@ -75,6 +80,22 @@ def describe_rollback(event: TurnRolledBack) -> str:
     if event.commands:
         line += " · already ran, cannot be undone: " + "; ".join(f"`{c}`" for c in event.commands)
     return line
+
+
+def describe_context(event: ContextCleared | CompactionStarted | Compacted | CompactionFailed) -> str:
+    """One line about the context window: what was cleared or compacted, and what was kept."""
+    match event:
+        case ContextCleared(results=n, before=before, after=after):
+            return (f"✓ cleared {n} old tool result{'s' * (n != 1)} to save context: {before:,} → {after:,} tokens "
+                    "(the model can fetch them again)")
+        case CompactionStarted(tokens=tokens):
+            return f"compacting the conversation… ({tokens:,} tokens)"
+        case Compacted(before=before, after=after, summarised=summarised, kept=kept):
+            return (f"✓ compacted the conversation: {before:,} → {after:,} tokens · a summary replaces "
+                    f"{summarised} messages, the last {kept} are kept verbatim · full history in the transcript")
+        case CompactionFailed(message=message):
+            return f"⚠ could not compact the conversation: {message}"
+    raise TypeError(event)
 
 
 class PlainRenderer:
@@ -141,6 +162,9 @@ class PlainRenderer:
                     self._note("↺ " + describe_rollback(rolled))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                    self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
+                    self._note(describe_context(context))
                 case TurnEnded(ok=ok, message=message):
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
@@ -182,6 +206,7 @@ class SummaryRenderer:
         self._final = ""
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
+        self._context: list[dict[str, object]] = []  # clearings and compactions
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -201,13 +226,16 @@ class SummaryRenderer:
                 case TurnCommitted(usage=usage):
                     self.session += Usage.from_api(usage)
                     self._final, self._reply = "".join(self._reply), []
+                case ContextCleared() | Compacted() | CompactionFailed() as context:
+                    self.session += Usage.from_api(getattr(context, "usage", {}))
+                    self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
                     summary = {
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
                         "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
                         "cost_usd": self.session.cost(self.model), "requests": self._requests,
-                        "tool_calls": list(self._calls.values()),
+                        "tool_calls": list(self._calls.values()), "context": self._context,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()

@@ -31,6 +31,10 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
     Event,
     RequestStarted,
     TextDelta,
@@ -46,7 +50,7 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.render import describe_rollback, outcome_line
+from midstream.tools.ui.render import describe_context, describe_rollback, outcome_line
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
@@ -226,6 +230,10 @@ class TerminalRenderer:
                     self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
+            case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
+                failed = isinstance(context, CompactionFailed)
+                self._print(Text(describe_context(context), style="yellow" if failed else "dim"))
             case TurnRolledBack() as rolled:
                 shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
                 if shown:  # it stays on screen, struck through, so the person knows it was thrown away
