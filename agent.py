@@ -43,7 +43,7 @@ from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
-from midstream.tools.conversation.compaction import ContextKeeper, ContextUse, ask_for_text, context_window_for
+from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
@@ -51,6 +51,7 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResu
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.ui.events import (
     CacheMissed,
+    ContextUsed,
     Renderer,
     RequestStarted,
     ToolCallReady,
@@ -272,7 +273,7 @@ class Agent:
             except HistoryInvalid as error:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
             self._commit(reply.message)
-            self.context.measured(reply.usage)
+            self.renderer.show(self.context.measured(reply.usage))
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
                 self.renderer.show(CacheMissed(missed))
@@ -337,7 +338,7 @@ class Agent:
         finally:
             self.busy = False
 
-    def context_used(self) -> ContextUse:
+    def context_used(self) -> ContextUsed:
         """How much of the context window the latest request used (for /cost and the status line)."""
         return self.context.use()
 

@@ -22,7 +22,7 @@ from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, 
 from tests.conftest import program_env
 from tests.test_prompts_and_cache import LONG_SYSTEM
 
-WINDOW = 3000
+WINDOW = 6000
 
 
 @tool(status=lambda args: f"Fetching page {args.get('page')}", access=lambda ws, args: Access.reading("pages"))
@@ -67,7 +67,7 @@ def test_claude_windows_are_known_and_others_are_set():
 
 
 def test_a_300_request_session_several_windows_long_always_fits(make_agent):
-    model = Model()
+    model = Model(size=1600)
     server = ScriptedServer([], context_limit=WINDOW, respond=model)
     with server:
         agent, renderer = make_agent(server, tools=ToolRegistry([fetch]), context_window=WINDOW, max_tokens=200,
@@ -79,7 +79,7 @@ def test_a_300_request_session_several_windows_long_always_fits(make_agent):
     assert all(r["prompt_tokens"] <= WINDOW for r in server.requests)
     assert all(history_problems(body["messages"]) == [] for body in bodies(server))
     assert history_problems(agent.history) == []
-    results = sum(len(fetch.function(None, page=n)) for n in range(1, 301)) / 4
+    results = sum(len(fetch.function(None, page=n, size=1600)) for n in range(1, 301)) / 4
     assert results > 5 * WINDOW  # the tool results alone are several windows long
     compactions = renderer.of(Compacted)
     assert len(compactions) >= 3 and len(model.summaries) == len(compactions)
@@ -165,7 +165,7 @@ def test_compact_with_nothing_to_summarise_says_so(make_agent):
 
 
 def test_a_failed_summary_leaves_the_history_and_the_turn_goes_on(make_agent):
-    model = Model(turn=12, size=800)
+    model = Model(turn=16, size=1600)
     fail = {"status": 500, "error": {"type": "api_error", "message": "boom"}}
     server = ScriptedServer([], context_limit=WINDOW)
 
@@ -187,7 +187,7 @@ def test_a_failed_summary_leaves_the_history_and_the_turn_goes_on(make_agent):
 
 
 def test_cleared_results_replay_from_the_transcript(make_agent, workspace):
-    model = Model(turn=20)
+    model = Model(turn=13, size=1600)
     server = ScriptedServer([], context_limit=WINDOW, respond=model)
     with server:
         transcript = Transcript.create(workspace, "claude-test")
@@ -225,6 +225,8 @@ def test_after_compaction_the_cache_is_read_again_within_two_requests(make_agent
     ("prompt is too long: 208310 tokens > 200000 maximum", 208310, 200000),
     ("input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, decrease input length", 213202,
      200000),
+    ("This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", 9000,
+     8192),
 ])
 def test_the_service_s_too_long_answers_map_to_one_error(message, tokens, limit):
     from midstream.tools.wire.model import ModelClient, PromptTooLong

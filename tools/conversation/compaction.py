@@ -37,13 +37,14 @@ from midstream.tools.ui.events import (
     CompactionFailed,
     CompactionStarted,
     ContextCleared,
+    ContextUsed,
     Event,
 )
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
 
 __all__ = [
-    "CONTEXT_WINDOWS", "SUMMARY_QUESTION", "SUMMARY_TITLE", "ContextKeeper", "ContextPolicy", "ContextUse",
+    "CONTEXT_WINDOWS", "SUMMARY_QUESTION", "SUMMARY_TITLE", "ContextKeeper", "ContextPolicy",
     "ask_for_text", "context_window_for",
 ]
 
@@ -88,9 +89,9 @@ def context_window_for(model: str, configured: int | None = None) -> int | None:
 class ContextPolicy:
     """When to clear and when to compact, as fractions of the window."""
 
-    clear_at: float = 0.6
+    clear_at: float = 0.5
     """Clear old tool results once a request would use this much of the window."""
-    clear_at_least: float = 0.2
+    clear_at_least: float = 0.3
     """...but only when the batch frees this much of it (each clearing costs one cache rebuild)."""
     compact_at: float = 0.8
     """Compact once a request would use this much (or would not leave room for max_tokens)."""
@@ -102,24 +103,6 @@ class ContextPolicy:
     """...within this share of the window; larger results in them are cleared."""
     summary_max_tokens: int = 8192
     """Output budget of the summary request (capped by max_tokens)."""
-
-
-@dataclass(frozen=True)
-class ContextUse:
-    """How much of the window the next request would use."""
-
-    tokens: int
-    window: int | None
-
-    @property
-    def fraction(self) -> float | None:
-        return self.tokens / self.window if self.window else None
-
-    def describe(self) -> str:
-        """``context 45,000 / 200,000 tokens (23%)``."""
-        if not self.window:
-            return f"context {self.tokens:,} tokens (window unknown: set --context-window)"
-        return f"context {self.tokens:,} / {self.window:,} tokens ({self.tokens / self.window:.0%})"
 
 
 class _Transcript(Protocol):
@@ -170,12 +153,14 @@ class ContextKeeper:
 
     # -- the budget -----------------------------------------------------------------------------------
 
-    def measured(self, usage: dict[str, Any]) -> None:
+    def measured(self, usage: dict[str, Any]) -> ContextUsed:
         """A reply came back: what its request used is the base of the next estimate."""
         used = sum(int(usage.get(k) or 0) for k in
                    ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
         if used and self._sent is not None:
             self._measured = (*self._sent, used)
+            self._last = used
+        return self.use()
 
     def estimate(self, history: list[dict[str, Any]], base: dict[str, Any]) -> int:
         """The prompt tokens of the next request with this history."""
@@ -187,9 +172,9 @@ class ContextKeeper:
         self._last = counted
         return counted
 
-    def use(self) -> ContextUse:
-        """The size of the latest request (or estimate) against the window."""
-        return ContextUse(self._last, self.window)
+    def use(self) -> ContextUsed:
+        """The size of the latest request against the window."""
+        return ContextUsed(self._last, self.window)
 
     @property
     def compact_limit(self) -> int:
@@ -227,15 +212,15 @@ class ContextKeeper:
             changed = self._compact(history, base, "requested", instructions, before)
         elif self.automatic and self.window:
             policy = self.policy
+            at_least = int(policy.clear_at_least * self.window)
             if before >= self.compact_limit:
                 freed = self._clearable_tokens(history, self.policy.keep_recent)
-                if before - freed < policy.clear_at * self.window:  # clearing is enough, and cheaper
-                    changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=1)
+                if freed >= at_least and before - freed < policy.clear_at * self.window:  # enough, and cheaper
+                    changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
                 else:
                     changed = self._compact(history, base, "auto", None, before)
             elif before >= policy.clear_at * self.window:
-                changed = self._clear(history, base, before, protect=policy.keep_recent,
-                                      at_least=int(policy.clear_at_least * self.window))
+                changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
         if history:
             self._sent = (len(history), _message_tokens(history[-1]))
         if changed:
@@ -282,10 +267,15 @@ class ContextKeeper:
         start = self._tail_start(history, assistants)
         tail = [dict(m) for m in history[start:]]
         if self.window:
-            budget = int(self.policy.keep_share * self.window)
-            found = sorted(_clearable(tail, len(tail)), key=lambda item: -item[3])
-            while found and sum(_message_tokens(m) for m in tail) > budget:
-                _apply_notes(tail, [found.pop(0)])
+            # Older results in the kept part go first, largest first; the newest ones (which the
+            # model has not read yet) only when the kept part would otherwise take half the window.
+            found = sorted(_clearable(tail, len(tail)), key=lambda item: (item[0] == len(tail) - 1, -item[3]))
+            for item in found:
+                size = sum(_message_tokens(m) for m in tail)
+                newest = item[0] == len(tail) - 1
+                if size <= (self.window // 2 if newest else int(self.policy.keep_share * self.window)):
+                    continue
+                _apply_notes(tail, [item])
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
         compacted = [{"role": "user", "content": [{"type": "text", "text": f"{title}\n\n{summary}"}]}, *tail]

@@ -18,6 +18,7 @@ __all__ = [
     "CompactionFailed",
     "CompactionStarted",
     "ContextCleared",
+    "ContextUsed",
     "Event",
     "Renderer",
     "RequestStarted",
@@ -146,6 +147,24 @@ class CacheMissed:
 
 
 @dataclass(frozen=True)
+class ContextUsed:
+    """How much of the context window a request used (``window`` None: not known for this model)."""
+
+    tokens: int
+    window: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.tokens / self.window if self.window else None
+
+    def describe(self) -> str:
+        """``context 45,000 / 200,000 tokens (23%)``."""
+        if not self.window:
+            return f"context {self.tokens:,} tokens (window unknown: set --context-window)"
+        return f"context {self.tokens:,} / {self.window:,} tokens ({self.tokens / self.window:.0%})"
+
+
+@dataclass(frozen=True)
 class ContextCleared:
     """Old, large tool results were replaced by a note saying how to get them again (one batch)."""
 
@@ -194,7 +213,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed | ContextCleared | CompactionStarted | Compacted | CompactionFailed
+    | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed
 )
 
 

@@ -21,6 +21,7 @@ from midstream.tools.ui.events import (
     CompactionFailed,
     CompactionStarted,
     ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
     TextDelta,
@@ -118,6 +119,7 @@ class PlainRenderer:
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
         self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
+        self._context = ""  # " · context 23%" of the latest request, when the window is known
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -152,7 +154,7 @@ class PlainRenderer:
                             self._note("· " + text.replace("\n", "\n· "))
                     else:
                         self._final = text
-                    self._note(f"  {reply.describe(self.model)}")
+                    self._note(f"  {reply.describe(self.model)}{self._context}")
                 case TurnRolledBack() as rolled:
                     self._reply = []
                     if self._mid_line:  # the partial reply stays on screen, marked
@@ -162,6 +164,8 @@ class PlainRenderer:
                     self._note("↺ " + describe_rollback(rolled))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case ContextUsed(fraction=fraction):
+                    self._context = f" · context {fraction:.0%}" if fraction is not None else ""
                 case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
                     self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
                     self._note(describe_context(context))

@@ -35,6 +35,7 @@ from midstream.tools.ui.events import (
     CompactionFailed,
     CompactionStarted,
     ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
     TextDelta,
@@ -109,6 +110,7 @@ class TerminalRenderer:
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
         self._last_flush = 0.0
         self.session = Usage()
+        self._context = ""  # " · context 23%" of the latest request: the footer of each reply's usage line
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -227,9 +229,11 @@ class TerminalRenderer:
                 reply = Usage.from_api(usage)
                 self.session += reply
                 if reply.prompt_tokens or reply.output:
-                    self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
+                    self._print(Text(f"  {reply.describe(self.model)}{self._context}", style="dim"))
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
+            case ContextUsed(fraction=fraction):
+                self._context = f" · context {fraction:.0%}" if fraction is not None else ""
             case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
                 self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
                 failed = isinstance(context, CompactionFailed)

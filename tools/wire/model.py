@@ -85,7 +85,10 @@ class PromptTooLong(FatalModelError):
 
 # Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
 # the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
-_TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)", re.IGNORECASE)
+_TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
+                       r"|context_length_exceeded", re.IGNORECASE)
+# OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
+_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?resulted in (\d+) tokens", re.DOTALL)
 _TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
 
 
@@ -97,6 +100,8 @@ def prompt_too_long(text: str, shown: str | None = None) -> PromptTooLong | None
     tokens = limit = None
     if numbers:
         tokens, limit = int(numbers.group(1)) + int(numbers.group(2) or 0), int(numbers.group(3))
+    elif openai := _OPENAI_NUMBERS.search(text):
+        limit, tokens = int(openai.group(1)), int(openai.group(2))
     return PromptTooLong(shown or text, tokens=tokens, limit=limit)
 
 
