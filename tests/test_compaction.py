@@ -28,7 +28,7 @@ WINDOW = 6000
 @tool(status=lambda args: f"Fetching page {args.get('page')}", access=lambda ws, args: Access.reading("pages"))
 def fetch(ctx: ToolContext, page: int, size: int = 430) -> str:
     """Fetch one page of the test corpus."""
-    text = f"page {page}: " + "lorem ipsum dolor sit amet " * 200
+    text = f"page {page}: " + "lorem ipsum dolor sit amet " * (size // 27 + 1)
     return text[:size]
 
 
@@ -129,6 +129,25 @@ def test_a_second_overflow_right_after_compacting_ends_the_turn_with_one_clear_e
     assert not ended.ok and "prompt is too long" in ended.message
     assert renderer.of(CompactionFailed)[0].message == "nothing to compact yet"
     assert agent.history[-1]["role"] == "user"  # nothing lost: /retry can send it again
+
+
+@pytest.mark.parametrize("model_name, known", [("claude-test", True), ("local-model", False)])
+def test_one_result_larger_than_the_window_is_cut_down_and_the_turn_finishes(make_agent, model_name, known):
+    model = Model(turn=6, size=1600)
+    scripted = [reply(ToolUse("big", "fetch", {"page": 0, "size": 30_000}))]  # ~7,500 tokens: over the window
+    server = ScriptedServer(scripted, context_limit=WINDOW, respond=model)
+    with server:
+        window = {"context_window": WINDOW} if known else {}
+        agent, renderer = make_agent(server, tools=ToolRegistry([fetch]), model=model_name, max_tokens=200,
+                                     **window)
+        assert agent.send("Read everything at once.").ok
+    assert server.log.count("too_long") == (0 if known else 1)  # known window: it never even overflows
+    after = json.dumps(bodies(server)[-1])
+    assert "too large for the context window" in after and "Ask for a smaller part" in after
+    (asked,) = [body for body in bodies(server) if is_summary_request(body)]
+    assert "Read everything at once." in json.dumps(asked)  # the task reaches the summary; the huge output not
+    assert prompt_tokens(asked) + asked["max_tokens"] <= WINDOW
+    assert all(history_problems(body["messages"]) == [] for body in bodies(server))
 
 
 def test_compact_on_request_keeps_what_the_person_asked_for_and_continue_resumes_it(make_agent, workspace):

@@ -338,7 +338,11 @@ def _recent_from(history: list[dict[str, Any]], replies: int) -> int:
 
 
 def _clearable(history: list[dict[str, Any]], until: int) -> list[tuple[int, int, str, int]]:
-    """(message, block, note, tokens freed) for each large tool result before message ``until``."""
+    """(message, block, note, tokens freed) for each large tool result before message ``until``.
+
+    Results in the last message, when it is included, have not been read by the model yet: their
+    note says they were too large, rather than suggesting the same call again.
+    """
     found = []
     for index in range(1, min(until, len(history))):
         message = history[index]
@@ -349,14 +353,14 @@ def _clearable(history: list[dict[str, Any]], until: int) -> list[tuple[int, int
             if block.get("type") != "tool_result":
                 continue
             content = block.get("content", "")
-            note = _note(calls.get(block.get("tool_use_id")), content)
+            note = _note(calls.get(block.get("tool_use_id")), content, unread=index == len(history) - 1)
             freed = _tokens(content) - _tokens(note)
             if freed > _tokens(note):  # at least twice the note's size, so a note is never cleared again
                 found.append((index, number, note, freed))
     return found
 
 
-def _note(call: dict[str, Any] | None, content: Any) -> str:
+def _note(call: dict[str, Any] | None, content: Any, *, unread: bool = False) -> str:
     """What a cleared result was and how to get it again; stable, so the cache stays valid after."""
     size = len(content) if isinstance(content, str) else len(json.dumps(content, ensure_ascii=False))
     if call is None:
@@ -364,6 +368,9 @@ def _note(call: dict[str, Any] | None, content: Any) -> str:
     else:
         args = json.dumps(call.get("input", {}), ensure_ascii=False, sort_keys=True)
         what = f"the result of {call.get('name')} {args if len(args) <= 200 else args[:200] + '…'}"
+    if unread:
+        return (f"[Cleared to save context: {what} ({size:,} characters) was too large for the context window. "
+                "Ask for a smaller part of it (a line range, a narrower search or command).]")
     return (f"[Cleared to save context: {what} ({size:,} characters). Call the tool again if you need it; "
             f"what it showed may have changed since.]")
 
@@ -402,20 +409,25 @@ def _with_question(history: list[dict[str, Any]], question: str) -> list[dict[st
 
 
 def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """Messages for the summary request within ``limit`` tokens: old results cleared, then the oldest
-    messages left out (the kept part starts at an assistant message, after a note saying so)."""
-    if prompt_tokens({**base, "messages": messages}) <= limit:
+    """Messages for the summary request within ``limit`` tokens: old results cleared, then the newest
+    ones, then the oldest messages left out (from an assistant message on, after a note saying so)."""
+    def fits(candidate: list[dict[str, Any]]) -> bool:
+        return prompt_tokens({**base, "messages": candidate}) <= limit
+
+    if fits(messages):
         return messages
     messages = list(messages)
     assistants = _assistant_indices(messages)
-    found = _clearable(messages, assistants[-1] if assistants else len(messages))
-    _apply_notes(messages, found)
-    for start in [0, *assistants]:
-        candidate = messages if start == 0 else [{"role": "user", "content": [{"type": "text", "text": _LEFT_OUT}]},
-                                                 *messages[start:]]
-        if prompt_tokens({**base, "messages": candidate}) <= limit:
-            return candidate
-    return messages  # nothing fits: the service will say so
+    for until in (assistants[-1] if assistants else 0, len(messages)):
+        _apply_notes(messages, _clearable(messages, until))
+        if fits(messages):
+            return messages
+    candidate = messages
+    for start in assistants:
+        candidate = [{"role": "user", "content": [{"type": "text", "text": _LEFT_OUT}]}, *messages[start:]]
+        if fits(candidate):
+            break
+    return candidate  # if this does not fit either, the service will say so
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[
