@@ -150,6 +150,18 @@ def test_one_result_larger_than_the_window_is_cut_down_and_the_turn_finishes(mak
     assert all(history_problems(body["messages"]) == [] for body in bodies(server))
 
 
+def test_a_system_prompt_that_fills_the_window_does_not_cost_a_summary_per_request(make_agent):
+    model = Model(turn=20, size=200)
+    server = ScriptedServer([], context_limit=WINDOW, respond=model)
+    with server:
+        agent, renderer = make_agent(server, tools=ToolRegistry([fetch]), context_window=WINDOW, max_tokens=200,
+                                     system_prompt="Be careful. " * 1750)  # ~5,250 of the 6,000 tokens
+        assert agent.send("Fetch.").ok
+    summaries = [body for body in bodies(server) if is_summary_request(body)]
+    assert 1 <= len(summaries) <= model.normal // 4
+    assert not renderer.of(CompactionFailed)
+
+
 def test_compact_on_request_keeps_what_the_person_asked_for_and_continue_resumes_it(make_agent, workspace):
     model = Model(turn=3)
     server = ScriptedServer([], respond=model)
@@ -300,3 +312,30 @@ def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace)
         assert "pelican" not in json.dumps(messages)  # summarised away: the summary stands for it
         assert messages[1] == {"role": "assistant", "content": [{"type": "text", "text": "first answer"}]}
     assert resumed[-1]["content"][-1]["text"] == "and now?"
+
+
+def test_ctrl_c_during_compact_leaves_the_conversation_as_it_was(workspace):
+    server = ScriptedServer([
+        reply(Text("first answer")),
+        reply(Text("a summary that streams very slowly " * 20, chunk=4, delay=0.1)),
+        reply(Text("still all there")),
+    ])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("remember the word pelican")
+        child.expect("first answer")
+        child.expect("› ")
+        child.sendline("/compact")
+        child.expect("compacting the conversation")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)  # the summary is streaming
+        child.sendintr()
+        child.expect("could not compact the conversation: interrupted")
+        child.expect("› ")
+        child.sendline("go on")
+        child.expect("still all there")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    messages = server.requests[-1]["body"]["messages"]
+    assert "pelican" in json.dumps(messages) and SUMMARY_TITLE not in json.dumps(messages)

@@ -150,6 +150,7 @@ class ContextKeeper:
         self._sent: tuple[int, int] | None = None  # (messages, tokens of the last) of the request in flight
         self._measured: tuple[int, int, int] | None = None  # ... and the prompt tokens it used
         self._last = 0
+        self._compacted_to: int | None = None  # the size right after the last compaction
 
     # -- the budget -----------------------------------------------------------------------------------
 
@@ -218,7 +219,8 @@ class ContextKeeper:
                 if freed >= at_least and before - freed < policy.clear_at * self.window:  # enough, and cheaper
                     changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
                 else:
-                    changed = self._compact(history, base, "auto", None, before)
+                    changed = self._compact(history, base, "auto", None, before) if self._worth_compacting(
+                        history, before) else False
             elif before >= policy.clear_at * self.window:
                 changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
         if history:
@@ -284,6 +286,7 @@ class ContextKeeper:
             self._show(CompactionFailed(reason, "internal error: the compacted history would be invalid"))
             return False
         history[:] = compacted
+        self._compacted_to = prompt_tokens({**base, "messages": compacted})
         self._measured = None
         after = self.estimate(history, base)
         if self._transcript:
@@ -294,6 +297,15 @@ class ContextKeeper:
                  start, len(tail))
         self._show(Compacted(reason, before, after, start, len(tail), usage))
         return True
+
+    def _worth_compacting(self, history: list[dict[str, Any]], before: int) -> bool:
+        """Not before there is something to summarise, nor again before the history has grown by a
+        tenth of the window since the last compaction (a system prompt and tools that fill the window
+        would otherwise cost a summary request before every request)."""
+        if not _assistant_indices(history):
+            return False
+        assert self.window
+        return self._compacted_to is None or before - self._compacted_to >= self.window // 10
 
     def _tail_start(self, history: list[dict[str, Any]], assistants: list[int]) -> int:
         """Where the verbatim part begins: an assistant message, within the reply count and budget."""
