@@ -4,6 +4,9 @@ The story of one turn, top to bottom:
 
 1. The person's message is committed to history (Messages API dicts, nothing of ours in them)
    and to the session transcript on disk.
+   Before each request, the conversation is fitted to the context window (old tool results
+   cleared, or all but the last replies summarised: tools/conversation/compaction.py); a "prompt
+   is too long" answer does the same, and the request is tried once more.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.

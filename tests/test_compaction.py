@@ -339,3 +339,37 @@ def test_ctrl_c_during_compact_leaves_the_conversation_as_it_was(workspace):
         child.expect(pexpect.EOF)
     messages = server.requests[-1]["body"]["messages"]
     assert "pelican" in json.dumps(messages) and SUMMARY_TITLE not in json.dumps(messages)
+
+
+def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(workspace):
+    import subprocess
+
+    for n in range(8):
+        (workspace / f"part{n}.txt").write_text(f"part {n}\n" + "all work and no play\n" * 90)
+    queue = [*(reply(ToolUse(f"r{n}", "read_file", {"path": f"part{n}.txt"})) for n in range(8)),
+             reply(Text("read them all"))]
+
+    def respond(body: dict[str, Any]) -> dict[str, Any]:
+        return reply(Text("## Task\nRead the parts.")) if is_summary_request(body) else queue.pop(0)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "midstream", "--isolation", "none", *args], cwd=workspace,
+                              env=program_env(ANTHROPIC_BASE_URL=server.url), capture_output=True, text=True,
+                              timeout=60)
+
+    server = ScriptedServer([], context_limit=5000, respond=respond)
+    with server:
+        refused = run("-p", "x", "--context-window", "500")
+        assert refused.returncode == 2 and "--context-window 500 is too small" in refused.stderr
+        done = run("-p", "read every part", "--context-window", "5000", "--max-tokens", "500",
+                   "--output-format", "stream-json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "ContextUsed" in kinds and {"window": 5000}.items() <= next(e for e in events
+                                                                       if e["event"] == "ContextUsed").items()
+    compacted = [e for e in events if e["event"] == "Compacted"]
+    assert compacted and all(e["reason"] == "auto" and e["after"] < e["before"] for e in compacted)
+    assert kinds.index("CompactionStarted") < kinds.index("Compacted")
+    assert "too_long" not in server.log
+    assert all(r["prompt_tokens"] <= 5000 for r in server.requests)
