@@ -371,5 +371,8 @@ def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(
     compacted = [e for e in events if e["event"] == "Compacted"]
     assert compacted and all(e["reason"] == "auto" and e["after"] < e["before"] for e in compacted)
     assert kinds.index("CompactionStarted") < kinds.index("Compacted")
+    summary = server.requests[-1]["body"]["messages"][0]["content"][0]["text"]
+    assert "Read the parts." in summary
+    assert "## Tool calls in the summarised part\n- read_file ×" in summary and "part0.txt" in summary
     assert "too_long" not in server.log
     assert all(r["prompt_tokens"] <= 5000 for r in server.requests)

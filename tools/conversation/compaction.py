@@ -280,7 +280,9 @@ class ContextKeeper:
                 _apply_notes(tail, [item])
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
-        compacted = [{"role": "user", "content": [{"type": "text", "text": f"{title}\n\n{summary}"}]}, *tail]
+        activity = _activity(history[:start])
+        text = f"{title}\n\n{summary}" + (f"\n\n## Tool calls in the summarised part\n{activity}" if activity else "")
+        compacted = [{"role": "user", "content": [{"type": "text", "text": text}]}, *tail]
         if problems := history_problems(compacted):  # cannot happen: the tail starts at an assistant message
             log.error("compaction would make an invalid history, not applied: %s", problems)
             self._show(CompactionFailed(reason, "internal error: the compacted history would be invalid"))
@@ -339,6 +341,23 @@ class ContextKeeper:
                 raise ModelError("the model's summary was empty")
             return text.strip(), usage
         raise ModelError("the conversation is too long even to summarise")
+
+
+def _activity(messages: list[dict[str, Any]]) -> str:
+    """What the summarised part did, from the record rather than the model's memory: each tool with
+    its call count and the paths or commands it was given (newest last, at most ten per tool)."""
+    calls: dict[str, list[str]] = {}
+    for message in messages:
+        for block in as_blocks(message["content"]):
+            if block.get("type") == "tool_use":
+                args = block.get("input") or {}
+                target = args.get("path") or args.get("command") or args.get("pattern") or ""
+                calls.setdefault(str(block.get("name")), []).append(str(target)[:80])
+    lines = []
+    for name, targets in calls.items():
+        distinct = list(dict.fromkeys(t for t in reversed(targets) if t))[:10][::-1]
+        lines.append(f"- {name} ×{len(targets)}" + (f": {', '.join(distinct)}" if distinct else ""))
+    return "\n".join(lines)
 
 
 def _recent_from(history: list[dict[str, Any]], replies: int) -> int:

@@ -92,8 +92,8 @@ def describe_context(event: ContextCleared | CompactionStarted | Compacted | Com
         case CompactionStarted(tokens=tokens):
             return f"compacting the conversation… ({tokens:,} tokens)"
         case Compacted(before=before, after=after, summarised=summarised, kept=kept):
-            return (f"✓ compacted the conversation: {before:,} → {after:,} tokens · a summary replaces "
-                    f"{summarised} messages, the last {kept} are kept verbatim · full history in the transcript")
+            return (f"✓ compacted the conversation: {before:,} → {after:,} tokens · {summarised} "
+                    f"message{'s' * (summarised != 1)} summarised, the last {kept} kept verbatim")
         case CompactionFailed(message=message):
             return f"⚠ could not compact the conversation: {message}"
     raise TypeError(event)
