@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,11 @@ def test_a_300_request_session_several_windows_long_always_fits(make_agent):
     compactions = renderer.of(Compacted)
     assert len(compactions) >= 3 and len(model.summaries) == len(compactions)
     assert renderer.of(ContextCleared) and not renderer.of(CompactionFailed)
+    # The summary carries the record of every call summarised so far, across compactions.
+    first = bodies(server)[-1]["messages"][0]["content"][0]["text"]
+    summarised = int(re.search(r"^- fetch ×(\d+)$", first, re.MULTILINE)[1])
+    kept = sum(b.get("type") == "tool_use" for m in bodies(server)[-1]["messages"] for b in m["content"])
+    assert summarised + kept == 290  # 300 requests, one in 30 closing a turn without a call
     # A cleared result says what was there and how to get it again.
     texts = json.dumps(bodies(server))
     assert "[Cleared to save context: the result of fetch {\\\"page\\\": " in texts

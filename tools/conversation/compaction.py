@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -281,7 +282,7 @@ class ContextKeeper:
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
         activity = _activity(history[:start])
-        text = f"{title}\n\n{summary}" + (f"\n\n## Tool calls in the summarised part\n{activity}" if activity else "")
+        text = f"{title}\n\n{summary}" + (f"\n\n{_ACTIVITY}\n{activity}" if activity else "")
         compacted = [{"role": "user", "content": [{"type": "text", "text": text}]}, *tail]
         if problems := history_problems(compacted):  # cannot happen: the tail starts at an assistant message
             log.error("compaction would make an invalid history, not applied: %s", problems)
@@ -343,20 +344,33 @@ class ContextKeeper:
         raise ModelError("the conversation is too long even to summarise")
 
 
+_ACTIVITY = "## Tool calls in the summarised part"
+_ACTIVITY_LINE = re.compile(r"^- (\S+) ×(\d+)(?:: (.*))?$")
+
+
 def _activity(messages: list[dict[str, Any]]) -> str:
     """What the summarised part did, from the record rather than the model's memory: each tool with
-    its call count and the paths or commands it was given (newest last, at most ten per tool)."""
-    calls: dict[str, list[str]] = {}
+    its call count and the paths or commands it was given (the latest ten), earlier compactions'
+    counts included."""
+    counts: dict[str, int] = {}
+    targets: dict[str, list[str]] = {}
     for message in messages:
         for block in as_blocks(message["content"]):
-            if block.get("type") == "tool_use":
+            if block.get("type") == "text" and block.get("text", "").startswith(SUMMARY_TITLE):
+                for line in block["text"].rpartition(_ACTIVITY)[2].splitlines():
+                    if found := _ACTIVITY_LINE.match(line):
+                        counts[found[1]] = counts.get(found[1], 0) + int(found[2])
+                        targets.setdefault(found[1], []).extend(found[3].split(", ") if found[3] else [])
+            elif block.get("type") == "tool_use":
                 args = block.get("input") or {}
                 target = args.get("path") or args.get("command") or args.get("pattern") or ""
-                calls.setdefault(str(block.get("name")), []).append(str(target)[:80])
+                name = str(block.get("name"))
+                counts[name] = counts.get(name, 0) + 1
+                targets.setdefault(name, []).append(str(target)[:80].replace("\n", " "))
     lines = []
-    for name, targets in calls.items():
-        distinct = list(dict.fromkeys(t for t in reversed(targets) if t))[:10][::-1]
-        lines.append(f"- {name} ×{len(targets)}" + (f": {', '.join(distinct)}" if distinct else ""))
+    for name, count in counts.items():
+        distinct = list(dict.fromkeys(t for t in reversed(targets[name]) if t))[:10][::-1]
+        lines.append(f"- {name} ×{count}" + (f": {', '.join(distinct)}" if distinct else ""))
     return "\n".join(lines)
 
 
