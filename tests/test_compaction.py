@@ -107,17 +107,20 @@ def test_a_300_request_session_several_windows_long_always_fits(make_agent):
         assert kept == asked and kept[0]["role"] == "assistant"
 
 
-def test_an_overflow_answer_compacts_once_and_the_retry_succeeds(make_agent):
-    # The agent does not know this model's window: the service's 400 is the first it hears of it.
-    model = Model(turn=8, size=1600)
+@pytest.mark.parametrize("model_name", ["local-model", "claude-test"])
+def test_an_overflow_answer_compacts_once_and_the_retry_succeeds(make_agent, model_name):
+    # The agent does not know this model's window, or believes it is 200,000 tokens (a proxy that
+    # allows less): the service's 400 tells it, and from then on it keeps within it by itself.
+    model = Model(turn=30, size=1600)
     server = ScriptedServer([], context_limit=2500, respond=model)
     with server:
-        agent, renderer = make_agent(server, tools=ToolRegistry([fetch]), model="local-model", max_tokens=200)
+        agent, renderer = make_agent(server, tools=ToolRegistry([fetch]), model=model_name, max_tokens=200)
         ended = agent.send("Read all the pages.")
     assert ended.ok
     assert server.log.count("too_long") == 1
-    (compacted,) = renderer.of(Compacted)
-    assert compacted.reason == "overflow" and compacted.after < 2500
+    compacted = renderer.of(Compacted)
+    assert compacted[0].reason == "overflow" and compacted[0].after < 2500
+    assert len(compacted) > 1 and all(c.reason == "auto" for c in compacted[1:])
     refused = sum(line.startswith("request:") for line in server.log[:server.log.index("too_long")])
     retried = [r for r in server.requests[refused:]
                if not is_summary_request(r["body"])][0]["body"]

@@ -199,8 +199,8 @@ class ContextKeeper:
         ``overflow``: the service just refused the request as too long; clear and compact, and
         raise if that was not possible. ``requested``: the person asked (/compact).
         """
-        if overflow is not None and overflow.limit and not self.window:
-            self.window = overflow.limit
+        if overflow is not None and overflow.limit and (not self.window or overflow.limit < self.window):
+            self.window = overflow.limit  # the service knows best: a proxy or a server may allow less
         before = self.estimate(history, base)
         if overflow is not None and overflow.tokens:
             before = max(before, overflow.tokens)
