@@ -369,7 +369,7 @@ def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(
     server = ScriptedServer([], context_limit=5000, respond=respond)
     with server:
         refused = run("-p", "x", "--context-window", "500")
-        assert refused.returncode == 2 and "--context-window 500 is too small" in refused.stderr
+        assert refused.returncode == 2 and "--context-window 500 leaves no room" in refused.stderr
         done = run("-p", "read every part", "--context-window", "5000", "--max-tokens", "500",
                    "--output-format", "stream-json")
     assert done.returncode == 0, done.stderr
@@ -385,3 +385,36 @@ def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(
     assert "## Tool calls in the summarised part\n- read_file ×" in summary and "part0.txt" in summary
     assert "too_long" not in server.log
     assert all(r["prompt_tokens"] <= 5000 for r in server.requests)
+
+
+def test_ctrl_c_during_an_automatic_compaction_stops_the_turn_and_the_session_resumes(workspace):
+    for n in range(8):
+        (workspace / f"part{n}.txt").write_text(f"part {n}\n" + "all work and no play\n" * 90)
+    queue = [*(reply(ToolUse(f"r{n}", "read_file", {"path": f"part{n}.txt"})) for n in range(8)),
+             reply(Text("resumed fine"))]
+
+    def respond(body: dict[str, Any]) -> dict[str, Any]:
+        if is_summary_request(body):
+            return reply(Text("a summary that streams very slowly " * 20, chunk=4, delay=0.1))
+        return queue.pop(0)
+
+    server = ScriptedServer([], context_limit=5000, respond=respond)
+    with server:
+        child = spawn(server, workspace, "-p", "read every part", "--context-window", "5000", "--max-tokens", "500")
+        child.expect("compacting the conversation")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)
+        child.sendintr()
+        child.expect("could not compact the conversation: interrupted")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        queue[:] = [reply(Text("resumed fine"))]
+        server.respond = lambda body: queue.pop(0)
+        child = spawn(server, workspace, "-p", "go on", "--continue", "--context-window", "40000")
+        child.expect("resumed fine")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0
+    messages = server.requests[-1]["body"]["messages"]
+    assert history_problems(messages) == [] and SUMMARY_TITLE not in json.dumps(messages)
+    assert "interrupted this turn" in json.dumps(messages)

@@ -96,9 +96,9 @@ def config_from_environment(args: argparse.Namespace, *, need_service: bool = Tr
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
-    if args.context_window is not None and args.context_window < max(1024, 2 * args.max_tokens):
-        raise _fail(f"--context-window {args.context_window} is too small: it must be at least 1024 tokens and "
-                    f"twice --max-tokens ({args.max_tokens}).")
+    if args.context_window is not None and args.context_window < args.max_tokens + 1024:
+        raise _fail(f"--context-window {args.context_window} leaves no room for a conversation beside the reply's "
+                    f"--max-tokens {args.max_tokens}: raise the window or lower --max-tokens.")
     return AgentConfig(
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
         max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,

@@ -181,7 +181,9 @@ class ContextKeeper:
     @property
     def compact_limit(self) -> int:
         assert self.window
-        return int(min(self.policy.compact_at * self.window, self.window - self.max_tokens))
+        # The API refuses a prompt that leaves less than max_tokens of the window; a reserve of more
+        # than a quarter of it means a server that does not enforce that (it answered before).
+        return int(min(self.policy.compact_at * self.window, self.window - min(self.max_tokens, self.window // 4)))
 
     # -- before each request -----------------------------------------------------------------------
 
