@@ -24,14 +24,20 @@ they replace, so the full history stays on disk and ``--continue`` resumes the c
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from midstream.tools.conversation.cache_model import estimate_tokens, prompt_tokens
+from midstream.tools.conversation.cache_model import prompt_tokens
+from midstream.tools.conversation.clearing import (
+    apply_notes,
+    assistant_indices,
+    clearable,
+    message_tokens,
+    recent_from,
+)
 from midstream.tools.conversation.history import as_blocks, history_problems
 from midstream.tools.ui.events import (
     Compacted,
@@ -113,18 +119,6 @@ class _Transcript(Protocol):
 Ask = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
-def _tokens(value: Any) -> int:
-    return estimate_tokens(value)
-
-
-def _message_tokens(message: dict[str, Any]) -> int:
-    return sum(_tokens({k: v for k, v in b.items() if k != "cache_control"}) for b in as_blocks(message["content"]))
-
-
-def _assistant_indices(history: list[dict[str, Any]]) -> list[int]:
-    return [i for i, m in enumerate(history) if m["role"] == "assistant" and i > 0]
-
-
 class ContextKeeper:
     """Keeps one conversation's requests inside the window; ``fit`` runs before every request."""
 
@@ -169,7 +163,7 @@ class ContextKeeper:
         counted = prompt_tokens({**base, "messages": history})
         if self._measured is not None and 0 < self._measured[0] <= len(history):
             count, last, used = self._measured
-            grown = sum(_message_tokens(m) for m in history[count - 1:]) - last
+            grown = sum(message_tokens(m) for m in history[count - 1:]) - last
             counted = max(counted, used + grown)
         self._last = counted
         return counted
@@ -227,7 +221,7 @@ class ContextKeeper:
             elif before >= policy.clear_at * self.window:
                 changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
         if history:
-            self._sent = (len(history), _message_tokens(history[-1]))
+            self._sent = (len(history), message_tokens(history[-1]))
         if changed:
             self.estimate(history, base)
         return changed
@@ -235,14 +229,14 @@ class ContextKeeper:
     # -- clearing ------------------------------------------------------------------------------------
 
     def _clearable_tokens(self, history: list[dict[str, Any]], protect: int) -> int:
-        return sum(freed for *_, freed in _clearable(history, _recent_from(history, protect)))
+        return sum(freed for *_, freed in clearable(history, recent_from(history, protect)))
 
     def _clear(self, history: list[dict[str, Any]], base: dict[str, Any], before: int, *,
                protect: int, at_least: int) -> bool:
-        found = _clearable(history, _recent_from(history, protect))
+        found = clearable(history, recent_from(history, protect))
         if not found or sum(freed for *_, freed in found) < at_least:
             return False
-        notes = _apply_notes(history, found)
+        notes = apply_notes(history, found)
         self._measured = None
         after = self.estimate(history, base)
         if self._transcript:
@@ -256,7 +250,7 @@ class ContextKeeper:
 
     def _compact(self, history: list[dict[str, Any]], base: dict[str, Any], reason: str,
                  instructions: str | None, before: int) -> bool:
-        assistants = _assistant_indices(history)
+        assistants = assistant_indices(history)
         if not assistants:
             self._show(CompactionFailed(reason, "nothing to compact yet"))
             return False
@@ -274,13 +268,13 @@ class ContextKeeper:
         if self.window:
             # Older results in the kept part go first, largest first; the newest ones (which the
             # model has not read yet) only when the kept part would otherwise take half the window.
-            found = sorted(_clearable(tail, len(tail)), key=lambda item: (item[0] == len(tail) - 1, -item[3]))
+            found = sorted(clearable(tail, len(tail)), key=lambda item: (item[0] == len(tail) - 1, -item[3]))
             for item in found:
-                size = sum(_message_tokens(m) for m in tail)
+                size = sum(message_tokens(m) for m in tail)
                 newest = item[0] == len(tail) - 1
                 if size <= (self.window // 2 if newest else int(self.policy.keep_share * self.window)):
                     continue
-                _apply_notes(tail, [item])
+                apply_notes(tail, [item])
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
         activity = _activity(history[:start])
@@ -307,7 +301,7 @@ class ContextKeeper:
         """Not before there is something to summarise, nor again before the history has grown by a
         tenth of the window since the last compaction (a system prompt and tools that fill the window
         would otherwise cost a summary request before every request)."""
-        if not _assistant_indices(history):
+        if not assistant_indices(history):
             return False
         assert self.window
         return self._compacted_to is None or before - self._compacted_to >= self.window // 10
@@ -317,7 +311,7 @@ class ContextKeeper:
         budget = int(self.policy.keep_share * self.window) if self.window else None
         start = assistants[-1]
         for index in reversed(assistants[-self.policy.keep_replies:] if self.policy.keep_replies else []):
-            if budget is not None and sum(_message_tokens(m) for m in history[index:]) > budget:
+            if budget is not None and sum(message_tokens(m) for m in history[index:]) > budget:
                 break
             start = index
         return start
@@ -376,75 +370,6 @@ def _activity(messages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _recent_from(history: list[dict[str, Any]], replies: int) -> int:
-    """The index of the ``replies``-th last assistant message (everything, when there are fewer)."""
-    if replies <= 0:
-        return len(history)
-    assistants = _assistant_indices(history)
-    return assistants[-replies] if len(assistants) >= replies else 0
-
-
-def _clearable(history: list[dict[str, Any]], until: int) -> list[tuple[int, int, str, int]]:
-    """(message, block, note, tokens freed) for each large tool result before message ``until``.
-
-    Results in the last message, when it is included, have not been read by the model yet: their
-    note says they were too large, rather than suggesting the same call again.
-    """
-    found = []
-    for index in range(1, min(until, len(history))):
-        message = history[index]
-        if message["role"] != "user":
-            continue
-        calls = {b.get("id"): b for b in as_blocks(history[index - 1]["content"]) if b.get("type") == "tool_use"}
-        for number, block in enumerate(as_blocks(message["content"])):
-            if block.get("type") != "tool_result":
-                continue
-            content = block.get("content", "")
-            note = _note(calls.get(block.get("tool_use_id")), content, unread=index == len(history) - 1)
-            freed = _tokens(content) - _tokens(note)
-            if freed > _tokens(note):  # at least twice the note's size, so a note is never cleared again
-                found.append((index, number, note, freed))
-    return found
-
-
-def _note(call: dict[str, Any] | None, content: Any, *, unread: bool = False) -> str:
-    """What a cleared result was and how to get it again; stable, so the cache stays valid after."""
-    size = len(content) if isinstance(content, str) else len(json.dumps(content, ensure_ascii=False))
-    if call is None:
-        what = "a tool result"
-    else:
-        args = json.dumps(call.get("input", {}), ensure_ascii=False, sort_keys=True)
-        what = f"the result of {call.get('name')} {args if len(args) <= 200 else args[:200] + '…'}"
-    if unread:
-        return (f"[Cleared to save context: {what} ({size:,} characters) was too large for the context window. "
-                "Ask for a smaller part of it (a line range, a narrower search or command).]")
-    return (f"[Cleared to save context: {what} ({size:,} characters). Call the tool again if you need it; "
-            f"what it showed may have changed since.]")
-
-
-def _apply_notes(history: list[dict[str, Any]], found: list[tuple[int, int, str, int]]) -> dict[str, str]:
-    """Replace the found results' content by their notes (new dicts: sent messages stay as sent)."""
-    notes: dict[str, str] = {}
-    for index, number, note, _ in found:
-        message = history[index]
-        blocks = as_blocks(message["content"])
-        block = {k: v for k, v in blocks[number].items() if k != "cache_control"}
-        notes[str(block.get("tool_use_id"))] = note
-        blocks[number] = {**block, "content": note}
-        history[index] = {**message, "content": blocks}
-    return notes
-
-
-def apply_cleared(messages: list[dict[str, Any]], notes: dict[str, str]) -> None:
-    """Replay a ``cleared`` transcript record onto loaded messages."""
-    for index, message in enumerate(messages):
-        blocks = as_blocks(message["content"])
-        if any(b.get("type") == "tool_result" and b.get("tool_use_id") in notes for b in blocks):
-            messages[index] = {**message, "content": [
-                {**b, "content": notes[b["tool_use_id"]]} if b.get("type") == "tool_result"
-                and b.get("tool_use_id") in notes else b for b in blocks]}
-
-
 def _with_question(history: list[dict[str, Any]], question: str) -> list[dict[str, Any]]:
     """The history as last sent plus the question, appended to the last user message if there is one
     (so everything before it is the cached prefix)."""
@@ -464,9 +389,9 @@ def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -
     if fits(messages):
         return messages
     messages = list(messages)
-    assistants = _assistant_indices(messages)
+    assistants = assistant_indices(messages)
     for until in (assistants[-1] if assistants else 0, len(messages)):
-        _apply_notes(messages, _clearable(messages, until))
+        apply_notes(messages, clearable(messages, until))
         if fits(messages):
             return messages
     candidate = messages

@@ -80,7 +80,7 @@ class Transcript:
                 messages = [dict(m) for m in record.get("messages", [])]
                 continue
             if record.get("type") == "cleared":
-                from midstream.tools.conversation.compaction import apply_cleared
+                from midstream.tools.conversation.clearing import apply_cleared
 
                 apply_cleared(messages, record.get("notes", {}))
                 continue
