@@ -418,3 +418,31 @@ def test_ctrl_c_during_an_automatic_compaction_stops_the_turn_and_the_session_re
     messages = server.requests[-1]["body"]["messages"]
     assert history_problems(messages) == [] and SUMMARY_TITLE not in json.dumps(messages)
     assert "interrupted this turn" in json.dumps(messages)
+
+
+def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and_sent_again():
+    from midstream.tools.conversation.compaction import ContextKeeper
+    from midstream.tools.wire.model import PromptTooLong
+
+    history: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "Read the pages."}]}]
+    for n in range(12):
+        history.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"c{n}", "name": "fetch",
+                                                          "input": {"page": n}}]})
+        history.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"c{n}",
+                                                     "content": fetch.function(None, page=n, size=2000)}]})
+    asked: list[dict[str, Any]] = []
+
+    def ask(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        asked.append(body)
+        ours = prompt_tokens(body)
+        if len(asked) == 1:  # the service counts twice what we do, and allows our count of the whole
+            raise PromptTooLong("prompt is too long", tokens=2 * ours, limit=ours + 100)
+        return "## Task\nRead the pages.", {}
+
+    events: list[Any] = []
+    keeper = ContextKeeper(None, 100, ask=ask, show=events.append)
+    assert keeper.fit(history, {"model": "m", "system": "s", "tools": []}, requested=True)
+    assert len(asked) == 2 and 2 * prompt_tokens(asked[1]) <= prompt_tokens(asked[0]) * 0.95
+    assert "Read the pages." in json.dumps(asked[1])  # the task stayed; old outputs were cleared instead
+    assert history[0]["content"][0]["text"].startswith(SUMMARY_TITLE) and history_problems(history) == []
+    assert isinstance(events[-1], Compacted)

@@ -331,8 +331,10 @@ class ContextKeeper:
             try:
                 text, usage = self._ask(body)
             except PromptTooLong as error:
-                size = error.tokens or prompt_tokens(body)
-                limit = min(limit or size, (error.limit - max_tokens) if error.limit else size) * 9 // 10
+                # In our own count: the service's tokenizer may count this prompt higher than we do.
+                ours = prompt_tokens(body)
+                allowed = ours * (error.limit - max_tokens) // error.tokens if error.limit and error.tokens else ours
+                limit = min(limit or ours, allowed) * 9 // 10
                 continue
             if not text.strip():
                 raise ModelError("the model's summary was empty")
