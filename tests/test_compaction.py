@@ -446,3 +446,33 @@ def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and
     assert "Read the pages." in json.dumps(asked[1])  # the task stayed; old outputs were cleared instead
     assert history[0]["content"][0]["text"].startswith(SUMMARY_TITLE) and history_problems(history) == []
     assert isinstance(events[-1], Compacted)
+
+
+def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is():
+    import io
+
+    from midstream.tools.ui.events import CompactionStarted, ContextUsed, TurnCommitted, TurnEnded
+    from midstream.tools.ui.render import PlainRenderer, SummaryRenderer
+
+    events = [ContextUsed(46_000, 200_000), TurnCommitted("tool_use", {"input_tokens": 46_000, "output_tokens": 10}),
+              ContextCleared(4, 120_000, 70_000), CompactionStarted("auto", 161_000),
+              Compacted("auto", 161_000, 12_000, 40, 1, {"input_tokens": 100, "output_tokens": 900}),
+              TurnEnded("end_turn", True)]
+    out, err = io.StringIO(), io.StringIO()
+    plain = PlainRenderer(out, err, model="claude-sonnet-4-5")
+    summary_out = io.StringIO()
+    summary = SummaryRenderer(summary_out, model="claude-sonnet-4-5")
+    for event in events:
+        plain.show(event)
+        summary.show(event)
+    lines = err.getvalue().splitlines()
+    assert lines[0].endswith(" · context 23%")
+    assert lines[1] == ("✓ cleared 4 old tool results to save context: 120,000 → 70,000 tokens "
+                        "(the model can fetch them again)")
+    assert lines[2] == "compacting the conversation… (161,000 tokens)"
+    assert lines[3] == ("✓ compacted the conversation: 161,000 → 12,000 tokens · 40 messages summarised, "
+                        "the last 1 kept verbatim")
+    assert plain.session.output == 910  # the summary request is paid for too
+    result = json.loads(summary_out.getvalue())
+    assert [c["event"] for c in result["context"]] == ["ContextCleared", "Compacted"]
+    assert result["usage"]["output"] == 910
