@@ -124,7 +124,8 @@ class AgentConfig:
     context_window: int | None = None
     """Tokens one request may hold; None: known for Claude models (tools/conversation/compaction.py)."""
     compact: bool = True
-    """Clear old tool results and compact the conversation before it outgrows the window."""
+    """Clear old tool results and compact the conversation before it outgrows the window (/compact and
+    the recovery from a "prompt is too long" answer work either way)."""
 
 
 @dataclass

@@ -169,15 +169,16 @@ def long_main() -> None:
         print(f"hit ratio of the request right after a clearing: min {min(after_clearing):.2f}, "
               f"mean {sum(after_clearing) / len(after_clearing):.2f} (the cache is rebuilt once per clearing)")
     print("\nHit ratio around each compaction (request 0 is the summary request):\n")
-    print("| compaction | -1 | 0 (summary) | +1 | +2 | +3 |")
-    print("|---|---|---|---|---|---|")
-    for number, index in enumerate(i for i, r in enumerate(with_) if r["summary"]):
-        ratios = []
-        for offset in range(-1, 4):
-            record = with_[index + offset] if 0 <= index + offset < len(with_) else None
-            ratio = Usage.from_api(record["usage"]).hit_ratio if record else None
-            ratios.append(f"{ratio:.2f}" if ratio is not None else "-")
-        print(f"| {number + 1} | " + " | ".join(ratios) + " |")
+    print("| session | compaction | -1 | 0 (summary) | +1 | +2 | +3 |")
+    print("|---|---|---|---|---|---|---|")
+    for label, records in (("clearing + compaction", with_), ("compaction only", only)):
+        for number, index in enumerate(i for i, r in enumerate(records) if r["summary"]):
+            ratios = []
+            for offset in range(-1, 4):
+                record = records[index + offset] if 0 <= index + offset < len(records) else None
+                ratio = Usage.from_api(record["usage"]).hit_ratio if record else None
+                ratios.append(f"{ratio:.2f}" if ratio is not None else "-")
+            print(f"| {label} | {number + 1} | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":
