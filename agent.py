@@ -4,6 +4,9 @@ The story of one turn, top to bottom:
 
 1. The person's message is committed to history (Messages API dicts, nothing of ours in them)
    and to the session transcript on disk.
+   Before each request, the conversation is fitted to the context window (old tool results
+   cleared, or all but the last replies summarised: tools/conversation/compaction.py); a "prompt
+   is too long" answer does the same, and the request is tried once more.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.
@@ -43,6 +46,7 @@ from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
+from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
@@ -50,6 +54,7 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResu
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.ui.events import (
     CacheMissed,
+    ContextUsed,
     Renderer,
     RequestStarted,
     ToolCallReady,
@@ -61,7 +66,7 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, RetryableModelError
+from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -116,6 +121,11 @@ class AgentConfig:
     """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
     tell_date: bool = True
     """Tell the model today's date in the first message, and again in the first message after it changes."""
+    context_window: int | None = None
+    """Tokens one request may hold; None: known for Claude models (tools/conversation/compaction.py)."""
+    compact: bool = True
+    """Clear old tool results and compact the conversation before it outgrows the window (/compact and
+    the recovery from a "prompt is too long" answer work either way)."""
 
 
 @dataclass
@@ -194,6 +204,9 @@ class Agent:
             else build_system_blocks(config.workspace)
         )
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
+        self.context = ContextKeeper(context_window_for(config.model, config.context_window), config.max_tokens,
+                                     ask=self._ask, show=renderer.show, transcript=transcript,
+                                     rewritten=self.cache_audit.forget, automatic=config.compact)
         # A resumed session already told the model its date; tell it again only when it changes.
         self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
                                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
@@ -251,7 +264,12 @@ class Agent:
     def _requests_until_done(self) -> TurnEnded:
         for request_number in range(1, self.config.max_requests + 1):
             try:
-                reply = self._request_with_retries(request_number)
+                self._fit_context()
+                try:
+                    reply = self._request_with_retries(request_number)
+                except PromptTooLong as too_long:  # compact, then one more try
+                    self._fit_context(overflow=too_long)
+                    reply = self._request_with_retries(request_number)
             except _Interrupted as stop:
                 return self._stop_for_the_person(stop.message, stop.calls)
             except ModelError as error:
@@ -259,6 +277,7 @@ class Agent:
             except HistoryInvalid as error:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
             self._commit(reply.message)
+            self.renderer.show(self.context.measured(reply.usage))
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
                 self.renderer.show(CacheMissed(missed))
@@ -304,6 +323,36 @@ class Agent:
         if self.transcript:
             self.transcript.append(message)
 
+    # -- the context window (tools/conversation/compaction.py) ----------------------------------
+
+    def _fit_context(self, overflow: PromptTooLong | None = None) -> None:
+        """Before a request: clear old tool results or compact when the window needs it."""
+        try:
+            self.context.fit(self.history, self._request_body(), overflow=overflow)
+        except KeyboardInterrupt:
+            raise _Interrupted(None, []) from None
+
+    def compact(self, instructions: str | None = None) -> bool:
+        """Summarise the conversation now (``/compact [what to keep]``); False if it was not changed."""
+        self.busy, self.interrupting = True, False
+        try:
+            return self.context.fit(self.history, self._request_body(), requested=True, instructions=instructions)
+        except KeyboardInterrupt:
+            return False
+        finally:
+            self.busy = False
+
+    def context_used(self) -> ContextUsed:
+        """How much of the context window the latest request used (for /cost and the status line)."""
+        return self.context.use()
+
+    def _ask(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A request outside the turn (the summary): cached, interruptible and retried like the others."""
+        if self.config.prompt_cache:
+            body = apply_cache_control(body, self.config.cache_ttl)
+        return ask_for_text(self.model, body, self._interruptible, attempts=self.config.max_attempts,
+                            pause=lambda attempt, after: self._sleep(self._backoff(attempt, after)))
+
     # -- one request, retried until it completes ---------------------------------------------
 
     def _request_with_retries(self, request_number: int) -> _Reply:
@@ -313,6 +362,8 @@ class Agent:
             attempt = _Attempt()
             try:
                 reply = self._stream_reply(attempt)
+            except PromptTooLong:
+                raise  # refused before anything streamed: the caller compacts and retries
             except ModelError as error:
                 last = attempt_number == attempts or not error.retryable
                 delay = None if last else self._backoff(attempt_number, error.retry_after)

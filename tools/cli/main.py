@@ -75,6 +75,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
     parser.add_argument("--workers", type=int, default=AgentConfig.workers, metavar="N")
+    parser.add_argument("--context-window", type=int, default=None, metavar="TOKENS",
+                        help="the model's context window (known for Claude models); compaction keeps within it")
     return parser.parse_args(argv)
 
 
@@ -94,12 +96,15 @@ def config_from_environment(args: argparse.Namespace, *, need_service: bool = Tr
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
+    if args.context_window is not None and args.context_window < args.max_tokens + 1024:
+        raise _fail(f"--context-window {args.context_window} leaves no room for a conversation beside the reply's "
+                    f"--max-tokens {args.max_tokens}: raise the window or lower --max-tokens.")
     return AgentConfig(
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
         max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,
         idle_timeout=args.idle_timeout,
         workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
-        prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
+        prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl, context_window=args.context_window,
     )
 
 
@@ -299,6 +304,7 @@ def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
 
 
 HELP = """Commands: /retry sends the last message again after its attempts ran out; /help shows this.
+          /compact [what to keep] summarises the conversation so far to free the context window.
 Keys: Ctrl-C stops what is running (a stream, tools, a destructive command's countdown); twice leaves.
       Ctrl-C or Ctrl-D on an empty prompt, or an empty line, leaves. End a line with \\ to go on.
 Session: saved as you go; `midstream --continue` picks it up again."""
@@ -315,6 +321,8 @@ def _prompt_loop(agent: Agent) -> int:
         command = text.strip()
         if command == "/retry":
             agent.retry()
+        elif command == "/compact" or command.startswith("/compact "):
+            agent.compact(command.removeprefix("/compact").strip() or None)
         elif command == "/help":
             print(HELP, file=sys.stderr, flush=True)
         elif command.startswith("/") and " " not in command and "/" not in command[1:]:

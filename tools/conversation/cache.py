@@ -94,6 +94,10 @@ class CacheAudit:
         return _Fingerprint(_digest(body.get("tools")), _digest(body.get("system")),
                             [_digest(m) for m in body.get("messages", [])], time.monotonic())
 
+    def forget(self) -> None:
+        """The history was rewritten on purpose (cleared or compacted): the next request is not compared."""
+        self._previous, self._previous_cached = None, 0
+
     def check(self, sent: _Fingerprint, usage: Usage) -> str | None:
         """Record this request; return a warning the first time a given cause breaks the cache."""
         previous, expected = self._previous, self._previous_cached

@@ -2,9 +2,13 @@
 
 Lines are ``{"type": "session", …}`` (the header), ``{"type": "message", "message": {…}}`` (one
 committed Messages API message) and ``{"type": "note", …}`` (what the person was shown besides:
-rollbacks, interrupts). Loading skips a torn last line, merges consecutive messages of one role
-(tool results and the next user text are written separately) and answers any tool_use left
-without a result, so a session killed in the middle of a tool resumes as a valid conversation.
+rollbacks, interrupts). Long sessions add ``{"type": "cleared", "notes": {tool_use_id: note}}`` (old
+tool results replaced by notes) and ``{"type": "compaction", "messages": […]}`` (the whole history
+from then on: the summary and the messages kept verbatim); the messages before stay in the file, and
+loading replays both (tools/conversation/compaction.py). Loading skips a torn last line, merges
+consecutive messages of one role (tool results and the next user text are written separately) and
+answers any tool_use left without a result, so a session killed in the middle of a tool resumes as a
+valid conversation.
 """
 
 from __future__ import annotations
@@ -72,6 +76,14 @@ class Transcript:
                 record = json.loads(line)
             except ValueError:
                 continue  # a torn line: the process died while writing it
+            if record.get("type") == "compaction":
+                messages = [dict(m) for m in record.get("messages", [])]
+                continue
+            if record.get("type") == "cleared":
+                from midstream.tools.conversation.clearing import apply_cleared
+
+                apply_cleared(messages, record.get("notes", {}))
+                continue
             if record.get("type") != "message":
                 continue
             message = record["message"]
@@ -85,6 +97,10 @@ class Transcript:
 
     def append(self, message: dict[str, Any]) -> None:
         self._write({"type": "message", "message": message})
+
+    def record(self, kind: str, **details: Any) -> None:
+        """A record of its own type: ``cleared`` and ``compaction`` rewrite the history on load."""
+        self._write({"type": kind, **details})
 
     def note(self, kind: str, **details: Any) -> None:
         self._write({"type": "note", "kind": kind, **details})

@@ -17,6 +17,11 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
     TextDelta,
@@ -29,7 +34,8 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 
-__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
+__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback",
+           "outcome_line"]
 
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\t")
@@ -77,6 +83,22 @@ def describe_rollback(event: TurnRolledBack) -> str:
     return line
 
 
+def describe_context(event: ContextCleared | CompactionStarted | Compacted | CompactionFailed) -> str:
+    """One line about the context window: what was cleared or compacted, and what was kept."""
+    match event:
+        case ContextCleared(results=n, before=before, after=after):
+            return (f"✓ cleared {n} old tool result{'s' * (n != 1)} to save context: {before:,} → {after:,} tokens "
+                    "(the model can fetch them again)")
+        case CompactionStarted(tokens=tokens):
+            return f"compacting the conversation… ({tokens:,} tokens)"
+        case Compacted(before=before, after=after, summarised=summarised, kept=kept):
+            return (f"✓ compacted the conversation: {before:,} → {after:,} tokens · {summarised} "
+                    f"message{'s' * (summarised != 1)} summarised, the last {kept} kept verbatim")
+        case CompactionFailed(message=message):
+            return f"⚠ could not compact the conversation: {message}"
+    raise TypeError(event)
+
+
 class PlainRenderer:
     """No control codes: one line per tool event on stderr; text on stdout.
 
@@ -97,6 +119,7 @@ class PlainRenderer:
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
         self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
+        self._context = ""  # " · context 23%" of the latest request, when the window is known
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -131,7 +154,7 @@ class PlainRenderer:
                             self._note("· " + text.replace("\n", "\n· "))
                     else:
                         self._final = text
-                    self._note(f"  {reply.describe(self.model)}")
+                    self._note(f"  {reply.describe(self.model)}{self._context}")
                 case TurnRolledBack() as rolled:
                     self._reply = []
                     if self._mid_line:  # the partial reply stays on screen, marked
@@ -141,6 +164,11 @@ class PlainRenderer:
                     self._note("↺ " + describe_rollback(rolled))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case ContextUsed(fraction=fraction):
+                    self._context = f" · context {fraction:.0%}" if fraction is not None else ""
+                case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                    self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
+                    self._note(describe_context(context))
                 case TurnEnded(ok=ok, message=message):
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
@@ -182,6 +210,7 @@ class SummaryRenderer:
         self._final = ""
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
+        self._context: list[dict[str, object]] = []  # clearings and compactions
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -201,13 +230,16 @@ class SummaryRenderer:
                 case TurnCommitted(usage=usage):
                     self.session += Usage.from_api(usage)
                     self._final, self._reply = "".join(self._reply), []
+                case ContextCleared() | Compacted() | CompactionFailed() as context:
+                    self.session += Usage.from_api(getattr(context, "usage", {}))
+                    self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
                     summary = {
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
                         "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
                         "cost_usd": self.session.cost(self.model), "requests": self._requests,
-                        "tool_calls": list(self._calls.values()),
+                        "tool_calls": list(self._calls.values()), "context": self._context,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()

@@ -31,6 +31,11 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
     TextDelta,
@@ -46,7 +51,7 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.render import describe_rollback, outcome_line
+from midstream.tools.ui.render import describe_context, describe_rollback, outcome_line
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
@@ -105,6 +110,7 @@ class TerminalRenderer:
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
         self._last_flush = 0.0
         self.session = Usage()
+        self._context = ""  # " · context 23%" of the latest request: the footer of each reply's usage line
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -223,9 +229,15 @@ class TerminalRenderer:
                 reply = Usage.from_api(usage)
                 self.session += reply
                 if reply.prompt_tokens or reply.output:
-                    self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
+                    self._print(Text(f"  {reply.describe(self.model)}{self._context}", style="dim"))
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
+            case ContextUsed(fraction=fraction):
+                self._context = f" · context {fraction:.0%}" if fraction is not None else ""
+            case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
+                failed = isinstance(context, CompactionFailed)
+                self._print(Text(describe_context(context), style="yellow" if failed else "dim"))
             case TurnRolledBack() as rolled:
                 shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
                 if shown:  # it stays on screen, struck through, so the person knows it was thrown away

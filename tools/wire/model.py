@@ -17,7 +17,10 @@ Errors, mapped once here::
     │     connection refused/reset, dropped stream, stream ended without message_stop,
     │     idle timeout, HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
     └── FatalModelError            retrying cannot help
-          HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          │ HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          └── PromptTooLong        the conversation does not fit the model's context window:
+                HTTP 400 invalid_request_error "prompt is too long: N tokens > L maximum" (or
+                "… exceed context limit …"); the loop compacts it and retries once
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 import email.utils
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -37,7 +41,10 @@ import httpx2
 from midstream.tools.wire.recording import Recorder
 from midstream.tools.wire.sse import iter_sse
 
-__all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
+__all__ = [
+    "FatalModelError", "ModelClient", "ModelError", "PromptTooLong", "RetryableModelError", "error_from_event",
+    "prompt_too_long",
+]
 
 log = logging.getLogger("midstream.model")
 
@@ -66,6 +73,38 @@ class FatalModelError(ModelError):
     retryable = False
 
 
+class PromptTooLong(FatalModelError):
+    """The request does not fit the context window; ``tokens`` and ``limit`` when the service said."""
+
+    def __init__(self, message: str, *, status: int | None = 400, tokens: int | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.tokens = tokens
+        self.limit = limit
+
+
+# Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
+# the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
+_TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
+                       r"|context_length_exceeded", re.IGNORECASE)
+# OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
+_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?resulted in (\d+) tokens", re.DOTALL)
+_TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
+
+
+def prompt_too_long(text: str, shown: str | None = None) -> PromptTooLong | None:
+    """The error for an API message that says the prompt does not fit (shown as ``shown``), else None."""
+    if not _TOO_LONG.search(text):
+        return None
+    numbers = _TOO_LONG_NUMBERS.search(text)
+    tokens = limit = None
+    if numbers:
+        tokens, limit = int(numbers.group(1)) + int(numbers.group(2) or 0), int(numbers.group(3))
+    elif openai := _OPENAI_NUMBERS.search(text):
+        limit, tokens = int(openai.group(1)), int(openai.group(2))
+    return PromptTooLong(shown or text, tokens=tokens, limit=limit)
+
+
 def _retry_after(headers: httpx2.Headers) -> float | None:
     if ms := headers.get("retry-after-ms"):
         try:
@@ -92,6 +131,9 @@ def _api_message(body: bytes) -> tuple[str, str]:
 def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
     kind, message = _api_message(body)
     retry_after = _retry_after(headers)
+    too_long = prompt_too_long(message, f"HTTP 400 {kind}: {message}") if kind == "invalid_request_error" else None
+    if status == 400 and too_long is not None:
+        return too_long
     if status in RETRYABLE_STATUS:
         return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=retry_after)
     hint = {
