@@ -73,7 +73,11 @@ def _cost(session: Interactive, rest: str) -> None:
     if usage is None or not (usage.prompt_tokens or usage.output):
         session.say("no tokens used yet in this session")
         return
-    session.say(f"so far: {usage.describe(session.agent.config.model)}")
+    described = usage.describe(session.agent.config.model)
+    if usage.hit_ratio is None or not (usage.cache_read or usage.cache_write or usage.cache_write_1h):
+        first, _, cost = described.rpartition(" · ")
+        described = f"{first} · no cache reads yet · {cost}"
+    session.say(f"so far: {described}")
 
 
 def _mode(session: Interactive, rest: str) -> None:
