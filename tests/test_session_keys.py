@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, reply
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 
@@ -196,3 +196,64 @@ def test_keys_typed_while_the_model_works_are_kept_for_the_prompt(workspace):
         child.expect("got the second")
         leave(child)
     assert texts(server.requests[1])[-1] == "second"
+
+
+def test_esc_while_a_command_runs_stops_it_as_ctrl_c_does(workspace):
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "echo started; sleep 60"})), reply(Text("ok"))])
+    with server:
+        child = spawn(server, workspace, "--mode", "auto")
+        child.expect("› ")
+        child.sendline("wait a minute")
+        child.expect("started")
+        child.send("\x1b")
+        child.expect("› ")
+        child.sendline("what happened?")
+        child.expect("ok")
+        leave(child)
+    (result,) = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert result["is_error"] and "Interrupted by the person" in result["content"]
+
+
+def test_the_default_mode_is_auto_only_in_a_git_repository_with_a_working_sandbox(workspace):
+    from midstream.sandbox.isolation import bwrap_works
+
+    server = ScriptedServer([])
+
+    def greeting(*args: str) -> str:
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", *args], cwd=str(workspace), env=env,
+                              dimensions=(40, 200), encoding="utf-8", timeout=20)
+        child.expect(r"(mode [^\r\n]*)")
+        line = child.match.group(1)
+        leave(child)
+        return line
+
+    with server:
+        assert greeting().startswith("mode ask: this workspace is not a git repository" if bwrap_works()
+                                     else "mode ask: the sandbox does not work here")
+        subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+        assert greeting("--isolation", "none").startswith("mode ask: the sandbox does not work here")
+        assert greeting().startswith("mode auto" if bwrap_works() else "mode ask")
+        assert greeting("--mode", "read-only").startswith("mode read-only (from --mode)")
+
+
+def test_resume_inside_a_session_switches_to_the_chosen_one(workspace):
+    server = ScriptedServer([reply(Text("about cats")), reply(Text("about dogs")), reply(Text("cats again"))])
+    with server:
+        child = spawn(server, workspace, "tell me about cats")
+        child.expect("about cats")
+        leave(child)
+        child = spawn(server, workspace, "tell me about dogs")
+        child.expect("about dogs")
+        child.expect("› ")
+        child.sendline("/resume")
+        child.expect("resume which")
+        child.sendline("2")
+        child.expect("resumed session")
+        child.expect("› tell me about cats")
+        child.expect("› ")
+        child.sendline("more")
+        child.expect("cats again")
+        leave(child)
+    messages = server.requests[2]["body"]["messages"]
+    assert texts(server.requests[2], 0)[-1] == "tell me about cats" and len(messages) == 3

@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.task is not None and args.prompt is not None:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
+    if args.task is not None and args.resume == "":
+        raise _fail("--resume needs a session id with -p (`midstream --resume` alone lists them).")
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)

@@ -75,7 +75,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--idle-timeout", "idle_timeout", float, _C.idle_timeout, "seconds without a stream event before "
            "the reply counts as dropped", low=1, high=3600, unit="seconds"),
     Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),
-    Option("--output-format", "output_format", str, "text", "text; json: one object with the result at the "
+    Option("--output-format", None, str, "text", "text; json: one object with the result at the "
            "end; stream-json: one per event", choices=("text", "json", "stream-json")),
 )
 
