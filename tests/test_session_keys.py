@@ -257,3 +257,21 @@ def test_resume_inside_a_session_switches_to_the_chosen_one(workspace):
         leave(child)
     messages = server.requests[2]["body"]["messages"]
     assert texts(server.requests[2], 0)[-1] == "tell me about cats" and len(messages) == 3
+
+
+def test_continue_skips_sessions_left_before_their_first_message(workspace):
+    server = ScriptedServer([reply(Text("noted")), reply(Text("yes, the blue one"))])
+    with server:
+        child = spawn(server, workspace, "remember the blue one")
+        child.expect("noted")
+        leave(child)
+        child = spawn(server, workspace)  # opened and left without a word
+        leave(child)
+        child = spawn(server, workspace, "-c")
+        child.expect("resumed session")
+        child.expect("› remember the blue one")
+        child.expect("› ")
+        child.sendline("which one?")
+        child.expect("blue one")
+        leave(child)
+    assert texts(server.requests[1], 0)[-1] == "remember the blue one"

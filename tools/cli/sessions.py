@@ -52,8 +52,12 @@ def _first_message(path: Path) -> str:
 
 
 def find(workspace: Path, session_id: str | None) -> Path | None:
-    """The session with this id (a plain name, never a path), or the latest one."""
-    if session_id is not None and not _ID.match(session_id):
+    """The session with this id (a plain name, never a path), or the latest that holds a conversation
+    (a session left before its first message is not what ``-c`` means to pick up)."""
+    if session_id is None:
+        latest = list_sessions(workspace, limit=1)
+        return latest[0].path if latest else None
+    if not _ID.match(session_id):
         return None
     return Transcript.find(workspace, session_id)
 

@@ -50,6 +50,7 @@ Session: saved as you go; `midstream -c` picks it up again, `midstream --resume`
 def _clear(session: Interactive, rest: str) -> None:
     agent = session.agent
     old = agent.transcript.id if agent.transcript else None
+    session.shell_notes = []  # they belonged to the conversation being left
     agent.start_over([], Transcript.create(agent.config.workspace, agent.config.model))
     kept = f" (session {old} is kept: `midstream --resume {old}`)" if old else ""
     session.say(f"new conversation, session {agent.transcript.id if agent.transcript else '-'}{kept}")
