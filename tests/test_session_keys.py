@@ -275,3 +275,23 @@ def test_continue_skips_sessions_left_before_their_first_message(workspace):
         child.expect("blue one")
         leave(child)
     assert texts(server.requests[1], 0)[-1] == "remember the blue one"
+
+
+def test_ctrl_c_stops_a_bang_command_and_ctrl_d_typed_during_a_turn_still_leaves(workspace):
+    server = ScriptedServer([reply(Text("slow " * 30, chunk=5, delay=0.03))])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("!echo begun; sleep 60")
+        child.expect("begun")
+        child.sendintr()
+        child.expect(r"Interrupted by the person after [\d.]+ s")
+        child.expect("› ")
+        child.sendline("go")
+        child.expect("slow")
+        child.sendeof()  # during the turn: the session ends once the reply is done
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0
+    said = texts(server.requests[0])[-1]
+    assert "$ echo begun; sleep 60" in said and "Interrupted by the person" in said and said.endswith("go")

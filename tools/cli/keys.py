@@ -117,7 +117,7 @@ class KeyReader:
                 with self._lock:
                     text = self._typed.decode("utf-8", "replace")[:-1]
                     self._typed = bytearray(text.encode())
-            elif data[0] >= 0x20 or data in (b"\n", b"\r", b"\t"):
+            elif data[0] >= 0x20 or data in (b"\n", b"\r", b"\t", b"\x04"):  # Ctrl-D: the prompt decides
                 with self._lock:
                     self._typed += b"\n" if data == b"\r" else data
 

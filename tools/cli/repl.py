@@ -28,6 +28,7 @@ class Interactive:
         self.shell_notes: list[str] = []  # `!command` outputs the model gets with the next message
         self._queued: list[str] = []  # whole lines typed while the model worked
         self._prefill = ""  # and the unfinished one
+        self._leaving = False  # ...and Ctrl-D after them
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""
@@ -40,8 +41,11 @@ class Interactive:
         """Run one turn with Esc watched; keep what the person typed meanwhile for the prompt."""
         with self.keys.during():
             ended = run()
-        *lines, self._prefill = (self._prefill + self.keys.take_typed()).split("\n")
+        typed, eof, _ = (self._prefill + self.keys.take_typed()).partition("\x04")
+        *lines, self._prefill = typed.split("\n")
         self._queued += [line for line in lines if line.strip()]
+        if eof and not self._prefill.strip():
+            self._leaving = True  # Ctrl-D on an empty line, typed ahead: leave once the lines before it ran
         return ended
 
     def send(self, text: str) -> TurnEnded:
@@ -80,6 +84,8 @@ class Interactive:
             if self._queued:
                 text: str | None = self._queued.pop(0)
                 print(f"› {text}", flush=True)
+            elif self._leaving:
+                return 0
             else:
                 prefill, self._prefill = self._prefill, ""
                 text = prompt.read(prefill)

@@ -162,14 +162,22 @@ def run_shell(session: Interactive, command: str) -> None:
         return
     ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation})
     results: list[ToolResult] = []
-    worker = threading.Thread(target=lambda: results.append(tool.run(ctx, {"command": command})), daemon=True)
-    worker.start()
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            results.append(tool.run(ctx, {"command": command}))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="bang-command", daemon=True).start()
+    # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
     try:
-        while worker.is_alive():
-            worker.join(0.1)
+        while not done.wait(0.1):
+            pass
     except KeyboardInterrupt:
         ctx.cancelled.set()  # the tool stops its process group and says what happened
-        worker.join()
+        done.wait()
     output = results[0].content if results else "[no result]"
     print(output, flush=True)
     session.shell_notes.append(f"[The person ran a shell command themselves in the workspace:]\n$ {command}\n{output}")
