@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_init_line(agent, tools, why_mode)
     session = Interactive(agent, renderer, keys)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
-    _install_signals(agent)
+    _install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
         if task is not None:
             return _exit_code(agent.send(task))
@@ -298,22 +298,24 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _install_signals(agent: Agent) -> None:
+def _install_signals(agent: Agent, idle_raises: Callable[[], bool] = lambda: True) -> None:
     """SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the agent's close() stops
     its tools; Ctrl-C goes to the loop (see _install_interrupts)."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
-    _install_interrupts(agent)
+    _install_interrupts(agent, idle_raises)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _install_interrupts(agent: Agent) -> None:
+def _install_interrupts(agent: Agent, idle_raises: Callable[[], bool]) -> None:
     """Route Ctrl-C to the loop at known points only (see agent.py, step 5).
 
-    At the prompt it raises as usual. During a turn the first press sets ``interrupting`` and
+    Outside a turn it raises only where ``idle_raises()`` says something waits for the person (the
+    prompt, a `!command`); in the instants between, a press is dropped rather than ending the
+    session with a stray KeyboardInterrupt. During a turn the first press sets ``interrupting`` and
     raises only if the loop is blocked reading the stream; the second kills the running tools.
     The kernel may deliver SIGINT to any thread, and Python runs the handler on the main thread
     only once it gets back to bytecode, so a watcher woken through the signal wakeup fd shuts the
@@ -323,7 +325,9 @@ def _install_interrupts(agent: Agent) -> None:
 
     def on_sigint(signum: int, frame: object) -> None:
         if not agent.busy:
-            raise KeyboardInterrupt
+            if idle_raises():
+                raise KeyboardInterrupt
+            return
         if agent.interrupting:
             agent.hurry()
             return

@@ -6,7 +6,7 @@ import contextlib
 import select
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from midstream.agent import Agent
@@ -29,6 +29,19 @@ class Interactive:
         self._queued: list[str] = []  # whole lines typed while the model worked
         self._prefill = ""  # and the unfinished one
         self._leaving = False  # ...and Ctrl-D after them
+        self._waiting = threading.Event()  # set while a Ctrl-C outside a turn has something to stop
+
+    def waiting_for_person(self) -> bool:
+        """Is the session at the prompt, or in a wait a Ctrl-C should end? (Else a press is dropped.)"""
+        return self._waiting.is_set()
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self._waiting.set()
+        try:
+            yield
+        finally:
+            self._waiting.clear()
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""
@@ -63,7 +76,8 @@ class Interactive:
                 self.say(f"no session {session_id} for {workspace}")
                 return
         else:
-            path = sessions.choose(workspace, _ask, self.say)
+            with self.interruptible():
+                path = sessions.choose(workspace, _ask, self.say)
             if path is None:
                 return
         if self.agent.transcript and path == self.agent.transcript.path:
@@ -88,7 +102,8 @@ class Interactive:
                 return 0
             else:
                 prefill, self._prefill = self._prefill, ""
-                text = prompt.read(prefill)
+                with self.interruptible():
+                    text = prompt.read(prefill)
             if text is None:
                 return 0
             if slash.is_command(text):

@@ -170,11 +170,13 @@ def run_shell(session: Interactive, command: str) -> None:
         finally:
             done.set()
 
-    threading.Thread(target=work, name="bang-command", daemon=True).start()
+    session.say(f"running `{command}` (Ctrl-C stops it)", style="dim")
     # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
     try:
-        while not done.wait(0.1):
-            pass
+        with session.interruptible():
+            threading.Thread(target=work, name="bang-command", daemon=True).start()
+            while not done.wait(0.1):
+                pass
     except KeyboardInterrupt:
         ctx.cancelled.set()  # the tool stops its process group and says what happened
         done.wait()
