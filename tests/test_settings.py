@@ -156,3 +156,18 @@ def test_settings_choose_the_mode_for_print_mode_too(workspace):
         done = midstream(["-p", "clean", "--isolation", "none"], workspace, {"ANTHROPIC_BASE_URL": server.url})
     assert done.returncode == 0, done.stderr
     assert not (workspace / "build").exists()  # the person's own settings opted in
+
+
+def test_empty_task_and_a_replay_under_a_settings_mode(workspace, tmp_path):
+    assert "empty" in one_error_line(midstream(["-p", "  "], workspace, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
+    user_settings('mode = "auto"\n')
+    recording = tmp_path / "rec"
+    write = ToolUse("t1", "write_file", {"path": "new.txt", "content": "x"})
+    server = ScriptedServer([reply(write), reply(Text("ok"))])
+    with server:
+        assert midstream(["-p", "w", "--record", str(recording)], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url}).returncode == 0
+    (workspace / "new.txt").unlink()
+    again = midstream(["-p", "w", "--replay", str(recording)], workspace)
+    assert again.returncode == 0 and "mode read-only" in again.stderr
+    assert not (workspace / "new.txt").exists()  # only --mode on the command line lets a replay write

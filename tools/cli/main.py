@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not bwrap_works():
             raise _fail("--isolation bwrap, but bubblewrap is not installed or cannot run here.")
     task = sys.stdin.read() if args.task == "-" else args.task
+    if task is not None and not task.strip():
+        raise _fail("the task is empty: give -p some text (or '-' and the text on stdin).")
     interactive = task is None and sys.stdin.isatty()
     why_mode = _safe_mode(config, settings, args, headless=task is not None)
     if args.resume == "" and not interactive:
@@ -143,11 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _safe_mode(config: AgentConfig, settings: Settings, args: argparse.Namespace, *, headless: bool) -> str:
     """Without a chosen mode: read-only for --replay; -p refuses destructive commands; a person at a
     terminal gets auto where the sandbox works in a git repository, else ask. Returns why, to say."""
+    if args.replay is not None and settings.sources["mode"] != "--mode":  # a settings file's mode is for
+        config.mode = "read-only"  # sessions, not for re-running a recording's commands here
+        return "mode read-only: a replay re-runs recorded tool calls here, so nothing may write (--mode to change)"
     if settings.explicit("mode"):
         return f"mode {config.mode} (from {settings.sources['mode']})"
-    if args.replay is not None:
-        config.mode = "read-only"
-        return "mode read-only: a replay re-runs recorded tool calls here, so nothing may write (--mode to change)"
     if headless:
         config.mode, config.refuse_destructive = "auto", True
         return "mode auto, destructive commands refused: nobody can stop a countdown in -p (--mode auto allows)"
