@@ -1,9 +1,10 @@
 """The ``midstream`` command: options and settings, then a session (interactive, ``-p`` or the demo).
 
-Where things live: the option table in options.py, settings files in settings.py, the interactive
-session in repl.py (slash commands in slash.py, keys during a turn in keys.py), sessions on disk
-in sessions.py. This module wires them: it builds the AgentConfig, picks safe defaults, chooses
-the renderer, installs the signal handlers and runs the session.
+Where things live: the option table in options.py, settings files in settings.py, the default
+permission mode in modes.py, Ctrl-C / Esc / SIGTERM in interrupts.py, the interactive session in
+repl.py (slash commands in slash.py, keys during a turn in keys.py), sessions on disk in
+sessions.py. This module wires them: it builds the AgentConfig, chooses the renderer and runs the
+session.
 
 Known failures end as one line on stderr and a non-zero exit, never a traceback. Exit codes:
 0 the model finished; 1 it did not (attempts exhausted, an API error, max requests, cut off);
@@ -16,15 +17,14 @@ import argparse
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
 from midstream.tools.cli import options, sessions
+from midstream.tools.cli.interrupts import install_signals, interrupt_turn
+from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import Transcript, state_dir
 from midstream.tools.registry import ToolRegistry
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if task is not None and not task.strip():
         raise _fail("the task is empty: give -p some text (or '-' and the text on stdin).")
     interactive = task is None and sys.stdin.isatty()
-    why_mode = _safe_mode(config, settings, args, headless=task is not None)
+    why_mode = choose_mode(config, settings, args, headless=task is not None)
     if args.resume == "" and not interactive:
         return _list_sessions(config.workspace)
     _start_logging(config)
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from midstream.tools.cli.repl import Interactive, confirmer
 
     agent_box: list[Agent] = []
-    keys = KeyReader(sys.stdin.fileno(), lambda: _interrupt(agent_box[0]))  # a no-op without a terminal
+    keys = KeyReader(sys.stdin.fileno(), lambda: interrupt_turn(agent_box[0]))  # a no-op without a terminal
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=confirmer(renderer, keys) if interactive else None, model=_model_client(args, config))
     agent_box.append(agent)
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_init_line(agent, tools, why_mode)
     session = Interactive(agent, renderer, keys)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
-    _install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
+    install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
         if task is not None:
             return _exit_code(agent.send(task))
@@ -140,52 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         agent.close()
         _close(renderer, args)
-
-
-def _safe_mode(config: AgentConfig, settings: Settings, args: argparse.Namespace, *, headless: bool) -> str:
-    """Without a chosen mode: read-only for --replay; -p refuses destructive commands; a person at a
-    terminal gets auto where the sandbox works in a git repository, else ask. Returns why, to say."""
-    if args.replay is not None and settings.sources["mode"] != "--mode":  # a settings file's mode is for
-        config.mode = "read-only"  # sessions, not for re-running a recording's commands here
-        return "mode read-only: a replay re-runs recorded tool calls here, so nothing may write (--mode to change)"
-    if settings.explicit("mode"):
-        return f"mode {config.mode} (from {settings.sources['mode']})"
-    if headless:
-        config.mode, config.refuse_destructive = "auto", True
-        return "mode auto, destructive commands refused: nobody can stop a countdown in -p (--mode auto allows)"
-    sandboxed = _sandbox_state(config) == "bwrap"
-    in_git = _is_git_repository(config.workspace)
-    if sandboxed and in_git:
-        config.mode = "auto"
-        return "mode auto: commands run sandboxed, and git holds what they change (/mode to change)"
-    config.mode = "ask"
-    why = "the sandbox does not work here" if not sandboxed else "this workspace is not a git repository"
-    return f"mode ask: {why}, so each change waits for your yes (/mode auto to change)"
-
-
-def _sandbox_state(config: AgentConfig) -> str:
-    if config.isolation == "none":
-        return "off"
-    from midstream.sandbox.isolation import bwrap_works
-
-    return "bwrap" if bwrap_works() else "unavailable"
-
-
-def _is_git_repository(workspace: Path) -> bool:
-    from midstream.sandbox.git import run_git
-
-    try:
-        done = run_git(["rev-parse", "--is-inside-work-tree"], workspace, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and done.stdout.strip() == b"true"
-
-
-def _interrupt(agent: Agent) -> None:
-    """Esc: the first Ctrl-C's effect (stop the stream and the tools), never the second's (leave)."""
-    if agent.busy and not agent.interrupting:
-        agent.interrupting = True
-        agent.abort_stream()
 
 
 def _greet(agent: Agent, session: object, why_mode: str, *, resumed: bool, headless: bool) -> None:
@@ -212,7 +166,7 @@ def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
         "type": "system", "subtype": "init", "event": "SessionStarted",
         "session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
         "mode": config.mode, "refuse_destructive": config.refuse_destructive, "mode_reason": why_mode,
-        "sandbox": _sandbox_state(config), "cwd": str(config.workspace), "tools": tools.names(),
+        "sandbox": sandbox_state(config), "cwd": str(config.workspace), "tools": tools.names(),
     }
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
@@ -241,7 +195,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
                              isolation=settings["isolation"], grace_seconds=3.0)
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
-        _install_signals(agent)
+        install_signals(agent)
         return agent
 
     def say(line: str) -> None:
@@ -298,56 +252,6 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             raise _fail(f"found no {wanted} for {config.workspace} (`midstream --resume` lists them).")
         return Transcript(path), Transcript.load(path)
     return Transcript.create(config.workspace, config.model), []
-
-
-def _install_signals(agent: Agent, idle_raises: Callable[[], bool] = lambda: True) -> None:
-    """SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the agent's close() stops
-    its tools; Ctrl-C goes to the loop (see _install_interrupts)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
-    _install_interrupts(agent, idle_raises)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _install_interrupts(agent: Agent, idle_raises: Callable[[], bool]) -> None:
-    """Route Ctrl-C to the loop at known points only (see agent.py, step 5).
-
-    Outside a turn it raises only where ``idle_raises()`` says something waits for the person (the
-    prompt, a `!command`); in the instants between, a press is dropped rather than ending the
-    session with a stray KeyboardInterrupt. During a turn the first press sets ``interrupting`` and
-    raises only if the loop is blocked reading the stream; the second kills the running tools.
-    The kernel may deliver SIGINT to any thread, and Python runs the handler on the main thread
-    only once it gets back to bytecode, so a watcher woken through the signal wakeup fd shuts the
-    stream's socket down to wake a main thread blocked in recv(). Esc (keys.py) takes the same
-    path without the signal: it sets ``interrupting`` and shuts the socket down itself.
-    """
-
-    def on_sigint(signum: int, frame: object) -> None:
-        if not agent.busy:
-            if idle_raises():
-                raise KeyboardInterrupt
-            return
-        if agent.interrupting:
-            agent.hurry()
-            return
-        agent.interrupting = True
-        if agent.interruptible:
-            raise KeyboardInterrupt
-
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    signal.signal(signal.SIGINT, on_sigint)
-
-    def watch() -> None:
-        while data := os.read(read_end, 64):
-            if signal.SIGINT in data and agent.busy:
-                agent.abort_stream()
-
-    threading.Thread(target=watch, name="interrupt-watcher", daemon=True).start()
 
 
 def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry, *, streaming: bool,
