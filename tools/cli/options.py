@@ -135,10 +135,17 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     resume.add_argument("--resume", metavar="ID", nargs="?", const="",
                         help="resume the session with this id (without one: list this workspace's sessions)")
     for option in OPTIONS:
-        metavar = "{" + ",".join(option.choices) + "}" if option.choices else option.dest.upper()
-        default = f" (default: {option.default})" if option.default is not None else ""
+        if option.choices:
+            metavar = "{" + ",".join(option.choices) + "}"
+        else:
+            metavar = {int: "N", float: "SECONDS" if option.unit == "seconds" else "X"}.get(option.kind, "NAME")
+        notes = [f"default {option.default:g}" if isinstance(option.default, int | float) else
+                 f"default {option.default}" if option.default is not None else ""]
+        notes.append(option.allowed() if option.low is not None else "")
+        notes.append(f"setting: {option.key}" if option.key else "")
+        shown = "; ".join(note for note in notes if note)
         parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
-                            help=option.help + default + (f"; settings key {option.key}" if option.key else ""))
+                            help=f"{option.help} ({shown})" if shown else option.help)
     parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
     parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
     parser.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")

@@ -190,6 +190,7 @@ class SummaryRenderer:
         self._final = ""
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
+        self._turns = 0  # committed replies: Claude Code's num_turns
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -209,13 +210,14 @@ class SummaryRenderer:
                 case TurnCommitted(usage=usage):
                     self.session += Usage.from_api(usage)
                     self._final, self._reply = "".join(self._reply), []
+                    self._turns += 1
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
                     total = self.session
                     cost = total.cost(self.model)
                     summary = {
                         "type": "result", "subtype": _subtype(ok, message), "is_error": not ok,
                         "session_id": self.session_id, "duration_ms": round((time.monotonic() - self._started) * 1000),
-                        "num_turns": self._requests, "total_cost_usd": cost,
+                        "num_turns": self._turns, "total_cost_usd": cost,
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
                         "usage": dataclasses.asdict(total) | {
