@@ -295,3 +295,22 @@ def test_ctrl_c_stops_a_bang_command_and_ctrl_d_typed_during_a_turn_still_leaves
     assert child.exitstatus == 0
     said = texts(server.requests[0])[-1]
     assert "$ echo begun; sleep 60" in said and "Interrupted by the person" in said and said.endswith("go")
+
+
+def test_esc_in_a_destructive_countdown_refuses_the_call(workspace):
+    (workspace / "build").mkdir()
+    (workspace / "build" / "keep.o").write_text("precious")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -rf build/"})), reply(Text("ok"))])
+    with server:
+        child = spawn(server, workspace, "--mode", "auto", "--grace", "30")
+        child.expect("› ")
+        child.sendline("clean up")
+        child.expect("runs in")
+        child.send("\x1b")
+        child.expect("› ")
+        child.sendline("never mind")
+        child.expect("ok")
+        leave(child)
+    assert (workspace / "build" / "keep.o").read_text() == "precious"
+    (refused,) = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert refused["is_error"] and "grace window" in refused["content"]
