@@ -171,3 +171,16 @@ def test_empty_task_and_a_replay_under_a_settings_mode(workspace, tmp_path):
     again = midstream(["-p", "w", "--replay", str(recording)], workspace)
     assert again.returncode == 0 and "mode read-only" in again.stderr
     assert not (workspace / "new.txt").exists()  # only --mode on the command line lets a replay write
+
+
+def test_every_option_sets_a_real_config_field_and_its_default_passes_its_own_check():
+    import dataclasses
+
+    from midstream.agent import AgentConfig
+    from midstream.tools.cli.options import check_value
+
+    fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    for option in OPTIONS:
+        assert option.config_field is None or option.config_field in fields, option.flag
+        if option.default is not None:
+            assert check_value(option, option.default, option.flag, from_text=False) == option.default

@@ -67,12 +67,9 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
                     "Anthropic-compatible server (or try `midstream --demo`).")
     workspace = _workspace(args)
     s = settings or _settings(args, workspace)
-    return AgentConfig(
-        workspace=workspace, model=s["model"], base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
-        max_tokens=s["max_tokens"], max_requests=s["max_requests"], max_attempts=s["max_attempts"],
-        idle_timeout=s["idle_timeout"], workers=s["workers"], mode=s["mode"] or AgentConfig.mode,
-        grace_seconds=s["grace"], isolation=s["isolation"], prompt_cache=not args.no_cache, cache_ttl=s["cache_ttl"],
-    )
+    from_table = {o.config_field: s[o.dest] for o in options.OPTIONS if o.config_field and s[o.dest] is not None}
+    return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
+                       prompt_cache=not args.no_cache, **from_table)
 
 
 def _workspace(args: argparse.Namespace) -> Path:

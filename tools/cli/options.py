@@ -1,7 +1,8 @@
 """Every option of the command line in one table: its flag, its settings-file key, type, range, default.
 
 Adding an option is one ``Option(...)`` line in ``OPTIONS``: the parser, the settings files
-(tools/cli/settings.py) and the range check all read it. A value from a flag and a value from a
+(tools/cli/settings.py), the range check and the AgentConfig the command line builds (the field
+of the same name, or ``field=``) all read it. A value from a flag and a value from a
 settings file pass the same check, so a bad one gets the same one-line message naming where it
 came from (``--grace`` or ``settings.toml:3``) and the allowed range.
 """
@@ -40,10 +41,15 @@ class Option:
     unit: str = ""
     env: str | None = None  # an environment variable between the settings files and the flag
     project_may_not: tuple[Any, ...] = ()  # values a repository's own settings file may not choose
+    field: str | None = ""  # the AgentConfig field it sets: "" means the same name as the flag, None none
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def config_field(self) -> str | None:
+        return self.dest if self.field == "" else self.field
 
     def allowed(self) -> str:
         if self.choices:
@@ -61,7 +67,7 @@ OPTIONS: tuple[Option, ...] = (
            "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
            project_may_not=("auto",)),
     Option("--grace", "grace", float, _C.grace_seconds, "countdown before a destructive command runs in auto "
-           "mode (0: none)", low=0, high=600, unit="seconds"),
+           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds"),
     Option("--isolation", "isolation", str, _C.isolation, "run shell commands under bubblewrap (auto: when it "
            "works here)", choices=("auto", "bwrap", "none"), project_may_not=("none",)),
     Option("--cache-ttl", "cache_ttl", str, _C.cache_ttl, "prompt cache lifetime (1h costs 2x input per write "
@@ -76,7 +82,7 @@ OPTIONS: tuple[Option, ...] = (
            "the reply counts as dropped", low=1, high=3600, unit="seconds"),
     Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),
     Option("--output-format", None, str, "text", "text; json: one object with the result at the "
-           "end; stream-json: one per event", choices=("text", "json", "stream-json")),
+           "end; stream-json: one per event", choices=("text", "json", "stream-json"), field=None),
 )
 
 
