@@ -245,7 +245,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         else:
             path = sessions.find(config.workspace, args.resume or None)
         if path is None:
-            wanted = f"session {args.resume}" if args.resume else "an earlier session"
+            wanted = f"session {args.resume}" if args.resume else "earlier session"
             raise _fail(f"found no {wanted} for {config.workspace} (`midstream --resume` lists them).")
         return Transcript(path), Transcript.load(path)
     return Transcript.create(config.workspace, config.model), []
