@@ -111,6 +111,8 @@ class AgentConfig:
     """Permission mode: read-only, ask or auto (see sandbox/permissions.py)."""
     grace_seconds: float = 3.0
     """How long a destructive call shows its targets before it runs in auto mode; 0 turns it off."""
+    refuse_destructive: bool = False
+    """Refuse destructive calls in auto mode instead of counting down (-p without an explicit mode)."""
     isolation: str = "auto"
     """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
     system_prompt: str = ""
@@ -196,6 +198,7 @@ class Agent:
         self.gate = Gate(
             mode=config.mode,
             grace_seconds=config.grace_seconds,
+            refuse_destructive=config.refuse_destructive,
             confirm=confirm,
             announce=renderer.show,
         )
@@ -207,9 +210,7 @@ class Agent:
         self.context = ContextKeeper(context_window_for(config.model, config.context_window), config.max_tokens,
                                      ask=self._ask, show=renderer.show, transcript=transcript,
                                      rewritten=self.cache_audit.forget, automatic=config.compact)
-        # A resumed session already told the model its date; tell it again only when it changes.
-        self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
-                                if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
+        self._date_told = _date_told_in(self.history)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -226,6 +227,14 @@ class Agent:
         self.model.close()
         if self.transcript:
             self.transcript.close()
+
+    def start_over(self, history: list[dict[str, Any]], transcript: Transcript | None) -> None:
+        """Go on with another conversation (/clear, /resume); the one before stays on disk."""
+        if self.transcript:
+            self.transcript.close()
+        self.history, self.transcript = history, transcript
+        self._date_told = _date_told_in(history)
+        self.cache_audit = CacheAudit(ttl_seconds=self.cache_audit.ttl_seconds)
 
     # -- the turn ---------------------------------------------------------------------------------
 
@@ -589,6 +598,12 @@ class Agent:
                 block["is_error"] = True
             blocks.append(block)
         return blocks
+
+
+def _date_told_in(history: list[dict[str, Any]]) -> str | None:
+    """A resumed session already told the model its date; tell it again only when it changes."""
+    return next((b["text"] for m in reversed(history) for b in as_blocks(m["content"])
+                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
 
 
 def _drop_cut_off_calls(

@@ -3,7 +3,8 @@
 - ``read-only``: calls that write (file writes, commands that are not read-only) are refused.
 - ``ask``: every call that writes waits for the person's yes / no / always-for-this-session.
 - ``auto`` (default): everything runs; a destructive call first shows what it would destroy for a
-  short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event).
+  short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event),
+  or, with ``refuse_destructive`` (``-p`` without an explicit mode), is refused outright.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Gate:
     # None: nobody to ask (a non-interactive run).
     confirm: Callable[[str, threading.Event], str] | None = None
     announce: Callable[[ToolGrace], None] = lambda window: None  # shows the countdown to the person
+    # -p without an explicit mode: nobody watches a countdown, so destructive calls are refused.
+    refuse_destructive: bool = False
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
 
@@ -45,6 +48,11 @@ class Gate:
                     "would change instead.")
         if self.mode == "ask" and writes:
             return self._ask(tool, args, ctx)
+        if self.mode == "auto" and self.refuse_destructive and tool.destructive(workspace, args):
+            return (f"Refused: {tool.status(args)} is destructive (it deletes or overwrites what may not be "
+                    "restorable), and in this non-interactive run nobody can stop it during a countdown. "
+                    "Do the rest without it and say in your answer that it needs the person, or a run with "
+                    "--mode auto.")
         if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
             return self._grace(tool, args, ctx, call_id)
         return None

@@ -45,6 +45,12 @@ def test_json_output_is_one_object_with_result_usage_and_tool_calls(workspace):
     (call,) = result["tool_calls"]
     assert call["name"] == "read_file" and call["input"] == {"path": "notes.txt"} and call["is_error"] is False
     assert result["usage"]["output"] == 10 and "hit_ratio" in result["usage"]
+    # The fields scripts written for Claude Code's -p --output-format json read:
+    assert result["type"] == "result" and result["subtype"] == "success" and result["is_error"] is False
+    assert result["session_id"] == Transcript.find(workspace).stem
+    assert result["num_turns"] == 2 and isinstance(result["duration_ms"], int) and result["duration_ms"] >= 0
+    assert result["usage"]["output_tokens"] == 10 and "input_tokens" in result["usage"]
+    assert "cache_read_input_tokens" in result["usage"] and "total_cost_usd" in result
 
 
 def test_stream_json_is_one_object_per_event(workspace):
@@ -54,8 +60,13 @@ def test_stream_json_is_one_object_per_event(workspace):
         done = midstream(["-p", "read", "--output-format", "stream-json"], workspace,
                          {"ANTHROPIC_BASE_URL": server.url})
     events = [json.loads(line) for line in done.stdout.splitlines()]
+    init = events[0]  # first: what applies to this run, as Claude Code's system/init line
+    assert init["type"] == "system" and init["subtype"] == "init" and init["event"] == "SessionStarted"
+    assert init["session_id"] == Transcript.find(workspace).stem and init["model"]
+    assert init["mode"] == "auto" and init["refuse_destructive"] is True  # -p without --mode
+    assert init["sandbox"] in ("bwrap", "unavailable") and "read_file" in init["tools"]
     names = [e["event"] for e in events]
-    assert names[0] == "RequestStarted" and names[-1] == "TurnEnded"
+    assert names[1] == "RequestStarted" and names[-1] == "TurnEnded"
     for expected in ("TextDelta", "ToolCallStarted", "ToolCallReady", "ToolRunning", "ToolFinished", "TurnCommitted"):
         assert expected in names
     assert names.index("ToolCallReady") < names.index("TurnCommitted")  # dispatched before the reply ended
@@ -109,7 +120,12 @@ def test_a_recording_replays_to_the_same_transcript(tmp_path):
     assert "rolled back" in first.stderr
     assert sorted(p.name for p in recording.iterdir())[:3] == ["0001.request.json", "0001.response.json",
                                                                "0001.response.sse"]
-    again = midstream(["-p", "change it", "--replay", str(recording)], replayed, {})
+    guarded = tmp_path / "guarded"
+    shutil.copytree(original, guarded)
+    safe = midstream(["-p", "change it", "--replay", str(recording)], guarded, {})
+    assert "read-only" in safe.stderr and "replay" in safe.stderr  # it says so
+    assert (guarded / "notes.txt").read_text() == "alpha\n"  # and the recorded edit was refused
+    again = midstream(["-p", "change it", "--replay", str(recording), "--mode", "auto"], replayed, {})
     assert again.returncode == 0, again.stderr
     assert "rolled back" in again.stderr  # the drop happens again, at the same byte
     assert again.stdout == first.stdout == "Changed alpha to beta.\n"

@@ -225,7 +225,7 @@ def test_slash_commands_are_not_sent_to_the_model(workspace):
                               encoding="utf-8", timeout=20)
         child.expect("› ")
         child.sendline("/help")
-        child.expect("/retry sends the last message again")
+        child.expect(r"/retry +send the last message again")
         child.expect("› ")
         child.sendline("/nonsense")
         child.expect("unknown command /nonsense")

@@ -64,8 +64,14 @@ class Transcript:
         if session_id:
             path = directory / f"{session_id}.jsonl"
             return path if path.exists() else None
-        sessions = sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
-        return sessions[-1] if sessions else None
+        sessions = cls.sessions(workspace)
+        return sessions[0] if sessions else None
+
+    @staticmethod
+    def sessions(workspace: Path) -> list[Path]:
+        """This workspace's session files, the most recently written first."""
+        found = _sessions_of(workspace).glob("*.jsonl")
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import threading
+import time
 from typing import TextIO
 
 from midstream.tools.conversation.usage import Usage
@@ -199,11 +200,18 @@ class JsonRenderer:
 
 
 class SummaryRenderer:
-    """For ``--output-format json``: collects the session and prints one JSON object at the end."""
+    """For ``--output-format json``: collects the session and prints one JSON object at the end.
 
-    def __init__(self, out: TextIO | None = None, *, model: str = "") -> None:
+    Besides our own fields it carries those Claude Code's ``-p --output-format json`` has, so scripts
+    written for it work: type, subtype, is_error, result, session_id, duration_ms, num_turns,
+    total_cost_usd, and usage with the API's field names.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, model: str = "", session_id: str = "") -> None:
         self._out = out or sys.stdout
         self.model = model
+        self.session_id = session_id
+        self._started = time.monotonic()
         self.session = Usage()
         self._lock = threading.Lock()
         self._reply: list[str] = []
@@ -211,6 +219,7 @@ class SummaryRenderer:
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
         self._context: list[dict[str, object]] = []  # clearings and compactions
+        self._turns = 0  # committed replies: Claude Code's num_turns
 
     def show(self, event: Event) -> None:
         with self._lock:
@@ -233,13 +242,29 @@ class SummaryRenderer:
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
                     self.session += Usage.from_api(getattr(context, "usage", {}))
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
+                    self._turns += 1
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
+                    total = self.session
+                    cost = total.cost(self.model)
                     summary = {
+                        "type": "result", "subtype": _subtype(ok, message), "is_error": not ok,
+                        "session_id": self.session_id, "duration_ms": round((time.monotonic() - self._started) * 1000),
+                        "num_turns": self._turns, "total_cost_usd": cost,
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
-                        "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
-                        "cost_usd": self.session.cost(self.model), "requests": self._requests,
+                        "usage": dataclasses.asdict(total) | {
+                            "hit_ratio": total.hit_ratio, "input_tokens": total.input, "output_tokens": total.output,
+                            "cache_read_input_tokens": total.cache_read,
+                            "cache_creation_input_tokens": total.cache_write + total.cache_write_1h},
+                        "cost_usd": cost, "requests": self._requests,
                         "tool_calls": list(self._calls.values()), "context": self._context,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()
+
+
+def _subtype(ok: bool, message: str) -> str:
+    """Claude Code's words for how a run ended."""
+    if ok:
+        return "success"
+    return "error_max_turns" if message.startswith("stopped after") else "error_during_execution"
