@@ -1,63 +1,276 @@
-"""OS isolation for shell commands: bubblewrap with a read-only root, a writable workspace, no network.
+"""OS isolation for shell commands: hardened bubblewrap, built as one ordered list of arguments.
 
-Inside the sandbox the whole filesystem is visible read-only, the workspace is bound read-write at
-its own path, ``/tmp`` is private and empty, and the network namespace has no interfaces. The
-command gets its own PID namespace and dies with its parent, so killing bubblewrap kills everything
-it started, however the command daemonised.
+What the kernel enforces for every command (``sandbox_argv`` builds it, top to bottom):
+
+1. **No privilege**: a new user namespace with every capability dropped (``--unshare-user
+   --cap-drop ALL``), also when midstream runs as root, where bubblewrap would otherwise keep them
+   all (a root command could unmount or remount our read-only binds); no nested user namespaces.
+2. **Filesystem**: the root is bound read-only; ``/dev`` is a minimal fresh one; ``/tmp`` is a
+   private tmpfs; the workspace is bound writable, or read-only in read-only mode (so a writing
+   command fails with EROFS whatever its text says).
+3. **Protected paths** are bound read-only on top of a writable workspace: ``.git`` (a directory or
+   a worktree's pointer file, its ``gitdir:`` target and common dir), nested repositories' ``.git``,
+   ``.gitmodules`` and midstream's own ``.midstream`` configuration. A protected path that does not
+   exist is pinned (an empty read-only file or directory is mounted at its place for the command's
+   lifetime, and the empty mount point is removed afterwards), so it cannot be created either.
+4. **Processes**: a fresh pid namespace with its own ``/proc`` (midstream's processes, and their
+   ``/proc/PID/environ``, are not there), ``--new-session`` (no TIOCSTI into our terminal),
+   ``--die-with-parent``.
+5. **Network**: a new network namespace with only loopback, unless the person allowed the network.
+
+The environment is an allowlist (``command_environment``); the model service's keys never reach a
+command. ``probe()`` runs once per process and checks the real sandbox from inside: a sandbox that
+still has capabilities counts as unavailable, never as "probably fine".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IsolationUnavailable", "bwrap_works", "isolate"]
+__all__ = [
+    "INSTALL_HINT",
+    "IsolationUnavailable",
+    "Probe",
+    "bwrap_works",
+    "command_environment",
+    "probe",
+    "protected_paths",
+    "sandboxed",
+]
+
+INSTALL_HINT = "install bubblewrap (apt install bubblewrap, dnf install bubblewrap) to confine commands"
+CONFIG_DIR = ".midstream"  # midstream's own per-workspace configuration
 
 
 class IsolationUnavailable(RuntimeError):
-    """--isolation bwrap was asked for but bubblewrap cannot run here."""
+    """--isolation bwrap was asked for but bubblewrap cannot run here safely."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the start-up check found: whether commands can be confined, and if not, why."""
+
+    available: bool
+    reason: str = ""
+    bwrap: str = ""
+    disable_userns: bool = False  # this bubblewrap can forbid nested user namespaces
+
+
+_ZERO_CAPS = "0000000000000000"
 
 
 @functools.cache
-def bwrap_works() -> bool:
-    """Is bwrap on PATH and allowed to create namespaces here? Probed once per process."""
+def probe() -> Probe:
+    """Is bubblewrap here, and does a command inside it really run without any capability? Once per process."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return False
-    try:
-        probe = subprocess.run([bwrap, *_base_args(Path("/")), "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+        return Probe(False, "bubblewrap (bwrap) is not installed")
+    reason = ""
+    for disable_userns in (True, False):  # --disable-userns needs bubblewrap 0.8
+        candidate = Probe(True, "", bwrap, disable_userns)
+        argv = sandbox_argv(candidate, ["cat", "/proc/self/status"], Path("/"), writable=False, network=False,
+                            protect=False)
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=10, env=command_environment(),
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Probe(False, f"bubblewrap could not start ({exc})")
+        if done.returncode != 0:
+            reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["failed"]
+            reason = f"bubblewrap cannot create namespaces here: {reason[0]}"
+            continue
+        status = done.stdout.decode("utf-8", "replace")
+        caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())
+                if k in ("CapEff", "CapPrm", "CapAmb")}
+        if any(value != _ZERO_CAPS for value in caps.values()) or len(caps) != 3:
+            return Probe(False, f"commands inside bubblewrap keep capabilities ({caps}); refusing to call that a sandbox")
+        return candidate
+    return Probe(False, reason)
 
 
-def _base_args(workspace: Path) -> list[str]:
-    return [
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--bind", str(workspace), str(workspace),
-        "--chdir", str(workspace),
-        "--unshare-net",
-        "--unshare-pid",
-        "--die-with-parent",
+def bwrap_works() -> bool:
+    """Can shell commands be confined here (hardened, verified once)?"""
+    return probe().available
+
+
+def _git_dirs(dot_git: Path) -> list[Path]:
+    """A ``.git`` pointer file's target and the common dir it shares with the main repository."""
+    found: list[Path] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        text = dot_git.read_text(encoding="utf-8")
+        if text.startswith("gitdir:"):
+            target = (dot_git.parent / text[len("gitdir:"):].strip()).resolve()
+            found.append(target)
+            common = target / "commondir"
+            if common.is_file():
+                found.append((target / common.read_text(encoding="utf-8").strip()).resolve())
+    return found
+
+
+_SKIP = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox"})
+_SCAN_LIMIT = 200_000
+
+
+@functools.lru_cache(maxsize=16)
+def _nested_git(workspace: Path) -> tuple[Path, ...]:
+    """Nested repositories' ``.git`` below the workspace, found once per session (bounded walk)."""
+    found: list[Path] = []
+    seen = 0
+    stack = [workspace]
+    while stack and seen < _SCAN_LIMIT:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        seen += len(entries)
+        for entry in entries:
+            if entry.name == ".git":
+                if directory != workspace:
+                    found.append(Path(entry.path))
+                continue
+            if entry.name not in _SKIP and entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return tuple(sorted(found))
+
+
+def protected_paths(workspace: Path) -> list[tuple[Path, str]]:
+    """Every path a command must not change even in a writable workspace, each with the reason."""
+    root = workspace.resolve()
+    paths: list[tuple[Path, str]] = [
+        (root / ".git", "git's config and hooks: a planted core.fsmonitor or hook runs on the next git call"),
+        (root / ".gitmodules", "submodule URLs and update commands"),
+        (root / CONFIG_DIR, "midstream's own configuration"),
     ]
+    for target in _git_dirs(root / ".git"):
+        paths.append((target, "a worktree's real git directory"))
+    for nested in _nested_git(root):
+        paths.append((nested, "a nested repository's git directory"))
+        paths += [(target, "a nested worktree's git directory") for target in _git_dirs(nested)]
+    return paths
 
 
-def isolate(argv: list[str], workspace: Path, mode: str) -> list[str]:
-    """Wrap ``argv`` for ``mode``: "bwrap" (required), "auto" (when it works) or "none"."""
+def _empty_dir() -> str:
+    """An empty directory nobody writes, mounted read-only over a missing protected directory."""
+    path = Path(tempfile.gettempdir()) / f"midstream-empty-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o555)
+    if not path.is_dir() or path.is_symlink() or any(path.iterdir()) or path.stat().st_uid != os.getuid():
+        path = Path(tempfile.mkdtemp(prefix="midstream-empty-"))
+        path.chmod(0o555)
+    return str(path)
+
+
+def sandbox_argv(
+    found: Probe,
+    argv: list[str],
+    workspace: Path,
+    *,
+    writable: bool,
+    network: bool,
+    protect: bool = True,
+    pins: list[Path] | None = None,
+) -> list[str]:
+    """The whole sandbox as one list of bubblewrap arguments, in the order bubblewrap applies them."""
+    root = workspace.resolve()
+    args = [found.bwrap]
+    # 1. No privilege, even for root: a user namespace without capabilities, and no nested one.
+    args += ["--unshare-user", "--cap-drop", "ALL"]
+    if found.disable_userns:
+        args += ["--disable-userns"]
+    # 4. Processes: own pid namespace and /proc, own session, gone when midstream goes.
+    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+             "--new-session", "--die-with-parent"]
+    # 5. Network: loopback only, unless allowed.
+    if not network:
+        args += ["--unshare-net"]
+    # 2. Filesystem: everything read-only, fresh /dev and /proc, private /tmp, then the workspace.
+    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    args += ["--bind" if writable else "--ro-bind", str(root), str(root)]
+    # 3. Protected paths, read-only on top of the writable workspace; missing ones pinned.
+    if writable and protect:
+        empty = None
+        for path, _reason in protected_paths(root):
+            if path.is_symlink() or path.exists():
+                real = path.resolve() if path.is_symlink() else path
+                args += ["--ro-bind", str(real), str(path)]
+            elif path.parent.is_dir() and _inside(path, root):
+                if path.name in (".git", CONFIG_DIR):
+                    empty = empty or _empty_dir()
+                    args += ["--ro-bind", empty, str(path)]
+                else:
+                    args += ["--ro-bind", "/dev/null", str(path)]
+                if pins is not None:
+                    pins.append(path)
+    args += ["--chdir", str(root), "--", *argv]
+    return args
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+# The environment a command sees: names a build or a shell needs, never a credential.
+_ALLOWED = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM", "EDITOR",
+    "VISUAL", "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "PYTHONPATH", "PYTHONIOENCODING",
+    "GOPATH", "GOROOT", "GOFLAGS", "CARGO_HOME", "RUSTUP_HOME", "JAVA_HOME", "NODE_PATH", "NVM_DIR",
+    "PYENV_ROOT", "MANPATH", "PKG_CONFIG_PATH", "LD_LIBRARY_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE", "CI",
+})
+_ALLOWED_PREFIXES = ("LC_", "XDG_")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
+
+
+def command_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The allowlisted environment for a command, with pagers and prompts turned off."""
+    source = dict(os.environ) if base is None else base
+    env = {k: v for k, v in source.items()
+           if (k in _ALLOWED or k.startswith(_ALLOWED_PREFIXES)) and not _SECRET_NAME.search(k)}
+    env.setdefault("PATH", os.defpath)
+    env.update(PAGER="cat", GIT_PAGER="cat", GIT_TERMINAL_PROMPT="0", NO_COLOR="1", TMPDIR="/tmp")
+    return env
+
+
+@contextlib.contextmanager
+def sandboxed(argv: list[str], workspace: Path, mode: str, *, writable: bool = True,
+              network: bool = False) -> Iterator[list[str]]:
+    """The argv to run ``argv`` under ``mode``: "bwrap" (required), "auto" (when safe) or "none".
+
+    On leaving, the empty mount points that pinned missing protected paths are removed again.
+    """
     if mode == "none":
-        return argv
-    if not bwrap_works():
+        yield argv
+        return
+    found = probe()
+    if not found.available:
         if mode == "bwrap":
-            raise IsolationUnavailable(
-                "--isolation bwrap: bubblewrap is not installed or cannot create namespaces here "
-                "(install the 'bubblewrap' package, or use --isolation none)"
-            )
-        return argv
-    bwrap = shutil.which("bwrap")
-    assert bwrap is not None
-    return [bwrap, *_base_args(workspace.resolve()), "--", *argv]
+            raise IsolationUnavailable(f"--isolation bwrap: {found.reason} ({INSTALL_HINT}, or use --isolation none)")
+        yield argv
+        return
+    pins: list[Path] = []
+    try:
+        yield sandbox_argv(found, argv, workspace, writable=writable, network=network, pins=pins)
+    finally:
+        for path in pins:
+            _unpin(path)
+
+
+def _unpin(path: Path) -> None:
+    """Remove the empty file or directory bubblewrap created as a mount point, and nothing else."""
+    with contextlib.suppress(OSError):
+        info = path.lstat()
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()  # only ever succeeds when empty
+        elif info.st_size == 0 and path.is_file() and not path.is_symlink():
+            path.unlink()
+
