@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from midstream.tools.ui.events import SandboxStatus
+
 __all__ = [
     "INSTALL_HINT",
     "IsolationUnavailable",
@@ -45,6 +47,7 @@ __all__ = [
     "probe",
     "protected_paths",
     "sandboxed",
+    "startup_status",
 ]
 
 INSTALL_HINT = "install bubblewrap (apt install bubblewrap, dnf install bubblewrap) to confine commands"
@@ -85,14 +88,14 @@ def probe() -> Probe:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return Probe(False, f"bubblewrap could not start ({exc})")
         if done.returncode != 0:
-            reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["failed"]
-            reason = f"bubblewrap cannot create namespaces here: {reason[0]}"
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["failed"]
+            reason = f"bubblewrap cannot create namespaces here: {said[0]}"
             continue
         status = done.stdout.decode("utf-8", "replace")
         caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())
                 if k in ("CapEff", "CapPrm", "CapAmb")}
         if any(value != _ZERO_CAPS for value in caps.values()) or len(caps) != 3:
-            return Probe(False, f"commands inside bubblewrap keep capabilities ({caps}); refusing to call that a sandbox")
+            return Probe(False, f"commands inside bubblewrap keep capabilities ({caps}), so it is no sandbox")
         return candidate
     return Probe(False, reason)
 
@@ -274,3 +277,16 @@ def _unpin(path: Path) -> None:
         elif info.st_size == 0 and path.is_file() and not path.is_symlink():
             path.unlink()
 
+
+
+def startup_status(isolation: str, network: bool) -> SandboxStatus:
+    """What the person is told at start: confined, or (one line, never silently) why not."""
+    if isolation == "none":
+        return SandboxStatus(False, "--isolation none: shell commands run unconfined, with your files, "
+                             "network and environment", network=True)
+    found = probe()
+    if not found.available:
+        return SandboxStatus(False, f"shell commands run unconfined: {found.reason}; {INSTALL_HINT} "
+                             "(read-only mode runs only a strict allowlist of programs)", network=True)
+    where = "with the network" if network else "without network (--network allows it)"
+    return SandboxStatus(True, f"shell commands run in bubblewrap, {where}", network=network)

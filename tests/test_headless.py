@@ -55,7 +55,7 @@ def test_stream_json_is_one_object_per_event(workspace):
                          {"ANTHROPIC_BASE_URL": server.url})
     events = [json.loads(line) for line in done.stdout.splitlines()]
     names = [e["event"] for e in events]
-    assert names[0] == "RequestStarted" and names[-1] == "TurnEnded"
+    assert names[:2] == ["SandboxStatus", "RequestStarted"] and names[-1] == "TurnEnded"  # told once, at start
     for expected in ("TextDelta", "ToolCallStarted", "ToolCallReady", "ToolRunning", "ToolFinished", "TurnCommitted"):
         assert expected in names
     assert names.index("ToolCallReady") < names.index("TurnCommitted")  # dispatched before the reply ended

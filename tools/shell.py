@@ -57,8 +57,9 @@ def _explain(output: CappedOutput, network: bool, writable: bool, sandboxed_run:
                      "if it needs the network, tell the person (they can start midstream with --network)]")
     if _READ_ONLY.search(seen):
         if not writable:
-            notes.append("[the workspace is read-only in this permission mode: nothing can be written. "
-                         "Tell the person what you would change instead]")
+            notes.append("[the workspace was bound read-only for this command (read-only mode, or a command ask "
+                         "mode ran without asking): nothing can be written. Tell the person what you would change "
+                         "instead]")
         else:
             notes.append("[.git, .gitmodules and .midstream are read-only inside the sandbox, so git commands "
                          "that write (commit, checkout, stash, merge, rebase, config ...) cannot run here. "

@@ -60,6 +60,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="countdown before a destructive command runs in auto mode (0: none)")
     parser.add_argument("--isolation", choices=("auto", "bwrap", "none"), default=AgentConfig.isolation,
                         help="run shell commands under bubblewrap (auto: when it works here)")
+    parser.add_argument("--network", action="store_true", default=AgentConfig.network,
+                        help="let shell commands use the network (the sandbox has none by default)")
     parser.add_argument("--output-format", choices=("text", "json", "stream-json"), default="text",
                         help="text; json: one object with the result at the end; stream-json: one per event")
     parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
@@ -98,7 +100,7 @@ def config_from_environment(args: argparse.Namespace, *, need_service: bool = Tr
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
         max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,
         idle_timeout=args.idle_timeout,
-        workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
+        workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation, network=args.network,
         prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
     )
 
@@ -108,16 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         return _demo(args)
     config = config_from_environment(args, need_service=args.replay is None)
-    if config.isolation == "bwrap":
-        from midstream.sandbox.isolation import bwrap_works
+    from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
 
-        if not bwrap_works():
-            raise _fail("--isolation bwrap, but bubblewrap is not installed or cannot run here.")
+    if config.isolation == "bwrap" and not probe().available:
+        raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = sys.stdin.read() if args.task == "-" else args.task
     _start_logging(config)
     transcript, history = _open_session(args, config)
     tools = _tools()
     renderer = _renderer(args, config, tools, streaming=task is None)
+    renderer.show(startup_status(config.isolation, config.network))
     interactive = task is None and sys.stdin.isatty()
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=_confirmer(renderer) if interactive else None, model=_model_client(args, config))

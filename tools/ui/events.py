@@ -17,6 +17,7 @@ __all__ = [
     "Event",
     "Renderer",
     "RequestStarted",
+    "SandboxStatus",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
@@ -142,6 +143,15 @@ class CacheMissed:
 
 
 @dataclass(frozen=True)
+class SandboxStatus:
+    """How shell commands run in this session, told once at start; ``confined`` False is a warning."""
+
+    confined: bool
+    message: str
+    network: bool = False
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """The model is done with this user message (or the loop gave up)."""
 
@@ -153,7 +163,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed
+    | CacheMissed | SandboxStatus
 )
 
 

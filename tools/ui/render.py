@@ -19,6 +19,7 @@ from midstream.tools.ui.events import (
     CacheMissed,
     Event,
     RequestStarted,
+    SandboxStatus,
     TextDelta,
     ToolCallReady,
     ToolFinished,
@@ -139,6 +140,8 @@ class PlainRenderer:
                         self._out.flush()
                         self._mid_line = False
                     self._note("↺ " + describe_rollback(rolled))
+                case SandboxStatus(confined=False, message=message):
+                    self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
                 case TurnEnded(ok=ok, message=message):
@@ -182,12 +185,15 @@ class SummaryRenderer:
         self._final = ""
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
+        self._sandbox: dict[str, object] | None = None
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
                 case RequestStarted():
                     self._requests += 1
+                case SandboxStatus() as status:
+                    self._sandbox = dataclasses.asdict(status)
                 case TextDelta(text=text):
                     self._reply.append(text)
                 case ToolCallReady(id=call_id, name=name, input=args):
@@ -207,7 +213,7 @@ class SummaryRenderer:
                         "result": self._final or "".join(self._reply),
                         "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
                         "cost_usd": self.session.cost(self.model), "requests": self._requests,
-                        "tool_calls": list(self._calls.values()),
+                        "tool_calls": list(self._calls.values()), "sandbox": self._sandbox,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()

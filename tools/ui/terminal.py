@@ -33,6 +33,7 @@ from midstream.tools.ui.events import (
     CacheMissed,
     Event,
     RequestStarted,
+    SandboxStatus,
     TextDelta,
     ThinkingDelta,
     ToolCallReady,
@@ -225,6 +226,8 @@ class TerminalRenderer:
                 if reply.prompt_tokens or reply.output:
                     self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
             case CacheMissed(message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
+            case SandboxStatus(confined=False, message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
