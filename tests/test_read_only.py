@@ -149,7 +149,8 @@ def test_ask_mode_runs_what_it_does_not_ask_about_in_the_read_only_sandbox(make_
                              reply(Text("done"))])
     with server:
         agent, _ = make_agent(server, mode="ask", workers=4)
-        agent.gate.confirm = lambda question, cancelled: questions.append(question) or ("yes" if "asked.txt" in question else "no")
+        agent.gate.confirm = lambda question, cancelled: (questions.append(question)
+                                                          or ("yes" if "asked.txt" in question else "no"))
         agent.send("go")
     results = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
     assert "alpha" in results[0]["content"] and not any("cat a.txt`" in q for q in questions)
