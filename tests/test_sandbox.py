@@ -8,7 +8,9 @@ not run a program a hostile repository's config names.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,3 +164,50 @@ def test_planted_fsmonitor_and_filters_do_not_run_when_midstream_starts(repo, tm
     assert done.returncode == 0, done.stderr
     assert "app.py" in str(server.requests[0]["body"]["system"])  # the start-up git status did run
     assert list(tmp_path.glob("pwned*")) == []
+
+
+@pytest.fixture
+def path_without_bwrap(tmp_path: Path) -> str:
+    """A PATH with git and bash but no bubblewrap, as on a machine where it is not installed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("git", "bash", "sh", "env"):
+        if found := shutil.which(program):
+            (bin_dir / program).symlink_to(found)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("output", ["text", "json", "stream-json"])
+def test_an_unconfined_session_says_so_at_start_in_every_output_format(workspace, path_without_bwrap, output):
+    server = ScriptedServer([reply(Text("done"))])
+    with server:
+        done = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi", "--output-format", output],
+                              cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url, PATH=path_without_bwrap),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    if output == "text":
+        (warning,) = [line for line in done.stderr.splitlines() if "unconfined" in line]
+        assert "bubblewrap" in warning and "install" in warning
+    elif output == "json":
+        sandbox = json.loads(done.stdout)["sandbox"]
+        assert sandbox["confined"] is False and "not installed" in sandbox["message"]
+    else:
+        first = json.loads(done.stdout.splitlines()[0])
+        assert first["event"] == "SandboxStatus" and first["confined"] is False and "install" in first["message"]
+
+
+def test_isolation_bwrap_refuses_to_start_without_it(workspace, path_without_bwrap):
+    done = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi", "--isolation", "bwrap"], cwd=workspace,
+                          env=program_env(ANTHROPIC_BASE_URL="http://127.0.0.1:9", PATH=path_without_bwrap),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "bubblewrap" in done.stderr and "Traceback" not in done.stderr
+
+
+@needs_bwrap
+def test_a_confined_session_is_quiet_about_it(workspace):
+    server = ScriptedServer([reply(Text("done"))])
+    with server:
+        done = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi"], cwd=workspace,
+                              env=program_env(ANTHROPIC_BASE_URL=server.url), capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode == 0 and "unconfined" not in done.stderr
