@@ -170,12 +170,9 @@ def _run(ctx: ToolContext, argv: list[str], output: CappedOutput, timeout: int) 
     reader = threading.Thread(target=_pump, args=(process, output, ctx), daemon=True)
     reader.start()
     ending = ""
-    while True:
-        try:
-            process.wait(0.05)
-            break
-        except subprocess.TimeoutExpired:
-            pass
+    exited = threading.Event()  # set the moment the process ends (Popen.wait(timeout) polls with growing sleeps)
+    threading.Thread(target=lambda: (process.wait(), exited.set()), daemon=True).start()
+    while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
             ending = _interrupted(ctx, time.monotonic() - started, started_ns, process)
