@@ -17,6 +17,8 @@ What the kernel enforces for every command (``sandbox_argv`` builds it, top to b
    ``/proc/PID/environ``, are not there), ``--new-session`` (no TIOCSTI into our terminal),
    ``--die-with-parent``.
 5. **Network**: a new network namespace with only loopback, unless the person allowed the network.
+6. **No Unix domain sockets** (sandbox/seccomp.py): a read-only bind does not stop ``connect()`` on a
+   socket file, and root in our user namespace is root to a daemon checking peer credentials.
 
 The environment is an allowlist (``command_environment``); the model service's keys never reach a
 command. ``probe()`` runs once per process and checks the real sandbox from inside: a sandbox that
@@ -36,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from midstream.sandbox import seccomp
 from midstream.tools.ui.events import SandboxStatus
 
 __all__ = [
@@ -80,22 +83,29 @@ def probe() -> Probe:
     reason = ""
     for disable_userns in (True, False):  # --disable-userns needs bubblewrap 0.8
         candidate = Probe(True, "", bwrap, disable_userns)
+        filter_fd = seccomp.memfd_with_program()
         argv = sandbox_argv(candidate, ["cat", "/proc/self/status"], Path("/"), writable=False, network=False,
-                            protect=False)
+                            protect=False, seccomp_fd=filter_fd)
         try:
             done = subprocess.run(argv, capture_output=True, timeout=10, env=command_environment(),
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, pass_fds=() if filter_fd is None else (filter_fd,))
         except (OSError, subprocess.TimeoutExpired) as exc:
             return Probe(False, f"bubblewrap could not start ({exc})")
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         if done.returncode != 0:
             said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["failed"]
             reason = f"bubblewrap cannot create namespaces here: {said[0]}"
             continue
         status = done.stdout.decode("utf-8", "replace")
         caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())
-                if k in ("CapEff", "CapPrm", "CapAmb")}
+                if k in ("CapEff", "CapPrm", "CapAmb", "Seccomp")}
+        filtered = caps.pop("Seccomp", "") == "2" or filter_fd is None
         if any(value != _ZERO_CAPS for value in caps.values()) or len(caps) != 3:
             return Probe(False, f"commands inside bubblewrap keep capabilities ({caps}), so it is no sandbox")
+        if not filtered:
+            return Probe(False, "bubblewrap did not apply the seccomp filter, so it is no sandbox")
         return candidate
     return Probe(False, reason)
 
@@ -182,6 +192,7 @@ def sandbox_argv(
     network: bool,
     protect: bool = True,
     pins: list[Path] | None = None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The whole sandbox as one list of bubblewrap arguments, in the order bubblewrap applies them."""
     root = workspace.resolve()
@@ -196,6 +207,9 @@ def sandbox_argv(
     # 5. Network: loopback only, unless allowed.
     if not network:
         args += ["--unshare-net"]
+    # 6. No Unix domain sockets: the filter, from a descriptor the caller passes on.
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     # 2. Filesystem: everything read-only, fresh /dev and /proc, private /tmp, then the workspace.
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += ["--bind" if writable else "--ro-bind", str(root), str(root)]
@@ -246,24 +260,28 @@ def command_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def sandboxed(argv: list[str], workspace: Path, mode: str, *, writable: bool = True,
-              network: bool = False) -> Iterator[list[str]]:
-    """The argv to run ``argv`` under ``mode``: "bwrap" (required), "auto" (when safe) or "none".
+              network: bool = False) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """(argv, descriptors to pass on) to run ``argv`` under ``mode``: "bwrap", "auto" (when safe) or "none".
 
     On leaving, the empty mount points that pinned missing protected paths are removed again.
     """
     if mode == "none":
-        yield argv
+        yield argv, ()
         return
     found = probe()
     if not found.available:
         if mode == "bwrap":
             raise IsolationUnavailable(f"--isolation bwrap: {found.reason} ({INSTALL_HINT}, or use --isolation none)")
-        yield argv
+        yield argv, ()
         return
     pins: list[Path] = []
+    filter_fd = seccomp.memfd_with_program()
     try:
-        yield sandbox_argv(found, argv, workspace, writable=writable, network=network, pins=pins)
+        yield (sandbox_argv(found, argv, workspace, writable=writable, network=network, pins=pins,
+                            seccomp_fd=filter_fd), () if filter_fd is None else (filter_fd,))
     finally:
+        if filter_fd is not None:
+            os.close(filter_fd)
         for path in pins:
             _unpin(path)
 

@@ -211,3 +211,20 @@ def test_a_confined_session_is_quiet_about_it(workspace):
                               env=program_env(ANTHROPIC_BASE_URL=server.url), capture_output=True, text=True,
                               timeout=60)
     assert done.returncode == 0 and "unconfined" not in done.stderr
+
+
+@needs_bwrap
+def test_a_host_unix_socket_cannot_be_reached(repo):
+    """A read-only bind does not stop connect(); root in the namespace is root to a daemon on the socket."""
+    path = repo / "daemon.sock"
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(path))
+    daemon.listen()
+    try:
+        connect = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{path}'); print('reached')\""
+        for network in (False, True):
+            result = sh(repo, connect, network=network)
+            assert result.is_error and "reached" not in result.content.replace("'reached'", "")
+        assert "ok" in sh(repo, "python3 -c \"import socket; socket.socketpair(); print('ok')\"").content
+    finally:
+        daemon.close()

@@ -144,9 +144,9 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
         raise ToolError(f"timeout must be between 1 and {MAX_TIMEOUT} seconds.")
     mode = ctx.extras.get("isolation", "auto")
     writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
-    with sandboxed(["bash", "-c", command], ctx.workspace, mode, writable=writable, network=network) as argv:
+    with sandboxed(["bash", "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
         output = CappedOutput()
-        ending, status = _run(ctx, argv, output, timeout)
+        ending, status = _run(ctx, argv, fds, output, timeout)
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
     result += ending + "\n" if ending else ""
@@ -158,13 +158,14 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     return result
 
 
-def _run(ctx: ToolContext, argv: list[str], output: CappedOutput, timeout: int) -> tuple[str, int | None]:
+def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
+         timeout: int) -> tuple[str, int | None]:
     """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
     process = subprocess.Popen(
         argv, cwd=ctx.workspace, env=child_environment(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
     ctx.extras["process"] = process  # so an interrupt can reach the group
     reader = threading.Thread(target=_pump, args=(process, output, ctx), daemon=True)
