@@ -151,3 +151,13 @@ def test_a_catastrophic_pattern_cannot_hang_grep(workspace):
 
 def test_ripgrep_is_the_one_installed_beside_python():
     assert search.ripgrep() == str(Path(sys.executable).parent / "rg")
+
+
+def test_file_tools_cannot_write_what_the_sandbox_protects(workspace):
+    (workspace / "vendor" / "lib" / ".git").mkdir(parents=True)
+    ctx = ToolContext(workspace)
+    for path in (".git/config", "vendor/lib/.git/config", ".gitmodules", ".midstream/settings.json"):
+        result = write_file.run(ctx, {"path": path, "content": "[core]\n\tfsmonitor = evil\n"})
+        assert result.is_error and "policy boundary" in result.content, path
+    assert not (workspace / ".gitmodules").exists() and not (workspace / ".midstream").exists()
+    assert not (workspace / "vendor" / "lib" / ".git" / "config").exists()
