@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,22 @@ class Probe:
 _ZERO_CAPS = "0000000000000000"
 
 
-@functools.cache
+_probe_lock = threading.Lock()
+_probed: list[Probe] = []
+
+
 def probe() -> Probe:
-    """Is bubblewrap here, and does a command inside it really run without any capability? Once per process."""
+    """Is bubblewrap here, and does a command inside it really run without any capability? Once per process.
+
+    Thread-safe: the command line starts it in the background at start-up and asks for the answer later.
+    """
+    with _probe_lock:
+        if not _probed:
+            _probed.append(_probe())
+        return _probed[0]
+
+
+def _probe() -> Probe:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return Probe(False, "bubblewrap (bwrap) is not installed")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 
+from midstream.sandbox import isolation  # noqa: E402
 from midstream.sandbox.ignore import IgnoreRules  # noqa: E402
 from midstream.sandbox.isolation import bwrap_works, probe  # noqa: E402
 from midstream.tools import search  # noqa: E402
@@ -110,6 +111,13 @@ def bench_search(workspace: Path, files: int, runs: int = 3) -> None:
           ["call", "ripgrep (now)", "Python walk (before)"],
           [['glob "**/*.py"', glob_tool, glob_python],
            ["grep, no match", grep_tool, grep_python]])
+
+    def scan() -> object:
+        isolation._nested_git.cache_clear()
+        return isolation.protected_paths(workspace)
+
+    table(f"Finding nested repositories to protect, once per session ({files:,} files, seconds)",
+          ["step", "seconds"], [["protected_paths() on a cold cache", best(scan)]])
 
 
 def main() -> None:

@@ -109,9 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.demo:
         return _demo(args)
-    config = config_from_environment(args, need_service=args.replay is None)
     from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
 
+    if args.isolation != "none":  # probed in the background, off the path to the first request
+        threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
+    config = config_from_environment(args, need_service=args.replay is None)
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = sys.stdin.read() if args.task == "-" else args.task
