@@ -172,7 +172,12 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     reader.start()
     ending = ""
     exited = threading.Event()  # set the moment the process ends (Popen.wait(timeout) polls with growing sleeps)
-    threading.Thread(target=lambda: (process.wait(), exited.set()), daemon=True).start()
+
+    def wait_for_exit() -> None:
+        process.wait()
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, daemon=True).start()
     while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
