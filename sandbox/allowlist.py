@@ -8,6 +8,9 @@ refused, including what the table does not know: redirections of any form, ``$``
 to programs. Programs that can write or execute through an option or a script (``sed``, ``awk``,
 ``xargs``, ``env``, interpreters, ``git`` whose repository config can name programs) are not listed.
 
+The command then runs with glob and brace expansion off (``bash -f +B``): otherwise a file named
+``-delete`` or a word like ``{-delete,}`` would become an option after this check.
+
 The table is data: one ``Program`` per name, with its allowed short letters (and those that take a
 value), long options, and how many operands it may have (``uniq IN OUT`` writes OUT).
 """

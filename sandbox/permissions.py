@@ -68,6 +68,7 @@ class Gate:
             return None
         problem = why_not(str(args.get("command", "")))
         if problem is None:
+            ctx.extras["literal"] = True  # no glob or brace expansion: a file named "-delete" stays a file name
             return None
         if self.mode == "ask":
             return self._ask(tool, args, ctx)

@@ -157,3 +157,19 @@ def test_ask_mode_runs_what_it_does_not_ask_about_in_the_read_only_sandbox(make_
     # Whatever got past the classifier ran without a question, and wrote nothing; the approved command did.
     after = _fingerprint(seeded)
     assert after.pop("asked.txt") and after == before
+
+
+def test_file_names_cannot_turn_into_options_without_a_sandbox(make_agent, seeded):
+    """The allowlist checks words; bash must not expand them into options afterwards."""
+    (seeded / "-delete").write_text("")
+    (seeded / "-o").write_text("")
+    before = _fingerprint(seeded)
+    commands = ["find . *", "find . {-delete,}", "sort * a.txt", "find . -name '*.txt'"]
+    server = ScriptedServer([reply(*[ToolUse(f"g{i}", "bash", {"command": c}) for i, c in enumerate(commands)]),
+                             reply(Text("done"))])
+    with server:
+        agent, _ = make_agent(server, mode="read-only", isolation="none")
+        agent.send("glob")
+    results = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert _fingerprint(seeded) == before
+    assert "./a.txt" in results[3]["content"]  # find's own patterns still work

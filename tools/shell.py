@@ -144,7 +144,8 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
         raise ToolError(f"timeout must be between 1 and {MAX_TIMEOUT} seconds.")
     mode = ctx.extras.get("isolation", "auto")
     writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
-    with sandboxed(["bash", "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
+    shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
+    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
     text = output.text().rstrip("\n")
