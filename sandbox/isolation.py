@@ -186,6 +186,18 @@ def protected_paths(workspace: Path) -> list[tuple[Path, str]]:
     return paths
 
 
+@functools.lru_cache(maxsize=16)
+def _outside_git(root: Path) -> tuple[Path, ...]:
+    """Git data the workspace uses from outside it: an enclosing repository's, a worktree's gitdir."""
+    found = [target for target in _git_dirs(root / ".git") if not _inside(target, root)]
+    for parent in root.parents:
+        dot_git = parent / ".git"
+        if dot_git.exists():
+            found += [dot_git, *_git_dirs(dot_git)]
+            break
+    return tuple(found)
+
+
 def _empty_dir() -> str:
     """An empty directory nobody writes, mounted read-only over a missing protected directory."""
     path = Path(tempfile.gettempdir()) / f"midstream-empty-{os.getuid()}"
@@ -227,6 +239,8 @@ def sandbox_argv(
     # 2. Filesystem: everything read-only, fresh /dev and /proc, private /tmp, then the workspace.
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += ["--bind" if writable else "--ro-bind", str(root), str(root)]
+    # Git data from outside the workspace stays visible (read-only), also where /tmp's tmpfs would hide it.
+    args += [arg for path in _outside_git(root) if path.exists() for arg in ("--ro-bind", str(path), str(path))]
     # 3. Protected paths, read-only on top of the writable workspace; missing ones pinned.
     if writable and protect:
         empty = None
@@ -242,7 +256,8 @@ def sandbox_argv(
                     args += ["--ro-bind", "/dev/null", str(path)]
                 if pins is not None:
                     pins.append(path)
-    args += ["--chdir", str(root), "--", *argv]
+    # The workspace is a mount point here; git must still find a repository above it, as it would outside.
+    args += ["--setenv", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "1", "--chdir", str(root), "--", *argv]
     return args
 
 

@@ -228,3 +228,17 @@ def test_a_host_unix_socket_cannot_be_reached(repo):
         assert "ok" in sh(repo, "python3 -c \"import socket; socket.socketpair(); print('ok')\"").content
     finally:
         daemon.close()
+
+
+@needs_bwrap
+@pytest.mark.parametrize("writable", [True, False])
+def test_git_works_in_a_subdirectory_and_a_linked_worktree_under_tmp(repo, tmp_path, writable):
+    (repo / "sub").mkdir()
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", str(linked))
+    for workspace in (repo / "sub", linked):
+        result = sh(workspace, "git status --short && git log --oneline", writable=writable)
+        assert not result.is_error and "first" in result.content, result.content
+    config = (repo / ".git" / "config").read_bytes()
+    sh(repo / "sub", "echo x >> ../.git/config; git config core.fsmonitor x", writable=writable)
+    assert (repo / ".git" / "config").read_bytes() == config
