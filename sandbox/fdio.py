@@ -25,7 +25,8 @@ from pathlib import Path
 
 __all__ = ["NotRegular", "PathChanged", "open_regular", "parent_dir", "read_bytes", "remove", "replace"]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_PATH: a directory on the way needs only search permission, as with an ordinary path lookup.
+_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class PathChanged(OSError):
