@@ -133,6 +133,11 @@ def test_a_huge_single_line_costs_what_the_result_costs(workspace):
     tracemalloc.stop()
     assert "line cut at" in result.content and len(result.content) < 10_000
     assert peak < 4 * (1 << 20)  # a few chunks, not the 64 MB line
+    tracemalloc.start()
+    found = search.grep.run(ToolContext(workspace), {"pattern": "x+"})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert found.content.startswith("1 matches") and peak < 4 * (1 << 20)
 
 
 def test_a_catastrophic_pattern_cannot_hang_grep(workspace):

@@ -179,7 +179,8 @@ def _rg_files(root: Path, base: Path) -> list[str] | None:
 
 def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_case: bool) -> list[str] | None:
     root = workspace.resolve()
-    command = [*_walk_args(rg), "--line-number", "--no-heading", "--with-filename", "--max-columns=0"]
+    command = [*_walk_args(rg), "--line-number", "--no-heading", "--with-filename",
+               "--max-columns=1000", "--max-columns-preview"]  # a 1 GB line costs 1,000 columns of output
     if glob:
         # A --glob include would override .gitignore in rg; a file type filters without doing so.
         command += ["--type-add", f"midstream:{glob}", "--type", "midstream"]
