@@ -164,6 +164,8 @@ def test_planted_fsmonitor_and_filters_do_not_run_when_midstream_starts(repo, tm
     assert done.returncode == 0, done.stderr
     assert "app.py" in str(server.requests[0]["body"]["system"])  # the start-up git status did run
     assert list(tmp_path.glob("pwned*")) == []
+    subprocess.run(["git", "status"], cwd=repo, capture_output=True)
+    assert list(tmp_path.glob("pwned*"))  # the control: a plain git status runs what was planted
 
 
 @pytest.fixture
@@ -242,3 +244,23 @@ def test_git_works_in_a_subdirectory_and_a_linked_worktree_under_tmp(repo, tmp_p
     config = (repo / ".git" / "config").read_bytes()
     sh(repo / "sub", "echo x >> ../.git/config; git config core.fsmonitor x", writable=writable)
     assert (repo / ".git" / "config").read_bytes() == config
+
+
+def test_midstreams_git_calls_do_not_run_a_submodules_planted_config(tmp_path):
+    from midstream.sandbox.git import run_git
+
+    marker = tmp_path / "pwned"
+    git(tmp_path, "init", "-q", "sub")
+    git(tmp_path / "sub", "commit", "-q", "--allow-empty", "-m", "s")
+    git(tmp_path, "init", "-q", "main")
+    main = tmp_path / "main"
+    git(main, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../sub", "sub")
+    git(main, "commit", "-qm", "m")
+    git(main / "sub", "config", "core.fsmonitor", f"touch {marker}; false")
+    (main / "sub" / "new").write_text("x")
+    subprocess.run(["git", "status"], cwd=main, capture_output=True)
+    assert marker.exists()  # the control: plain git runs it
+    marker.unlink()
+    for args in (["status", "--short"], ["diff", "--no-ext-diff", "--no-textconv"], ["log", "-1", "-p"]):
+        assert run_git(args, main).returncode == 0
+    assert not marker.exists()
