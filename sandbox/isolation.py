@@ -54,7 +54,7 @@ __all__ = [
     "startup_status",
 ]
 
-INSTALL_HINT = "install bubblewrap (apt install bubblewrap, dnf install bubblewrap) to confine commands"
+INSTALL_HINT = "apt install bubblewrap"
 CONFIG_DIR = ".midstream"  # midstream's own per-workspace configuration
 
 
@@ -93,7 +93,7 @@ def probe() -> Probe:
 def _probe() -> Probe:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return Probe(False, "bubblewrap (bwrap) is not installed")
+        return Probe(False, "bubblewrap is not installed")
     reason = ""
     for disable_userns in (True, False):  # --disable-userns needs bubblewrap 0.8
         candidate = Probe(True, "", bwrap, disable_userns)
@@ -329,11 +329,10 @@ def _unpin(path: Path) -> None:
 def startup_status(isolation: str, network: bool) -> SandboxStatus:
     """What the person is told at start: confined, or (one line, never silently) why not."""
     if isolation == "none":
-        return SandboxStatus(False, "--isolation none: shell commands run unconfined, with your files, "
-                             "network and environment", network=True)
+        return SandboxStatus(False, "--isolation none: shell commands run unconfined", network=True)
     found = probe()
     if not found.available:
-        return SandboxStatus(False, f"shell commands run unconfined: {found.reason}; {INSTALL_HINT} "
-                             "(read-only mode runs only a strict allowlist of programs)", network=True)
+        return SandboxStatus(False, f"no sandbox: {found.reason} ({INSTALL_HINT}); shell commands run unconfined",
+                             network=True)
     where = "with the network" if network else "without network (--network allows it)"
     return SandboxStatus(True, f"shell commands run in bubblewrap, {where}", network=network)

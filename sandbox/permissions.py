@@ -75,7 +75,7 @@ class Gate:
         return (f"Refused: midstream is in read-only mode and no sandbox can bind the workspace read-only here "
                 f"({probe().reason or 'isolation is off'}), so only a strict allowlist of reading programs runs; "
                 f"this command is not on it: {problem}. Use read_file, grep, glob and list_dir instead, or tell "
-                f"the person ({INSTALL_HINT}).")
+                f"the person that installing bubblewrap ({INSTALL_HINT}) lifts this.")
 
     def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
         if tool.name in self._always:
