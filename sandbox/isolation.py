@@ -11,8 +11,8 @@ What the kernel enforces for every command (``sandbox_argv`` builds it, top to b
 3. **Protected paths** are bound read-only on top of a writable workspace: ``.git`` (a directory or
    a worktree's pointer file, its ``gitdir:`` target and common dir), nested repositories' ``.git``,
    ``.gitmodules`` and midstream's own ``.midstream`` configuration. A protected path that does not
-   exist is pinned (an empty read-only file or directory is mounted at its place for the command's
-   lifetime, and the empty mount point is removed afterwards), so it cannot be created either.
+   exist is pinned (an empty read-only directory is mounted at its place for the command's lifetime,
+   and the empty mount point is removed afterwards), so it cannot be created either.
 4. **Processes**: a fresh pid namespace with its own ``/proc`` (midstream's processes, and their
    ``/proc/PID/environ``, are not there), ``--new-session`` (no TIOCSTI into our terminal),
    ``--die-with-parent``.
@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from midstream.sandbox import seccomp
+from midstream.sandbox import fdio, seccomp
 from midstream.tools.ui.events import SandboxStatus
 
 __all__ = [
@@ -129,18 +129,43 @@ def bwrap_works() -> bool:
     return probe().available
 
 
+def _small_text(path: Path) -> str:
+    """A small regular file's text; "" for anything else (a FIFO named .git must not hang us)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        found = fdio.read_bytes(path.parent.resolve() / path.name)
+        if found is not None and len(found[0]) < 4096:
+            return found[0].decode("utf-8")
+    return ""
+
+
+_SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _git_dir(path: Path) -> Path | None:
+    """``path`` resolved, if it is a git directory we may bind: never "/", /proc, /sys or /dev.
+
+    A ``.git`` pointer file or symlink is data a repository (or a command) wrote; binding where it
+    points, unchecked, could show the host's /proc inside the sandbox.
+    """
+    real = path.resolve()
+    if real == Path("/") or any(real == top or top in real.parents for top in _SYSTEM):
+        return None
+    if real.is_dir() and (real / "HEAD").is_file() and (real / "objects").is_dir() or (real / "commondir").is_file():
+        return real
+    return None
+
+
 def _git_dirs(dot_git: Path) -> list[Path]:
     """A ``.git`` pointer file's target and the common dir it shares with the main repository."""
-    found: list[Path] = []
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        text = dot_git.read_text(encoding="utf-8")
-        if text.startswith("gitdir:"):
-            target = (dot_git.parent / text[len("gitdir:"):].strip()).resolve()
-            found.append(target)
-            common = target / "commondir"
-            if common.is_file():
-                found.append((target / common.read_text(encoding="utf-8").strip()).resolve())
-    return found
+    text = _small_text(dot_git) if not dot_git.is_dir() else ""
+    if not text.startswith("gitdir:"):
+        return []
+    target = _git_dir(dot_git.parent / text[len("gitdir:"):].strip())
+    if target is None:
+        return []
+    common = _small_text(target / "commondir").strip()
+    shared = _git_dir(target / common) if common else None
+    return [target] + ([shared] if shared else [])
 
 
 _SKIP = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox"})
@@ -193,7 +218,7 @@ def _outside_git(root: Path) -> tuple[Path, ...]:
     for parent in root.parents:
         dot_git = parent / ".git"
         if dot_git.exists():
-            found += [dot_git, *_git_dirs(dot_git)]
+            found += [real for real in (_git_dir(dot_git),) if real] + _git_dirs(dot_git)
             break
     return tuple(found)
 
@@ -245,15 +270,14 @@ def sandbox_argv(
     if writable and protect:
         empty = None
         for path, _reason in protected_paths(root):
-            if path.is_symlink() or path.exists():
-                real = path.resolve() if path.is_symlink() else path
-                args += ["--ro-bind", str(real), str(path)]
+            if path.is_symlink():  # bound where it points only if that is a git directory; else pinned
+                real = _git_dir(path)
+                args += ["--ro-bind", str(real) if real else "/dev/null", str(path)]
+            elif path.exists():
+                args += ["--ro-bind", str(path), str(path)]
             elif path.parent.is_dir() and _inside(path, root):
-                if path.name in (".git", CONFIG_DIR):
-                    empty = empty or _empty_dir()
-                    args += ["--ro-bind", empty, str(path)]
-                else:
-                    args += ["--ro-bind", "/dev/null", str(path)]
+                empty = empty or _empty_dir()  # git ignores an empty directory: status stays clean
+                args += ["--ro-bind", empty, str(path)]
                 if pins is not None:
                     pins.append(path)
     # The workspace is a mount point here; git must still find a repository above it, as it would outside.

@@ -95,6 +95,7 @@ def test_git_data_and_protected_paths_cannot_be_written_or_created(repo):
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
     # The missing protected paths were pinned for each command and are gone again afterwards.
     assert not (repo / ".gitmodules").exists() and not (repo / ".midstream").exists()
+    assert sh(repo, "git status --short").content == "[exit status 0]"  # the pins are invisible to git
     assert not (repo / "moved").exists()
     commit = sh(repo, "git -c user.email=a@b -c user.name=a commit -qam change")
     assert commit.is_error and "tell the person which git command to run" in commit.content
@@ -264,3 +265,19 @@ def test_midstreams_git_calls_do_not_run_a_submodules_planted_config(tmp_path):
     for args in (["status", "--short"], ["diff", "--no-ext-diff", "--no-textconv"], ["log", "-1", "-p"]):
         assert run_git(args, main).returncode == 0
     assert not marker.exists()
+
+
+@needs_bwrap
+def test_hostile_git_pointers_neither_hang_nor_show_the_host(repo):
+    """A .git that is a FIFO, a link to /proc, or a pointer file to /proc is data, not a path to bind."""
+    for name, make in (("fifo", lambda p: os.mkfifo(p)), ("link", lambda p: p.symlink_to("/proc")),
+                       ("pointer", lambda p: p.write_text("gitdir: /proc\n"))):
+        (repo / name).mkdir()
+        make(repo / name / ".git")
+    from midstream.sandbox import isolation
+
+    isolation._nested_git.cache_clear()  # a new session would find them; this one's scan ran before
+    result = sh(repo, f"ls -d /proc/{os.getpid()} link/.git/{os.getpid()} 2>&1; git status --short | head -3")
+    assert f"cannot access '/proc/{os.getpid()}'" in result.content  # midstream is not in the sandbox's /proc
+    assert f"cannot access 'link/.git/{os.getpid()}'" in result.content  # nor in the host's, through a link
+    assert "??" not in result.content  # and the pinned paths do not show up as untracked files
