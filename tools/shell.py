@@ -55,15 +55,19 @@ def _explain(output: CappedOutput, network: bool, writable: bool, sandboxed_run:
     if not network and _NO_NETWORK.search(seen):
         notes.append("[the sandbox has no network access: this command runs without it. Do not retry; "
                      "if it needs the network, tell the person (they can start midstream with --network)]")
-    if _READ_ONLY.search(seen):
-        if not writable:
-            notes.append("[the workspace was bound read-only for this command (read-only mode, or a command ask "
-                         "mode ran without asking): nothing can be written. Tell the person what you would change "
-                         "instead]")
-        else:
-            notes.append("[.git, .gitmodules and .midstream are read-only inside the sandbox, so git commands "
-                         "that write (commit, checkout, stash, merge, rebase, config ...) cannot run here. "
-                         "Do not work around it: tell the person which git command to run]")
+    refused = [line for line in seen.splitlines() if _READ_ONLY.search(line)]
+    if refused and not writable:
+        notes.append("[the workspace was bound read-only for this command (read-only mode, or a command ask "
+                     "mode ran without asking): nothing can be written. Tell the person what you would change "
+                     "instead]")
+    elif any(re.search(rb"\.git|\.midstream|index\.lock", line) for line in refused):
+        notes.append("[.git, .gitmodules and .midstream are read-only inside the sandbox, so git commands "
+                     "that write (commit, checkout, stash, merge, rebase, config ...) cannot run here. "
+                     "Do not work around it: tell the person which git command to run]")
+    elif refused:
+        notes.append("[inside the sandbox only the workspace and a private /tmp are writable (not your home "
+                     "directory or the system): write caches and output inside the workspace or /tmp, or tell "
+                     "the person what needs installing]")
     return "\n".join(notes)
 
 
