@@ -115,6 +115,8 @@ class AgentConfig:
     """Refuse destructive calls in auto mode instead of counting down (-p without an explicit mode)."""
     isolation: str = "auto"
     """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
+    network: bool = False
+    """Let shell commands reach the network (the sandbox has none by default)."""
     system_prompt: str = ""
     """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
     prompt_cache: bool = True
@@ -564,7 +566,7 @@ class Agent:
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
                 before_write=attempt.journal.record,
-                extras={"isolation": self.config.isolation},
+                extras={"isolation": self.config.isolation, "network": self.config.network},
             )
             with self._running_lock:
                 self._running[call.id] = ctx

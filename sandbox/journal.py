@@ -5,16 +5,22 @@ prior state (bytes and mode, or "did not exist"); later records of the same path
 request keep nothing new, so rolling back returns every file to where the request found it.
 ``rollback()`` restores in reverse order of first change. Shell commands are not journaled: what
 they did cannot be undone, so the loop lists them to the person instead.
+
+Recording and restoring go through ``sandbox.fdio``, like the file tools: the checked (resolved) path
+is walked without following links, so a directory swapped for a symlink after the tool wrote makes the
+restore fail for that path instead of writing or deleting outside the workspace.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from midstream.sandbox import fdio
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["UndoJournal"]
 
@@ -37,11 +43,8 @@ class UndoJournal:
         with self._lock:
             if path in self._priors:
                 return
-            if path.is_file():
-                prior = _Prior(path, path.read_bytes(), path.stat().st_mode & 0o7777)
-            else:
-                prior = _Prior(path, None, None)
-            self._priors[path] = prior
+            found = fdio.read_bytes(path)  # raises for a non-file or a swapped path: the write does not happen
+            self._priors[path] = _Prior(path, *found) if found else _Prior(path, None, None)
 
     @property
     def paths(self) -> list[Path]:
@@ -53,16 +56,15 @@ class UndoJournal:
         with self._lock:
             priors = list(reversed(self._priors.values()))
             self._priors.clear()
+        restored = []
         for prior in priors:
-            if prior.content is None:
-                with contextlib.suppress(FileNotFoundError):
-                    prior.path.unlink()
+            try:
+                if prior.content is None:
+                    fdio.remove(prior.path)
+                else:
+                    fdio.replace(prior.path, prior.content, prior.mode)
+            except OSError as exc:  # the path changed under us: leave it, never act elsewhere
+                _log.warning("undo: not restoring %s: %s", prior.path, exc)
                 continue
-            prior.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=f".{prior.path.name}.", suffix=".undo", dir=prior.path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(prior.content)
-            if prior.mode is not None:
-                os.chmod(temporary, prior.mode)
-            os.replace(temporary, prior.path)
-        return [p.path for p in priors]
+            restored.append(prior.path)
+        return restored

@@ -1,7 +1,11 @@
 """Permission modes: what may run without the person, and the grace window for destructive calls.
 
-- ``read-only``: calls that write (file writes, commands that are not read-only) are refused.
-- ``ask``: every call that writes waits for the person's yes / no / always-for-this-session.
+- ``read-only``: file writes are refused; every shell command runs in the sandbox with the workspace
+  bound read-only, so the kernel refuses whatever it tries to write, whatever its text says. Without a
+  working sandbox only the strict allowlist of sandbox/allowlist.py runs, and the refusal says so.
+- ``ask``: every call that writes waits for the person's yes / no / always-for-this-session. A command
+  the classifier reads as read-only runs without asking, but in the read-only sandbox (so a misreading
+  fails with EROFS instead of writing); without a sandbox, only an allowlisted one does.
 - ``auto`` (default): everything runs; a destructive call first shows what it would destroy for a
   short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event),
   or, with ``refuse_destructive`` (``-p`` without an explicit mode), is refused outright.
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.allowlist import why_not
+from midstream.sandbox.isolation import INSTALL_HINT, probe
 from midstream.sandbox.policy import destructive_targets
 from midstream.tools.registry import Tool, ToolContext
 from midstream.tools.ui.events import ToolGrace
@@ -22,6 +28,7 @@ from midstream.tools.ui.events import ToolGrace
 __all__ = ["MODES", "Gate"]
 
 MODES = ("read-only", "ask", "auto")
+SHELL_TOOLS = frozenset({"bash"})  # tools whose input is a command the sandbox runs
 
 
 @dataclass
@@ -42,6 +49,8 @@ class Gate:
     def check(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         workspace = ctx.workspace
         writes = bool(tool.access(workspace, args).writes)
+        if tool.name in SHELL_TOOLS and self.mode != "auto":
+            return self._command(tool, args, ctx, writes)
         if self.mode == "read-only" and writes:
             return (f"Refused: midstream is in read-only mode, and {tool.status(args)} would change the "
                     "workspace. Only reading and read-only commands are allowed; tell the person what you "
@@ -56,6 +65,25 @@ class Gate:
         if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
             return self._grace(tool, args, ctx, call_id)
         return None
+
+    def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool) -> str | None:
+        """read-only and ask modes: how a command runs (workspace bound read-only or writable) and when to ask."""
+        confined = ctx.extras.get("isolation", "auto") != "none" and probe().available
+        if self.mode == "ask" and writes:
+            return self._ask(tool, args, ctx)  # the person said yes: it runs with a writable workspace
+        if confined:
+            ctx.extras["writable"] = False  # the kernel refuses every write, whatever the command says
+            return None
+        problem = why_not(str(args.get("command", "")))
+        if problem is None:
+            ctx.extras["literal"] = True  # no glob or brace expansion: a file named "-delete" stays a file name
+            return None
+        if self.mode == "ask":
+            return self._ask(tool, args, ctx)
+        return (f"Refused: midstream is in read-only mode and no sandbox can bind the workspace read-only here "
+                f"({probe().reason or 'isolation is off'}), so only a strict allowlist of reading programs runs; "
+                f"this command is not on it: {problem}. Use read_file, grep, glob and list_dir instead, or tell "
+                f"the person that installing bubblewrap ({INSTALL_HINT}) lifts this.")
 
     def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
         if tool.name in self._always:

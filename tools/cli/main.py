@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,12 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)
-    config = config_from_environment(args, settings, need_service=args.replay is None)
-    if config.isolation == "bwrap":
-        from midstream.sandbox.isolation import bwrap_works
+    from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
 
-        if not bwrap_works():
-            raise _fail("--isolation bwrap, but bubblewrap is not installed or cannot run here.")
+    if settings["isolation"] != "none":  # probed in the background, off the path to the first request
+        threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
+    config = config_from_environment(args, settings, need_service=args.replay is None)
+    if config.isolation == "bwrap" and not probe().available:
+        raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = sys.stdin.read() if args.task == "-" else args.task
     if task is not None and not task.strip():
         raise _fail("the task is empty: give -p some text (or '-' and the text on stdin).")
@@ -129,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent_box.append(agent)
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
+    renderer.show(startup_status(config.isolation, config.network))
     session = Interactive(agent, renderer, keys)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)

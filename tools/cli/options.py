@@ -85,6 +85,8 @@ OPTIONS: tuple[Option, ...] = (
            low=1, high=100),
     Option("--idle-timeout", "idle_timeout", float, _C.idle_timeout, "seconds without a stream event before "
            "the reply counts as dropped", low=1, high=3600, unit="seconds"),
+    Option("--network", "network", bool, False, "let shell commands use the network (the sandbox has none by "
+           "default)", project_may_not=(True,)),
     Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),
     Option("--context-window", "context_window", int, None, "the model's context window (known for Claude "
            "models); compaction keeps within it", low=1, high=10_000_000, unit="tokens"),
@@ -148,6 +150,10 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     resume.add_argument("--resume", metavar="ID", nargs="?", const="",
                         help="resume the session with this id (without one: list this workspace's sessions)")
     for option in OPTIONS:
+        if option.kind is bool:  # a switch: present means on; the settings files may say either
+            parser.add_argument(option.flag, dest=option.dest, default=None, action="store_const", const=True,
+                                help=f"{option.help} (setting: {option.key})" if option.key else option.help)
+            continue
         if option.choices:
             metavar = "{" + ",".join(option.choices) + "}"
         else:

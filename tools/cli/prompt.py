@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from pathlib import Path
 
+from midstream.sandbox.private import private_file
 from midstream.tools.conversation.transcript import state_dir
 
 __all__ = ["Prompt"]
@@ -32,7 +34,7 @@ class Prompt:
             self._readline = None
             return
         self._readline = readline
-        self.history_file.parent.mkdir(parents=True, exist_ok=True)
+        os.close(private_file(self.history_file))  # what was typed may hold secrets: 0600 in a 0700 directory
         with contextlib.suppress(OSError):
             readline.read_history_file(self.history_file)
         readline.set_history_length(HISTORY_LENGTH)

@@ -160,7 +160,8 @@ def run_shell(session: Interactive, command: str) -> None:
     if tool is None:
         session.say("no shell tool in this build")
         return
-    ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation})
+    ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation,
+                                                                "network": session.agent.config.network})
     results: list[ToolResult] = []
     done = threading.Event()
 

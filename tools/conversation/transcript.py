@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.private import private_file
 from midstream.tools.conversation.history import answer_unfinished_tools, as_blocks
 
 __all__ = ["Transcript", "state_dir"]
@@ -46,8 +47,7 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
 
     @classmethod
     def create(cls, workspace: Path, model: str) -> Transcript:

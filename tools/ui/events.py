@@ -22,6 +22,7 @@ __all__ = [
     "Event",
     "Renderer",
     "RequestStarted",
+    "SandboxStatus",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
@@ -202,6 +203,15 @@ class CompactionFailed:
 
 
 @dataclass(frozen=True)
+class SandboxStatus:
+    """How shell commands run in this session, told once at start; ``confined`` False is a warning."""
+
+    confined: bool
+    message: str
+    network: bool = False
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """The model is done with this user message (or the loop gave up)."""
 
@@ -213,7 +223,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed
+    | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed | SandboxStatus
 )
 
 

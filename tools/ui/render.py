@@ -25,6 +25,7 @@ from midstream.tools.ui.events import (
     ContextUsed,
     Event,
     RequestStarted,
+    SandboxStatus,
     TextDelta,
     ToolCallReady,
     ToolFinished,
@@ -163,6 +164,8 @@ class PlainRenderer:
                         self._out.flush()
                         self._mid_line = False
                     self._note("↺ " + describe_rollback(rolled))
+                case SandboxStatus(confined=False, message=message):
+                    self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
                 case ContextUsed(fraction=fraction):
@@ -220,12 +223,15 @@ class SummaryRenderer:
         self._requests = 0
         self._context: list[dict[str, object]] = []  # clearings and compactions
         self._turns = 0  # committed replies: Claude Code's num_turns
+        self._sandbox: dict[str, object] | None = None
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
                 case RequestStarted():
                     self._requests += 1
+                case SandboxStatus() as status:
+                    self._sandbox = dataclasses.asdict(status)
                 case TextDelta(text=text):
                     self._reply.append(text)
                 case ToolCallReady(id=call_id, name=name, input=args):
@@ -239,10 +245,10 @@ class SummaryRenderer:
                 case TurnCommitted(usage=usage):
                     self.session += Usage.from_api(usage)
                     self._final, self._reply = "".join(self._reply), []
+                    self._turns += 1
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
                     self.session += Usage.from_api(getattr(context, "usage", {}))
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
-                    self._turns += 1
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
                     total = self.session
                     cost = total.cost(self.model)
@@ -257,7 +263,7 @@ class SummaryRenderer:
                             "cache_read_input_tokens": total.cache_read,
                             "cache_creation_input_tokens": total.cache_write + total.cache_write_1h},
                         "cost_usd": cost, "requests": self._requests,
-                        "tool_calls": list(self._calls.values()), "context": self._context,
+                        "tool_calls": list(self._calls.values()), "context": self._context, "sandbox": self._sandbox,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()

@@ -38,6 +38,7 @@ from midstream.tools.ui.events import (
     ContextUsed,
     Event,
     RequestStarted,
+    SandboxStatus,
     TextDelta,
     ThinkingDelta,
     ToolCallReady,
@@ -238,6 +239,8 @@ class TerminalRenderer:
                 self.session += Usage.from_api(getattr(context, "usage", {}))  # the summary request
                 failed = isinstance(context, CompactionFailed)
                 self._print(Text(describe_context(context), style="yellow" if failed else "dim"))
+            case SandboxStatus(confined=False, message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
                 if shown:  # it stays on screen, struck through, so the person knows it was thrown away
