@@ -16,7 +16,7 @@ from typing import Any
 
 from midstream.sandbox.policy import destructive_targets
 from midstream.tools.registry import Tool, ToolContext
-from midstream.tools.ui.events import ToolGrace
+from midstream.tools.ui.events import ToolAsking, ToolGrace
 
 __all__ = ["MODES", "Gate"]
 
@@ -32,7 +32,7 @@ class Gate:
     # Asks the person; returns "yes" | "no" | "always", or "no" once the event is set (Ctrl-C).
     # None: nobody to ask (a non-interactive run).
     confirm: Callable[[str, threading.Event], str] | None = None
-    announce: Callable[[ToolGrace], None] = lambda window: None  # shows the countdown to the person
+    announce: Callable[[ToolGrace | ToolAsking], None] = lambda window: None  # shows the countdown / the change
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
 
@@ -44,18 +44,20 @@ class Gate:
                     "workspace. Only reading and read-only commands are allowed; tell the person what you "
                     "would change instead.")
         if self.mode == "ask" and writes:
-            return self._ask(tool, args, ctx)
+            return self._ask(tool, args, ctx, call_id)
         if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
             return self._grace(tool, args, ctx, call_id)
         return None
 
-    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
+    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         if tool.name in self._always:
             return None
         if self.confirm is None:
             return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
                     "answer in this non-interactive run.")
         with self._asking:
+            if not ctx.cancelled.is_set():
+                self.announce(ToolAsking(call_id, tool.name, dict(args), str(ctx.workspace)))
             answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
         if answer == "always":
             self._always.add(tool.name)

@@ -53,32 +53,35 @@ def region_text(renderer: TerminalRenderer) -> str:
     return capture.export_text()
 
 
-def test_finished_lines_become_markdown_and_the_unfinished_line_stays_raw():
+def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_stays_live():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
     assert "Thinking…" in region_text(renderer)
     renderer.show(TextDelta(0, "# Title\nSome **bo"))
     region = region_text(renderer)
-    assert "Thinking" not in region and "Some **bo" in region  # raw while unfinished
+    assert "Thinking" not in region and "Some **bo" in region  # unclosed: shown as typed
     renderer.show(TextDelta(0, "ld** text\nand `code` on a line"))
     renderer.show(BlockStopped(0, "text"))
-    out = sink.getvalue()  # the live region's raw redraws are in here too; look for the rendered lines
-    assert "\x1b[1;4mTitle\x1b[0m" in out  # the heading, rendered
-    assert "Some \x1b[1mbold\x1b[0m text and \x1b[1;36;40mcode\x1b[0m on a line" in out
+    out = sink.getvalue()  # the live region's redraws are in here too; look for the printed lines
+    assert "\x1b[1;4mTitle\x1b[0m\n" in out  # the heading, rendered, left-aligned
+    assert "Some \x1b[1mbold\x1b[0m text\n" in out
+    assert "and \x1b[1;36mcode\x1b[0m on a line\n" in out
+    assert out.count("Title") == 1  # printed once, never redrawn
     assert region_text(renderer).strip() == ""
     renderer.show(TurnEnded("end_turn", True))
 
 
-def test_a_code_block_is_printed_only_once_it_closes():
+def test_a_code_block_prints_line_by_line_highlighted():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
     renderer.show(TextDelta(0, "Here:\n```python\ndef f():\n    return 1\n"))
-    highlighted_def = "\x1b[38;2;102;217;239;48;2;39;40;34mdef"
-    assert highlighted_def not in sink.getvalue()
-    assert "def f():" in region_text(renderer)  # visible, raw, while it streams
+    assert "def" in sink.getvalue() and "\x1b[J" in sink.getvalue()
+    printed = sink.getvalue()
     renderer.show(TextDelta(0, "```\nafter\n"))
     renderer.show(BlockStopped(0, "text"))
-    assert highlighted_def in sink.getvalue()  # the keyword, highlighted, once the block closed
+    assert sink.getvalue().startswith(printed)  # nothing printed before is written again
+    assert sink.getvalue().count("return") == 1
+    assert "after\n" in sink.getvalue()
     renderer.show(TurnEnded("end_turn", True))
 
 
@@ -116,6 +119,7 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
         "Edited a.py: replaced 1 occurrence.\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2"), 0.0))
     out = sink.getvalue()
     assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
+    assert "more line" not in out  # a short diff is shown whole
     renderer.show(ToolGrace("r", "rm -rf build/", ("build/ (1,204 files)",), 3.0))
     region = region_text(renderer)
     assert "rm -rf build/ → build/ (1,204 files)" in region and "runs in" in region and "Ctrl-C" in region
@@ -139,9 +143,10 @@ def test_usage_per_reply_and_for_the_session():
 def test_a_rollback_discards_the_partial_reply():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
-    renderer.show(TextDelta(0, "half a sent"))
+    renderer.show(TextDelta(0, "half a **sent**"))
     renderer.show(TurnRolledBack("connection broke", 1, 5, 2.0, elapsed=3.1, undone=("a.py",), discarded=2))
     assert "half a sent" not in region_text(renderer)
+    assert "\x1b[2;9mhalf a \x1b[0m\x1b[1;2;9msent\x1b[0m\n" in sink.getvalue()  # kept, struck through, styled
     assert ("partial reply discarded: connection broke after 3.1 s · rolled back (1 edit undone, 2 reads "
             "discarded) · retry 2/5 in 2.0 s") in sink.getvalue()
     renderer.show(TurnEnded(None, False, "gave up"))

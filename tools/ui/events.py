@@ -20,6 +20,7 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
+    "ToolAsking",
     "ToolCallStarted",
     "ToolFinished",
     "ToolGrace",
@@ -100,6 +101,16 @@ class ToolGrace:
 
 
 @dataclass(frozen=True)
+class ToolAsking:
+    """Ask mode is about to ask the person about this call: renderers show what it would change."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    workspace: str
+
+
+@dataclass(frozen=True)
 class ToolProgress:
     id: str
     line: str
@@ -153,7 +164,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed
+    | CacheMissed | ToolAsking
 )
 
 

@@ -7,11 +7,14 @@ Assistant text goes to stdout; tool activity, retries and errors go to stderr, s
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
+import signal
 import sys
 import threading
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
@@ -20,6 +23,7 @@ from midstream.tools.ui.events import (
     Event,
     RequestStarted,
     TextDelta,
+    ToolAsking,
     ToolCallReady,
     ToolFinished,
     ToolGrace,
@@ -29,7 +33,10 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 
-__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
+__all__ = [
+    "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "diff_rows", "outcome_line",
+    "preview_rows", "shorten",
+]
 
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\t")
@@ -42,16 +49,18 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
     verb, _, rest = status.partition(" ")
     done = f"{_PAST.get(verb, verb)} {rest}".strip()
     lines = content.splitlines()
+    if is_error and content.startswith("Not run:"):
+        return f"○ {status}: not run (the turn was interrupted before it started)"
     if is_error and "grace window" in content:
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
     if is_error:
         status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
-        exit_code = status_line.strip("[]").replace("exit status ", "exit ") if status_line else ""
+        exit_code = _exit_words(status_line)
         body = [line for line in lines if line.strip() and not line.startswith("[")]
         counts = re.search(r"\d+ failed(, \d+ passed)?", content)
-        detail = counts.group(0) if counts else (body[-1][:80] if body else "")
-        if not exit_code:
-            detail, exit_code = (lines[0][:100] if lines else ""), "error"
+        detail = counts.group(0) if counts else (shorten(body[-1], 80) if body else "")
+        if not exit_code:  # the tool refused or failed before anything ran: say what it tried
+            return f"✗ {status}: {shorten(lines[0], 160) if lines else 'failed'}"
         return f"✗ {done}: {exit_code}" + (f" ({detail})" if detail else "")
     if verb == "Reading":
         numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
@@ -60,6 +69,77 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
         return f"✓ {done} ({seconds:.1f} s)"
     return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
 
+
+def _exit_words(status_line: str) -> str:
+    """``[exit status 1]`` -> ``exit 1``; ``[exit status -9]`` -> ``killed by SIGKILL``."""
+    match = re.match(r"\[exit status (-?\d+)\]", status_line)
+    if not match:
+        return ""
+    code = int(match.group(1))
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary with an ellipsis, never mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def diff_rows(diff: str, limit: int) -> tuple[list[str], int, int, int]:
+    """A unified diff's rows to show (file headers dropped), how many more rows there are, and the
+    lines added and removed in all (taken from the tool's marker when it shortened the diff)."""
+    rows = [row for row in diff.splitlines() if not row.startswith(("---", "+++"))]
+    cut, counted = 0, None
+    if rows and rows[-1].startswith("… ("):
+        marker = rows.pop()
+        if more := re.search(r"(\d+) more", marker):
+            cut = int(more.group(1))
+        counted = re.search(r"\+(\d+) -(\d+)", marker)
+    if counted:
+        added, removed = int(counted.group(1)), int(counted.group(2))
+    else:
+        added = sum(1 for row in rows if row.startswith("+"))
+        removed = sum(1 for row in rows if row.startswith("-"))
+    return rows[:limit], max(0, len(rows) - limit) + cut, added, removed
+
+
+def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 12) -> list[str]:
+    """What a write would do, for the question in ask mode: an edit's or overwrite's diff, or a new
+    file's size and first lines. Each row is plain text starting with +, - or a space."""
+    path = args.get("path")
+    if name not in ("edit_file", "write_file") or not isinstance(path, str):
+        return []
+    target = (workspace / path) if not Path(path).is_absolute() else Path(path)
+    try:
+        before = target.read_text("utf-8", errors="replace") if target.is_file() else None
+    except OSError:
+        before = None
+    if name == "edit_file":
+        old, new = str(args.get("old_string", "")), str(args.get("new_string", ""))
+        if before is None or not old or old not in before:
+            return [f"  (cannot preview: {path} does not contain old_string as given)"]
+        after = before.replace(old, new) if args.get("replace_all") else before.replace(old, new, 1)
+    else:
+        after = str(args.get("content", ""))
+        if before is None:
+            lines = after.splitlines()
+            head = [f"+{line}" for line in lines[:limit]]
+            rest = [f"… {len(lines) - limit} more lines"] if len(lines) > limit else []
+            return [f"  new file, {len(lines)} lines ({len(after.encode()):,} bytes)", *head, *rest]
+    diff = "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=2))
+    shown, more, added, removed = diff_rows(diff, limit)
+    tail = [f"… {more} more lines (+{added} -{removed} in all)"] if more else []
+    return [*shown, *tail] if shown else ["  (no change)"]
 
 
 def describe_rollback(event: TurnRolledBack) -> str:
@@ -115,6 +195,9 @@ class PlainRenderer:
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
+                case ToolAsking(name=name, input=args, workspace=workspace):
+                    for row in preview_rows(name, args, Path(workspace)):
+                        self._note(f"    {row}")
                 case ToolRunning(id=call_id, status=status):
                     self._statuses[call_id] = status
                     self._note(f"… {status}")
