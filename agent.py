@@ -205,6 +205,7 @@ class Agent:
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
+        self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
@@ -336,6 +337,7 @@ class Agent:
 
     def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
+        self._aborted = False
         body = self._request_body()
         sent = self.cache_audit.fingerprint(body)
         if self.config.prompt_cache:
@@ -352,7 +354,8 @@ class Agent:
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except (KeyboardInterrupt, ModelError) as stopped:
-            if isinstance(stopped, KeyboardInterrupt) or self.interrupting:  # a shut-down socket, too
+            # A socket shut down by Ctrl-C can fail the read before the handler has run: still an interrupt.
+            if isinstance(stopped, KeyboardInterrupt) or self.interrupting or self._aborted:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self._stop_tools(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
@@ -404,6 +407,8 @@ class Agent:
                 raise KeyboardInterrupt
             self.interruptible = True
             try:
+                if self.interrupting:  # pressed just before we became interruptible: nobody else will raise
+                    raise KeyboardInterrupt
                 event = next(events, None)
             finally:
                 self.interruptible = False
@@ -428,6 +433,7 @@ class Agent:
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
         if self.interruptible:
+            self._aborted = True
             self.model.abort()
 
     def _stop_for_the_person(

@@ -1,0 +1,124 @@
+"""What a person sees: the real program in a pseudo-terminal, its bytes fed to a terminal emulator
+(pyte), and the screen plus scrollback read back, at 80 and 120 columns."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pexpect
+import pyte
+import pytest
+from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.conftest import program_env
+
+ROWS = 30
+
+
+class Terminal:
+    """The program in a pty; everything it writes is kept, and replayed into a pyte screen on demand."""
+
+    def __init__(self, server: ScriptedServer, workspace: Path, columns: int, *args: str) -> None:
+        self.columns = columns
+        self.bytes = io.BytesIO()
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args],
+                                   cwd=str(workspace), env=env, dimensions=(ROWS, columns), timeout=20)
+        self.child.logfile_read = self.bytes
+
+    def expect(self, pattern: str | bytes) -> None:
+        self.child.expect(pattern.encode() if isinstance(pattern, str) else pattern)
+
+    def lines(self) -> list[str]:
+        """Scrollback then screen, one string per row, trailing blanks dropped."""
+        screen = pyte.HistoryScreen(self.columns, ROWS, history=100_000)
+        stream = pyte.ByteStream(screen)
+        stream.feed(self.bytes.getvalue())
+        rows = [_row(line, self.columns) for line in screen.history.top]
+        rows += [line.rstrip() for line in screen.display]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows
+
+    def finish(self) -> None:
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+
+
+def _row(line: dict, columns: int) -> str:
+    return "".join(line[x].data for x in range(columns)).rstrip()
+
+
+def in_order(rows: list[str], wanted: list[str]) -> list[str]:
+    """The wanted lines (each a prefix of a whole row) that are missing or out of order."""
+    missing, position = [], 0
+    for line in wanted:
+        found = next((i for i in range(position, len(rows)) if rows[i].startswith(line)), None)
+        if found is None:
+            missing.append(line)
+        else:
+            position = found + 1
+    return missing
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_ctrl_c_mid_line_keeps_the_line_and_the_next_reply_starts_on_its_own(workspace, columns):
+    stalled = reply(Text("You are a", chunk=3, delay=0.02)) | {"stall_after": 6, "stall": 30.0}
+    server = ScriptedServer([stalled, reply(Text("You are a thing.\nSecond line."))])
+    with server:
+        term = Terminal(server, workspace, columns)
+        term.expect("› ")
+        term.child.sendline("who am I")
+        term.expect(r"You are a(?!…)")
+        term.child.sendintr()
+        term.expect("interrupted")
+        term.expect("› ")
+        term.child.sendline("go on")
+        term.expect("Second line")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    assert "You are a" in rows, rows  # the partial line stayed, as it was shown, on a row of its own
+    assert in_order(rows, ["You are a", "✗ interrupted", "› go on", "You are a thing.", "Second line."]) == [], rows
+    assert not any("You are aYou" in row or "aSecond" in row for row in rows), rows
+
+
+def a_busy_reply(run: int) -> list[dict]:
+    text = (f"Run {run}: first line of prose.\nA **second** line, run {run}.\nThen some code:\n"
+            f"```python\ndef run_{run}():\n    return {run}\n```\n"
+            f"After the code, run {run}.\nLast line of run {run}.\n")
+    return [
+        reply(Text(text, chunk=5, delay=0.0005),
+              ToolUse(f"r{run}", "read_file", {"path": "notes.txt"}),
+              ToolUse(f"b{run}", "bash", {"command": f"echo done-{run}"})),
+        reply(Text(f"Finished run {run}.")),
+    ]
+
+
+def wanted_lines(run: int) -> list[str]:
+    return [f"Run {run}: first line of prose.", f"A second line, run {run}.", "Then some code:", "```python",
+            f"  def run_{run}():", f"      return {run}", "```", f"After the code, run {run}.",
+            f"Last line of run {run}.", "✓ Read notes.txt (2 lines)", f"✓ Ran `echo done-{run}`",
+            f"Finished run {run}."]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_text_a_code_block_more_text_and_tool_outcomes_all_stay_in_order(workspace, columns):
+    (workspace / "notes.txt").write_text("one\ntwo\n")
+    runs = 20
+    server = ScriptedServer([r for run in range(runs) for r in a_busy_reply(run)])
+    with server:
+        term = Terminal(server, workspace, columns)
+        for run in range(runs):
+            term.expect("› ")
+            term.child.sendline(f"run {run}")
+            term.expect(f"Finished run {run}")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    failed = {run: missing for run in range(runs) if (missing := in_order(rows, wanted_lines(run)))}
+    assert failed == {}, "\n".join(rows)
