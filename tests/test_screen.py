@@ -122,3 +122,33 @@ def test_text_a_code_block_more_text_and_tool_outcomes_all_stay_in_order(workspa
     rows = term.lines()
     failed = {run: missing for run in range(runs) if (missing := in_order(rows, wanted_lines(run)))}
     assert failed == {}, "\n".join(rows)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_keys_typed_during_a_reply_are_not_echoed_into_it_and_are_sent_after_the_turn(workspace, columns):
+    story = "".join(f"w{i} " for i in range(60)) + "end of reply.\nSecond line of it.\n"
+    server = ScriptedServer([reply(Text(story, chunk=4, delay=0.02)), reply(Text("A story, as asked.")),
+                             reply(Text("Finished that too."))])
+    with server:
+        term = Terminal(server, workspace, columns)
+        term.expect("› ")
+        term.child.sendline("You want")
+        term.expect("w5 ")
+        term.child.send("Tell me a story\r")  # typed while the reply streams, Enter included
+        term.child.send("and then")  # typed, not sent: waits on the next prompt
+        term.expect("Second line of it")
+        term.expect("A story, as asked")
+        term.expect("› and then")
+        term.child.sendline(" stop")
+        term.expect("Finished that too")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    reply_rows = rows[rows.index("› You want") + 1:next(i for i, r in enumerate(rows) if r.startswith("Second line"))]
+    assert not any("Tell" in row or "and then" in row for row in reply_rows), rows
+    assert in_order(rows, ["w0 w1 w2", "Second line of it.",
+                           "› Tell me a story  (queued)", "A story, as asked.", "› and then stop",
+                           "Finished that too."]) == [], rows
+    sent = [r["body"]["messages"][-1]["content"][-1]["text"] for r in server.requests]
+    assert sent == ["You want", "Tell me a story", "and then stop"]

@@ -306,12 +306,17 @@ Session: saved as you go; `midstream --continue` picks it up again."""
 
 def _prompt_loop(agent: Agent) -> int:
     from midstream.tools.cli.prompt import Prompt
+    from midstream.tools.cli.typeahead import TypeAhead
 
     prompt = Prompt(agent.config.workspace)
+    typeahead = TypeAhead.for_terminal(agent.renderer)
     while True:
-        text = prompt.read()
+        queued = typeahead.next_message() if typeahead else None
+        text = queued if queued is not None else prompt.read(typeahead.leftover() if typeahead else "")
         if text is None:
             return 0
+        if queued is not None:  # typed during the last turn: shown now, as it is sent
+            print(f"› {queued}  (queued)", file=sys.stderr, flush=True)
         command = text.strip()
         if command == "/retry":
             agent.retry()
@@ -320,4 +325,5 @@ def _prompt_loop(agent: Agent) -> int:
         elif command.startswith("/") and " " not in command and "/" not in command[1:]:
             print(f"midstream: unknown command {command} (try /help)", file=sys.stderr, flush=True)
         else:
-            agent.send(text)
+            with typeahead.capturing() if typeahead else contextlib.nullcontext():
+                agent.send(text)

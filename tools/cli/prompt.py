@@ -35,10 +35,14 @@ class Prompt:
             readline.read_history_file(self.history_file)
         readline.set_history_length(HISTORY_LENGTH)
 
-    def read(self) -> str | None:
-        """Ctrl-C with text typed clears the line and asks again; on an empty line it leaves."""
+    def read(self, prefill: str = "") -> str | None:
+        """Ctrl-C with text typed clears the line and asks again; on an empty line it leaves.
+
+        ``prefill`` (keys typed during the last turn) is already on the line, ready to finish."""
         lines: list[str] = []
         while True:
+            if prefill and self._readline is not None:
+                self._readline.set_startup_hook(lambda text=prefill: self._readline.insert_text(text))
             try:
                 line = input("› " if not lines else "… ")
             except EOFError:
@@ -51,6 +55,10 @@ class Prompt:
                 print("^C")
                 lines = []
                 continue
+            finally:
+                if prefill and self._readline is not None:
+                    self._readline.set_startup_hook(None)
+                prefill = ""
             if line.endswith("\\"):
                 lines.append(line[:-1])
                 continue

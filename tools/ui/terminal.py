@@ -13,6 +13,7 @@ Calls arrive from worker threads and the printer's refresh thread; one lock orde
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -99,6 +100,8 @@ class TerminalRenderer:
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
         self._typed = ""  # what the person is typing while the turn runs (see tools/cli/typeahead.py)
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
+        # Context managers entered while a question is open (the type-ahead gives stdin back).
+        self.suspend_hooks: list[Callable[[], contextlib.AbstractContextManager[Any]]] = []
         self.session = Usage()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -123,7 +126,10 @@ class TerminalRenderer:
             self._printer.stop()
             self._held = []
         try:
-            yield
+            with contextlib.ExitStack() as hooks:
+                for hook in self.suspend_hooks:
+                    hooks.enter_context(hook())
+                yield
         finally:
             with self._lock:
                 held, self._held = self._held or [], None
