@@ -152,3 +152,38 @@ def test_keys_typed_during_a_reply_are_not_echoed_into_it_and_are_sent_after_the
                            "Finished that too."]) == [], rows
     sent = [r["body"]["messages"][-1]["content"][-1]["text"] for r in server.requests]
     assert sent == ["You want", "Tell me a story", "and then stop"]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(workspace, columns):
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    old = "".join(f"value_{i} = {i}\n" for i in range(40))
+    new = "".join(f"value_{i} = {i * 2}\n" for i in range(40))
+    (workspace / "table.py").write_text(old)
+    server = ScriptedServer([
+        reply(ToolUse("e1", "edit_file", {"path": "calc.py", "old_string": "a - b", "new_string": "a + b"})),
+        reply(ToolUse("e2", "edit_file", {"path": "table.py", "old_string": old, "new_string": new})),
+        reply(ToolUse("w1", "write_file", {"path": "fresh.py", "content": "print('new')\nprint('file')\n"})),
+        reply(Text("All three done.")),
+    ])
+    with server:
+        term = Terminal(server, workspace, columns, "--mode", "ask")
+        term.expect("› ")
+        term.child.sendline("fix it")
+        for question in ("Editing calc.py?", "Editing table.py?", "Writing fresh.py?"):
+            term.expect(question.replace("?", r"\?"))
+            term.expect(r"\[a\]lways this session: ")
+            term.child.sendline("y")
+        term.expect("All three done")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    assert in_order(rows, ["? Editing calc.py would change:", "    -    return a - b", "    +    return a + b",
+                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    -    return a - b"]) == [], rows
+    assert in_order(rows, ["? Editing table.py would change:", "    -value_1 = 1", "    … 68 more lines (+39 -39 in all)",
+                           "Editing table.py? [y]es", "✓ Edited table.py", "    -value_1 = 1",
+                           "    … 68 more lines (+39 -39 in all)"]) == [], rows
+    assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
+                           "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
+    assert (workspace / "table.py").read_text() == new
