@@ -52,6 +52,7 @@ from midstream.tools.ui.events import (
     CacheMissed,
     Renderer,
     RequestStarted,
+    RequestUsage,
     ToolCallReady,
     ToolFinished,
     ToolProgress,
@@ -365,6 +366,9 @@ class Agent:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
             raise
+        finally:
+            if assembler.usage:  # answered, so billed: committed, rolled back or interrupted alike
+                self.renderer.show(RequestUsage(assembler.model, dict(assembler.usage)))
         message = assembler.message()
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":

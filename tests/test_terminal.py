@@ -13,6 +13,7 @@ from midstream.tools.registry import ToolResult
 from midstream.tools.ui.events import (
     BlockStopped,
     RequestStarted,
+    RequestUsage,
     TextDelta,
     ToolCallReady,
     ToolCallStarted,
@@ -126,18 +127,27 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
     renderer.show(TurnEnded("end_turn", True))
 
 
-def test_usage_per_reply_and_for_the_session():
+def test_one_usage_line_per_message_priced_by_the_model_the_server_reported():
     renderer, sink = make()
     usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 8000,
              "cache_creation_input_tokens": 500}
     renderer.show(RequestStarted(1, 1))
-    renderer.show(TurnCommitted("end_turn", usage))
-    renderer.show(TurnCommitted("end_turn", usage))
+    renderer.show(RequestUsage("claude-sonnet-4-5-20250929", usage))
+    renderer.show(TurnCommitted("tool_use", usage))
+    renderer.show(RequestStarted(1, 2))
+    renderer.show(RequestUsage("claude-sonnet-4-5-20250929", usage))  # say it was interrupted: still billed
+    renderer.show(TurnEnded("interrupted", False, "interrupted"))
+    out = sink.getvalue()
+    assert out.count(" in · ") == 1  # not one line per request
+    assert "2 requests · 2,400 in · 600 out · cache 16,000 read / 1,000 written (hit 0.82) · $0.0247" in out
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(RequestUsage("qwen2.5-coder-7b", usage))  # a local model: no price, so no cost
     renderer.show(TurnEnded("end_turn", True))
     renderer.close()
     out = sink.getvalue()
-    assert "1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82) · $0.0124" in out
-    assert "session: 2,400 in · 600 out · cache 16,000 read / 1,000 written" in out
+    assert "  1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82)\n" in out.replace("\x1b[0m", "")
+    assert "session: 3 requests · 3,600 in · 900 out · cache 24,000 read / 1,500 written (hit 0.82)\n" in (
+        out.replace("\x1b[0m", ""))
 
 
 def test_a_rollback_discards_the_partial_reply():

@@ -17,6 +17,7 @@ __all__ = [
     "Event",
     "Renderer",
     "RequestStarted",
+    "RequestUsage",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
@@ -37,6 +38,14 @@ __all__ = [
 class RequestStarted:
     attempt: int
     request_number: int
+
+
+@dataclass(frozen=True)
+class RequestUsage:
+    """What one answered request was billed, committed or not; ``model`` is the one the server reported."""
+
+    model: str
+    usage: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed | ToolAsking
+    | CacheMissed | ToolAsking | RequestUsage
 )
 
 

@@ -22,6 +22,7 @@ from midstream.tools.ui.events import (
     CacheMissed,
     Event,
     RequestStarted,
+    RequestUsage,
     TextDelta,
     ToolAsking,
     ToolCallReady,
@@ -172,6 +173,7 @@ class PlainRenderer:
         self.model = model
         self.stream_text = stream_text
         self.session = Usage()
+        self._message = Usage()  # billed since the person's last message
         self._lock = threading.Lock()  # tool events arrive from worker threads
         self._mid_line = False
         self._reply: list[str] = []  # this reply's text, when not streaming it
@@ -205,16 +207,17 @@ class PlainRenderer:
                     status = self._statuses.pop(call_id, name)
                     line = outcome_line(status, result.content, result.is_error, seconds)
                     self._note(line + (" · reused from before the rollback" if reused else ""))
-                case TurnCommitted(stop_reason=reason, usage=usage):
-                    reply = Usage.from_api(usage)
-                    self.session += reply
+                case RequestUsage(model=model, usage=usage):
+                    billed = Usage.billed(usage, model)
+                    self.session += billed
+                    self._message += billed
+                case TurnCommitted(stop_reason=reason):
                     text, self._reply = "".join(self._reply).strip(), []
                     if reason in ("tool_use", "pause_turn"):
                         if text:
                             self._note("· " + text.replace("\n", "\n· "))
                     else:
                         self._final = text
-                    self._note(f"  {reply.describe(self.model)}")
                 case TurnRolledBack() as rolled:
                     self._reply = []
                     if self._mid_line:  # the partial reply stays on screen, marked
@@ -230,6 +233,9 @@ class PlainRenderer:
                         self._out.write(final + "\n")
                         self._out.flush()
                     self._final, self._reply = None, []
+                    if self._message.requests:  # one usage line per message; a failure stays the last line
+                        self._note(f"  {self._message.describe()}")
+                    self._message = Usage()
                     if not ok and message:
                         self._note(f"midstream: {message}")
 
@@ -281,15 +287,16 @@ class SummaryRenderer:
                                                 output=result.content[:2000])
                 case TurnRolledBack():
                     self._reply = []
-                case TurnCommitted(usage=usage):
-                    self.session += Usage.from_api(usage)
+                case RequestUsage(model=model, usage=usage):
+                    self.session += Usage.billed(usage, model)
+                case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
                     summary = {
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
                         "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
-                        "cost_usd": self.session.cost(self.model), "requests": self._requests,
+                        "cost_usd": self.session.dollars if self.session.requests else None, "requests": self._requests,
                         "tool_calls": list(self._calls.values()),
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")

@@ -31,6 +31,7 @@ from midstream.tools.ui.events import (
     CacheMissed,
     Event,
     RequestStarted,
+    RequestUsage,
     TextDelta,
     ThinkingDelta,
     ToolAsking,
@@ -102,7 +103,8 @@ class TerminalRenderer:
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
         # Context managers entered while a question is open (the type-ahead gives stdin back).
         self.suspend_hooks: list[Callable[[], contextlib.AbstractContextManager[Any]]] = []
-        self.session = Usage()
+        self.session = Usage()  # every request billed in this session
+        self._message = Usage()  # ...and since the person's last message
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class TerminalRenderer:
             self._commit_partial(discarded=False)
             self._printer.stop()
             if self.session.prompt_tokens or self.session.output:
-                self._print(Text(f"session: {self.session.describe(self.model)}", style="dim"))
+                self._print(Text(f"session: {self.session.describe()}", style="dim"))
         self._printer.close()
 
     @contextmanager
@@ -210,12 +212,12 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
-            case TurnCommitted(usage=usage):
+            case RequestUsage(model=model, usage=usage):
+                billed = Usage.billed(usage, model)
+                self.session += billed
+                self._message += billed
+            case TurnCommitted():
                 self._commit_partial(discarded=False)
-                reply = Usage.from_api(usage)
-                self.session += reply
-                if reply.prompt_tokens or reply.output:
-                    self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
@@ -230,6 +232,9 @@ class TerminalRenderer:
                 self._waiting_since = None
                 if not ok and message:
                     self._print(Text(f"✗ {message}", style="bold red"))
+                if self._message.requests:  # one usage line per message the person sent
+                    self._print(Text(f"  {self._message.describe()}", style="dim"))
+                self._message = Usage()
                 self._printer.stop()
 
     # -- text ---------------------------------------------------------------------------------------
