@@ -508,7 +508,6 @@ class Agent:
             access = Access.whole_workspace(read_only=False)
 
         def run() -> ToolResult:
-            self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
             started = time.monotonic()
             ctx = ToolContext(
                 workspace,
@@ -522,7 +521,8 @@ class Agent:
                 refusal = self.gate.check(tool, call.input, ctx, call.id)
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
-                else:
+                else:  # running only now: a grace window or a question comes first, on screen too
+                    self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
             finally:
                 with self._running_lock:

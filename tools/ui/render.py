@@ -26,6 +26,7 @@ from midstream.tools.ui.events import (
     TextDelta,
     ToolAsking,
     ToolCallReady,
+    ToolCallStarted,
     ToolFinished,
     ToolGrace,
     ToolRunning,
@@ -143,11 +144,15 @@ def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 
     return [*shown, *tail] if shown else ["  (no change)"]
 
 
-def describe_rollback(event: TurnRolledBack) -> str:
-    """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``."""
+def describe_rollback(event: TurnRolledBack, streamed: bool = True) -> str:
+    """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``.
+
+    ``streamed``: something of the reply had arrived; else there was nothing to roll back."""
     undone = [f"{len(event.undone)} edit{'s' * (len(event.undone) != 1)} undone"] if event.undone else []
     reads = [f"{event.discarded} read{'s' * (event.discarded != 1)} discarded"] if event.discarded else []
     what = f"rolled back ({', '.join(undone + reads)})" if undone or reads else "rolled back"
+    if not streamed and not (undone or reads):
+        what = "nothing had arrived"
     if event.retry_in is not None:
         then = f"retry {event.attempt + 1}/{event.max_attempts} in {event.retry_in:.1f} s"
     else:
@@ -179,13 +184,18 @@ class PlainRenderer:
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
         self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
+        self._streamed = False  # something of the current reply has arrived
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
+                case RequestStarted():
+                    self._streamed = False
                 case TextDelta(text=text) if not self.stream_text:
+                    self._streamed = True
                     self._reply.append(text)
                 case TextDelta(text=text):
+                    self._streamed = True
                     self._out.write(text)
                     self._out.flush()
                     self._mid_line = not text.endswith("\n")
@@ -193,6 +203,9 @@ class PlainRenderer:
                     self._out.write("\n")
                     self._out.flush()
                     self._mid_line = False
+                case ToolCallStarted():  # what the reply said so far comes before its tool lines
+                    self._streamed = True
+                    self._narrate()
                 case ToolGrace(description=what, targets=targets, seconds=seconds):
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
@@ -212,19 +225,17 @@ class PlainRenderer:
                     self.session += billed
                     self._message += billed
                 case TurnCommitted(stop_reason=reason):
-                    text, self._reply = "".join(self._reply).strip(), []
                     if reason in ("tool_use", "pause_turn"):
-                        if text:
-                            self._note("· " + text.replace("\n", "\n· "))
+                        self._narrate()
                     else:
-                        self._final = text
+                        self._final, self._reply = "".join(self._reply).strip(), []
                 case TurnRolledBack() as rolled:
                     self._reply = []
                     if self._mid_line:  # the partial reply stays on screen, marked
                         self._out.write(" [discarded]\n")
                         self._out.flush()
                         self._mid_line = False
-                    self._note("↺ " + describe_rollback(rolled))
+                    self._note("↺ " + describe_rollback(rolled, self._streamed))
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
                 case TurnEnded(ok=ok, message=message):
@@ -238,6 +249,12 @@ class PlainRenderer:
                     self._message = Usage()
                     if not ok and message:
                         self._note(f"midstream: {message}")
+
+    def _narrate(self) -> None:
+        """Text of a reply that goes on with tool calls: to stderr, before the calls' lines."""
+        text, self._reply = "".join(self._reply).strip(), []
+        if text and not self.stream_text:
+            self._note("· " + text.replace("\n", "\n· "))
 
     def _note(self, line: str) -> None:
         self._err.write(line + "\n")

@@ -99,6 +99,7 @@ class TerminalRenderer:
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
+        self._streamed = False  # something of the current reply has arrived
         self._typed = ""  # what the person is typing while the turn runs (see tools/cli/typeahead.py)
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
         # Context managers entered while a question is open (the type-ahead gives stdin back).
@@ -164,9 +165,11 @@ class TerminalRenderer:
         match event:
             case RequestStarted():
                 self._commit_partial(discarded=False)
+                self._streamed = False
                 self._waiting_since = time.monotonic()
                 self._printer.start()
             case TextDelta(text=text):
+                self._streamed = True
                 first = self._waiting_since is not None
                 self._waiting_since = None
                 self._add_text(text)
@@ -183,6 +186,7 @@ class TerminalRenderer:
                 self._end_thinking()
             case ToolCallStarted(id=call_id, name=name):
                 self._waiting_since = None
+                self._streamed = True
                 self._commit_partial(discarded=False)
                 self._tools[call_id] = _ToolLine(name)
                 self._printer.touch()
@@ -224,7 +228,10 @@ class TerminalRenderer:
                 self._commit_partial(discarded=True)
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
-                self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
+                if self._streamed:
+                    self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
+                else:
+                    self._print(Text(f"↺ {describe_rollback(rolled, streamed=False)}", style="yellow"))
             case TurnEnded(ok=ok, message=message):
                 self._commit_partial(discarded=False)
                 self._fence = None
