@@ -50,18 +50,21 @@ class TypeAhead:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     @classmethod
-    def for_terminal(cls, renderer: object) -> TypeAhead | None:
-        """For stdin when it is a terminal, shown through ``renderer.typing`` if it has one."""
+    def for_terminal(cls, renderer: object, on_escape: Callable[[], None] | None = None) -> TypeAhead | None:
+        """For stdin when it is a terminal and the renderer can show what is typed (``typing``) and
+        give the terminal back while it asks a question (``suspend_hooks``); else None."""
+        hooks = getattr(renderer, "suspend_hooks", None)
+        show = getattr(renderer, "typing", None)
+        if hooks is None or show is None:
+            return None
         try:
             fd = sys.stdin.fileno()
         except (OSError, ValueError):
             return None
         if not os.isatty(fd):
             return None
-        typeahead = cls(fd, getattr(renderer, "typing", None))
-        hooks = getattr(renderer, "suspend_hooks", None)
-        if hooks is not None:
-            hooks.append(typeahead.paused)  # a question to the person reads stdin itself
+        typeahead = cls(fd, show, on_escape=on_escape)
+        hooks.append(typeahead.paused)  # a question to the person reads stdin itself
         return typeahead
 
     # -- the queue ----------------------------------------------------------------------------------
