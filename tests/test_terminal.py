@@ -253,3 +253,32 @@ def test_slash_commands_are_not_sent_to_the_model(workspace):
     (request,) = server.requests
     assert request["body"]["max_tokens"] == 1234
     assert request["body"]["messages"][0]["content"][-1]["text"] == "/etc/hosts is what file?"
+
+
+def test_waiting_calls_say_so_and_calls_that_never_ran_are_reported():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolCallReady(0, "a", "edit_file", {"path": "a.py"}))
+    renderer.show(ToolRunning("a", "edit_file", "Editing a.py"))
+    renderer.show(ToolCallReady(1, "b", "edit_file", {"path": "a.py"}))  # behind a: same file
+    region = region_text(renderer)
+    assert "Editing a.py  " in region  # running, with its elapsed time
+    assert "◦ Editing a.py · waiting for an earlier call to finish" in region
+    renderer.show(ToolFinished("a", "edit_file", ToolResult(
+        "interrupted\n[exit status -15]", True), 0.5))
+    renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
+    out = sink.getvalue()
+    assert "○ Editing a.py: not run (the turn was interrupted before it started)" in out
+
+
+def test_outcomes_name_the_signal_and_never_cut_a_word():
+    from midstream.tools.ui.render import outcome_line
+
+    assert outcome_line("Running `sleep 9`", "[exit status -9]", True, 1.0) == "✗ Ran `sleep 9`: killed by SIGKILL"
+    assert outcome_line("Running `x`", "out\n[exit status 2]", True, 1.0) == "✗ Ran `x`: exit 2 (out)"
+    refused = "Refused: NOTES.md is outside the workspace " + "and cannot be written there at all " * 6
+    line = outcome_line("Writing NOTES.md", refused, True, 0.0)
+    assert line.startswith("✗ Writing NOTES.md: Refused: NOTES.md is outside") and line.endswith("…")
+    assert line[:-1].split()[-1] in refused.split()  # ends on a whole word
+    not_run = outcome_line("Editing a.py", "Not run: the person interrupted the turn.", True, 0.0)
+    assert not_run == "○ Editing a.py: not run (the turn was interrupted before it started)"
