@@ -114,10 +114,10 @@ class LivePrinter:
         """The region changed: draw it now if the last draw is old enough, else soon."""
         if not self._active:
             return
-        self._dirty = True
         if now or time.monotonic() - self._last_draw >= self.min_interval:
             self.redraw()
-        else:
+        elif not self._dirty:  # the refresh thread is woken once per draw, not once per delta
+            self._dirty = True
             self._wake.set()
 
     def set_animated(self, animated: bool) -> None:
