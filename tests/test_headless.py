@@ -171,3 +171,5 @@ def test_a_refused_connection_names_the_url_and_is_not_called_a_rollback(workspa
     assert done.returncode == 1
     assert f"cannot connect to the model service at {url}" in done.stderr
     assert "partial reply" not in done.stderr and "rolled back" not in done.stderr
+    assert "/retry sends the same message" not in done.stderr  # no prompt to type it at in -p
+    assert "`midstream --continue` then /retry" in done.stderr.splitlines()[-1]

@@ -266,7 +266,7 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
             return tool.status(call_args) if tool else name
 
         return TerminalRenderer(Console(highlight=False), model=config.model, status_for=status_for,
-                                record=args.svg is not None)
+                                record=args.svg is not None, interactive=streaming)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(model=config.model, stream_text=streaming)

@@ -36,8 +36,8 @@ from midstream.tools.ui.events import (
 )
 
 __all__ = [
-    "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "diff_rows", "outcome_line",
-    "preview_rows", "shorten",
+    "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "diff_rows", "headless",
+    "outcome_line", "preview_rows", "shorten",
 ]
 
 
@@ -144,6 +144,15 @@ def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 
     return [*shown, *tail] if shown else ["  (no change)"]
 
 
+RETRY_HINT = " · /retry sends the same message again"
+HEADLESS_RETRY_HINT = " · `midstream --continue` then /retry sends it again"
+
+
+def headless(message: str) -> str:
+    """A failure message for a run without the prompt (-p), where /retry cannot be typed."""
+    return message.replace(RETRY_HINT, HEADLESS_RETRY_HINT)
+
+
 def describe_rollback(event: TurnRolledBack, streamed: bool = True) -> str:
     """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``.
 
@@ -248,7 +257,7 @@ class PlainRenderer:
                         self._note(f"  {self._message.describe()}")
                     self._message = Usage()
                     if not ok and message:
-                        self._note(f"midstream: {message}")
+                        self._note(f"midstream: {message if self.stream_text else headless(message)}")
 
     def _narrate(self) -> None:
         """Text of a reply that goes on with tool calls: to stderr, before the calls' lines."""

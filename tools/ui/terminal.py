@@ -48,7 +48,7 @@ from midstream.tools.ui.events import (
 )
 from midstream.tools.ui.lines import FENCE, code_line, markdown_line
 from midstream.tools.ui.printer import LivePrinter
-from midstream.tools.ui.render import describe_rollback, diff_rows, outcome_line, preview_rows
+from midstream.tools.ui.render import describe_rollback, diff_rows, headless, outcome_line, preview_rows
 from rich.console import Console, Group
 from rich.text import Text
 
@@ -82,12 +82,14 @@ class TerminalRenderer:
         status_for: Callable[[str, dict[str, Any]], str] | None = None,
         refresh_per_second: float = 40,
         record: bool = False,
+        interactive: bool = True,
     ) -> None:
         self.console = console or Console(highlight=False)
         # For --svg, a second console records what is printed for good (the region's redraws are
         # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
         self.model = model
+        self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
         self._status_for = status_for or (lambda name, args: name)
         self._lock = threading.RLock()
         self._printer = LivePrinter(self.console, self._region_parts, self._lock,
@@ -238,7 +240,7 @@ class TerminalRenderer:
                 self._end_tools_left()
                 self._waiting_since = None
                 if not ok and message:
-                    self._print(Text(f"✗ {message}", style="bold red"))
+                    self._print(Text(f"✗ {message if self.interactive else headless(message)}", style="bold red"))
                 if self._message.requests:  # one usage line per message the person sent
                     self._print(Text(f"  {self._message.describe()}", style="dim"))
                 self._message = Usage()
