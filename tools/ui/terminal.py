@@ -48,7 +48,7 @@ from midstream.tools.ui.events import (
 )
 from midstream.tools.ui.lines import FENCE, code_line, markdown_line
 from midstream.tools.ui.printer import LivePrinter
-from midstream.tools.ui.render import describe_rollback, diff_rows, headless, outcome_line, preview_rows
+from midstream.tools.ui.render import describe_rollback, diff_rows, headless, outcome_line, preview_rows, shorten
 from rich.console import Console, Group
 from rich.text import Text
 
@@ -167,7 +167,7 @@ class TerminalRenderer:
         match event:
             case RequestStarted():
                 self._commit_partial(discarded=False)
-                self._streamed = False
+                self._streamed, self._fence = False, None
                 self._waiting_since = time.monotonic()
                 self._printer.start()
             case TextDelta(text=text):
@@ -228,6 +228,7 @@ class TerminalRenderer:
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 self._commit_partial(discarded=True)
+                self._fence = None  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
                 if self._streamed:
@@ -275,9 +276,9 @@ class TerminalRenderer:
     def _end_thinking(self) -> None:
         text = "".join(self._thinking).strip()
         seconds = time.monotonic() - (self._thinking_started or time.monotonic())
-        first = text.splitlines()[0][:80] if text else ""
-        self._print(Text(f"✻ thought for {seconds:.1f} s: {first}{'…' if len(text) > len(first) else ''}",
-                         style="dim italic"))
+        first = shorten(text.splitlines()[0], 80) if text else ""
+        more = "…" if len(text.splitlines()) > 1 and not first.endswith("…") else ""
+        self._print(Text(f"✻ thought for {seconds:.1f} s: {first}{more}", style="dim italic"))
         self._thinking, self._thinking_started = [], None
 
     # -- tools --------------------------------------------------------------------------------------
