@@ -189,3 +189,16 @@ def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(
     assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
                            "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
     assert (workspace / "table.py").read_text() == new
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_dropped_reply_stays_on_screen_and_the_retry_starts_on_its_own_line(workspace, columns):
+    dropped = reply(Text("First line.\nHalf a line", chunk=4, delay=0.01)) | {"drop_after": 8}
+    server = ScriptedServer([dropped, reply(Text("First line.\nWhole reply."))])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "go", "--max-attempts", "2")
+        term.finish()
+    rows = term.lines()
+    assert in_order(rows, ["First line.", "Half a l", "↺ partial reply discarded: ", "First line.",
+                           "Whole reply."]) == [], rows
+    assert not any("lineWhole" in row or "line First" in row for row in rows), rows
