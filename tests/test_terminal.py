@@ -282,3 +282,18 @@ def test_outcomes_name_the_signal_and_never_cut_a_word():
     assert line[:-1].split()[-1] in refused.split()  # ends on a whole word
     not_run = outcome_line("Editing a.py", "Not run: the person interrupted the turn.", True, 0.0)
     assert not_run == "○ Editing a.py: not run (the turn was interrupted before it started)"
+
+
+def test_escape_sequences_from_the_model_or_a_tool_are_shown_not_obeyed():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TextDelta(0, "clear \x1b[2J\x1b[5Aup\rback\nand \x1b]0;title\x07 partial \x1b[1A"))
+    renderer.show(ToolRunning("b", "bash", "Running `cat evil`"))
+    renderer.show(ToolProgress("b", "\x1b[H\x1b[2Jgotcha"))
+    assert "^[[Hgotcha" in region_text(renderer).replace("^[[2J", "")
+    renderer.show(ToolFinished("b", "bash", ToolResult("\x1b[31mred\n[exit status 1]", True), 0.1))
+    renderer.show(TurnEnded("end_turn", True))
+    out = sink.getvalue()
+    assert "clear ^[[2J^[[5Aup^Mback\n" in out and "and ^[]0;title^G partial ^[[1A" in out
+    for obeyed in ("\x1b[2J", "\x1b[5A", "\x1b]0", "\x1b[H", "\x1b[31mred"):  # (our own cursor-ups are 1-2 rows)
+        assert obeyed not in out

@@ -46,7 +46,7 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.lines import FENCE, code_line, markdown_line
+from midstream.tools.ui.lines import FENCE, code_line, markdown_line, visible
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import describe_rollback, diff_rows, headless, outcome_line, preview_rows, shorten
 from rich.console import Console, Group
@@ -171,6 +171,7 @@ class TerminalRenderer:
                 self._waiting_since = time.monotonic()
                 self._printer.start()
             case TextDelta(text=text):
+                text = visible(text)
                 self._streamed = True
                 first = self._waiting_since is not None
                 self._waiting_since = None
@@ -179,7 +180,7 @@ class TerminalRenderer:
             case ThinkingDelta(text=text):
                 self._waiting_since = None
                 self._thinking_started = self._thinking_started or time.monotonic()
-                self._thinking.append(text)
+                self._thinking.append(visible(text))
                 self._printer.touch()
             case BlockStopped(block_type="text"):
                 self._commit_partial(discarded=False)
@@ -197,24 +198,24 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolCallReady(id=call_id, name=name, input=args):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
-                line.status, line.ready = line.status or self._status_for(name, args), True
+                line.status, line.ready = line.status or visible(self._status_for(name, args)), True
                 self._printer.touch()
             case ToolRunning(id=call_id, name=name, status=status):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
-                line.status, line.started, line.grace_until, line.ready = status, time.monotonic(), None, True
+                line.status, line.started, line.grace_until, line.ready = visible(status), time.monotonic(), None, True
                 self._printer.touch()
             case ToolGrace(id=call_id, description=what, targets=targets, seconds=seconds):
                 line = self._tools.setdefault(call_id, _ToolLine("bash"))
                 shown = ", ".join(targets[:3]) + (f" +{len(targets) - 3} more" if len(targets) > 3 else "")
-                line.grace_text = f"{what} → {shown or 'see command'}"
+                line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
                 self._printer.touch()
             case ToolAsking(name=name, input=args, workspace=workspace):
-                status = self._status_for(name, args)
+                status = visible(self._status_for(name, args))
                 rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
                 self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
-                self._tools[call_id].last_output = output
+                self._tools[call_id].last_output = visible(output)
                 self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
@@ -232,16 +233,17 @@ class TerminalRenderer:
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
                 if self._streamed:
-                    self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
+                    self._print(Text(visible(f"↺ partial reply discarded: {describe_rollback(rolled)}"), style="yellow"))
                 else:
-                    self._print(Text(f"↺ {describe_rollback(rolled, streamed=False)}", style="yellow"))
+                    self._print(Text(visible(f"↺ {describe_rollback(rolled, streamed=False)}"), style="yellow"))
             case TurnEnded(ok=ok, message=message):
                 self._commit_partial(discarded=False)
                 self._fence = None
                 self._end_tools_left()
                 self._waiting_since = None
                 if not ok and message:
-                    self._print(Text(f"✗ {message if self.interactive else headless(message)}", style="bold red"))
+                    shown = message if self.interactive else headless(message)
+                    self._print(Text(f"✗ {visible(shown)}", style="bold red"))
                 if self._message.requests:  # one usage line per message the person sent
                     self._print(Text(f"  {self._message.describe()}", style="dim"))
                 self._message = Usage()
@@ -287,7 +289,7 @@ class TerminalRenderer:
         line = self._tools.pop(finished.id, None)
         status = (line.status if line and line.status else "") or self._status_for(finished.name, {})
         result = finished.result
-        text = outcome_line(status, result.content, result.is_error, finished.seconds)
+        text = visible(outcome_line(status, result.content, result.is_error, finished.seconds))
         if finished.reused:
             text += " · reused from before the rollback"
         style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
@@ -315,9 +317,9 @@ class TerminalRenderer:
 
     def _tool_status(self, line: _ToolLine) -> str:
         if line.status:
-            return line.status
+            return visible(line.status)
         args = {m.group(1): _unescape(m.group(2)) for m in _STRING_FIELD.finditer("".join(line.partial))}
-        return self._status_for(line.name, args) + "…"
+        return visible(self._status_for(line.name, args)) + "…"
 
     def _print(self, *renderables: Any) -> None:
         if self._held is not None:
@@ -400,7 +402,7 @@ def _style_line(line: str, fence: str | None) -> Text:
 
 def _diff_row(row: str) -> Text:
     style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
-    return Text(f"    {row}", style=style)
+    return Text(f"    {visible(row)}", style=style)
 
 
 def _row(text: str, style: str) -> Text:
