@@ -232,10 +232,9 @@ class TerminalRenderer:
                 self._fence = None  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
-                if self._streamed:
-                    self._print(Text(visible(f"↺ partial reply discarded: {describe_rollback(rolled)}"), style="yellow"))
-                else:
-                    self._print(Text(visible(f"↺ {describe_rollback(rolled, streamed=False)}"), style="yellow"))
+                said = describe_rollback(rolled, streamed=self._streamed)
+                said = f"partial reply discarded: {said}" if self._streamed else said
+                self._print(Text(visible(f"↺ {said}"), style="yellow"))
             case TurnEnded(ok=ok, message=message):
                 self._commit_partial(discarded=False)
                 self._fence = None
