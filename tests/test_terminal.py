@@ -297,3 +297,19 @@ def test_escape_sequences_from_the_model_or_a_tool_are_shown_not_obeyed():
     assert "clear ^[[2J^[[5Aup^Mback\n" in out and "and ^[]0;title^G partial ^[[1A" in out
     for obeyed in ("\x1b[2J", "\x1b[5A", "\x1b]0", "\x1b[H", "\x1b[31mred"):  # (our own cursor-ups are 1-2 rows)
         assert obeyed not in out
+
+
+def test_the_plain_renderer_reports_calls_that_never_ran():
+    from midstream.tools.ui.render import PlainRenderer
+
+    out, err = io.StringIO(), io.StringIO()
+    renderer = PlainRenderer(out, err, stream_text=False)
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolCallReady(0, "a", "edit_file", {"path": "a.py"}))
+    renderer.show(ToolCallReady(1, "b", "edit_file", {"path": "b.py"}))
+    renderer.show(ToolRunning("a", "edit_file", "Editing a.py"))
+    renderer.show(ToolFinished("a", "edit_file", ToolResult("Edited a.py: replaced 1 occurrence.\n"), 0.1))
+    renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
+    lines = err.getvalue().splitlines()
+    assert lines == ["… Editing a.py", "✓ Edited a.py", "○ edit_file b.py: not run (the turn was interrupted "
+                     "before it started)", "midstream: interrupted; the conversation is saved"]

@@ -193,6 +193,7 @@ class PlainRenderer:
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
         self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
+        self._waiting: dict[str, str] = {}  # calls complete in the stream, not started: "edit_file a.py"
         self._streamed = False  # something of the current reply has arrived
 
     def show(self, event: Event) -> None:
@@ -222,10 +223,15 @@ class PlainRenderer:
                 case ToolAsking(name=name, input=args, workspace=workspace):
                     for row in preview_rows(name, args, Path(workspace)):
                         self._note(f"    {row}")
+                case ToolCallReady(id=call_id, name=name, input=args):
+                    target = args.get("path") or args.get("command") or args.get("pattern") or ""
+                    self._waiting[call_id] = f"{name} {shorten(str(target), 60)}".strip()
                 case ToolRunning(id=call_id, status=status):
+                    self._waiting.pop(call_id, None)
                     self._statuses[call_id] = status
                     self._note(f"… {status}")
                 case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
+                    self._waiting.pop(call_id, None)
                     status = self._statuses.pop(call_id, name)
                     line = outcome_line(status, result.content, result.is_error, seconds)
                     self._note(line + (" · reused from before the rollback" if reused else ""))
@@ -240,6 +246,7 @@ class PlainRenderer:
                         self._final, self._reply = "".join(self._reply).strip(), []
                 case TurnRolledBack() as rolled:
                     self._reply = []
+                    self._waiting.clear()
                     if self._mid_line:  # the partial reply stays on screen, marked
                         self._out.write(" [discarded]\n")
                         self._out.flush()
@@ -248,6 +255,9 @@ class PlainRenderer:
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
                 case TurnEnded(ok=ok, message=message):
+                    for call in self._waiting.values():  # cancelled before they started: say so
+                        self._note(f"○ {call}: not run (the turn was interrupted before it started)")
+                    self._waiting.clear()
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
                         self._out.write(final + "\n")
