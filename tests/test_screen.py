@@ -202,3 +202,26 @@ def test_a_dropped_reply_stays_on_screen_and_the_retry_starts_on_its_own_line(wo
     assert in_order(rows, ["First line.", "Half a l", "↺ partial reply discarded: ", "First line.",
                            "Whole reply."]) == [], rows
     assert not any("lineWhole" in row or "line First" in row for row in rows), rows
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_waiting_call_says_so_and_after_ctrl_c_says_it_did_not_run(workspace, columns):
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": "echo started; sleep 30"}),
+              ToolUse("t2", "bash", {"command": "touch never"})),
+        reply(Text("Stopped, as you asked.")),
+    ])
+    with server:
+        term = Terminal(server, workspace, columns)
+        term.expect("› ")
+        term.child.sendline("go")
+        term.expect("waiting for an earlier call")
+        term.expect("started")
+        term.child.sendintr()
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    assert in_order(rows, ["› go", "✗ Ran `echo started; sleep 30`: killed by SIGINT",
+                           "○ Running `touch never`: not run", "✗ interrupted"]) == [], rows
+    assert not (workspace / "never").exists()
