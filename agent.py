@@ -57,6 +57,7 @@ from midstream.tools.ui.events import (
     ContextUsed,
     Renderer,
     RequestStarted,
+    RequestUsage,
     ToolCallReady,
     ToolFinished,
     ToolProgress,
@@ -221,6 +222,7 @@ class Agent:
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
+        self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
@@ -398,6 +400,7 @@ class Agent:
 
     def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
+        self._aborted = False
         body = self._request_body()
         sent = self.cache_audit.fingerprint(body)
         if self.config.prompt_cache:
@@ -414,7 +417,8 @@ class Agent:
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except (KeyboardInterrupt, ModelError) as stopped:
-            if isinstance(stopped, KeyboardInterrupt) or self.interrupting:  # a shut-down socket, too
+            # A socket shut down by Ctrl-C can fail the read before the handler has run: still an interrupt.
+            if isinstance(stopped, KeyboardInterrupt) or self.interrupting or self._aborted:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self._stop_tools(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
@@ -424,6 +428,9 @@ class Agent:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
             raise
+        finally:
+            if assembler.usage:  # answered, so billed: committed, rolled back or interrupted alike
+                self.renderer.show(RequestUsage(assembler.model, dict(assembler.usage)))
         message = assembler.message()
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
@@ -466,6 +473,8 @@ class Agent:
                 raise KeyboardInterrupt
             self.interruptible = True
             try:
+                if self.interrupting:  # pressed just before we became interruptible: nobody else will raise
+                    raise KeyboardInterrupt
                 event = next(events, None)
             finally:
                 self.interruptible = False
@@ -490,6 +499,7 @@ class Agent:
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
         if self.interruptible:
+            self._aborted = True
             self.model.abort()
 
     def _stop_for_the_person(
@@ -560,7 +570,6 @@ class Agent:
             access = Access.whole_workspace(read_only=False)
 
         def run() -> ToolResult:
-            self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
             started = time.monotonic()
             ctx = ToolContext(
                 workspace,
@@ -574,7 +583,8 @@ class Agent:
                 refusal = self.gate.check(tool, call.input, ctx, call.id)
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
-                else:
+                else:  # running only now: a grace window or a question comes first, on screen too
+                    self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
             finally:
                 with self._running_lock:

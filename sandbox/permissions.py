@@ -23,7 +23,7 @@ from midstream.sandbox.allowlist import why_not
 from midstream.sandbox.isolation import INSTALL_HINT, probe
 from midstream.sandbox.policy import destructive_targets
 from midstream.tools.registry import Tool, ToolContext
-from midstream.tools.ui.events import ToolGrace
+from midstream.tools.ui.events import ToolAsking, ToolGrace
 
 __all__ = ["MODES", "Gate"]
 
@@ -40,7 +40,7 @@ class Gate:
     # Asks the person; returns "yes" | "no" | "always", or "no" once the event is set (Ctrl-C).
     # None: nobody to ask (a non-interactive run).
     confirm: Callable[[str, threading.Event], str] | None = None
-    announce: Callable[[ToolGrace], None] = lambda window: None  # shows the countdown to the person
+    announce: Callable[[ToolGrace | ToolAsking], None] = lambda window: None  # shows the countdown / the change
     # -p without an explicit mode: nobody watches a countdown, so destructive calls are refused.
     refuse_destructive: bool = False
     _always: set[str] = field(default_factory=set)
@@ -50,13 +50,13 @@ class Gate:
         workspace = ctx.workspace
         writes = bool(tool.access(workspace, args).writes)
         if tool.name in SHELL_TOOLS and self.mode != "auto":
-            return self._command(tool, args, ctx, writes)
+            return self._command(tool, args, ctx, writes, call_id)
         if self.mode == "read-only" and writes:
             return (f"Refused: midstream is in read-only mode, and {tool.status(args)} would change the "
                     "workspace. Only reading and read-only commands are allowed; tell the person what you "
                     "would change instead.")
         if self.mode == "ask" and writes:
-            return self._ask(tool, args, ctx)
+            return self._ask(tool, args, ctx, call_id)
         if self.mode == "auto" and self.refuse_destructive and tool.destructive(workspace, args):
             return (f"Refused: {tool.status(args)} is destructive (it deletes or overwrites what may not be "
                     "restorable), and in this non-interactive run nobody can stop it during a countdown. "
@@ -66,11 +66,12 @@ class Gate:
             return self._grace(tool, args, ctx, call_id)
         return None
 
-    def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool) -> str | None:
+    def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool,
+                 call_id: str) -> str | None:
         """read-only and ask modes: how a command runs (workspace bound read-only or writable) and when to ask."""
         confined = ctx.extras.get("isolation", "auto") != "none" and probe().available
         if self.mode == "ask" and writes:
-            return self._ask(tool, args, ctx)  # the person said yes: it runs with a writable workspace
+            return self._ask(tool, args, ctx, call_id)  # the person said yes: it runs with a writable workspace
         if confined:
             ctx.extras["writable"] = False  # the kernel refuses every write, whatever the command says
             return None
@@ -79,19 +80,21 @@ class Gate:
             ctx.extras["literal"] = True  # no glob or brace expansion: a file named "-delete" stays a file name
             return None
         if self.mode == "ask":
-            return self._ask(tool, args, ctx)
+            return self._ask(tool, args, ctx, call_id)
         return (f"Refused: midstream is in read-only mode and no sandbox can bind the workspace read-only here "
                 f"({probe().reason or 'isolation is off'}), so only a strict allowlist of reading programs runs; "
                 f"this command is not on it: {problem}. Use read_file, grep, glob and list_dir instead, or tell "
                 f"the person that installing bubblewrap ({INSTALL_HINT}) lifts this.")
 
-    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
+    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         if tool.name in self._always:
             return None
         if self.confirm is None:
             return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
                     "answer in this non-interactive run.")
         with self._asking:
+            if not ctx.cancelled.is_set():
+                self.announce(ToolAsking(call_id, tool.name, dict(args), str(ctx.workspace)))
             answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
         if answer == "always":
             self._always.add(tool.name)

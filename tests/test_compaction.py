@@ -451,10 +451,11 @@ def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and
 def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is():
     import io
 
-    from midstream.tools.ui.events import CompactionStarted, ContextUsed, TurnCommitted, TurnEnded
+    from midstream.tools.ui.events import CompactionStarted, ContextUsed, RequestUsage, TurnCommitted, TurnEnded
     from midstream.tools.ui.render import PlainRenderer, SummaryRenderer
 
-    events = [ContextUsed(46_000, 200_000), TurnCommitted("tool_use", {"input_tokens": 46_000, "output_tokens": 10}),
+    usage = {"input_tokens": 46_000, "output_tokens": 10}
+    events = [RequestUsage("claude-sonnet-4-5", usage), ContextUsed(46_000, 200_000), TurnCommitted("tool_use", usage),
               ContextCleared(4, 120_000, 70_000), CompactionStarted("auto", 161_000),
               Compacted("auto", 161_000, 12_000, 40, 1, {"input_tokens": 100, "output_tokens": 900}),
               TurnEnded("end_turn", True)]
@@ -466,11 +467,11 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
         plain.show(event)
         summary.show(event)
     lines = err.getvalue().splitlines()
-    assert lines[0].endswith(" · context 23%")
-    assert lines[1] == ("✓ cleared 4 old tool results to save context: 120,000 → 70,000 tokens "
+    assert lines[3].endswith(" · context 23%")  # the message's one usage line, at its end
+    assert lines[0] == ("✓ cleared 4 old tool results to save context: 120,000 → 70,000 tokens "
                         "(the model can fetch them again)")
-    assert lines[2] == "compacting the conversation… (161,000 tokens)"
-    assert lines[3] == ("✓ compacted the conversation: 161,000 → 12,000 tokens · 40 messages summarised, "
+    assert lines[1] == "compacting the conversation… (161,000 tokens)"
+    assert lines[2] == ("✓ compacted the conversation: 161,000 → 12,000 tokens · 40 messages summarised, "
                         "the last 1 kept verbatim")
     assert plain.session.output == 910  # the summary request is paid for too
     result = json.loads(summary_out.getvalue())

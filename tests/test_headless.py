@@ -154,3 +154,38 @@ def test_the_demo_runs_to_the_end_and_leaves_a_repository_to_look_at(tmp_path):
         assert tests.returncode == 0 and re.search(r"Ran 5 tests", tests.stderr)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def test_headless_stderr_tells_things_in_the_order_they_happened(workspace):
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.o").write_text("x")
+    server = ScriptedServer([
+        reply(Text("Let me clean up first.\n"), ToolUse("t1", "bash", {"command": "rm -rf build/"})),
+        reply(Text("Clean now.")),
+    ])
+    with server:
+        done = midstream(["-p", "clean", "--isolation", "none", "--mode", "auto", "--grace", "0.2"], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    narration = lines.index("· Let me clean up first.")
+    warning = next(i for i, line in enumerate(lines) if line.startswith("⚠ destructive: rm -rf build/"))
+    running = lines.index("… Running `rm -rf build/`")
+    outcome = next(i for i, line in enumerate(lines) if line.startswith("✓ Ran `rm -rf build/`"))
+    assert narration < warning < running < outcome, lines
+    assert done.stdout == "Clean now.\n"
+    assert sum(" in · " in line for line in lines) == 1  # one usage line for the message, not per request
+
+
+def test_a_refused_connection_names_the_url_and_is_not_called_a_rollback(workspace):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    done = midstream(["-p", "hi", "--max-attempts", "2"], workspace, {"ANTHROPIC_BASE_URL": url})
+    assert done.returncode == 1
+    assert f"cannot connect to the model service at {url}" in done.stderr
+    assert "partial reply" not in done.stderr and "rolled back" not in done.stderr
+    assert "/retry sends the same message" not in done.stderr  # no prompt to type it at in -p
+    assert "`midstream --continue` then /retry" in done.stderr.splitlines()[-1]

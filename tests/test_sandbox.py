@@ -195,8 +195,9 @@ def test_an_unconfined_session_says_so_at_start_in_every_output_format(workspace
         sandbox = json.loads(done.stdout)["sandbox"]
         assert sandbox["confined"] is False and "not installed" in sandbox["message"]
     else:
-        first = json.loads(done.stdout.splitlines()[0])
-        assert first["event"] == "SandboxStatus" and first["confined"] is False and "install" in first["message"]
+        init, first = map(json.loads, done.stdout.splitlines()[:2])  # right after the session's init line
+        assert init["sandbox"] == "unavailable" and first["event"] == "SandboxStatus"
+        assert first["confined"] is False and "install" in first["message"]
 
 
 def test_isolation_bwrap_refuses_to_start_without_it(workspace, path_without_bwrap):

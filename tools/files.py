@@ -189,7 +189,9 @@ def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
         before.splitlines(), after.splitlines(), f"a/{shown}", f"b/{shown}", n=2, lineterm=""
     ))
     if len(lines) > max_lines:
-        lines = lines[:max_lines] + [f"… ({len(lines) - max_lines} more diff lines)"]
+        added = sum(1 for line in lines[2:] if line.startswith("+"))
+        removed = sum(1 for line in lines[2:] if line.startswith("-"))
+        lines = lines[:max_lines] + [f"… ({len(lines) - max_lines} more diff lines; +{added} -{removed} in all)"]
     return "\n".join(lines)
 
 

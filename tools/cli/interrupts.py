@@ -1,7 +1,7 @@
 """How a person stops things: Ctrl-C and Esc reach the loop at known points; SIGTERM and SIGHUP exit.
 
 Ctrl-C is a signal (the kernel sends SIGINT to the foreground group); Esc is a byte that
-tools/cli/keys.py reads during a turn and turns into ``interrupt_turn``, the first Ctrl-C's effect.
+tools/cli/typeahead.py reads keys during a turn and turns Esc into ``interrupt_turn``, the first Ctrl-C's effect.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _install_interrupts(agent: Agent, idle_raises: Callable[[], bool]) -> None:
     raises only if the loop is blocked reading the stream; the second kills the running tools.
     The kernel may deliver SIGINT to any thread, and Python runs the handler on the main thread
     only once it gets back to bytecode, so a watcher woken through the signal wakeup fd shuts the
-    stream's socket down to wake a main thread blocked in recv(). Esc (keys.py) takes the same
+    stream's socket down to wake a main thread blocked in recv(). Esc (typeahead.py) takes the same
     path without the signal: it sets ``interrupting`` and shuts the socket down itself.
     """
 

@@ -2,7 +2,7 @@
 
 Where things live: the option table in options.py, settings files in settings.py, the default
 permission mode in modes.py, Ctrl-C / Esc / SIGTERM in interrupts.py, the interactive session in
-repl.py (slash commands in slash.py, keys during a turn in keys.py), sessions on disk in
+repl.py (slash commands in slash.py, keys during a turn in typeahead.py), sessions on disk in
 sessions.py. This module wires them: it builds the AgentConfig, chooses the renderer and runs the
 session.
 
@@ -121,11 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = _tools()
     renderer = _renderer(args, config, tools, streaming=task is None, output_format=settings["output_format"],
                          session_id=transcript.id)
-    from midstream.tools.cli.keys import KeyReader
     from midstream.tools.cli.repl import Interactive, confirmer
+    from midstream.tools.cli.typeahead import TypeAhead
 
     agent_box: list[Agent] = []
-    keys = KeyReader(sys.stdin.fileno(), lambda: interrupt_turn(agent_box[0]))  # a no-op without a terminal
+    # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
+    keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
+            or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=confirmer(renderer, keys) if interactive else None, model=_model_client(args, config))
     agent_box.append(agent)
@@ -278,7 +280,7 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
             return tool.status(call_args) if tool else name
 
         return TerminalRenderer(Console(highlight=False), model=config.model, status_for=status_for,
-                                record=args.svg is not None)
+                                record=args.svg is not None, interactive=streaming)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(model=config.model, stream_text=streaming)

@@ -50,7 +50,7 @@ class Prompt:
             try:
                 line = input("› " if not lines else "… ")
             except EOFError:
-                print()
+                print()  # what follows (the session's usage) starts on a line of its own
                 return None
             except KeyboardInterrupt:
                 typed = self._readline.get_line_buffer() if self._readline else ""

@@ -11,7 +11,7 @@ from typing import Any
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
-from midstream.tools.cli.keys import KeyReader
+from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.ui.events import Renderer, TurnEnded
 
@@ -21,7 +21,7 @@ __all__ = ["Interactive", "confirmer"]
 class Interactive:
     """One person at a terminal: reads messages, runs turns, catches commands."""
 
-    def __init__(self, agent: Agent, renderer: Renderer, keys: KeyReader) -> None:
+    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead) -> None:
         self.agent = agent
         self.renderer = renderer
         self.keys = keys
@@ -52,12 +52,14 @@ class Interactive:
 
     def turn(self, run: Callable[[], TurnEnded]) -> TurnEnded:
         """Run one turn with Esc watched; keep what the person typed meanwhile for the prompt."""
-        with self.keys.during():
+        if self._prefill:  # typed ahead before this turn and not sent: still being typed
+            self.keys.typed, self._prefill = self._prefill, ""
+        with self.keys.capturing():
             ended = run()
-        typed, eof, _ = (self._prefill + self.keys.take_typed()).partition("\x04")
-        *lines, self._prefill = typed.split("\n")
-        self._queued += [line for line in lines if line.strip()]
-        if eof and not self._prefill.strip():
+        while (line := self.keys.next_message()) is not None:
+            self._queued.append(line)
+        self._prefill = self.keys.leftover()
+        if self.keys.take_eof() and not self._prefill.strip():
             self._leaving = True  # Ctrl-D on an empty line, typed ahead: leave once the lines before it ran
         return ended
 
@@ -97,7 +99,7 @@ class Interactive:
         while True:
             if self._queued:
                 text: str | None = self._queued.pop(0)
-                print(f"› {text}", flush=True)
+                self.say(f"› {text}  (queued)", style="")  # typed during the last turn, sent now
             elif self._leaving:
                 return 0
             else:
@@ -121,7 +123,7 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer, keys: KeyReader) -> Callable[[str, threading.Event], str]:
+def confirmer(renderer: Renderer, keys: TypeAhead) -> Callable[[str, threading.Event], str]:
     """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
 
     The key reader hands the terminal back (line mode, echo) while the question is open.

@@ -23,9 +23,11 @@ __all__ = [
     "Renderer",
     "RequestStarted",
     "SandboxStatus",
+    "RequestUsage",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
+    "ToolAsking",
     "ToolCallStarted",
     "ToolFinished",
     "ToolGrace",
@@ -42,6 +44,14 @@ __all__ = [
 class RequestStarted:
     attempt: int
     request_number: int
+
+
+@dataclass(frozen=True)
+class RequestUsage:
+    """What one answered request was billed, committed or not; ``model`` is the one the server reported."""
+
+    model: str
+    usage: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,16 @@ class ToolGrace:
     description: str
     targets: tuple[str, ...]
     seconds: float
+
+
+@dataclass(frozen=True)
+class ToolAsking:
+    """Ask mode is about to ask the person about this call: renderers show what it would change."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    workspace: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +244,7 @@ Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
     | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed | SandboxStatus
+    | ToolAsking | RequestUsage
 )
 
 

@@ -240,7 +240,8 @@ class ModelClient:
         if isinstance(exc, httpx2.ReadTimeout):
             return RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s")
         if isinstance(exc, httpx2.ConnectError):
-            return RetryableModelError(f"cannot connect to the model service: {exc}")
+            url = self._client_settings["base_url"]
+            return RetryableModelError(f"cannot connect to the model service at {url}: {exc}")
         # reset, dropped mid-stream, malformed chunking
         return RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}")
 
