@@ -42,6 +42,7 @@ from typing import Any
 from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
+from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
 from midstream.tools.conversation.transcript import Transcript
@@ -193,6 +194,7 @@ class Agent:
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
         )
+        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         # A resumed session already told the model its date; tell it again only when it changes.
         self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
@@ -224,6 +226,9 @@ class Agent:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
             blocks.insert(0, {"type": "text", "text": today})
             self._date_told = today
+        if undone := self.undo.pending_note():  # the model must know which of its turns were taken back
+            blocks.insert(0, {"type": "text", "text": undone})
+        self.undo.begin_turn()
         self._commit({"role": "user", "content": blocks})
         return self._run()
 
@@ -246,6 +251,7 @@ class Agent:
         try:
             return self._requests_until_done()
         finally:
+            self.undo.end_turn()
             self.busy = False
 
     def _requests_until_done(self) -> TurnEnded:
@@ -513,6 +519,8 @@ class Agent:
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
                 else:
+                    if access.writes:
+                        self.undo.before_call()  # a snapshot /undo can return to
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
             finally:
                 with self._running_lock:

@@ -2,6 +2,8 @@
 
 - ``read-only``: calls that write (file writes, commands that are not read-only) are refused.
 - ``ask``: every call that writes waits for the person's yes / no / always-for-this-session.
+  "always" is narrow: for a file tool it covers that tool; for a shell command it covers the same
+  program and subcommand (``npm test``, ``git status``), never all commands and never a destructive one.
 - ``auto`` (default): everything runs; a destructive call first shows what it would destroy for a
   short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event).
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midstream.sandbox.policy import destructive_targets
+from midstream.sandbox.policy import command_keys, destructive_targets
 from midstream.tools.registry import Tool, ToolContext
 from midstream.tools.ui.events import ToolGrace
 
@@ -50,7 +52,10 @@ class Gate:
         return None
 
     def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> str | None:
-        if tool.name in self._always:
+        command = args.get("command") if isinstance(args.get("command"), str) else None
+        destructive = tool.destructive(ctx.workspace, args)
+        keys = command_keys(command) if command is not None else frozenset({f"tool:{tool.name}"})
+        if not destructive and keys and keys <= self._always:
             return None
         if self.confirm is None:
             return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
@@ -58,7 +63,8 @@ class Gate:
         with self._asking:
             answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
         if answer == "always":
-            self._always.add(tool.name)
+            if not destructive and keys:  # a destructive form is asked for every time
+                self._always |= keys
             return None
         if answer == "yes":
             return None

@@ -55,6 +55,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     resume.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
                         help="resume the latest session of this workspace")
     resume.add_argument("--resume", metavar="ID", help="resume the session with this id")
+    parser.add_argument("--undo", action="store_true",
+                        help="undo the last turn of this workspace's latest session (again: the turn before)")
     parser.add_argument("--mode", choices=MODES, default=AgentConfig.mode, help="permission mode (default: auto)")
     parser.add_argument("--grace", type=float, default=AgentConfig.grace_seconds, metavar="SECONDS",
                         help="countdown before a destructive command runs in auto mode (0: none)")
@@ -107,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.demo:
         return _demo(args)
+    if args.undo:
+        return _undo_latest(args.cwd.resolve(), args.resume)
     config = config_from_environment(args, need_service=args.replay is None)
     if config.isolation == "bwrap":
         from midstream.sandbox.isolation import bwrap_works
@@ -298,7 +302,20 @@ def _confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
     return confirm
 
 
-HELP = """Commands: /retry sends the last message again after its attempts ran out; /help shows this.
+def _undo_latest(workspace: Path, session_id: str | None) -> int:
+    """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
+    from midstream.sandbox.snapshots import undo_last_turn
+
+    path = Transcript.find(workspace, session_id)
+    if path is None:
+        raise _fail(f"found no session for {workspace} to undo.")
+    report = undo_last_turn(workspace, path.stem)
+    print("\n".join(report.lines()), file=sys.stderr, flush=True)
+    return 0 if report.undone else 1
+
+
+HELP = """Commands: /retry sends the last message again after its attempts ran out; /undo puts back the files
+the last turn changed (shell commands included; again for the turn before); /help shows this.
 Keys: Ctrl-C stops what is running (a stream, tools, a destructive command's countdown); twice leaves.
       Ctrl-C or Ctrl-D on an empty prompt, or an empty line, leaves. End a line with \\ to go on.
 Session: saved as you go; `midstream --continue` picks it up again."""
@@ -315,6 +332,8 @@ def _prompt_loop(agent: Agent) -> int:
         command = text.strip()
         if command == "/retry":
             agent.retry()
+        elif command == "/undo":
+            print("\n".join(agent.undo.undo().lines()), file=sys.stderr, flush=True)
         elif command == "/help":
             print(HELP, file=sys.stderr, flush=True)
         elif command.startswith("/") and " " not in command and "/" not in command[1:]:
