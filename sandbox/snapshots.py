@@ -34,6 +34,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class SnapshotStore:
         self.git_dir = self.dir / "shadow.git"
         self.index = self.dir / "index"
         self._lock = threading.Lock()
+        self.skipped: list[str] = []  # untracked files too large for the last snapshot
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class SnapshotStore:
     # -- snapshot and restore ---------------------------------------------------------------------
 
     def take(self) -> str:
-        """Snapshot the workspace; returns the tree id."""
+        """Snapshot the workspace; returns the tree id (``skipped`` then holds the huge files left out)."""
         with self._locked():
             self._ensure()
             try:
@@ -156,6 +158,7 @@ class SnapshotStore:
 
     def _take(self) -> str:
         huge = self._huge_untracked()
+        self.skipped = huge
         pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
         self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
                   input=b".\0" + pathspecs, check=False)
@@ -185,13 +188,21 @@ class SnapshotStore:
             found.append((status[0], os.fsdecode(path), new_mode, new_sha))
         return found
 
-    def restore(self, paths: set[str], tree: str, current: str) -> list[tuple[str, str]]:
-        """Put ``paths`` back as they are in ``tree``; returns (A/M/D as seen from now, path)."""
+    def restore(self, paths: set[str], tree: str, current: str, since: float = 0.0) -> list[tuple[str, str]]:
+        """Put ``paths`` back as they are in ``tree``; returns (what was done, path).
+
+        A file that is not in ``tree`` is removed only if it changed after ``since`` (the turn's start):
+        one that is older was there before the turn, merely out of the snapshot (ignored then).
+        """
         with self._locked():
             wanted = [c for c in self.changes(current, tree) if c[1] in paths]
             restored: list[tuple[str, str]] = []
             for status, path, _mode, _sha in wanted:  # deletions first: a file may stand where a dir was
                 if status == "D":
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(self.workspace / path).st_ctime < since:
+                            restored.append(("kept (older than the turn)", path))
+                            continue
                     self._remove(path)
                     restored.append(("removed", path))
             writes = [c for c in wanted if c[0] != "D" and c[2] != "160000"]
@@ -331,7 +342,8 @@ class TurnSnapshots:
             with self.store._locked():
                 record = self._load()
                 if not self._turn_open or not record["turns"]:
-                    record["turns"].append({"before": tree, "after": None, "calls": [], "undone": False})
+                    record["turns"].append({"before": tree, "after": None, "calls": [], "undone": False,
+                                            "started": time.time(), "skipped": self.store.skipped})
                     self._turn_open = True
                 record["turns"][-1]["calls"].append(tree)
                 self._save(record)
@@ -386,7 +398,8 @@ class TurnSnapshots:
             number = record["turns"].index(turn) + 1
             after = turn["after"] or now
             changed = {path for _, path, _, _ in self.store.changes(turn["before"], after)}
-            files = self.store.restore(changed, turn["before"], now)
+            changed -= set(turn.get("skipped", []))  # too large to hold before the turn: left as they are
+            files = self.store.restore(changed, turn["before"], now, since=turn.get("started", 0.0) - 1.0)
             with self.store._locked():
                 record = self._load()
                 record["turns"][number - 1]["undone"] = True
