@@ -74,6 +74,7 @@ class SnapshotStore:
         self.index = self.dir / "index"
         self._lock = threading.Lock()
         self.skipped: list[str] = []  # untracked files too large for the last snapshot
+        self._last: tuple[tuple[int, int], str] | None = None  # (index file's stamp, its tree)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -148,32 +149,61 @@ class SnapshotStore:
     def take(self) -> str:
         """Snapshot the workspace; returns the tree id (``skipped`` then holds the huge files left out)."""
         with self._locked():
-            self._ensure()
+            if not self.index.exists() or not (self.git_dir / "HEAD").exists():
+                self._ensure()
+                self._seed_again()
             try:
                 return self._take()
             except SnapshotError:
                 # A seeded index git cannot use (split index, another version): start over from empty.
                 self.index.unlink(missing_ok=True)
+                self._last = None
                 return self._take()
 
     def _take(self) -> str:
-        huge = self._huge_untracked()
-        self.skipped = huge
-        pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
-        self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
-                  input=b".\0" + pathspecs, check=False)
-        return self._git("write-tree").stdout.decode().strip()
-
-    def _huge_untracked(self) -> list[str]:
-        listed = self._git("ls-files", "-z", "--others", "--exclude-standard").stdout
-        huge = []
-        for name in listed.split(b"\0"):
+        # One pass finds what changed since the last snapshot (new files walked, tracked ones stat'ed);
+        # only those are handed to `git add`, so an unchanged workspace costs one stat per file.
+        listed = self._git("ls-files", "-z", "-t", "--others", "--modified", "--deleted", "--exclude-standard").stdout
+        changed: dict[bytes, None] = {}
+        huge: list[str] = []
+        for entry in listed.split(b"\0"):
+            tag, name = entry[:1], entry[2:]
             if not name:
                 continue
-            with contextlib.suppress(OSError):
-                if os.lstat(os.path.join(self.workspace, os.fsdecode(name))).st_size > HUGE_BYTES:
-                    huge.append(os.fsdecode(name))
-        return huge
+            if tag == b"?":
+                with contextlib.suppress(OSError):
+                    if os.lstat(os.path.join(self.workspace, os.fsdecode(name))).st_size > HUGE_BYTES:
+                        huge.append(os.fsdecode(name))
+                        continue
+            changed[name] = None
+        self.skipped = huge
+        added = None
+        if changed and len(changed) <= 2000:  # git matches pathspecs one by one: many are slower than a walk
+            added = self._git("--literal-pathspecs", "add", "-A", "--ignore-errors", "--pathspec-from-file=-",
+                              "--pathspec-file-nul", input=b"\0".join(changed) + b"\0", check=False)
+        if changed and (added is None or added.returncode != 0):  # many files, or one vanished meanwhile
+            pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
+            self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
+                      input=b".\0" + pathspecs, check=False)
+        stamp = self._stamp()
+        if not changed and self._last is not None and self._last[0] == stamp:
+            return self._last[1]  # nothing changed and the index is as we left it: the same tree
+        tree = self._git("write-tree").stdout.decode().strip()
+        self._last = (self._stamp(), tree)
+        return tree
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            info = os.stat(self.index)
+        except OSError:
+            return (0, 0)
+        return (info.st_mtime_ns, info.st_size)
+
+    def _seed_again(self) -> None:
+        """A fresh index: refresh its stat data once (entries written in the same second as the index
+        would otherwise be re-read on every snapshot; git calls them racily clean)."""
+        if self.index.exists():
+            self._git("update-index", "-q", "--refresh", "--ignore-missing", check=False)
 
     def changes(self, old: str, new: str) -> list[tuple[str, str, str, str]]:
         """(status, path, old mode, new blob) for each file that differs from ``old`` to ``new``."""
