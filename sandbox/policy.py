@@ -99,6 +99,8 @@ _VALUE_OPTIONS: dict[str, set[str]] = {
     "python": {"m", "W", "X", "c"}, "perl": {"e", "E", "M", "I", "m"}, "node": {"e", "p", "r", "--eval",
                                                                                 "--print", "--require"},
     "ruby": {"e", "r", "I"},
+    "curl": {"o", "--output", "d", "H", "X", "u", "A", "e", "F", "T", "w", "--data", "--header", "--request"},
+    "wget": {"O", "--output-document", "o", "a", "P", "U", "--user-agent"},
 }
 
 
@@ -228,6 +230,10 @@ def _tee_overwrites(call: Call) -> bool:
                                                      if not _is_device(p))
 
 
+def _output(call: Call, short: str, long: str) -> str:
+    return call.values.get(short) or call.values.get(long) or UNKNOWN
+
+
 def _sed_files(call: Call) -> list[str]:
     script_given = call.flags & {"e", "f", "--expression", "--file"}
     return call.operands if script_given else call.operands[1:]
@@ -331,6 +337,10 @@ RULES: tuple[Rule, ...] = (
     Rule("tee", None, _tee_overwrites, _D, "tee over an existing file", _operands),
     Rule("rsync", None, lambda c: any(f.startswith(("--delete", "--remove-source")) for f in c.flags), _D,
          "rsync --delete", lambda c: c.operands[-1:]),
+    Rule("curl", None, lambda c: _exists_file(c, _output(c, "o", "--output")), _D, "download over an existing file",
+         lambda c: [_output(c, "o", "--output")]),
+    Rule("wget", None, lambda c: _exists_file(c, _output(c, "O", "--output-document")), _D,
+         "download over an existing file", lambda c: [_output(c, "O", "--output-document")]),
     Rule("kill", None, operand_in("-1"), _D, "kill -1 signals every process"),
     Rule("crontab", None, any_flag("r"), _D, "crontab -r removes the crontab"),
     *(Rule(p, None, always, _D, "shuts the machine down") for p in ("reboot", "shutdown", "halt", "poweroff")),
@@ -395,6 +405,7 @@ _WRAPPERS: dict[str, set[str]] = {
     "exec": {"a"}, "stdbuf": {"i", "o", "e"}, "ionice": {"c", "n", "p"}, "setsid": set(), "chronic": set(),
     "xargs": {"I", "n", "P", "d", "L", "s", "a", "E", "--max-args", "--max-procs", "--delimiter", "--arg-file"},
     "watch": {"n", "d", "--interval"}, "unbuffer": set(), "caffeinate": set(), "flock": {"w", "E"},
+    "busybox": set(), "chrt": {"p"}, "taskset": set(), "systemd-run": {"u", "p", "--unit", "--property"},
 }
 _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "fish"}
 _INTERPRETERS = {"python", "perl", "node", "ruby"}
@@ -526,6 +537,18 @@ class _Analysis:
         if program == "eval":
             self.add(_D, "cannot tell: eval runs text built at run time", cwd)
             return cwd
+        if program in ("source", ".") and (not args or args[0] == UNKNOWN or args[0].startswith("/dev/")):
+            if stdin_text is not None and args and args[0].startswith("/dev/"):
+                self.script(stdin_text, cwd, depth + 1)
+            else:
+                self.add(_D, f"cannot tell: {program} runs text built at run time", cwd)
+            return cwd
+        if program == "trap" and args and args[0] not in ("-l", "-p", "-", ""):
+            if args[0] == UNKNOWN:
+                self.add(_D, "cannot tell: trap runs text built at run time", cwd)
+            else:
+                self.script(args[0], cwd, depth + 1)  # runs later, in this shell: as if run here
+            return cwd
         if "xargs" in wrappers and program in _DELETERS:
             self.add(_D, f"xargs {program} deletes whatever names arrive on its input", cwd)
         if program in _SHELLS:
@@ -547,6 +570,9 @@ class _Analysis:
         code: str | None = None
         if program in _INTERPRETERS:
             code = self.interpreter_code(program, args, stdin_text)
+            if code is not None and UNKNOWN in code:
+                self.add(_D, f"cannot tell: {program} runs code built at run time", cwd)
+                return cwd
             if code is None and piped_into and not _runs_a_file(program, args):
                 self.add(_D, f"pipes downloaded or generated text into {os.path.basename(command[0])}", cwd)
                 return cwd

@@ -158,8 +158,7 @@ class _Walker:
                 if simple.stdin_text is None:
                     simple.stdin_text = _text(body)  # unknown parts stay as written: still worth reading
             elif node.type == "heredoc_redirect":
-                body = next((c for c in node.children if c.type == "heredoc_body"), None)
-                simple.stdin_text = _text(body) if body is not None else ""
+                simple.stdin_text = _heredoc_text(node)
                 self._redirects(simple, [c for c in node.children if c.type == "file_redirect"])  # `<<EOF > f`
             elif node.type == "file_redirect":
                 operator = "".join(_text(c) for c in node.children if not c.is_named)
@@ -220,6 +219,18 @@ def _index(parent: Any, child: Any) -> int:
         if candidate.id == child.id:
             return number
     return -1
+
+
+def _heredoc_text(node: Any) -> str:
+    """The lines between ``<<EOF`` and ``EOF``, read from the source: the grammar sometimes turns the
+    first of them into words of the redirection instead of its body."""
+    whole = bytes(node.text)
+    end = next((c for c in node.children if c.type == "heredoc_end"), None)
+    stop = end.start_byte - node.start_byte if end is not None else len(whole)
+    first_newline = whole.find(b"\n")
+    if first_newline < 0 or first_newline >= stop:
+        return ""
+    return whole[first_newline + 1:stop].decode("utf-8", "surrogateescape")
 
 
 def _last_command(node: Any) -> Any:

@@ -69,7 +69,8 @@ def bench_snapshots(sizes: list[int]) -> None:
                 unchanged = median_ms(snapshots.before_call)
                 counter = iter(range(10**9))
 
-                def edit_then_snapshot(workspace: Path = workspace, snapshots: TurnSnapshots = snapshots) -> None:
+                def edit_then_snapshot(workspace: Path = workspace, snapshots: TurnSnapshots = snapshots,
+                                       counter=counter) -> None:
                     number = next(counter)
                     (workspace / "pkg0000" / "mod00.py").write_text(f"edited {number}\n")
                     (workspace / f"new{number}.txt").write_text("new\n")
@@ -113,7 +114,7 @@ def bench_classification() -> None:
         old = _old_classifier()
         rows = []
         for name, table_commands in commands.items():
-            def per_command(classifier) -> float:
+            def per_command(classifier, table_commands=table_commands) -> float:
                 times = []
                 for command in table_commands:
                     started = time.perf_counter()
@@ -129,7 +130,8 @@ def bench_classification() -> None:
             old_hits = "n/a"
             if old:
                 flagged = sum(1 for c in table_commands if old(c, workspace).destructive)
-                old_hits = f"{flagged if 'destructive' in name else len(table_commands) - flagged}/{len(table_commands)}"
+                right = flagged if "destructive" in name else len(table_commands) - flagged
+                old_hits = f"{right}/{len(table_commands)}"
             rows.append([name, len(table_commands), new, baseline, f"{missed}/{len(table_commands)}", old_hits])
         table("Classification per command (µs, median; target < 1,000 µs); right verdicts, tree-sitter vs shlex",
               ["table", "commands", "tree-sitter µs", "old shlex µs", "right (new)", "right (old)"], rows)
