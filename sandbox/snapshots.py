@@ -47,6 +47,7 @@ __all__ = ["HUGE_BYTES", "SnapshotStore", "TurnSnapshots", "UndoReport", "undo_l
 log = logging.getLogger("midstream.snapshots")
 
 HUGE_BYTES = 10 * 1024 * 1024  # untracked files larger than this are left out of snapshots
+NEW_BYTES_LIMIT = 1024 * 1024 * 1024  # more new data than this in one snapshot: too big to hold (a home directory?)
 _SEED_LIMIT = 512 * 1024 * 1024  # an index bigger than this is not a real one
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 SKIPPED_NOTE = (f"Not covered by undo: ignored paths, untracked files over {HUGE_BYTES // (1024 * 1024)} MB, "
@@ -61,6 +62,10 @@ def _state_root() -> Path:
 
 class SnapshotError(RuntimeError):
     """git could not take or restore a snapshot."""
+
+
+class TooLarge(SnapshotError):
+    """The workspace holds more new data than a snapshot should copy."""
 
 
 class SnapshotStore:
@@ -154,6 +159,8 @@ class SnapshotStore:
                 self._seed_again()
             try:
                 return self._take()
+            except TooLarge:
+                raise
             except SnapshotError:
                 # A seeded index git cannot use (split index, another version): start over from empty.
                 self.index.unlink(missing_ok=True)
@@ -166,16 +173,22 @@ class SnapshotStore:
         listed = self._git("ls-files", "-z", "-t", "--others", "--modified", "--deleted", "--exclude-standard").stdout
         changed: dict[bytes, None] = {}
         huge: list[str] = []
+        new_bytes = 0
         for entry in listed.split(b"\0"):
             tag, name = entry[:1], entry[2:]
             if not name:
                 continue
             if tag == b"?":
                 with contextlib.suppress(OSError):
-                    if os.lstat(os.path.join(self.workspace, os.fsdecode(name))).st_size > HUGE_BYTES:
+                    size = os.lstat(os.path.join(self.workspace, os.fsdecode(name))).st_size
+                    if size > HUGE_BYTES:
                         huge.append(os.fsdecode(name))
                         continue
+                    new_bytes += size
             changed[name] = None
+        if new_bytes > NEW_BYTES_LIMIT:
+            raise TooLarge(f"{new_bytes / 2**30:.1f} GB of files are new to the snapshot; add the bulky directories "
+                           "to .gitignore to make this workspace undoable")
         self.skipped = huge
         added = None
         if changed and len(changed) <= 2000:  # git matches pathspecs one by one: many are slower than a walk
@@ -344,6 +357,7 @@ class TurnSnapshots:
         self.path = self.store.dir / "sessions" / f"{self.session}.json"
         self._turn_open = False
         self._mutex = threading.Lock()
+        self.unavailable: str | None = None  # why the last snapshot could not be taken
 
     def _load(self) -> dict:
         try:
@@ -368,6 +382,7 @@ class TurnSnapshots:
                 tree = self.store.take()
             except (SnapshotError, OSError, subprocess.SubprocessError) as error:
                 log.warning("snapshot failed; this call cannot be undone: %s", error)
+                self.unavailable = str(error)
                 return
             with self.store._locked():
                 record = self._load()
@@ -423,7 +438,8 @@ class TurnSnapshots:
                 record = self._load()
             turns = [t for t in record["turns"] if not t["undone"]]
             if not turns:
-                return UndoReport(False, "Nothing to undo: no turn of this session changed the workspace.")
+                why = f" (snapshots failed: {self.unavailable})" if self.unavailable else ""
+                return UndoReport(False, f"Nothing to undo: no turn of this session changed the workspace{why}.")
             turn = turns[-1]
             number = record["turns"].index(turn) + 1
             after = turn["after"] or now
