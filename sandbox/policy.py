@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
+from midstream.sandbox.commandline import (
+    INTERPRETERS,
+    PRIVILEGED,
+    SHELLS,
+    UNKNOWN,
+    Call,
+    make_call,
+    normalise,
+    shell_script,
+    unwrap,
+)
 from midstream.sandbox.shellparse import Simple, parse_script
 
-__all__ = ["RULES", "Classification", "Finding", "Rule", "Verdict", "analyze", "classify", "command_keys",
-           "destructive_targets"]
-
-UNKNOWN = "\x00?"  # a word whose value needs running code
-
+__all__ = ["RULES", "Classification", "Finding", "Rule", "Verdict", "UNKNOWN", "analyze", "classify",
+           "destructive_targets", "split_commands"]
 
 class Verdict(IntEnum):
     READ_ONLY = 0  # may run beside other reads
@@ -67,94 +75,6 @@ class Finding:
     reason: str
     cwd: Path | None = None
     targets: list[Target] = field(default_factory=list)
-
-
-# -- what a rule sees ------------------------------------------------------------------------------
-
-@dataclass
-class Call:
-    program: str  # basename, normalised (python3.12 -> python, mkfs.ext4 -> mkfs)
-    args: list[str]  # after the program; UNKNOWN for words we cannot evaluate
-    cwd: Path | None  # where it runs, when we can follow the cd's before it
-    sub: str = ""  # the subcommand (git's after its global options; the first operand otherwise)
-    flags: set[str] = field(default_factory=set)  # -rf -> r, f; --long kept whole (after sub for git)
-    operands: list[str] = field(default_factory=list)  # after sub for git
-    values: dict[str, str] = field(default_factory=dict)  # option -> its value
-    code: str | None = None  # an interpreter's program text (-c, -e, or stdin)
-
-
-# Options that take a value, per program: their value is never an operand (nor a target).
-_VALUE_OPTIONS: dict[str, set[str]] = {
-    "truncate": {"s", "r", "--size", "--reference"},
-    "shred": {"n", "s", "--iterations", "--size", "--random-source"},
-    "chmod": {"--reference"}, "chown": {"--reference", "--from"}, "chgrp": {"--reference"},
-    "cp": {"t", "S", "--target-directory", "--suffix"}, "mv": {"t", "S", "--target-directory", "--suffix"},
-    "ln": {"t", "S", "--target-directory", "--suffix"},
-    "install": {"m", "o", "g", "t", "S", "--mode", "--owner", "--group", "--target-directory"},
-    "sed": {"e", "f", "l", "--expression", "--file", "--line-length"},
-    "rsync": {"e", "f", "--exclude", "--include", "--filter", "--rsh", "--exclude-from", "--include-from"},
-    "git": {"m", "b", "B", "C", "c", "u", "F", "--message", "--author", "--date", "--format", "--pretty"},
-    "tee": set(), "rm": set(),
-    "kill": {"s", "n", "--signal"},
-    "python": {"m", "W", "X", "c"}, "perl": {"e", "E", "M", "I", "m"}, "node": {"e", "p", "r", "--eval",
-                                                                                "--print", "--require"},
-    "ruby": {"e", "r", "I"},
-    "curl": {"o", "--output", "d", "H", "X", "u", "A", "e", "F", "T", "w", "--data", "--header", "--request"},
-    "wget": {"O", "--output-document", "o", "a", "P", "U", "--user-agent"},
-}
-
-
-def _parse_options(program: str, args: list[str]) -> tuple[set[str], list[str], dict[str, str]]:
-    takes = _VALUE_OPTIONS.get(program, set())
-    flags: set[str] = set()
-    operands: list[str] = []
-    values: dict[str, str] = {}
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        index += 1
-        if arg == "--":
-            operands += args[index:]
-            break
-        if arg.startswith("--"):
-            name, eq, value = arg.partition("=")
-            flags.add(name)
-            if eq:
-                values[name] = value
-            elif name in takes and index < len(args):
-                values[name] = args[index]
-                index += 1
-        elif arg.startswith("-") and len(arg) > 1 and not (program == "kill" and arg[1:].isdigit()):
-            for position, letter in enumerate(arg[1:], start=1):
-                flags.add(letter)
-                if letter in takes:
-                    rest = arg[position + 1:]
-                    if rest:
-                        values[letter] = rest
-                    elif index < len(args):
-                        values[letter] = args[index]
-                        index += 1
-                    break
-        else:
-            operands.append(arg)
-    return flags, operands, values
-
-
-_GIT_GLOBAL_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace"}
-
-
-def _make_call(program: str, args: list[str], cwd: Path | None, code: str | None = None) -> Call:
-    call = Call(program, args, cwd, code=code)
-    if program == "git":
-        index = 0
-        while index < len(args) and args[index].startswith("-"):
-            index += 2 if args[index] in _GIT_GLOBAL_VALUE else 1
-        call.sub = args[index] if index < len(args) else ""
-        call.flags, call.operands, call.values = _parse_options("git", args[index + 1:])
-    else:
-        call.flags, call.operands, call.values = _parse_options(program, args)
-        call.sub = call.operands[0] if call.operands else ""
-    return call
 
 
 # -- predicates the table is written in ------------------------------------------------------------
@@ -396,77 +316,13 @@ for _rule in RULES:
 
 # -- reading one simple command --------------------------------------------------------------------
 
-_PRIVILEGED = {"sudo", "doas", "su", "pkexec", "run0"}
-# wrapper -> its options that take a value; what follows the options is the command it runs
-_WRAPPERS: dict[str, set[str]] = {
-    "sudo": {"u", "g", "C", "D", "h", "p", "U", "r", "t", "--user", "--group"}, "doas": {"u", "C"},
-    "env": {"u", "C", "S", "--unset", "--chdir"}, "timeout": {"s", "k", "--signal", "--kill-after"},
-    "nice": {"n", "--adjustment"}, "nohup": set(), "time": {"f", "o"}, "command": set(), "builtin": set(),
-    "exec": {"a"}, "stdbuf": {"i", "o", "e"}, "ionice": {"c", "n", "p"}, "setsid": set(), "chronic": set(),
-    "xargs": {"I", "n", "P", "d", "L", "s", "a", "E", "--max-args", "--max-procs", "--delimiter", "--arg-file"},
-    "watch": {"n", "d", "--interval"}, "unbuffer": set(), "caffeinate": set(), "flock": {"w", "E"},
-    "busybox": set(), "chrt": {"p"}, "taskset": set(), "systemd-run": {"u", "p", "--unit", "--property"},
-}
-_SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "fish"}
-_INTERPRETERS = {"python", "perl", "node", "ruby"}
 _DELETERS = {"rm", "shred", "unlink", "rmdir", "truncate"}
 _SAFE_DEVICES = re.compile(r"/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|full|random|urandom|pts/\d+)$")
 _MAX_DEPTH = 6
 
 
-def _normalise(program: str) -> str:
-    name = os.path.basename(program)
-    if re.fullmatch(r"python[0-9.]*|pypy[0-9.]*", name):
-        return "python"
-    if name.startswith("mkfs."):
-        return "mkfs"
-    return {"nodejs": "node", "perl5": "perl"}.get(name, name)
-
-
 def _is_device(path: str) -> bool:
     return path.startswith("/dev/")
-
-
-def _unwrap(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(wrappers, command): strip VAR=value words and wrapper programs with their options."""
-    wrappers: list[str] = []
-    rest = list(argv)
-    while rest:
-        name = os.path.basename(rest[0])
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", rest[0]):
-            rest = rest[1:]
-            continue
-        if name not in _WRAPPERS or name == "su":
-            break
-        wrappers.append(name)
-        takes = _WRAPPERS[name]
-        rest = rest[1:]
-        while rest and rest[0].startswith("-") and rest[0] != "-":
-            option = rest.pop(0)
-            if option == "--":
-                break
-            letter = option.lstrip("-").split("=")[0]
-            long = option.split("=")[0]
-            if ("=" not in option and (long in takes or (len(option) == 2 and letter in takes))) and rest:
-                rest.pop(0)
-        if name == "timeout" and rest:
-            rest = rest[1:]  # the duration
-        if name == "flock" and rest:
-            rest = rest[1:]  # the lock file
-        while rest and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", rest[0]) and name in ("env", "sudo"):
-            rest = rest[1:]
-    return wrappers, rest
-
-
-def _shell_script(args: list[str]) -> tuple[bool, str | None]:
-    """(has a script given with -c, the script); a shell given a file runs that file."""
-    for index, arg in enumerate(args):
-        if arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]:
-            following = [a for a in args[index + 1:] if not a.startswith("-")]
-            return True, following[0] if following else ""
-        if not arg.startswith("-") and not arg.startswith("+"):
-            return False, None
-    return False, None
 
 
 class _Analysis:
@@ -520,15 +376,15 @@ class _Analysis:
 
     def argv(self, argv: list[str], cwd: Path | None, depth: int, *, piped_into: bool = False,
              stdin_text: str | None = None) -> Path | None:
-        wrappers, command = _unwrap(argv)
-        if any(w in _PRIVILEGED for w in wrappers):
+        wrappers, command = unwrap(argv)
+        if any(w in PRIVILEGED for w in wrappers):
             self.add(_D, "sudo runs as another user", cwd)
         if not command:
             return cwd
         if command[0] == UNKNOWN:
             self.add(_D, "cannot tell: the command name is not a literal word", cwd)
             return cwd
-        program, args = _normalise(command[0]), command[1:]
+        program, args = normalise(command[0]), command[1:]
         if program in ("cd", "pushd"):
             self.add(_R, program, cwd)
             return _change_directory(cwd, args[0] if args else os.environ.get("HOME", "~"))
@@ -551,8 +407,8 @@ class _Analysis:
             return cwd
         if "xargs" in wrappers and program in _DELETERS:
             self.add(_D, f"xargs {program} deletes whatever names arrive on its input", cwd)
-        if program in _SHELLS:
-            has_c, script = _shell_script(args)
+        if program in SHELLS:
+            has_c, script = shell_script(args)
             if has_c:
                 if script is None or UNKNOWN in script:
                     self.add(_D, f"cannot tell: {program} -c runs text built at run time", cwd)
@@ -568,7 +424,7 @@ class _Analysis:
         if program == "find":
             self.find(args, cwd, depth)
         code: str | None = None
-        if program in _INTERPRETERS:
+        if program in INTERPRETERS:
             code = self.interpreter_code(program, args, stdin_text)
             if code is not None and UNKNOWN in code:
                 self.add(_D, f"cannot tell: {program} runs code built at run time", cwd)
@@ -576,7 +432,7 @@ class _Analysis:
             if code is None and piped_into and not _runs_a_file(program, args):
                 self.add(_D, f"pipes downloaded or generated text into {os.path.basename(command[0])}", cwd)
                 return cwd
-        call = _make_call(program, args, cwd, code)
+        call = make_call(program, args, cwd, code)
         for rule in _RULES_BY_PROGRAM.get(program, ()):
             if (rule.subcommand is None or rule.subcommand == call.sub) and rule.when(call):
                 targets = rule.targets(call) if rule.targets and rule.verdict is _D else []
@@ -595,7 +451,7 @@ class _Analysis:
             if args[index] in ("-exec", "-execdir", "-ok", "-okdir"):
                 end = next((j for j in range(index + 1, len(args)) if args[j] in (";", "+")), len(args))
                 inner = args[index + 1: end]
-                if inner and _normalise(inner[0]) in _DELETERS:
+                if inner and normalise(inner[0]) in _DELETERS:
                     self.add(_D, "find -delete / -exec rm", cwd, [f"{s} (what find matches)" for s in starts])
                 elif inner:
                     self.argv(inner, cwd, depth + 1)
@@ -625,6 +481,15 @@ def _change_directory(here: Path | None, target: str) -> Path | None:
     return Path(os.path.normpath(os.path.join(here, target)))
 
 
+def split_commands(command: str) -> list[Simple]:
+    """Every simple command in ``command`` at any depth (not inside ``sh -c`` strings); ValueError if it
+    does not parse. Words that need running code are None."""
+    parsed = parse_script(command)
+    if parsed.error:
+        raise ValueError("the command does not parse as bash")
+    return parsed.commands
+
+
 def analyze(command: str, workspace: Path | None = None) -> list[Finding]:
     """One finding per simple command (and per redirection), in the order the shell meets them."""
     analysis = _Analysis(workspace)
@@ -648,42 +513,3 @@ def destructive_targets(command: str, workspace: Path) -> list[str]:
     return describe_targets(analyze(command, workspace), workspace)
 
 
-# -- ask mode: what "always" may cover -------------------------------------------------------------
-
-_SUBCOMMAND_PROGRAMS = {"git", "npm", "yarn", "pnpm", "bun", "cargo", "go", "docker", "podman", "kubectl", "pip",
-                        "pip3", "uv", "poetry", "make", "gh", "deno", "dotnet", "mvn", "gradle", "apt", "apt-get",
-                        "brew", "npx", "just", "task", "terraform", "helm", "rustup", "conda", "hatch", "tox", "nox"}
-
-
-def command_keys(command: str) -> frozenset[str] | None:
-    """The program-and-subcommand of every command in ``command`` ("npm test", "git status"), or
-    None when the command cannot be read well enough to say."""
-    parsed = parse_script(command)
-    if parsed.error:
-        return None
-    keys: set[str] = set()
-    for simple in _all_simples(parsed.commands):
-        if not simple.argv:
-            continue
-        if simple.argv[0] is None:
-            return None
-        wrappers, argv = _unwrap([UNKNOWN if w is None else w for w in simple.argv])
-        if not argv or argv[0] == UNKNOWN or wrappers and set(wrappers) & _PRIVILEGED:
-            return None
-        program = _normalise(argv[0])
-        if program in _SHELLS | {"eval", "source", "."}:
-            return None  # a script's key says nothing about what the script does
-        call = _make_call(program, argv[1:], None)
-        if program in _SUBCOMMAND_PROGRAMS:
-            keys.add(f"{program} {call.sub}".strip())
-        elif program in _INTERPRETERS:
-            module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else call.sub
-            keys.add(f"{program} {module}".strip() if "c" not in call.flags and "e" not in call.flags else
-                     f"{program} -c {argv[-1]}")
-        else:
-            keys.add(program)
-    return frozenset(keys)
-
-
-def _all_simples(commands: list[Simple]) -> Iterator[Simple]:
-    yield from commands

@@ -6,7 +6,8 @@ import shlex
 import subprocess
 
 import pytest
-from midstream.sandbox.policy import RULES, Verdict, classify, command_keys, destructive_targets
+from midstream.sandbox.permissions import command_keys
+from midstream.sandbox.policy import RULES, Verdict, classify, destructive_targets
 
 R, W, D = Verdict.READ_ONLY, Verdict.ORDINARY, Verdict.DESTRUCTIVE  # read-only, writes, destructive
 
