@@ -316,6 +316,8 @@ class SnapshotStore:
                 shutil.rmtree(full)
             else:
                 full.unlink()
+        if full.exists() and os.lstat(full).st_nlink > 1:
+            full.unlink()  # a hard link the turn made to a file elsewhere: never write through it
         if full.exists():  # rewritten in place: the inode, owner and permission bits stay
             fd = os.open(full, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
             current = os.fstat(fd).st_mode

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ COUNT_LIMIT = 10_000  # files counted under all targets together, then "10,000+"
 COUNT_SECONDS = 0.05  # and at most this long
 GLOB_LIMIT = 1_000
 GIT_LIST_LIMIT = 20  # file names shown for a git form; the rest as a number
+GIT_SECONDS = 0.5  # a git form's countdown waits at most this long for git to list the files
 
 
 class _Budget:
@@ -126,9 +128,9 @@ def _git_work(work: GitWork, workspace: Path) -> list[str]:
         args = ["status", "--porcelain=v1", "-z", "--untracked-files=no", "--no-renames", *pathspecs]
         what = "uncommitted changes"
     try:
-        result = run_git(["--literal-pathspecs", *args], cwd, timeout=2.0)
-    except (OSError, TimeoutError, Exception):  # a hang or no git: still show what kind of work is at stake
-        return [f"{what} in {cwd.name} (git did not answer)"]
+        result = run_git(["--literal-pathspecs", *args], cwd, timeout=GIT_SECONDS)
+    except (OSError, subprocess.SubprocessError):  # slow, hung or missing: still say what is at stake
+        return [f"{what} in {_shown(str(cwd), workspace)} (git did not list them in time)"]
     if result.returncode != 0:
         return [f"{what} in {cwd.name} (not a git repository?)"]
     names = [n for n in result.stdout.decode("utf-8", "surrogateescape").split("\0") if n]

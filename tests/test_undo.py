@@ -211,3 +211,17 @@ def test_undo_never_writes_through_a_link_the_turn_planted(workspace, tmp_path):
     snapshots.undo()
     assert not (workspace / "d").is_symlink() and (workspace / "d" / "f").read_text() == "inside\n"
     assert list(outside.iterdir()) == []
+
+
+def test_undo_never_writes_through_a_hard_link_the_turn_made(workspace, tmp_path):
+    elsewhere = workspace.parent / "elsewhere.txt"
+    elsewhere.write_text("not the workspace's\n")
+    (workspace / "a.txt").write_text("mine\n")
+    snapshots = TurnSnapshots(workspace, "s")
+    snapshots.before_call()
+    (workspace / "a.txt").unlink()
+    os.link(elsewhere, workspace / "a.txt")
+    snapshots.end_turn()
+    snapshots.undo()
+    assert (workspace / "a.txt").read_text() == "mine\n"
+    assert elsewhere.read_text() == "not the workspace's\n"
