@@ -154,6 +154,8 @@ class SnapshotStore:
     def take(self) -> str:
         """Snapshot the workspace; returns the tree id (``skipped`` then holds the huge files left out)."""
         with self._locked():
+            # We hold the lock every midstream takes first: an index.lock left now is from a killed process.
+            (self.dir / "index.lock").unlink(missing_ok=True)
             if not self.index.exists() or not (self.git_dir / "HEAD").exists():
                 self._ensure()
                 self._seed_again()
@@ -207,8 +209,10 @@ class SnapshotStore:
                               "--pathspec-file-nul", input=b"\0".join(changed) + b"\0", check=False)
         if changed and (added is None or added.returncode != 0):  # many files, or one vanished meanwhile
             pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
-            self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
-                      input=b".\0" + pathspecs, check=False)
+            added = self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
+                              input=b".\0" + pathspecs, check=False)
+            if b"fatal:" in added.stderr:  # unreadable files are only errors; this would be a false snapshot
+                raise SnapshotError(f"git add failed: {added.stderr.decode(errors='replace').strip()[:300]}")
         stamp = self._stamp()
         if not changed and self._last is not None and self._last[0] == stamp:
             return self._last[1]  # nothing changed and the index is as we left it: the same tree

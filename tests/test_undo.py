@@ -225,3 +225,15 @@ def test_undo_never_writes_through_a_hard_link_the_turn_made(workspace, tmp_path
     snapshots.undo()
     assert (workspace / "a.txt").read_text() == "mine\n"
     assert elsewhere.read_text() == "not the workspace's\n"
+
+
+def test_a_snapshot_killed_half_way_does_not_spoil_the_next_one(workspace):
+    (workspace / "a.txt").write_text("before\n")
+    snapshots = TurnSnapshots(workspace, "s")
+    snapshots.before_call()
+    (snapshots.store.dir / "index.lock").write_text("")  # what a process killed inside `git add` leaves
+    (workspace / "a.txt").write_text("after\n")
+    snapshots.end_turn()
+    (workspace / "a.txt").write_text("later\n")
+    assert snapshots.undo().files == [("reverted", "a.txt")]
+    assert (workspace / "a.txt").read_text() == "before\n"
