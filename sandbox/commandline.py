@@ -39,6 +39,8 @@ _VALUE_OPTIONS: dict[str, set[str]] = {
     "ln": {"t", "S", "--target-directory", "--suffix"},
     "install": {"m", "o", "g", "t", "S", "--mode", "--owner", "--group", "--target-directory"},
     "sed": {"e", "f", "l", "--expression", "--file", "--line-length"},
+    "sort": {"o", "k", "t", "S", "T", "--output", "--key", "--field-separator", "--buffer-size"},
+    "docker": {"H", "--host", "--context", "c", "--config"}, "podman": {"--url", "--connection"},
     "rsync": {"e", "f", "--exclude", "--include", "--filter", "--rsh", "--exclude-from", "--include-from"},
     "git": {"m", "b", "B", "C", "c", "u", "F", "--message", "--author", "--date", "--format", "--pretty"},
     "tee": set(), "rm": set(),

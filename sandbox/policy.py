@@ -106,7 +106,7 @@ def both(*checks: Predicate) -> Predicate:
 
 
 def _has_glob(call: Call) -> bool:
-    return any(set(a) & set("*?[") for a in call.operands)
+    return any(set(a) & set("*?[") for a in call.operands if a != UNKNOWN)
 
 
 def _resolve(call: Call, path: str) -> Path | None:
@@ -261,6 +261,15 @@ RULES: tuple[Rule, ...] = (
          lambda c: [_output(c, "o", "--output")]),
     Rule("wget", None, lambda c: _exists_file(c, _output(c, "O", "--output-document")), _D,
          "download over an existing file", lambda c: [_output(c, "O", "--output-document")]),
+    Rule("sort", None, lambda c: _exists_file(c, _output(c, "o", "--output")), _D, "sort -o over an existing file",
+         lambda c: [_output(c, "o", "--output")]),
+    Rule("uniq", None, lambda c: len(c.operands) > 1 and _exists_file(c, c.operands[1]), _D,
+         "uniq over an existing file", lambda c: c.operands[1:2]),
+    Rule("sort", None, any_flag("o", "--output"), Verdict.ORDINARY, "sort -o writes a file"),
+    Rule("uniq", None, lambda c: len(c.operands) > 1, Verdict.ORDINARY, "uniq writes a file"),
+    *(Rule(p, None, lambda c: c.sub in ("system", "volume", "image", "container", "builder")
+           and bool({"prune", "rm"} & set(c.operands)), _D, f"{p} prune deletes data", _operands)
+      for p in ("docker", "podman")),
     Rule("kill", None, operand_in("-1"), _D, "kill -1 signals every process"),
     Rule("crontab", None, any_flag("r"), _D, "crontab -r removes the crontab"),
     *(Rule(p, None, always, _D, "shuts the machine down") for p in ("reboot", "shutdown", "halt", "poweroff")),
@@ -293,6 +302,8 @@ RULES: tuple[Rule, ...] = (
     Rule("git", "prune", always, _D, "git gc --prune", _git_note(lambda c: "unreachable commits are pruned")),
     Rule("git", "rm", no_flag("--cached", "n", "--dry-run"), _D, "git rm deletes files", _operands),
     Rule("git", "filter-branch", always, _D, "git filter-branch rewrites history"),
+    Rule("git", "submodule", both(operand_in("deinit"), any_flag("f", "--force")), _D,
+         "git submodule deinit --force discards submodule work"),
     Rule("git", "update-ref", any_flag("d"), _D, "git update-ref -d deletes a ref"),
     Rule("git", "worktree", both(operand_in("remove"), any_flag("f", "--force")), _D,
          "git worktree remove --force", lambda c: c.operands[1:]),
