@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
-from midstream.sandbox.policy import destructive_targets
+from midstream.sandbox.policy import classify, destructive_targets
 from midstream.sandbox.shellparse import parse_script
 from midstream.tools.registry import Tool, ToolContext
 from midstream.tools.ui.events import ToolGrace
@@ -74,7 +74,8 @@ class Gate:
 
     def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         command = str(args.get("command", tool.status(args)))
-        targets = tuple(destructive_targets(command, Path(ctx.workspace)))
+        # What it would destroy; when that cannot be listed ("cannot tell", kill -1 …), why it is destructive.
+        targets = tuple(destructive_targets(command, Path(ctx.workspace))) or classify(command, ctx.workspace).reasons
         self.announce(ToolGrace(call_id, command, targets, self.grace_seconds))
         if ctx.cancelled.wait(self.grace_seconds):
             return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "

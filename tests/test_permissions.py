@@ -120,3 +120,12 @@ def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_f
         agent.send("go")
     assert questions == ["Running `npm test`?", "Running `rm -rf x`?", "Running `rm -rf x`?",
                          "Running `npm publish`?", "Running `npm test && touch y`?"]
+
+
+def test_a_countdown_with_nothing_to_list_says_why_the_command_is_destructive(make_agent, workspace):
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "X=$(cat name); $X -rf ."})), reply(Text("ok"))])
+    with server:
+        agent, renderer = make_agent(server, mode="auto", grace_seconds=0.05, isolation="none")
+        agent.send("go")
+    (grace,) = renderer.of(ToolGrace)
+    assert grace.targets == ("cannot tell: the command name is not a literal word",)
