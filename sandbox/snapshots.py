@@ -388,6 +388,16 @@ class TurnSnapshots:
         temporary.write_text(json.dumps(record))
         os.replace(temporary, self.path)
 
+    def warm(self) -> None:
+        """Build the shadow index in the background now, so the first writing call does not wait for it
+        (seconds in a large workspace that is not a repository: every file is hashed once)."""
+
+        def build() -> None:
+            with self._mutex, contextlib.suppress(SnapshotError, OSError, subprocess.SubprocessError):
+                self.store.take()
+
+        threading.Thread(target=build, name="snapshot-warm", daemon=True).start()
+
     def begin_turn(self) -> None:
         """A new user message: the next writing call opens a new undoable turn."""
         self._turn_open = False
