@@ -110,7 +110,7 @@ def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_f
         reply(ToolUse("t2", "bash", {"command": "npm test -- --watch=false"}),  # covered by "always"
               ToolUse("t3", "bash", {"command": "rm -rf x"})),  # a destructive form: asked
         reply(ToolUse("t4", "bash", {"command": "rm -rf x"}),  # and asked again: "always" never sticks to it
-              ToolUse("t5", "bash", {"command": "npm publish"}),  # another subcommand: asked
+              ToolUse("t5", "bash", {"command": "npm run lint"}),  # another subcommand: asked
               ToolUse("t6", "bash", {"command": "npm test && touch y"})),  # npm test plus touch: asked
         reply(Text("ok")),
     ])
@@ -119,7 +119,7 @@ def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_f
         agent.gate.confirm = confirm
         agent.send("go")
     assert questions == ["Running `npm test`?", "Running `rm -rf x`?", "Running `rm -rf x`?",
-                         "Running `npm publish`?", "Running `npm test && touch y`?"]
+                         "Running `npm run lint`?", "Running `npm test && touch y`?"]
 
 
 def test_a_countdown_with_nothing_to_list_says_why_the_command_is_destructive(make_agent, workspace):
