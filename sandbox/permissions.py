@@ -108,7 +108,10 @@ def command_keys(command: str) -> frozenset[str] | None:
             return None  # a script's key says nothing about what the script does
         call = make_call(program, argv[1:], None)
         if program in _SUBCOMMAND_PROGRAMS:
-            keys.add(f"{program} {call.sub}".strip())
+            # `npm run lint` is not `npm run deploy`: a runner's script or tool is part of the key
+            named = call.operands[:2] if call.sub in ("run", "exec", "x", "run-script", "dlx") else [call.sub]
+            named = [call.sub] if program == "git" else named
+            keys.add(" ".join([program, *named]).strip())
         elif program in INTERPRETERS:
             module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else call.sub
             keys.add(f"{program} {module}".strip() if "c" not in call.flags and "e" not in call.flags else

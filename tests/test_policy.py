@@ -224,5 +224,7 @@ def test_command_keys_name_program_and_subcommand():
     assert command_keys("timeout 60 npm test -- --watch=false") == {"npm test"}
     assert command_keys("python3 -m pytest -q") == {"python pytest"}
     assert command_keys("ls -la | wc -l") == {"ls", "wc"}
+    assert command_keys("npm run lint") == {"npm run lint"} != command_keys("npm run deploy")
+    assert command_keys("git") == {"git"}
     for unreadable in ("$X test", "bash -c 'npm test'", "eval npm test", "sudo npm test", "ls 'oops"):
         assert command_keys(unreadable) is None, unreadable
