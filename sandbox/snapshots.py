@@ -117,9 +117,8 @@ class SnapshotStore:
             return None  # a subdirectory of a repository: its index paths would not line up
         return Path(common), Path(git_dir)
 
-    def _ensure(self) -> None:
-        if (self.git_dir / "HEAD").exists():
-            return
+    def _create(self) -> None:
+        """The shadow git directory: our config, attributes and excludes, the repository's objects."""
         self.git_dir.parent.mkdir(parents=True, exist_ok=True)
         run_git(["init", "-q", "--bare", str(self.git_dir)], self.dir, timeout=30)
         for key, value in (("core.bare", "false"), ("core.autocrlf", "false"), ("core.symlinks", "true"),
@@ -129,25 +128,31 @@ class SnapshotStore:
         info.mkdir(exist_ok=True)
         # Highest precedence of all attribute files: no filter, no eol or encoding conversion, ever.
         (info / "attributes").write_text("* -text -eol -filter -ident -working-tree-encoding\n")
-        excludes = [f"/{name}/" if name == ".git" else f"{name}/" for name in DEFAULT_IGNORED_DIRS]
+        excludes = [f"{name}/" for name in DEFAULT_IGNORED_DIRS if name != ".git"]
         dirs = self._person_git_dirs()
         if dirs is not None:
-            common, git_dir = dirs
+            common, _ = dirs
             with contextlib.suppress(OSError):
                 (self.git_dir / "objects" / "info" / "alternates").write_text(f"{common / 'objects'}\n")
             with contextlib.suppress(OSError):
                 excludes.append((common / "info" / "exclude").read_text(errors="replace"))
-            self._seed(git_dir / "index")
         (info / "exclude").write_text("\n".join(excludes) + "\n")
 
-    def _seed(self, person_index: Path) -> None:
-        """Start from the person's index: its stat data lets git skip every unchanged file."""
+    def _seed(self) -> None:
+        """Start from the person's index: its stat data lets git skip every unchanged file. Then refresh
+        it once (entries written in the same second as an index are re-read on every use otherwise)."""
+        dirs = self._person_git_dirs()
+        if dirs is None:
+            return
+        person_index = dirs[1] / "index"
         try:
             info = os.stat(person_index, follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and info.st_size < _SEED_LIMIT:
-                shutil.copyfile(person_index, self.index)
+            if not stat.S_ISREG(info.st_mode) or info.st_size >= _SEED_LIMIT:
+                return
+            shutil.copyfile(person_index, self.index)
         except OSError:
-            pass
+            return
+        self._git("update-index", "-q", "--refresh", "--ignore-missing", check=False)
 
     # -- snapshot and restore ---------------------------------------------------------------------
 
@@ -156,9 +161,10 @@ class SnapshotStore:
         with self._locked():
             # We hold the lock every midstream takes first: an index.lock left now is from a killed process.
             (self.dir / "index.lock").unlink(missing_ok=True)
-            if not self.index.exists() or not (self.git_dir / "HEAD").exists():
-                self._ensure()
-                self._seed_again()
+            if not (self.git_dir / "HEAD").exists():
+                self._create()
+            if not self.index.exists():
+                self._seed()
             try:
                 return self._take()
             except TooLarge:
@@ -226,12 +232,6 @@ class SnapshotStore:
         except OSError:
             return (0, 0)
         return (info.st_mtime_ns, info.st_size)
-
-    def _seed_again(self) -> None:
-        """A fresh index: refresh its stat data once (entries written in the same second as the index
-        would otherwise be re-read on every snapshot; git calls them racily clean)."""
-        if self.index.exists():
-            self._git("update-index", "-q", "--refresh", "--ignore-missing", check=False)
 
     def changes(self, old: str, new: str) -> list[tuple[str, str, str, str]]:
         """(status, path, old mode, new blob) for each file that differs from ``old`` to ``new``."""
