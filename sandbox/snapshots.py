@@ -375,6 +375,7 @@ class TurnSnapshots:
         self._turn_open = False
         self._mutex = threading.Lock()
         self.unavailable: str | None = None  # why the last snapshot could not be taken
+        self._warm = False  # build the index in the background at the next turn
 
     def _load(self) -> dict:
         try:
@@ -389,8 +390,13 @@ class TurnSnapshots:
         os.replace(temporary, self.path)
 
     def warm(self) -> None:
-        """Build the shadow index in the background now, so the first writing call does not wait for it
-        (seconds in a large workspace that is not a repository: every file is hashed once)."""
+        """Build the shadow index in the background when the first message is sent, so the first writing
+        call does not wait for it (seconds in a large workspace that is not a repository: every file is
+        hashed once). Not earlier: at the prompt, a busy CPU widens readline's window for losing Ctrl-C."""
+        self._warm = True
+
+    def _start_warming(self) -> None:
+        self._warm = False
 
         def build() -> None:
             with self._mutex, contextlib.suppress(SnapshotError, OSError, subprocess.SubprocessError):
@@ -401,6 +407,8 @@ class TurnSnapshots:
     def begin_turn(self) -> None:
         """A new user message: the next writing call opens a new undoable turn."""
         self._turn_open = False
+        if self._warm:
+            self._start_warming()
 
     def before_call(self) -> None:
         """Snapshot now (a tool that may write is about to run). Never fails the call."""

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interactive = task is None and sys.stdin.isatty()
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=_confirmer(renderer) if interactive else None, model=_model_client(args, config))
-    agent.undo.warm()  # the first snapshot of a large workspace is slow: take it while the person types
+    agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     return _run_session(agent, renderer, task, args)
 
 
