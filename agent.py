@@ -45,6 +45,7 @@ from typing import Any
 from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
+from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
@@ -209,6 +210,7 @@ class Agent:
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
         )
+        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = ContextKeeper(context_window_for(config.model, config.context_window), config.max_tokens,
                                      ask=self._ask, show=renderer.show, transcript=transcript,
@@ -239,6 +241,9 @@ class Agent:
         self.history, self.transcript = history, transcript
         self._date_told = _date_told_in(history)
         self.cache_audit = CacheAudit(ttl_seconds=self.cache_audit.ttl_seconds)
+        self.context.attach(transcript)  # compactions are recorded in the conversation they rewrite
+        self.undo = TurnSnapshots(self.config.workspace, transcript.id if transcript else None)  # its own turns
+        self._reusable.clear()
 
     # -- the turn ---------------------------------------------------------------------------------
 
@@ -250,6 +255,9 @@ class Agent:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
             blocks.insert(0, {"type": "text", "text": today})
             self._date_told = today
+        if undone := self.undo.pending_note():  # the model must know which of its turns were taken back
+            blocks.insert(0, {"type": "text", "text": undone})
+        self.undo.begin_turn()
         self._commit({"role": "user", "content": blocks})
         return self._run()
 
@@ -272,6 +280,7 @@ class Agent:
         try:
             return self._requests_until_done()
         finally:
+            self.undo.end_turn()
             self.busy = False
 
     def _requests_until_done(self) -> TurnEnded:
@@ -585,6 +594,8 @@ class Agent:
                     result = ToolResult(refusal, is_error=True)
                 else:  # running only now: a grace window or a question comes first, on screen too
                     self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
+                    if access.writes:
+                        self.undo.before_call()  # a snapshot /undo can return to
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
             finally:
                 with self._running_lock:

@@ -6,6 +6,8 @@
 - ``ask``: every call that writes waits for the person's yes / no / always-for-this-session. A command
   the classifier reads as read-only runs without asking, but in the read-only sandbox (so a misreading
   fails with EROFS instead of writing); without a sandbox, only an allowlisted one does.
+  "always" is narrow: for a file tool it covers that tool; for a shell command it covers the same
+  program and subcommand (``npm test``, ``git status``), never all commands and never a destructive one.
 - ``auto`` (default): everything runs; a destructive call first shows what it would destroy for a
   short grace window in which the person can stop it (Ctrl-C sets the call's ``cancelled`` event),
   or, with ``refuse_destructive`` (``-p`` without an explicit mode), is refused outright.
@@ -20,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.allowlist import why_not
+from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
 from midstream.sandbox.isolation import INSTALL_HINT, probe
-from midstream.sandbox.policy import destructive_targets
+from midstream.sandbox.policy import classify, destructive_targets
+from midstream.sandbox.shellparse import parse_script
 from midstream.tools.registry import Tool, ToolContext
 from midstream.tools.ui.events import ToolAsking, ToolGrace
 
-__all__ = ["MODES", "Gate"]
+__all__ = ["MODES", "Gate", "command_keys"]
 
 MODES = ("read-only", "ask", "auto")
 SHELL_TOOLS = frozenset({"bash"})  # tools whose input is a command the sandbox runs
@@ -87,7 +91,10 @@ class Gate:
                 f"the person that installing bubblewrap ({INSTALL_HINT}) lifts this.")
 
     def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
-        if tool.name in self._always:
+        command = args.get("command") if isinstance(args.get("command"), str) else None
+        destructive = tool.destructive(ctx.workspace, args)
+        keys = command_keys(command) if command is not None else frozenset({f"tool:{tool.name}"})
+        if not destructive and keys and keys <= self._always:
             return None
         if self.confirm is None:
             return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
@@ -97,7 +104,8 @@ class Gate:
                 self.announce(ToolAsking(call_id, tool.name, dict(args), str(ctx.workspace)))
             answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
         if answer == "always":
-            self._always.add(tool.name)
+            if not destructive and keys:  # a destructive form is asked for every time
+                self._always |= keys
             return None
         if answer == "yes":
             return None
@@ -105,9 +113,48 @@ class Gate:
 
     def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         command = str(args.get("command", tool.status(args)))
-        targets = tuple(destructive_targets(command, Path(ctx.workspace)))
+        # What it would destroy; when that cannot be listed ("cannot tell", kill -1 …), why it is destructive.
+        targets = tuple(destructive_targets(command, Path(ctx.workspace))) or classify(command, ctx.workspace).reasons
         self.announce(ToolGrace(call_id, command, targets, self.grace_seconds))
         if ctx.cancelled.wait(self.grace_seconds):
             return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
                     "nothing was run. Do not retry it; ask them what to do instead.")
         return None
+
+
+_SUBCOMMAND_PROGRAMS = {"git", "npm", "yarn", "pnpm", "bun", "cargo", "go", "docker", "podman", "kubectl", "pip",
+                        "pip3", "uv", "poetry", "make", "gh", "deno", "dotnet", "mvn", "gradle", "apt", "apt-get",
+                        "brew", "npx", "just", "task", "terraform", "helm", "rustup", "conda", "hatch", "tox", "nox"}
+
+
+def command_keys(command: str) -> frozenset[str] | None:
+    """The program-and-subcommand of every command in ``command`` ("npm test", "git status"), or
+    None when the command cannot be read well enough to say."""
+    parsed = parse_script(command)
+    if parsed.error:
+        return None
+    keys: set[str] = set()
+    for simple in parsed.commands:
+        if not simple.argv:
+            continue
+        if simple.argv[0] is None:
+            return None
+        wrappers, argv = unwrap([UNKNOWN if w is None else w for w in simple.argv])
+        if not argv or argv[0] == UNKNOWN or wrappers and set(wrappers) & PRIVILEGED:
+            return None
+        program = normalise(argv[0])
+        if program in SHELLS | {"eval", "source", "."}:
+            return None  # a script's key says nothing about what the script does
+        call = make_call(program, argv[1:], None)
+        if program in _SUBCOMMAND_PROGRAMS:
+            # `npm run lint` is not `npm run deploy`: a runner's script or tool is part of the key
+            named = call.operands[:2] if call.sub in ("run", "exec", "x", "run-script", "dlx") else [call.sub]
+            named = [call.sub] if program == "git" else named
+            keys.add(" ".join([program, *named]).strip())
+        elif program in INTERPRETERS:
+            module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else call.sub
+            keys.add(f"{program} {module}".strip() if "c" not in call.flags and "e" not in call.flags else
+                     f"{program} -c {argv[-1]}")
+        else:
+            keys.add(program)
+    return frozenset(keys)

@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)
+    if args.undo:
+        return _undo_latest(args.cwd.resolve(), args.resume or None)
     from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
 
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
@@ -131,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=confirmer(renderer, keys) if interactive else None, model=_model_client(args, config))
     agent_box.append(agent)
+    agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
     renderer.show(startup_status(config.isolation, config.network))
@@ -179,6 +182,18 @@ def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
 
 def _exit_code(ended: TurnEnded) -> int:
     return 0 if ended.ok else EXIT_FOR.get(ended.stop_reason or "", 1)
+
+
+def _undo_latest(workspace: Path, session_id: str | None) -> int:
+    """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
+    from midstream.sandbox.snapshots import undo_last_turn
+
+    path = Transcript.find(workspace, session_id)
+    if path is None:
+        raise _fail(f"found no session for {workspace} to undo.")
+    report = undo_last_turn(workspace, path.stem)
+    print("\n".join(report.lines()), file=sys.stderr, flush=True)
+    return 0 if report.undone else 1
 
 
 def _list_sessions(workspace: Path) -> int:

@@ -165,6 +165,8 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         shown = "; ".join(note for note in notes if note)
         parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
                             help=f"{option.help} ({shown})" if shown else option.help)
+    parser.add_argument("--undo", action="store_true",
+                        help="undo the last turn of this workspace's latest session (again: the turn before)")
     parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
     parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
     parser.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "LEAVE", "Command", "dispatch", "is_command"]
 
 LEAVE = "leave"
-NOT_AVAILABLE = "not available in this build"
 
 
 @dataclass(frozen=True)
@@ -89,19 +88,17 @@ def _mode(session: Interactive, rest: str) -> None:
     session.say(f"mode: {rest}")
 
 
-def _hook(name: str) -> Callable[[Interactive, str], None]:
-    """/undo and /compact call agent.undo() / agent.compact(instructions) where the build has them."""
+def _undo(session: Interactive, rest: str) -> None:
+    """Put back what the last turn changed (again: the turn before); the model hears of it next message."""
+    with session.interruptible():
+        report = session.agent.undo.undo()
+    for line in report.lines():
+        session.say(line, style="")
 
-    def run(session: Interactive, rest: str) -> None:
-        method = getattr(session.agent, name, None)
-        if method is None:
-            session.say(f"/{name} is {NOT_AVAILABLE}")
-            return
-        outcome = method(rest or None) if name == "compact" else method()
-        if isinstance(outcome, str) and outcome:
-            session.say(outcome)
 
-    return run
+def _compact(session: Interactive, rest: str) -> None:
+    """Summarise now; the renderer shows what was kept (or why nothing changed)."""
+    session.agent.compact(rest or None)
 
 
 def _retry(session: Interactive, rest: str) -> None:
@@ -122,8 +119,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("model", "/model [NAME]", "show or change the model", _model),
     Command("cost", "/cost", "tokens, cache hit ratio and cost so far", _cost),
     Command("mode", "/mode [MODE]", f"show or change the permission mode ({', '.join(MODES)})", _mode),
-    Command("undo", "/undo", "take back the last turn's changes to the workspace", _hook("undo")),
-    Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _hook("compact")),
+    Command("undo", "/undo", "take back the last turn's changes to the workspace", _undo),
+    Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
