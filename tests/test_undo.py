@@ -78,7 +78,8 @@ def make_repository(workspace: Path) -> None:
 
 def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
     env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", "--grace", "0", *args],
+    command = ["-m", "midstream", "--isolation", "none", "--mode", "auto", "--grace", "0", *args]
+    return pexpect.spawn(sys.executable, command,
                          cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=30)
 
 
