@@ -7,11 +7,15 @@ The story of one turn, top to bottom:
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.
-3. At ``message_stop`` the assistant message is committed. A reply that ends any other way is
+3. At ``message_stop`` the assistant message is repaired where that is deterministic (empty text
+   dropped) and committed through the commit guard, the one validator every committed message
+   passes; a reply the API would refuse is a malformed reply. A reply that ends any other way is
    rolled back: history is untouched, files its tools changed are restored from the attempt's
-   undo journal, and the request is retried with backoff. Calls that completed and cannot be
-   undone (commands) or need not be (reads) are remembered, and an identical call in the retry
-   reuses the result instead of running twice.
+   undo journal (unless a command changed them since), and the request is retried with backoff.
+   Calls that completed and cannot be undone (commands), need not be (reads), or whose effect a
+   command built on, are remembered until a reply is committed, and an identical call in any
+   later retry reuses the result instead of running twice. While a reply streams, the calls it
+   starts and the files they change are noted in the transcript, so a crash leaves a record.
 4. If the model asked for tools, the loop waits for them, commits one user message with a
    ``tool_result`` per ``tool_use`` in block order, and goes back to 2.
 5. Ctrl-C closes the stream, stops running tools and cancels waiting ones, then commits what
@@ -24,6 +28,7 @@ The story of one turn, top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,7 +48,7 @@ from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
-from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
+from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
@@ -61,7 +66,7 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, RetryableModelError
+from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, RetryableModelError
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -96,6 +101,10 @@ class AgentConfig:
     """Seconds to open a connection to the model service."""
     idle_timeout: float = 90.0
     """Seconds without any stream event (pings count) before the reply is treated as dropped."""
+    request_timeout: float = 600.0
+    """Seconds one model request may take in all, however its bytes trickle in."""
+    retry_after_max: float = 300.0
+    """Longest wait a service's retry-after may impose; asking for more ends the turn instead."""
     backoff_base: float = 1.0
     """First retry delay in seconds; it doubles each attempt, with jitter."""
     backoff_max: float = 30.0
@@ -125,6 +134,7 @@ class _Attempt:
     journal: UndoJournal = field(default_factory=UndoJournal)
     calls: list[tuple[ToolCallReady, Future[ToolResult]]] = field(default_factory=list)
     ran: dict[str, ToolResult] = field(default_factory=dict)  # call id -> result, for calls that ran
+    wrote: dict[str, list[Path]] = field(default_factory=dict)  # call id -> paths a file tool wrote
     started: float = field(default_factory=time.monotonic)
 
 
@@ -132,7 +142,7 @@ class _Attempt:
 class _Reply:
     """One complete reply: the assistant message and the calls it dispatched."""
 
-    message: dict[str, Any]
+    message: dict[str, Any] | None  # None: nothing the API would accept, so nothing to commit
     stop_reason: str | None
     usage: dict[str, Any]
     calls: list[tuple[ToolCallReady, Future[ToolResult]]]
@@ -181,7 +191,9 @@ class Agent:
             api_key=config.api_key,
             connect_timeout=config.connect_timeout,
             idle_timeout=config.idle_timeout,
+            request_timeout=config.request_timeout,
         )
+        self.guard = CommitGuard()  # every message reaches history through it
         self.scheduler = Scheduler(config.workers)
         self.gate = Gate(
             mode=config.mode,
@@ -224,7 +236,10 @@ class Agent:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
             blocks.insert(0, {"type": "text", "text": today})
             self._date_told = today
-        self._commit({"role": "user", "content": blocks})
+        try:
+            self._commit({"role": "user", "content": blocks})
+        except HistoryInvalid as error:
+            return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
         return self._run()
 
     def retry(self) -> TurnEnded:
@@ -258,7 +273,8 @@ class Agent:
                 return self._end(None, ok=False, message=f"{error} · /retry sends the same message again")
             except HistoryInvalid as error:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
-            self._commit(reply.message)
+            if reply.message is not None:
+                self._commit(reply.message)
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
                 self.renderer.show(CacheMissed(missed))
@@ -291,16 +307,9 @@ class Agent:
         return ended
 
     def _commit(self, message: dict[str, Any]) -> None:
-        """Append to history and to the transcript on disk.
-
-        Consecutive messages of one role are merged, as the API itself would: tool results and the
-        next thing the person types, or a reply continued after ``pause_turn``.
-        """
-        last = self.history[-1] if self.history else None
-        if last is not None and last["role"] == message["role"]:
-            last["content"] = [*as_blocks(last["content"]), *as_blocks(message["content"])]
-        else:
-            self.history.append({"role": message["role"], "content": as_blocks(message["content"])})
+        """Append to history (through the commit guard, which refuses what the API would) and to the
+        transcript on disk; consecutive messages of one role are merged, as the API itself would."""
+        self.guard.commit(self.history, message)
         if self.transcript:
             self.transcript.append(message)
 
@@ -314,6 +323,8 @@ class Agent:
             try:
                 reply = self._stream_reply(attempt)
             except ModelError as error:
+                if (error.retry_after or 0.0) > self.config.retry_after_max:
+                    error = _too_long_a_wait(error)
                 last = attempt_number == attempts or not error.retryable
                 delay = None if last else self._backoff(attempt_number, error.retry_after)
                 self._roll_back(attempt, error, attempt_number, delay)
@@ -366,19 +377,27 @@ class Agent:
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
-        return _Reply(message, assembler.stop_reason, assembler.usage, calls, sent)
+        repaired = repair_reply(message)
+        if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
+            wait([future for _, future in attempt.calls])
+            raise RetryableModelError("malformed reply: " + "; ".join(problems))
+        return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)
 
     def _roll_back(self, attempt: _Attempt, error: ModelError, number: int, retry_in: float | None) -> None:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
         restored = attempt.journal.rollback()
+        kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
         commands, discarded = [], 0
         for call, _ in attempt.calls:
             result = attempt.ran.get(call.id)
             tool = self.tools.get(call.name)
             if result is None or tool is None:
                 continue
-            if tool.journaled:
+            if tool.journaled and not kept.intersection(attempt.wrote.get(call.id, ())):
                 continue  # undone above; an identical call in the retry applies it again
+            if tool.journaled:
+                self._reusable[_call_key(call.name, call.input)].append(result)  # its effect stays
+                continue
             self._reusable[_call_key(call.name, call.input)].append(result)
             if tool.access(self.config.workspace, call.input).writes:
                 commands.append(str(call.input.get("command", call.name)))
@@ -389,10 +408,12 @@ class Agent:
             elapsed=time.monotonic() - attempt.started,
             undone=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in restored),
             discarded=discarded, commands=tuple(commands),
+            kept=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in kept),
         )
         log.warning("rolled back attempt %d: %s; undone=%s commands=%s", number, error, event.undone, commands)
         if self.transcript:
-            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands)
+            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands,
+                                 kept=list(event.kept))
         self.renderer.show(event)
 
     # -- interrupts -------------------------------------------------------------------------------
@@ -468,10 +489,11 @@ class Agent:
                     pass
 
     def _request_body(self) -> dict[str, Any]:
-        problems = history_problems(self.history)
-        if problems:
-            log.error("refusing to send an invalid history: %s", problems)
-            raise HistoryInvalid("; ".join(problems))
+        try:
+            self.guard.ready_to_send(self.history)
+        except HistoryInvalid as error:
+            log.error("refusing to send an invalid history: %s", error)
+            raise
         return {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens,
@@ -490,12 +512,20 @@ class Agent:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
         if earlier := self._reusable.get(_call_key(call.name, call.input)):
-            return self._finished_now(call, earlier.pop(0), reused=True)
+            attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
+            return self._finished_now(call, result, reused=True)
         workspace = self.config.workspace
         try:
             access = tool.access(workspace, call.input)
         except Exception:  # an odd path must not stop the call; order it after everything instead
             access = Access.whole_workspace(read_only=False)
+
+        crash_record = _CrashRecord(self.transcript, call, workspace)
+
+        def before_write(path: Path) -> None:
+            attempt.journal.record(path)
+            attempt.wrote.setdefault(call.id, []).append(path)
+            crash_record.file_changed(path)
 
         def run() -> ToolResult:
             self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
@@ -503,7 +533,7 @@ class Agent:
             ctx = ToolContext(
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
-                before_write=attempt.journal.record,
+                before_write=before_write,
                 extras={"isolation": self.config.isolation},
             )
             with self._running_lock:
@@ -513,7 +543,11 @@ class Agent:
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
                 else:
+                    crash_record.started()
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
+                    for path in attempt.wrote.get(call.id, ()):
+                        attempt.journal.seal(path)
+                    crash_record.finished(result)
             finally:
                 with self._running_lock:
                     self._running.pop(call.id, None)
@@ -538,6 +572,38 @@ class Agent:
                 block["is_error"] = True
             blocks.append(block)
         return blocks
+
+
+class _CrashRecord:
+    """Notes in the transcript, as it happens, what a call of a not yet committed reply does, so a
+    session resumed after a crash can say what ran (tools/conversation/transcript.py reads them)."""
+
+    def __init__(self, transcript: Transcript | None, call: ToolCallReady, workspace: Path) -> None:
+        self._transcript, self._call, self._workspace = transcript, call, workspace
+
+    def started(self) -> None:
+        if self._transcript:
+            shown = self._call.input.get("command") or self._call.input.get("path") or ""
+            self._transcript.note("call_started", id=self._call.id, what=f"{self._call.name} {shown}".strip()[:300])
+
+    def finished(self, result: ToolResult) -> None:
+        if self._transcript:
+            self._transcript.note("call_finished", id=self._call.id, error=result.is_error)
+
+    def file_changed(self, path: Path) -> None:
+        if self._transcript:
+            with contextlib.suppress(ValueError):
+                path = path.relative_to(self._workspace.resolve())
+            self._transcript.note("file_changed", id=self._call.id, path=str(path))
+
+
+def _too_long_a_wait(error: ModelError) -> ModelError:
+    """The service asked for a wait beyond ``retry_after_max``: end the turn and say so."""
+    wait = error.retry_after or 0.0
+    asked = "an unbounded time" if wait == float("inf") else (
+        f"{wait:,.0f} s" if wait < 3600 else f"{wait / 3600:,.1f} h")
+    return FatalModelError(f"{error} · the service asked to wait {asked} before retrying; try again later",
+                           status=error.status, retry_after=error.retry_after)
 
 
 def _drop_cut_off_calls(

@@ -5,11 +5,17 @@ prior state (bytes and mode, or "did not exist"); later records of the same path
 request keep nothing new, so rolling back returns every file to where the request found it.
 ``rollback()`` restores in reverse order of first change. Shell commands are not journaled: what
 they did cannot be undone, so the loop lists them to the person instead.
+
+Rollback never undoes a command: after a file tool writes, the loop ``seal``s the path (a hash of
+what the tool left there). A path whose content is no longer what the tool wrote (a command
+appended to it, say) is left as it is and listed in ``kept``; so is one that changed between two
+tool writes. The command's result is reused by the retry, and its effect stays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import threading
@@ -32,10 +38,15 @@ class UndoJournal:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._priors: dict[Path, _Prior] = {}  # insertion order is the order of first change
+        self._sealed: dict[Path, str | None] = {}  # what the last tool write left at a path
+        self._tainted: set[Path] = set()  # changed by something else after a tool wrote it
+        self.kept: list[Path] = []  # paths the last rollback left alone, and why they were
 
     def record(self, path: Path) -> None:
         with self._lock:
             if path in self._priors:
+                if path in self._sealed and _digest(path) != self._sealed[path]:
+                    self._tainted.add(path)
                 return
             if path.is_file():
                 prior = _Prior(path, path.read_bytes(), path.stat().st_mode & 0o7777)
@@ -43,16 +54,30 @@ class UndoJournal:
                 prior = _Prior(path, None, None)
             self._priors[path] = prior
 
+    def seal(self, path: Path) -> None:
+        """A file tool finished writing ``path``: remember what it left there."""
+        with self._lock:
+            if path in self._priors:
+                self._sealed[path] = _digest(path)
+
+    def _changed_since_sealed(self, path: Path) -> bool:
+        return path in self._tainted or (path in self._sealed and _digest(path) != self._sealed[path])
+
     @property
     def paths(self) -> list[Path]:
         with self._lock:
             return list(self._priors)
 
     def rollback(self) -> list[Path]:
-        """Restore every recorded file, newest first; return the paths restored."""
+        """Restore every recorded file, newest first; return the paths restored. Paths changed by
+        something else since a tool wrote them are left alone and listed in ``kept``."""
         with self._lock:
-            priors = list(reversed(self._priors.values()))
+            kept = [p for p in self._priors if self._changed_since_sealed(p)]
+            priors = [p for p in reversed(self._priors.values()) if p.path not in kept]
             self._priors.clear()
+            self._sealed.clear()
+            self._tainted.clear()
+            self.kept = kept
         for prior in priors:
             if prior.content is None:
                 with contextlib.suppress(FileNotFoundError):
@@ -66,3 +91,12 @@ class UndoJournal:
                 os.chmod(temporary, prior.mode)
             os.replace(temporary, prior.path)
         return [p.path for p in priors]
+
+
+def _digest(path: Path) -> str | None:
+    """A hash of the file's bytes; None when there is no file."""
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None

@@ -113,7 +113,7 @@ def test_an_invalid_history_is_never_sent(make_agent):
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "record", "input": {}}]},
         ]
         ended = agent.send("next")
-    assert not ended.ok and "t1 in message 1 has no tool_result" in ended.message
+    assert not ended.ok and "tool_use t1 not answered" in ended.message
     assert server.requests == []
 
 

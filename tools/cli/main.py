@@ -15,12 +15,13 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
 from midstream.sandbox.permissions import MODES
-from midstream.tools.conversation.transcript import Transcript, state_dir
+from midstream.tools.conversation.transcript import SessionInUse, Transcript, present_in, state_dir
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.events import Renderer, TurnEnded
 from midstream.tools.wire.model import ModelClient
@@ -74,6 +75,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=AgentConfig.max_requests, metavar="N")
     parser.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts, metavar="N")
     parser.add_argument("--idle-timeout", type=float, default=AgentConfig.idle_timeout, metavar="SECONDS")
+    parser.add_argument("--request-timeout", type=float, default=AgentConfig.request_timeout, metavar="SECONDS",
+                        help=f"longest one model request may take in all (default {AgentConfig.request_timeout:g})")
     parser.add_argument("--workers", type=int, default=AgentConfig.workers, metavar="N")
     return parser.parse_args(argv)
 
@@ -97,7 +100,7 @@ def config_from_environment(args: argparse.Namespace, *, need_service: bool = Tr
     return AgentConfig(
         workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
         max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,
-        idle_timeout=args.idle_timeout,
+        idle_timeout=args.idle_timeout, request_timeout=args.request_timeout,
         workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
         prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
     )
@@ -116,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = sys.stdin.read() if args.task == "-" else args.task
     _start_logging(config)
     transcript, history = _open_session(args, config)
+    _clean_up_after_crashes(config.workspace)
     tools = _tools()
     renderer = _renderer(args, config, tools, streaming=task is None)
     interactive = task is None and sys.stdin.isatty()
@@ -188,6 +192,7 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
     return ModelClient(
         base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
+        request_timeout=config.request_timeout,
         recorder=Recorder(args.record) if args.record else None,
     )
 
@@ -198,8 +203,31 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if path is None:
             wanted = f"session {args.resume}" if args.resume else "an earlier session"
             raise _fail(f"found no {wanted} for {config.workspace}.")
-        return Transcript(path), Transcript.load(path)
+        try:
+            transcript = Transcript(path)
+        except SessionInUse as error:
+            raise _fail(str(error)) from None
+        history, crashed = transcript.resume()
+        if crashed:
+            print(f"midstream: {crashed}", file=sys.stderr)
+        return transcript, history
     return Transcript.create(config.workspace, config.model), []
+
+
+def _clean_up_after_crashes(workspace: Path) -> None:
+    """Temporary files of writes a killed agent never finished go; while we run, ours are kept."""
+    from midstream.tools.files import remove_stale_temporaries
+
+    started = time.time()
+    presence, alone = present_in(workspace)
+    _held.append(presence)  # held until the process exits
+    # Alone in this workspace, every leftover is stale; otherwise only the clearly old ones.
+    cutoff = started if alone else started - 3600
+    threading.Thread(target=remove_stale_temporaries, args=(workspace,), kwargs={"older_than": cutoff},
+                     name="stale-temporaries", daemon=True).start()
+
+
+_held: list[object] = []
 
 
 def _install_signals(agent: Agent) -> None:

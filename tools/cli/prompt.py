@@ -3,6 +3,10 @@
 readline gives line editing, Ctrl-R search and history files with no dependency; prompt_toolkit
 would add multi-line editing but costs a dependency and ~0.1 s of import. Multi-line input: end a
 line with a backslash to continue on the next, or paste a block (pasted newlines arrive as lines).
+
+The history file is appended to, never rewritten (``append_history_file``, one ``O_APPEND`` write
+per message), so two agents in one workspace both keep their lines; rewriting it with
+``write_history_file`` kept only the last writer's view.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Prompt:
             return
         self._readline = readline
         self.history_file.parent.mkdir(parents=True, exist_ok=True)
+        self.history_file.touch()  # append_history_file does not create it
         with contextlib.suppress(OSError):
             readline.read_history_file(self.history_file)
         readline.set_history_length(HISTORY_LENGTH)
@@ -61,5 +66,5 @@ class Prompt:
             return None
         if self._readline is not None:
             with contextlib.suppress(OSError):
-                self._readline.write_history_file(self.history_file)
+                self._readline.append_history_file(len(lines), self.history_file)
         return text

@@ -2,26 +2,45 @@
 
 Lines are ``{"type": "session", …}`` (the header), ``{"type": "message", "message": {…}}`` (one
 committed Messages API message) and ``{"type": "note", …}`` (what the person was shown besides:
-rollbacks, interrupts). Loading skips a torn last line, merges consecutive messages of one role
-(tool results and the next user text are written separately) and answers any tool_use left
-without a result, so a session killed in the middle of a tool resumes as a valid conversation.
+rollbacks, interrupts, and what a reply that has not completed yet is doing: ``call_started``,
+``call_finished``, ``file_changed``). Only messages that passed the commit guard are written.
+
+A session can never be bricked:
+
+- Opening a transcript takes its lock (``flock`` on a ``.lock`` file beside it, released by the
+  kernel however the process dies): a second agent continuing the same session is refused with a
+  message naming the process that has it, instead of interleaving two conversations in one file.
+- Opening truncates a torn last line (the process died while writing it), so the next record is
+  not glued to it.
+- ``resume()`` repairs the conversation into a valid one (``repair_history``) and writes the
+  repairs back, so the next load starts from the repaired state; it also tells the model and the
+  person what a reply that never completed had done (calls started, files changed) before the crash.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from midstream.tools.conversation.history import answer_unfinished_tools, as_blocks
+from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["Transcript", "state_dir"]
+__all__ = ["SessionInUse", "Transcript", "present_in", "state_dir"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
+CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
+              "Check the workspace before relying on it.]")
+
+
+class SessionInUse(RuntimeError):
+    """Another agent has this session open."""
 
 
 def state_dir() -> Path:
@@ -36,14 +55,32 @@ def _sessions_of(workspace: Path) -> Path:
     return state_dir() / "sessions" / f"{workspace.resolve().name or 'root'}-{digest}"
 
 
+def present_in(workspace: Path) -> tuple[Any, bool]:
+    """Say this process works in ``workspace`` for as long as the returned file is open, and whether
+    it is the only midstream there (then every temporary file of an interrupted write is stale)."""
+    directory = _sessions_of(workspace)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = (directory / ".present").open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
+    except BlockingIOError:
+        alone = False
+    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # (from exclusive: a conversion, never a wait)
+    return handle, alone
+
+
 class Transcript:
-    """An open session file; ``append`` returns only once the line is on disk."""
+    """An open, locked session file; ``append`` returns only once the line is on disk."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(path)
+        _truncate_torn_line(path)
         self._file = path.open("a", encoding="utf-8")
+        self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
     @classmethod
     def create(cls, workspace: Path, model: str) -> Transcript:
@@ -66,22 +103,56 @@ class Transcript:
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        messages: list[dict[str, Any]] = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a torn line: the process died while writing it
-            if record.get("type") != "message":
-                continue
-            message = record["message"]
-            if messages and messages[-1]["role"] == message["role"]:
-                messages[-1] = {"role": message["role"],
-                                "content": as_blocks(messages[-1]["content"]) + as_blocks(message["content"])}
-            else:
-                messages.append(message)
-        answer_unfinished_tools(messages, AGENT_EXITED)
-        return messages
+        messages = _merged([r["message"] for r in _records(path) if r.get("type") == "message"])
+        return repair_history(messages, AGENT_EXITED)
+
+    def resume(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The conversation, repaired into a valid one with the repairs written back, and a line for
+        the person saying what an uncompleted reply did before the agent died (None if nothing)."""
+        records = _records(self.path)
+        written = _merged([r["message"] for r in records if r.get("type") == "message"])
+        repaired = repair_history(written, AGENT_EXITED)
+        crashed = _uncompleted_work(records)
+        if crashed:
+            note = {"type": "text", "text": CRASH_NOTE.format(what=crashed)}
+            if repaired and repaired[-1]["role"] == "user":
+                repaired[-1] = {**repaired[-1], "content": [*repaired[-1]["content"], note]}
+            else:  # nothing to attach it to yet: the person's next message will follow it
+                repaired.append({"role": "user", "content": [note]})
+        if repaired != written:
+            self._write_back(written, repaired)
+        if crashed:
+            self.note("crash_reported", what=crashed)
+        return repaired, (f"before the agent exited, a reply that never completed had {crashed}" if crashed else None)
+
+    def _write_back(self, written: list[dict[str, Any]], repaired: list[dict[str, Any]]) -> None:
+        """Append what the repair added when it only added; otherwise rewrite the file atomically."""
+        grown = len(repaired) >= len(written) and all(
+            a == b for a, b in zip(written[:-1], repaired, strict=False))
+        if grown and written:
+            last, new = written[-1], repaired[len(written) - 1]
+            grown = new["role"] == last["role"] and new["content"][: len(last["content"])] == last["content"]
+        if grown:
+            if written and len(repaired[len(written) - 1]["content"]) > len(written[-1]["content"]):
+                extra = repaired[len(written) - 1]["content"][len(written[-1]["content"]):]
+                self.append({"role": repaired[len(written) - 1]["role"], "content": extra})
+            for message in repaired[len(written):]:
+                self.append(message)
+            return
+        kept = [r for r in _records(self.path) if r.get("type") != "message"]
+        header = [r for r in kept if r.get("type") == "session"]
+        notes = [r for r in kept if r.get("type") != "session"]
+        lines = [*header, *({"type": "message", "message": m} for m in repaired), *notes,
+                 {"type": "note", "kind": "repaired", "at": time.time()}]
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.repair")
+        with temporary.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)
+            f.flush()
+            os.fsync(f.fileno())
+        with self._write_lock:
+            os.replace(temporary, self.path)
+            self._file.close()
+            self._file = self.path.open("a", encoding="utf-8")
 
     def append(self, message: dict[str, Any]) -> None:
         self._write({"type": "message", "message": message})
@@ -91,8 +162,104 @@ class Transcript:
 
     def close(self) -> None:
         self._file.close()
+        self._lock_file.close()  # releases the session lock
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._write_lock:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+
+def _lock(path: Path) -> Any:
+    """Hold the session's lock for as long as the returned file is open."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = lock_path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SessionInUse(f"session {path.stem} is open in another midstream ({holder}); finish or quit "
+                           "that one first, or start a new session without --continue/--resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _truncate_torn_line(path: Path) -> None:
+    """Cut a last line without its newline: the process died while writing it."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        position = size
+        while position > 0:  # find the last newline, reading backwards in blocks
+            step = min(65536, position)
+            f.seek(position - step)
+            block = f.read(step)
+            newline = block.rfind(b"\n")
+            if newline != -1:
+                f.truncate(position - step + newline + 1)
+                return
+            position -= step
+        f.truncate(0)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn line: the process died while writing it
+        if isinstance(record, dict):
+            records.append(record)
+    return [r for r in records if r.get("type") != "message" or isinstance(r.get("message"), dict)]
+
+
+def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        if merged and merged[-1].get("role") == message.get("role"):
+            merged[-1] = {"role": message["role"],
+                          "content": as_blocks(merged[-1]["content"]) + as_blocks(message.get("content"))}
+        else:
+            merged.append({**message, "content": as_blocks(message.get("content"))})
+    return merged
+
+
+def _uncompleted_work(records: list[dict[str, Any]]) -> str:
+    """What calls and file changes of a reply that never completed were recorded (empty: none)."""
+    calls: dict[str, dict[str, Any]] = {}
+    files: list[str] = []
+    for record in records:
+        kind = record.get("type") == "note" and record.get("kind")
+        if record.get("type") == "message" and record["message"].get("role") == "assistant":
+            for block in as_blocks(record["message"].get("content")):
+                if isinstance(block, dict):
+                    calls.pop(str(block.get("id")), None)
+            files.clear()
+        elif kind in ("rolled_back", "crash_reported", "interrupted"):
+            calls.clear()
+            files.clear()
+        elif kind == "call_started":
+            calls[str(record.get("id"))] = {"what": str(record.get("what", "")), "finished": False}
+        elif kind == "call_finished" and str(record.get("id")) in calls:
+            calls[str(record.get("id"))]["finished"] = True
+        elif kind == "file_changed" and str(record.get("path")) not in files:
+            files.append(str(record.get("path")))
+    parts = []
+    if calls:
+        parts.append("started " + "; ".join(
+            f"{c['what']} ({'finished' if c['finished'] else 'outcome unknown'})" for c in calls.values()))
+    if files:
+        parts.append("changed " + ", ".join(files))
+    return " and ".join(parts)
