@@ -135,6 +135,7 @@ class _Attempt:
     calls: list[tuple[ToolCallReady, Future[ToolResult]]] = field(default_factory=list)
     ran: dict[str, ToolResult] = field(default_factory=dict)  # call id -> result, for calls that ran
     wrote: dict[str, list[Path]] = field(default_factory=dict)  # call id -> paths a file tool wrote
+    reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
     started: float = field(default_factory=time.monotonic)
 
 
@@ -393,12 +394,12 @@ class Agent:
             tool = self.tools.get(call.name)
             if result is None or tool is None:
                 continue
-            if tool.journaled and not kept.intersection(attempt.wrote.get(call.id, ())):
+            stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
+            if tool.journaled and not stays:
                 continue  # undone above; an identical call in the retry applies it again
-            if tool.journaled:
-                self._reusable[_call_key(call.name, call.input)].append(result)  # its effect stays
-                continue
             self._reusable[_call_key(call.name, call.input)].append(result)
+            if tool.journaled:
+                continue  # its write stays on disk: a command built on it
             if tool.access(self.config.workspace, call.input).writes:
                 commands.append(str(call.input.get("command", call.name)))
             else:
@@ -513,6 +514,7 @@ class Agent:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
         if earlier := self._reusable.get(_call_key(call.name, call.input)):
             attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
+            attempt.reused.add(call.id)
             return self._finished_now(call, result, reused=True)
         workspace = self.config.workspace
         try:

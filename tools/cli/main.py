@@ -119,13 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = sys.stdin.read() if args.task == "-" else args.task
     _start_logging(config)
     transcript, history = _open_session(args, config)
-    _clean_up_after_crashes(config.workspace)
+    cleaning = _clean_up_after_crashes(config.workspace)
     tools = _tools()
     renderer = _renderer(args, config, tools, streaming=task is None)
     interactive = task is None and sys.stdin.isatty()
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
                   confirm=_confirmer(renderer) if interactive else None, model=_model_client(args, config))
-    return _run_session(agent, renderer, task, args)
+    try:
+        return _run_session(agent, renderer, task, args)
+    finally:
+        cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
 def _run_session(agent: Agent, renderer: Renderer, task: str | None, args: argparse.Namespace) -> int:
@@ -214,7 +217,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _clean_up_after_crashes(workspace: Path) -> None:
+def _clean_up_after_crashes(workspace: Path) -> threading.Thread:
     """Temporary files of writes a killed agent never finished go; while we run, ours are kept."""
     from midstream.tools.files import remove_stale_temporaries
 
@@ -223,8 +226,10 @@ def _clean_up_after_crashes(workspace: Path) -> None:
     _held.append(presence)  # held until the process exits
     # Alone in this workspace, every leftover is stale; otherwise only the clearly old ones.
     cutoff = started if alone else started - 3600
-    threading.Thread(target=remove_stale_temporaries, args=(workspace,), kwargs={"older_than": cutoff},
-                     name="stale-temporaries", daemon=True).start()
+    thread = threading.Thread(target=remove_stale_temporaries, args=(workspace,), kwargs={"older_than": cutoff},
+                              name="stale-temporaries", daemon=True)
+    thread.start()
+    return thread
 
 
 _held: list[object] = []

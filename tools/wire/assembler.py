@@ -95,7 +95,7 @@ class TurnAssembler:
                 block[key] = (have or "") + value
             elif isinstance(value, list) and isinstance(have, list | None):
                 block[key] = [*(have or []), *value]
-            else:
+            elif value is not None or key not in block:
                 block[key] = value
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[Event]:
