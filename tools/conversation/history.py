@@ -100,8 +100,9 @@ class CommitGuard:
 
     def __init__(self) -> None:
         self._tool_ids: set[str] = set()
-        self._known: list[dict[str, Any]] = []  # the history as last seen: the same message objects
-        self._last_content: Any = None  # the last message's content list as last seen
+        # The history as last seen: the same message objects with the same content lists. (Blocks are
+        # never edited in place once committed; anything that rewrites history replaces messages.)
+        self._known: list[tuple[dict[str, Any], Any]] = []
 
     def commit(self, history: list[dict[str, Any]], message: dict[str, Any]) -> dict[str, Any]:
         """Append ``message`` to ``history``, or merge it into the last message of the same role (tool
@@ -116,8 +117,10 @@ class CommitGuard:
             history.append({"role": message["role"], "content": as_blocks(message["content"])})
         if message["role"] == "assistant":
             self._tool_ids.update(i for i in _tool_ids(message) if isinstance(i, str))
-        self._known = list(history)
-        self._last_content = history[-1]["content"]
+        if last is not None and last["role"] == message["role"]:
+            self._known[-1] = (last, last["content"])
+        else:
+            self._known.append((history[-1], history[-1]["content"]))
         return history[-1]
 
     def problems(self, history: list[dict[str, Any]], message: dict[str, Any]) -> list[str]:
@@ -154,8 +157,8 @@ class CommitGuard:
 
     def _sync(self, history: list[dict[str, Any]]) -> None:
         known = self._known
-        if len(history) == len(known) and (not history or history[-1]["content"] is self._last_content) \
-                and all(a is b for a, b in zip(history, known, strict=True)):
+        if len(history) == len(known) and all(
+                m is k and m["content"] is c for m, (k, c) in zip(history, known, strict=True)):
             return
         # Changed behind our back: check all of it once. A reply whose tool results are still
         # running legitimately ends the history; everything else the API would refuse.
@@ -163,8 +166,7 @@ class CommitGuard:
             raise HistoryInvalid("; ".join(problems))
         self._tool_ids = {i for m in history if m.get("role") == "assistant" for i in _tool_ids(m)
                           if isinstance(i, str)}
-        self._known = list(history)
-        self._last_content = history[-1]["content"] if history else None
+        self._known = [(m, m["content"]) for m in history]
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:
