@@ -17,12 +17,18 @@ from pathlib import Path
 
 import pytest
 from midstream.tools.conversation.history import history_problems
+from midstream.tools.conversation.transcript import state_dir
 from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 
 FAST = ["--isolation", "none", "--grace", "0"]
 
+
+
+def _reply_committed() -> bool:
+    """The reply with the tool call is on disk (its command may start before that)."""
+    return any('"role": "assistant"' in p.read_text() for p in (state_dir() / "sessions").glob("*/*.jsonl"))
 
 def _start(workspace: Path, server: ScriptedServer, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "midstream", *FAST, *args], cwd=workspace,
@@ -85,7 +91,7 @@ def test_killed_during_a_tool_then_continued_three_times(workspace, signum):
     with first:
         process = _start(workspace, first, "-p", "run the slow thing")
         try:
-            assert wait_until(lambda: (workspace / "started.flag").exists(), 20)
+            assert wait_until(lambda: (workspace / "started.flag").exists() and _reply_committed(), 20)
         finally:
             process.send_signal(signum)
             process.communicate(timeout=30)
