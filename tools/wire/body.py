@@ -31,8 +31,9 @@ class BodyEncoder:
             return _dumps(body).encode()
         rest = {k: v for k, v in body.items() if k != "messages"}
         made: dict[int, tuple[Any, Any, int, bytes]] = {}
-        pieces = []
-        for message in messages:
+        head = _dumps(rest).encode()
+        pieces = [head[:-1], b"," if len(head) > 2 else b"", b'"messages":[']
+        for number, message in enumerate(messages):
             content = message.get("content")
             size = len(content) if isinstance(content, list) else -1
             known = self._made.get(id(message))
@@ -41,8 +42,9 @@ class BodyEncoder:
             else:
                 entry = (message, content, size, _dumps(message).encode())
             made[id(message)] = entry
+            if number:
+                pieces.append(b",")
             pieces.append(entry[3])
         self._made = made
-        head = _dumps(rest).encode()
-        joiner = b"," if len(head) > 2 else b""
-        return b"".join([head[:-1], joiner, b'"messages":[', b",".join(pieces), b"]}"])
+        pieces.append(b"]}")
+        return b"".join(pieces)  # one copy of the whole body, no intermediate ones

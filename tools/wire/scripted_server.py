@@ -167,6 +167,7 @@ class ScriptedServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     cache: CacheModel | None = None  # report prompt-cache usage the way the API accounts it
     connections: int = 0  # TCP connections accepted, to show that one is reused
+    keep_bodies: bool = True  # False: read request bodies but record {} (benchmarks with huge histories)
 
     def __post_init__(self) -> None:
         for scripted in self.replies:
@@ -221,7 +222,8 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             started = time.monotonic()  # the request line and headers are in: its first bytes arrived
             length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length)
+            body = json.loads(raw or b"{}") if server.keep_bodies else {}
             scripted = server.next_reply(body, dict(self.headers.items()), started)
             if scripted is None:
                 scripted = {"status": 500, "error": {"type": "api_error", "message": "scenario has no more replies"}}
