@@ -186,7 +186,8 @@ class ModelClient:
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
-        payload = self._encoder.encode(body)
+        parts = self._encoder.parts(body)  # written one after the other: the body is never joined
+        size = sum(map(len, parts))
         log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
         started = time.monotonic()
         number = self._recorder.request(body) if self._recorder else 0
@@ -197,7 +198,8 @@ class ModelClient:
         watchdog.start()
         try:
             with self._http.stream(
-                "POST", "/v1/messages", content=payload, headers={"content-type": "application/json"}
+                "POST", "/v1/messages", content=iter(parts),
+                headers={"content-type": "application/json", "content-length": str(size)},
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
@@ -205,7 +207,7 @@ class ModelClient:
                     raise self._timed_out()
                 request_id = response.headers.get("request-id", "-")
                 log.info("POST /v1/messages model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
-                         body.get("model"), len(payload), response.status_code, request_id,
+                         body.get("model"), size, response.status_code, request_id,
                          time.monotonic() - started)
                 chunks = response.iter_bytes()
                 if self._recorder:
