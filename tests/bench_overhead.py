@@ -108,6 +108,41 @@ def _run(size: int, requests: int, pythonpath: str | None) -> dict[str, Any]:
     return {"gaps": gaps, "connections": served["connections"], "ok": ran["ok"], "message": ran["message"]}
 
 
+def cpu_breakdown() -> None:
+    """In one process, without the network: what preparing one request costs at each size."""
+    from midstream.agent import Agent, AgentConfig
+    from midstream.tools.conversation.cache import apply_cache_control
+
+    class Quiet:
+        def show(self, event: Any) -> None:
+            pass
+
+    print("\nPreparing one request in-process (median of 20, after the first): history check, cache "
+          "fingerprint, cache_control, body\n")
+    print("| history | check | fingerprint | cache_control | body parts | total |")
+    print("|---|---|---|---|---|---|")
+    for name, size in SIZES.items():
+        with tempfile.TemporaryDirectory() as workspace:
+            config = AgentConfig(workspace=Path(workspace), base_url="http://127.0.0.1:9", api_key="k", model="m",
+                                 system_prompt="x", tell_date=False)
+            agent = Agent(config, tools=ToolRegistry([]), renderer=Quiet(), history=_history(size))
+            rows = []
+            for _ in range(21):
+                t0 = time.perf_counter()
+                body = agent._request_body()
+                t1 = time.perf_counter()
+                agent.cache_audit.fingerprint(body)
+                t2 = time.perf_counter()
+                body = apply_cache_control(body, "5m")
+                t3 = time.perf_counter()
+                agent.model._encoder.parts(body)
+                t4 = time.perf_counter()
+                rows.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0))
+            agent.close()
+        columns = [statistics.median(column) * 1000 for column in zip(*rows[1:], strict=True)]
+        print(f"| {name} | " + " | ".join(f"{c:.2f} ms" for c in columns) + " |")
+
+
 def _package_of(rev: str, into: Path) -> str:
     """A directory whose ``midstream`` package is revision ``rev`` of this repository."""
     tree = into / "tree"
@@ -128,12 +163,15 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV")
     parser.add_argument("--serve", nargs=2)
     parser.add_argument("--client", nargs=4)
+    parser.add_argument("--cpu-only", action="store_true")
     args = parser.parse_args()
     if args.serve:
         return serve(int(args.serve[0]), args.serve[1])
     if args.client:
         url, size, requests, out = args.client
         return client(url, int(size), int(requests), out)
+    if args.cpu_only:
+        return cpu_breakdown()
     runs: list[tuple[str, str | None]] = [("this branch", None)]
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     if args.baseline:
@@ -154,6 +192,7 @@ def main() -> None:
                 print(f"| {label} | {name} | {statistics.median(gaps[:20]):.1f} ms | "
                       f"{statistics.median(gaps[-20:]):.1f} ms | {statistics.median(gaps):.1f} ms | {p95:.1f} ms | "
                       f"{max(gaps):.1f} ms | {result['connections']} |", flush=True)
+        cpu_breakdown()
     finally:
         if args.baseline:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(scratch / "tree")],

@@ -160,3 +160,19 @@ def test_a_client_with_a_transport_still_reports_body_errors():
     with pytest.raises(RetryableModelError, match="cannot be decoded"), client.stream({"model": "m"}) as events:
         list(events)
     client.close()
+
+
+def test_sealed_segments_follow_appends_merges_and_replacements():
+    encoder = BodyEncoder()
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"type": "text", "text": f"{i} " * 40_000}]}
+               for i in range(40)]  # ~3 MB: several sealed segments
+    for step in range(8):
+        body = {"model": "m", "messages": history}
+        assert json.loads(b"".join(encoder.parts(body))) == body
+        history.append({"role": "assistant" if len(history) % 2 else "user",
+                        "content": [{"type": "text", "text": f"new {step}"}]})
+        if step == 3:
+            history[-1]["content"] = [*history[-1]["content"], {"type": "text", "text": "merged"}]
+        if step == 5:
+            history[2] = {"role": "user", "content": [{"type": "text", "text": "compacted"}]}
+    assert len(encoder.parts({"messages": history})) > 3  # written in pieces, never joined
