@@ -284,3 +284,31 @@ def test_stale_temporary_files_of_a_killed_write_are_removed_at_start(workspace)
     assert code == 0, err
     assert wait_until(lambda: not stale.exists(), 5)
     assert unrelated.exists()
+
+
+def test_with_the_sandbox_a_commands_children_die_with_a_killed_agent(workspace):
+    from midstream.sandbox.isolation import bwrap_works
+
+    assert bwrap_works(), "bubblewrap is installed on the machines this suite runs on"
+    marker = f"midstream-test-{uuid.uuid4().hex}"
+    command = (f"(setsid -f python3 -c 'import time; time.sleep(120)' {marker}-child > /dev/null 2>&1); "
+               f"touch started.flag; python3 -c 'import time; time.sleep(120)' {marker}")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": command}))])
+
+    def running() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+        return [pid for pid in found if int(pid) != os.getpid()]
+
+    with server:
+        process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "bwrap", "--grace", "0",
+                                    "-p", "go"], cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert wait_until(lambda: (workspace / "started.flag").exists() and len(running()) >= 2, 30)
+        finally:
+            process.kill()
+            process.wait(30)
+        try:
+            assert wait_until(lambda: not running(), 10), running()
+        finally:
+            subprocess.run(["pkill", "-f", marker])
