@@ -464,7 +464,12 @@ class Agent:
             second_interrupt = True
             self._stop_tools(kill=True)
             wait([future for _, future in calls], timeout=10)
-        if message and message["content"]:
+        if message is not None:
+            message = repair_reply(message)
+        if message is not None and self.guard.problems(self.history, message):
+            log.warning("interrupted reply not kept, the API would refuse it: %s", message)
+            message, calls = None, []  # its calls' tool_use blocks go with it; no results are owed
+        if message is not None:
             self._commit(message)  # every call's tool_use is in it, or in the reply committed before
         blocks = self._collect_results(calls)
         self._commit({"role": "user", "content": [*blocks, {"type": "text", "text": INTERRUPTED_NOTE}]})
