@@ -28,7 +28,6 @@ The story of one turn, top to bottom:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
-from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
@@ -527,7 +526,7 @@ class Agent:
         except Exception:  # an odd path must not stop the call; order it after everything instead
             access = Access.whole_workspace(read_only=False)
 
-        crash_record = _CrashRecord(self.transcript, call, workspace)
+        crash_record = CrashRecord(self.transcript, call.id, f"{call.name} {_shown(call.input)}".strip(), workspace)
 
         def before_write(path: Path) -> None:
             attempt.journal.record(path)
@@ -554,7 +553,7 @@ class Agent:
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
                     for path in attempt.wrote.get(call.id, ()):
                         attempt.journal.seal(path)
-                    crash_record.finished(result)
+                    crash_record.finished(result.is_error)
             finally:
                 with self._running_lock:
                     self._running.pop(call.id, None)
@@ -581,27 +580,8 @@ class Agent:
         return blocks
 
 
-class _CrashRecord:
-    """Notes in the transcript, as it happens, what a call of a not yet committed reply does, so a
-    session resumed after a crash can say what ran (tools/conversation/transcript.py reads them)."""
-
-    def __init__(self, transcript: Transcript | None, call: ToolCallReady, workspace: Path) -> None:
-        self._transcript, self._call, self._workspace = transcript, call, workspace
-
-    def started(self) -> None:
-        if self._transcript:
-            shown = self._call.input.get("command") or self._call.input.get("path") or ""
-            self._transcript.note("call_started", id=self._call.id, what=f"{self._call.name} {shown}".strip()[:300])
-
-    def finished(self, result: ToolResult) -> None:
-        if self._transcript:
-            self._transcript.note("call_finished", id=self._call.id, error=result.is_error)
-
-    def file_changed(self, path: Path) -> None:
-        if self._transcript:
-            with contextlib.suppress(ValueError):
-                path = path.relative_to(self._workspace.resolve())
-            self._transcript.note("file_changed", id=self._call.id, path=str(path))
+def _shown(args: dict[str, Any]) -> str:
+    return str(args.get("command") or args.get("path") or "")
 
 
 def _too_long_a_wait(error: ModelError) -> ModelError:

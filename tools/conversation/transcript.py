@@ -32,7 +32,7 @@ from typing import Any
 
 from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["SessionInUse", "Transcript", "present_in", "state_dir"]
+__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "state_dir"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
 CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
@@ -170,6 +170,28 @@ class Transcript:
             self._file.write(line)
             self._file.flush()
             os.fsync(self._file.fileno())
+
+
+class CrashRecord:
+    """Notes in the transcript, as it happens, what a call of a not yet committed reply does, so a
+    session resumed after a crash can say what ran (``resume`` reads them back)."""
+
+    def __init__(self, transcript: Transcript | None, call_id: str, what: str, workspace: Path) -> None:
+        self._transcript, self._id, self._what, self._workspace = transcript, call_id, what[:300], workspace
+
+    def started(self) -> None:
+        if self._transcript:
+            self._transcript.note("call_started", id=self._id, what=self._what)
+
+    def finished(self, error: bool) -> None:
+        if self._transcript:
+            self._transcript.note("call_finished", id=self._id, error=error)
+
+    def file_changed(self, path: Path) -> None:
+        if self._transcript:
+            with contextlib.suppress(ValueError):
+                path = path.relative_to(self._workspace.resolve())
+            self._transcript.note("file_changed", id=self._id, path=str(path))
 
 
 def _lock(path: Path) -> Any:
