@@ -217,3 +217,25 @@ def test_a_command_result_never_claims_a_cleanup_that_did_not_happen(workspace):
         assert "still running" in result.content and "were stopped" not in result.content
     finally:
         subprocess.run(["pkill", "-f", marker])
+
+
+def test_crash_records_name_only_calls_of_a_reply_that_never_completed(workspace):
+    transcript = Transcript.create(workspace, "m")
+    transcript.append(USER)
+    transcript.note("call_started", id="t1", what="bash early")  # dispatched mid-stream, before the commit
+    transcript.append(_use("t1", "t2"))
+    transcript.note("call_started", id="t2", what="bash late")  # its thread was slower than the commit
+    transcript.note("file_changed", id="t2", path="a.txt")
+    transcript.append(_results("t1", "t2"))
+    transcript.note("call_started", id="t3", what="bash never committed")
+    transcript.note("file_changed", id="t3", path="b.txt")
+    transcript.close()
+    reopened = Transcript(transcript.path)
+    history, crashed = reopened.resume()
+    reopened.close()
+    assert crashed == ("before the agent exited, a reply that never completed had started bash never committed "
+                       "(outcome unknown) and changed b.txt")
+    assert "bash never committed" in history[-1]["content"][-1]["text"]
+    again = Transcript(transcript.path)
+    assert again.resume()[1] is None  # told once
+    again.close()

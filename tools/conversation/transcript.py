@@ -259,29 +259,35 @@ def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _uncompleted_work(records: list[dict[str, Any]]) -> str:
-    """What calls and file changes of a reply that never completed were recorded (empty: none)."""
+    """What calls and file changes of a reply that never completed were recorded (empty: none).
+
+    A call whose tool_use was committed belongs to a reply that completed (its notes may come
+    before or after that commit: tools run on their own threads); its outcome is in the history.
+    """
+    committed: set[str] = set()
     calls: dict[str, dict[str, Any]] = {}
-    files: list[str] = []
+    files: dict[str, str] = {}  # path -> the call that changed it
     for record in records:
         kind = record.get("type") == "note" and record.get("kind")
+        call_id = str(record.get("id"))
         if record.get("type") == "message" and record["message"].get("role") == "assistant":
-            for block in as_blocks(record["message"].get("content")):
-                if isinstance(block, dict):
-                    calls.pop(str(block.get("id")), None)
-            files.clear()
+            committed.update(str(b.get("id")) for b in as_blocks(record["message"].get("content"))
+                             if isinstance(b, dict) and b.get("id"))
         elif kind in ("rolled_back", "crash_reported", "interrupted"):
             calls.clear()
             files.clear()
         elif kind == "call_started":
-            calls[str(record.get("id"))] = {"what": str(record.get("what", "")), "finished": False}
-        elif kind == "call_finished" and str(record.get("id")) in calls:
-            calls[str(record.get("id"))]["finished"] = True
-        elif kind == "file_changed" and str(record.get("path")) not in files:
-            files.append(str(record.get("path")))
+            calls[call_id] = {"what": str(record.get("what", "")), "finished": False}
+        elif kind == "call_finished" and call_id in calls:
+            calls[call_id]["finished"] = True
+        elif kind == "file_changed":
+            files.setdefault(str(record.get("path")), call_id)
+    calls = {i: c for i, c in calls.items() if i not in committed}
+    changed = [path for path, call_id in files.items() if call_id not in committed]
     parts = []
     if calls:
         parts.append("started " + "; ".join(
             f"{c['what']} ({'finished' if c['finished'] else 'outcome unknown'})" for c in calls.values()))
-    if files:
-        parts.append("changed " + ", ".join(files))
+    if changed:
+        parts.append("changed " + ", ".join(changed))
     return " and ".join(parts)
