@@ -4,6 +4,9 @@ The story of one turn, top to bottom:
 
 1. The person's message is committed to history (Messages API dicts, nothing of ours in them)
    and to the session transcript on disk.
+   Before each request, the conversation is fitted to the context window (old tool results
+   cleared, or all but the last replies summarised: tools/conversation/compaction.py); a "prompt
+   is too long" answer does the same, and the request is tried once more.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.
@@ -47,6 +50,7 @@ from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
+from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
 from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.conversation.usage import Usage
@@ -54,8 +58,10 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResu
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.ui.events import (
     CacheMissed,
+    ContextUsed,
     Renderer,
     RequestStarted,
+    RequestUsage,
     ToolCallReady,
     ToolFinished,
     ToolProgress,
@@ -65,7 +71,7 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, RetryableModelError
+from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -114,8 +120,12 @@ class AgentConfig:
     """Permission mode: read-only, ask or auto (see sandbox/permissions.py)."""
     grace_seconds: float = 3.0
     """How long a destructive call shows its targets before it runs in auto mode; 0 turns it off."""
+    refuse_destructive: bool = False
+    """Refuse destructive calls in auto mode instead of counting down (-p without an explicit mode)."""
     isolation: str = "auto"
     """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
+    network: bool = False
+    """Let shell commands reach the network (the sandbox has none by default)."""
     system_prompt: str = ""
     """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
     prompt_cache: bool = True
@@ -124,6 +134,11 @@ class AgentConfig:
     """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
     tell_date: bool = True
     """Tell the model today's date in the first message, and again in the first message after it changes."""
+    context_window: int | None = None
+    """Tokens one request may hold; None: known for Claude models (tools/conversation/compaction.py)."""
+    compact: bool = True
+    """Clear old tool results and compact the conversation before it outgrows the window (/compact and
+    the recovery from a "prompt is too long" answer work either way)."""
 
 
 @dataclass
@@ -198,6 +213,7 @@ class Agent:
         self.gate = Gate(
             mode=config.mode,
             grace_seconds=config.grace_seconds,
+            refuse_destructive=config.refuse_destructive,
             confirm=confirm,
             announce=renderer.show,
         )
@@ -206,9 +222,8 @@ class Agent:
             else build_system_blocks(config.workspace)
         )
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
-        # A resumed session already told the model its date; tell it again only when it changes.
-        self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
-                                if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
+        self.context = self._context_keeper()
+        self._date_told = _date_told_in(self.history)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -217,6 +232,7 @@ class Agent:
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
+        self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
@@ -225,6 +241,24 @@ class Agent:
         self.model.close()
         if self.transcript:
             self.transcript.close()
+
+    def start_over(self, history: list[dict[str, Any]], transcript: Transcript | None) -> None:
+        """Go on with another conversation (/clear, /resume); the one before stays on disk."""
+        if self.transcript:
+            self.transcript.close()
+        self.history, self.transcript = history, transcript
+        self._date_told = _date_told_in(history)
+        self.cache_audit = CacheAudit(ttl_seconds=self.cache_audit.ttl_seconds)
+        self.context = self._context_keeper()  # records to the new transcript, tells the new audit
+        self._reusable.clear()  # results of the other conversation's calls are not this one's
+
+    def _context_keeper(self) -> ContextKeeper:
+        """Clearing and compaction replace messages (never edit them in place), so the commit guard,
+        the body encoder and the cache fingerprints notice a rewrite by identity; the audit is told."""
+        config = self.config
+        return ContextKeeper(context_window_for(config.model, config.context_window), config.max_tokens,
+                             ask=self._ask, show=self.renderer.show, transcript=self.transcript,
+                             rewritten=self.cache_audit.forget, automatic=config.compact)
 
     # -- the turn ---------------------------------------------------------------------------------
 
@@ -266,7 +300,12 @@ class Agent:
     def _requests_until_done(self) -> TurnEnded:
         for request_number in range(1, self.config.max_requests + 1):
             try:
-                reply = self._request_with_retries(request_number)
+                self._fit_context()
+                try:
+                    reply = self._request_with_retries(request_number)
+                except PromptTooLong as too_long:  # compact, then one more try
+                    self._fit_context(overflow=too_long)
+                    reply = self._request_with_retries(request_number)
             except _Interrupted as stop:
                 return self._stop_for_the_person(stop.message, stop.calls)
             except ModelError as error:
@@ -275,6 +314,7 @@ class Agent:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
             if reply.message is not None:
                 self._commit(reply.message)
+            self.renderer.show(self.context.measured(reply.usage))
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
                 self.renderer.show(CacheMissed(missed))
@@ -313,6 +353,36 @@ class Agent:
         if self.transcript:
             self.transcript.append(message)
 
+    # -- the context window (tools/conversation/compaction.py) ----------------------------------
+
+    def _fit_context(self, overflow: PromptTooLong | None = None) -> None:
+        """Before a request: clear old tool results or compact when the window needs it."""
+        try:
+            self.context.fit(self.history, self._request_body(), overflow=overflow)
+        except KeyboardInterrupt:
+            raise _Interrupted(None, []) from None
+
+    def compact(self, instructions: str | None = None) -> bool:
+        """Summarise the conversation now (``/compact [what to keep]``); False if it was not changed."""
+        self.busy, self.interrupting = True, False
+        try:
+            return self.context.fit(self.history, self._body(), requested=True, instructions=instructions)
+        except KeyboardInterrupt:
+            return False
+        finally:
+            self.busy = False
+
+    def context_used(self) -> ContextUsed:
+        """How much of the context window the latest request used (for /cost and the status line)."""
+        return self.context.use()
+
+    def _ask(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A request outside the turn (the summary): cached, interruptible and retried like the others."""
+        if self.config.prompt_cache:
+            body = apply_cache_control(body, self.config.cache_ttl)
+        return ask_for_text(self.model, body, self._interruptible, attempts=self.config.max_attempts,
+                            pause=lambda attempt, after: self._sleep(self._backoff(attempt, after)))
+
     # -- one request, retried until it completes ---------------------------------------------
 
     def _request_with_retries(self, request_number: int) -> _Reply:
@@ -322,6 +392,8 @@ class Agent:
             attempt = _Attempt()
             try:
                 reply = self._stream_reply(attempt)
+            except PromptTooLong:
+                raise  # refused before anything streamed: the caller compacts and retries
             except ModelError as error:
                 if (error.retry_after or 0.0) > self.config.retry_after_max:
                     error = _too_long_a_wait(error)
@@ -347,6 +419,7 @@ class Agent:
 
     def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
+        self._aborted = False
         body = self._request_body()
         sent = self.cache_audit.fingerprint(body)
         if self.config.prompt_cache:
@@ -363,7 +436,8 @@ class Agent:
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except (KeyboardInterrupt, ModelError) as stopped:
-            if isinstance(stopped, KeyboardInterrupt) or self.interrupting:  # a shut-down socket, too
+            # A socket shut down by Ctrl-C can fail the read before the handler has run: still an interrupt.
+            if isinstance(stopped, KeyboardInterrupt) or self.interrupting or self._aborted:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self._stop_tools(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
@@ -373,6 +447,9 @@ class Agent:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
             raise
+        finally:
+            if assembler.usage:  # answered, so billed: committed, rolled back or interrupted alike
+                self.renderer.show(RequestUsage(assembler.model, dict(assembler.usage)))
         message = assembler.message()
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
@@ -425,6 +502,8 @@ class Agent:
                 raise KeyboardInterrupt
             self.interruptible = True
             try:
+                if self.interrupting:  # pressed just before we became interruptible: nobody else will raise
+                    raise KeyboardInterrupt
                 event = next(events, None)
             finally:
                 self.interruptible = False
@@ -449,6 +528,7 @@ class Agent:
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
         if self.interruptible:
+            self._aborted = True
             self.model.abort()
 
     def _stop_for_the_person(
@@ -499,6 +579,10 @@ class Agent:
         except HistoryInvalid as error:
             log.error("refusing to send an invalid history: %s", error)
             raise
+        return self._body()
+
+    def _body(self) -> dict[str, Any]:
+        """The request for the history as it is (``/compact`` measures it even when it is empty)."""
         return {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens,
@@ -534,13 +618,12 @@ class Agent:
             crash_record.file_changed(path)
 
         def run() -> ToolResult:
-            self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
             started = time.monotonic()
             ctx = ToolContext(
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
                 before_write=before_write,
-                extras={"isolation": self.config.isolation},
+                extras={"isolation": self.config.isolation, "network": self.config.network},
             )
             with self._running_lock:
                 self._running[call.id] = ctx
@@ -548,7 +631,8 @@ class Agent:
                 refusal = self.gate.check(tool, call.input, ctx, call.id)
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
-                else:
+                else:  # running only now: a grace window or a question comes first, on screen too
+                    self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
                     crash_record.started()
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
                     for path in attempt.wrote.get(call.id, ()):
@@ -591,6 +675,12 @@ def _too_long_a_wait(error: ModelError) -> ModelError:
         f"{wait:,.0f} s" if wait < 3600 else f"{wait / 3600:,.1f} h")
     return FatalModelError(f"{error} · the service asked to wait {asked} before retrying; try again later",
                            status=error.status, retry_after=error.retry_after)
+
+
+def _date_told_in(history: list[dict[str, Any]]) -> str | None:
+    """A resumed session already told the model its date; tell it again only when it changes."""
+    return next((b["text"] for m in reversed(history) for b in as_blocks(m["content"])
+                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
 
 
 def _drop_cut_off_calls(

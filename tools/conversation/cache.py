@@ -108,6 +108,10 @@ class CacheAudit:
         self._digests = digests
         return _Fingerprint(_digest(body.get("tools")), _digest(body.get("system")), hashes, time.monotonic())
 
+    def forget(self) -> None:
+        """The history was rewritten on purpose (cleared or compacted): the next request is not compared."""
+        self._previous, self._previous_cached = None, 0
+
     def check(self, sent: _Fingerprint, usage: Usage) -> str | None:
         """Record this request; return a warning the first time a given cause breaks the cache."""
         previous, expected = self._previous, self._previous_cached

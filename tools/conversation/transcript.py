@@ -3,7 +3,12 @@
 Lines are ``{"type": "session", …}`` (the header), ``{"type": "message", "message": {…}}`` (one
 committed Messages API message) and ``{"type": "note", …}`` (what the person was shown besides:
 rollbacks, interrupts, and what a reply that has not completed yet is doing: ``call_started``,
-``call_finished``, ``file_changed``). Only messages that passed the commit guard are written.
+``call_finished``, ``file_changed``). Only messages that passed the commit guard are written. Long
+sessions add ``{"type": "cleared", "notes": {tool_use_id: note}}`` (old tool results replaced by
+notes) and ``{"type": "compaction", "messages": […]}`` (the whole history from then on: the summary
+and the messages kept verbatim); the messages before stay in the file, and loading replays both
+(tools/conversation/compaction.py). Loading merges consecutive messages of one role (tool results
+and the next user text are written separately).
 
 A session can never be bricked:
 
@@ -15,6 +20,10 @@ A session can never be bricked:
 - ``resume()`` repairs the conversation into a valid one (``repair_history``) and writes the
   repairs back, so the next load starts from the repaired state; it also tells the model and the
   person what a reply that never completed had done (calls started, files changed) before the crash.
+  A repair that only adds is appended; any other is written as one ``compaction`` record (reason
+  ``repaired``) holding the repaired history, so the file is only ever appended to.
+
+Session files, their locks and the prompt history are private (0600 in 0700 directories).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.private import private_file
 from midstream.tools.conversation.history import as_blocks, repair_history
 
 __all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "state_dir"]
@@ -59,8 +69,7 @@ def present_in(workspace: Path) -> tuple[Any, bool]:
     """Say this process works in ``workspace`` for as long as the returned file is open, and whether
     it is the only midstream there (then every temporary file of an interrupted write is stale)."""
     directory = _sessions_of(workspace)
-    directory.mkdir(parents=True, exist_ok=True)
-    handle = (directory / ".present").open("a+")
+    handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         alone = True
@@ -76,10 +85,9 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock(path)
         _truncate_torn_line(path)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
         self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
     @classmethod
@@ -97,20 +105,25 @@ class Transcript:
         if session_id:
             path = directory / f"{session_id}.jsonl"
             return path if path.exists() else None
-        sessions = sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
-        return sessions[-1] if sessions else None
+        sessions = cls.sessions(workspace)
+        return sessions[0] if sessions else None
+
+    @staticmethod
+    def sessions(workspace: Path) -> list[Path]:
+        """This workspace's session files, the most recently written first."""
+        found = _sessions_of(workspace).glob("*.jsonl")
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        messages = _merged([r["message"] for r in _records(path) if r.get("type") == "message"])
-        return repair_history(messages, AGENT_EXITED)
+        return repair_history(_replayed(_records(path)), AGENT_EXITED)
 
     def resume(self) -> tuple[list[dict[str, Any]], str | None]:
         """The conversation, repaired into a valid one with the repairs written back, and a line for
         the person saying what an uncompleted reply did before the agent died (None if nothing)."""
         records = _records(self.path)
-        written = _merged([r["message"] for r in records if r.get("type") == "message"])
+        written = _replayed(records)
         repaired = repair_history(written, AGENT_EXITED)
         crashed = _uncompleted_work(records)
         if crashed:
@@ -126,7 +139,9 @@ class Transcript:
         return repaired, (f"before the agent exited, a reply that never completed had {crashed}" if crashed else None)
 
     def _write_back(self, written: list[dict[str, Any]], repaired: list[dict[str, Any]]) -> None:
-        """Append what the repair added when it only added; otherwise rewrite the file atomically."""
+        """Append what the repair added when it only added; otherwise append the repaired history as
+        one ``compaction`` record (replayed by ``load`` like any compaction; one line, so a crash
+        while writing it leaves a torn line that the next open cuts, and the old state stands)."""
         grown = len(repaired) >= len(written) and all(
             a == b for a, b in zip(written[:-1], repaired, strict=False))
         if grown and written:
@@ -139,23 +154,14 @@ class Transcript:
             for message in repaired[len(written):]:
                 self.append(message)
             return
-        kept = [r for r in _records(self.path) if r.get("type") != "message"]
-        header = [r for r in kept if r.get("type") == "session"]
-        notes = [r for r in kept if r.get("type") != "session"]
-        lines = [*header, *({"type": "message", "message": m} for m in repaired), *notes,
-                 {"type": "note", "kind": "repaired", "at": time.time()}]
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.repair")
-        with temporary.open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)
-            f.flush()
-            os.fsync(f.fileno())
-        with self._write_lock:
-            os.replace(temporary, self.path)
-            self._file.close()
-            self._file = self.path.open("a", encoding="utf-8")
+        self.record("compaction", messages=repaired, reason="repaired", at=time.time())
 
     def append(self, message: dict[str, Any]) -> None:
         self._write({"type": "message", "message": message})
+
+    def record(self, kind: str, **details: Any) -> None:
+        """A record of its own type: ``cleared`` and ``compaction`` rewrite the history on load."""
+        self._write({"type": kind, **details})
 
     def note(self, kind: str, **details: Any) -> None:
         self._write({"type": "note", "kind": kind, **details})
@@ -197,7 +203,7 @@ class CrashRecord:
 def _lock(path: Path) -> Any:
     """Hold the session's lock for as long as the returned file is open."""
     lock_path = path.with_name(path.name + ".lock")
-    handle = lock_path.open("a+", encoding="utf-8")
+    handle = os.fdopen(private_file(lock_path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -215,7 +221,8 @@ def _lock(path: Path) -> Any:
 
 def _truncate_torn_line(path: Path) -> None:
     """Cut a last line without its newline: the process died while writing it."""
-    with contextlib.suppress(FileNotFoundError), path.open("rb+") as f:
+    with contextlib.suppress(FileNotFoundError), os.fdopen(
+            os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return
@@ -247,9 +254,27 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [r for r in records if r.get("type") != "message" or isinstance(r.get("message"), dict)]
 
 
-def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation the records say, before repair: messages in order (consecutive ones of one
+    role merged), a ``compaction`` record replacing everything before it, a ``cleared`` record
+    replacing old tool results by notes. New lists and dicts throughout: nothing here edits a record."""
+    from midstream.tools.conversation.clearing import apply_cleared
+
     merged: list[dict[str, Any]] = []
-    for message in messages:
+    for record in records:
+        kind = record.get("type")
+        if kind == "compaction":
+            merged = [{**m, "content": as_blocks(m.get("content"))} for m in record.get("messages", [])
+                      if isinstance(m, dict)]
+            continue
+        if kind == "cleared":
+            notes = record.get("notes")
+            if isinstance(notes, dict):
+                apply_cleared(merged, notes)
+            continue
+        if kind != "message":
+            continue
+        message = record["message"]
         if merged and merged[-1].get("role") == message.get("role"):
             merged[-1] = {"role": message["role"],
                           "content": as_blocks(merged[-1]["content"]) + as_blocks(message.get("content"))}
@@ -270,10 +295,15 @@ def _uncompleted_work(records: list[dict[str, Any]]) -> str:
     for record in records:
         kind = record.get("type") == "note" and record.get("kind")
         call_id = str(record.get("id"))
-        if record.get("type") == "message" and record["message"].get("role") == "assistant":
-            committed.update(str(b.get("id")) for b in as_blocks(record["message"].get("content"))
-                             if isinstance(b, dict) and b.get("id"))
-        elif kind in ("rolled_back", "crash_reported", "interrupted"):
+        messages = [record["message"]] if record.get("type") == "message" else [
+            m for m in record.get("messages", []) if isinstance(m, dict)] if record.get("type") == "compaction" else []
+        for message in messages:
+            if message.get("role") == "assistant":
+                committed.update(str(b.get("id")) for b in as_blocks(message.get("content"))
+                                 if isinstance(b, dict) and b.get("id"))
+        if messages:
+            continue
+        if kind in ("rolled_back", "crash_reported", "interrupted"):
             calls.clear()
             files.clear()
         elif kind == "call_started":

@@ -43,6 +43,7 @@ class TurnAssembler:
         self._parts: dict[int, list[str]] = {}  # text, thinking or input JSON pieces per block
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
+        self.model = ""  # the model the server says it ran (message_start)
         self.complete = False
         self.bad_tool_ids: set[str] = set()
         self._shapes = EventShapes()
@@ -53,6 +54,7 @@ class TurnAssembler:
         match event.get("type"):
             case "message_start":
                 self.usage.update((event.get("message") or {}).get("usage") or {})
+                self.model = str((event.get("message") or {}).get("model") or "")
             case "content_block_start":
                 return self._start_block(event["index"], dict(event["content_block"]))
             case "content_block_delta":

@@ -19,7 +19,10 @@ Errors, mapped once here::
     │     HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
     │     └── MalformedStream (tools/wire/shapes.py)   an event the API would never send
     └── FatalModelError            retrying cannot help
-          HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          │ HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          └── PromptTooLong        the conversation does not fit the model's context window:
+                HTTP 400 invalid_request_error "prompt is too long: N tokens > L maximum" (or
+                "… exceed context limit …"); the loop compacts it and retries once
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import datetime
 import email.utils
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -41,8 +45,10 @@ from midstream.tools.wire.body import BodyEncoder
 from midstream.tools.wire.recording import Recorder
 from midstream.tools.wire.sse import iter_sse
 
-__all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event",
-           "retry_after"]
+__all__ = [
+    "FatalModelError", "ModelClient", "ModelError", "PromptTooLong", "RetryableModelError", "error_from_event",
+    "prompt_too_long", "retry_after",
+]
 
 log = logging.getLogger("midstream.model")
 
@@ -99,6 +105,38 @@ def retry_after(headers: httpx2.Headers | dict[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class PromptTooLong(FatalModelError):
+    """The request does not fit the context window; ``tokens`` and ``limit`` when the service said."""
+
+    def __init__(self, message: str, *, status: int | None = 400, tokens: int | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.tokens = tokens
+        self.limit = limit
+
+
+# Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
+# the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
+_TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
+                       r"|context_length_exceeded", re.IGNORECASE)
+# OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
+_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?resulted in (\d+) tokens", re.DOTALL)
+_TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
+
+
+def prompt_too_long(text: str, shown: str | None = None) -> PromptTooLong | None:
+    """The error for an API message that says the prompt does not fit (shown as ``shown``), else None."""
+    if not _TOO_LONG.search(text):
+        return None
+    numbers = _TOO_LONG_NUMBERS.search(text)
+    tokens = limit = None
+    if numbers:
+        tokens, limit = int(numbers.group(1)) + int(numbers.group(2) or 0), int(numbers.group(3))
+    elif openai := _OPENAI_NUMBERS.search(text):
+        limit, tokens = int(openai.group(1)), int(openai.group(2))
+    return PromptTooLong(shown or text, tokens=tokens, limit=limit)
+
+
 def _api_message(body: bytes) -> tuple[str, str]:
     try:
         error = json.loads(body)["error"]
@@ -110,6 +148,9 @@ def _api_message(body: bytes) -> tuple[str, str]:
 def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
     kind, message = _api_message(body)
     wait = retry_after(headers)
+    too_long = prompt_too_long(message, f"HTTP 400 {kind}: {message}") if kind == "invalid_request_error" else None
+    if status == 400 and too_long is not None:
+        return too_long
     if status in RETRYABLE_STATUS:
         return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=wait)
     hint = {
@@ -255,7 +296,8 @@ class ModelClient:
         if isinstance(exc, httpx2.ReadTimeout):
             return RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s")
         if isinstance(exc, httpx2.ConnectError):
-            return RetryableModelError(f"cannot connect to the model service: {exc}")
+            url = self._client_settings["base_url"]
+            return RetryableModelError(f"cannot connect to the model service at {url}: {exc}")
         if isinstance(exc, httpx2.DecodingError):
             return RetryableModelError(f"the model service sent a body that cannot be decoded: {exc}")
         # reset, dropped mid-stream, malformed chunking

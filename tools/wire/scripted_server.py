@@ -22,6 +22,11 @@ can live in a JSON file):
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
 
+``ScriptedServer(…, context_limit=N)`` answers a request whose prompt is over N tokens (counted as
+the cache model counts them) with the API's real ``prompt is too long`` 400, without consuming a
+reply, and reports every other request's size as its ``input_tokens`` when there is no cache model.
+``respond(body)`` answers requests once the scripted replies run out (long sessions, benchmarks).
+
 ``python -m midstream.tools.wire.scripted_server scenario.json`` serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
@@ -34,11 +39,12 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from midstream.tools.conversation.cache_model import CacheModel
+from midstream.tools.conversation.cache_model import CacheModel, prompt_tokens
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 
@@ -168,6 +174,8 @@ class ScriptedServer:
     cache: CacheModel | None = None  # report prompt-cache usage the way the API accounts it
     connections: int = 0  # TCP connections accepted, to show that one is reused
     keep_bodies: bool = True  # False: read request bodies but record {} (benchmarks with huge histories)
+    context_limit: int | None = None  # a longer prompt gets the API's "prompt is too long" 400
+    respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # replies once the script runs out
 
     def __post_init__(self) -> None:
         for scripted in self.replies:
@@ -198,7 +206,19 @@ class ScriptedServer:
             record = {"body": body, "headers": headers, "time": time.monotonic(), "started": started}
             self.requests.append(record)
             self.log.append(f"request:{len(self.requests)}")
+            if self.context_limit is not None:
+                tokens = prompt_tokens(body)
+                record["prompt_tokens"] = tokens
+                if tokens > self.context_limit:
+                    self.log.append("too_long")
+                    return {"status": 400, "error": {"type": "invalid_request_error", "message":
+                            f"prompt is too long: {tokens} tokens > {self.context_limit} maximum"}}
             scripted = self.replies.pop(0) if self.replies else None
+        if scripted is None and self.respond is not None:
+            scripted = self.respond(body)
+        if scripted is not None and self.cache is None and self.context_limit is not None and scripted.get("events"):
+            record["usage"] = usage = {"input_tokens": prompt_tokens(body)}
+            scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
         if scripted is not None and self.cache is not None and scripted.get("events"):
             record["usage"] = usage = self.cache.usage(body)
             scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
