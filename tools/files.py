@@ -9,8 +9,10 @@ a device is refused instead of hanging the tool). Reading streams in chunks and 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import difflib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from midstream.sandbox import fdio
 from midstream.sandbox.paths import confine, display_path
 from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
 
-__all__ = ["edit_file", "is_binary", "read_file", "write_file"]
+__all__ = ["edit_file", "is_binary", "read_file", "remove_stale_temporaries", "write_file"]
 
 READ_MAX_LINES = 2000
 READ_MAX_BYTES = 256 * 1024
@@ -245,3 +247,26 @@ def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, rep
     _atomic_write(target, after.encode("utf-8", errors="surrogateescape"), shown)
     replaced = f"{count} occurrences" if replace_all and count > 1 else "1 occurrence"
     return f"Edited {shown}: replaced {replaced}.\n{_diff(shown, before, after)}"
+
+
+# What _atomic_write and the undo journal leave behind when the process dies between creating
+# their temporary file and renaming it: ".NAME.XXXXXXXX.midstream" / ".NAME.XXXXXXXX.undo".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(midstream|undo)$")
+
+
+def remove_stale_temporaries(workspace: Path, *, older_than: float) -> list[Path]:
+    """Delete temporary files of interrupted writes last modified before ``older_than`` (a
+    ``time.time()``); ``.git`` is not entered and symlinks are not followed. Returns what went."""
+    removed = []
+    for directory, subdirectories, names in os.walk(workspace):
+        subdirectories[:] = [d for d in subdirectories if d != ".git"]
+        for name in names:
+            if not _TEMPORARY.match(name):
+                continue
+            path = Path(directory, name)
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if info.st_mtime < older_than and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+    return removed

@@ -197,7 +197,11 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
         # The shell is gone but something it started in the background still holds the output open.
         _kill_group(process, ON_TIMEOUT, grace=0.5)
         reader.join(2.0)
-        ending = ending or "[background processes still running after the command ended were stopped]"
+        if reader.is_alive():  # e.g. `setsid -f`: it left the process group, so the signals missed it
+            ending = ending or ("[background processes the command started are still running: they left its "
+                                "process group, so they could not be stopped, and still hold its output open]")
+        else:
+            ending = ending or "[background processes still running after the command ended were stopped]"
     if not reader.is_alive():
         assert process.stdout is not None
         process.stdout.close()
@@ -224,3 +228,4 @@ def _pump(process: subprocess.Popen[bytes], output: CappedOutput, ctx: ToolConte
         partial = lines.pop()[-512:]
         if lines and lines[-1].strip():
             ctx.report_progress(lines[-1][-200:].decode("utf-8", "replace"))
+    process.stdout.close()  # here, when a process that escaped the group lets go of it at last

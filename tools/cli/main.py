@@ -27,7 +27,7 @@ from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
-from midstream.tools.conversation.transcript import Transcript, state_dir
+from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.events import Renderer, TurnEnded
 from midstream.tools.wire.model import ModelClient
@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list_sessions(config.workspace)
     _start_logging(config)
     transcript, history = _open_session(args, config)
+    cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
     renderer = _renderer(args, config, tools, streaming=task is None, output_format=settings["output_format"],
                          session_id=transcript.id)
@@ -149,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         agent.close()
         _close(renderer, args)
+        cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
 def _greet(agent: Agent, session: object, why_mode: str, *, resumed: bool, headless: bool) -> None:
@@ -254,6 +256,7 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
     return ModelClient(
         base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
+        request_timeout=config.request_timeout,
         recorder=Recorder(args.record) if args.record else None,
     )
 
@@ -271,7 +274,13 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if path is None:
             wanted = f"session {args.resume}" if args.resume else "earlier session"
             raise _fail(f"found no {wanted} for {config.workspace} (`midstream --resume` lists them).")
-        return Transcript(path), Transcript.load(path)
+        try:
+            transcript, history, crashed = sessions.open_session(path)
+        except SessionInUse as error:
+            raise _fail(str(error)) from None
+        if crashed:
+            print(f"midstream: {crashed}", file=sys.stderr)
+        return transcript, history
     return Transcript.create(config.workspace, config.model), []
 
 

@@ -85,6 +85,8 @@ OPTIONS: tuple[Option, ...] = (
            low=1, high=100),
     Option("--idle-timeout", "idle_timeout", float, _C.idle_timeout, "seconds without a stream event before "
            "the reply counts as dropped", low=1, high=3600, unit="seconds"),
+    Option("--request-timeout", "request_timeout", float, _C.request_timeout, "longest one model request may "
+           "take in all", low=1, high=86400, unit="seconds"),
     Option("--network", "network", bool, False, "let shell commands use the network (the sandbox has none by "
            "default)", project_may_not=(True,)),
     Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),

@@ -3,6 +3,10 @@
 readline gives line editing, Ctrl-R search and history files with no dependency; prompt_toolkit
 would add multi-line editing but costs a dependency and ~0.1 s of import. Multi-line input: end a
 line with a backslash to continue on the next, or paste a block (pasted newlines arrive as lines).
+
+The history file is appended to, never rewritten (``append_history_file``, one ``O_APPEND`` write
+per message), so two agents in one workspace both keep their lines; rewriting it with
+``write_history_file`` kept only the last writer's view.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class Prompt:
         text = "\n".join(lines)
         if self._readline is not None:
             with contextlib.suppress(OSError):
-                self._readline.write_history_file(self.history_file)
+                self._readline.append_history_file(len(lines), self.history_file)
         return text
 
     def _prefill(self, text: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
 from midstream.tools.cli.typeahead import TypeAhead
-from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.ui.events import Renderer, TurnEnded
 
 __all__ = ["Interactive", "confirmer"]
@@ -85,9 +85,14 @@ class Interactive:
         if self.agent.transcript and path == self.agent.transcript.path:
             self.say("that is the session you are in")
             return
-        history = Transcript.load(path)
-        transcript = Transcript(path)
+        try:  # the lock is taken before the session we are in is let go: refused, we stay in it
+            transcript, history, crashed = sessions.open_session(path)
+        except SessionInUse as error:
+            self.say(str(error))
+            return
         self.agent.start_over(history, transcript)
+        if crashed:
+            self.say(crashed)
         self.say(sessions.resumed_notice(transcript, history))
 
     def run(self, first_message: str | None) -> int:

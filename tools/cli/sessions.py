@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from typing import Any
 
 from midstream.prompts import DATE_NOTE_PREFIX
 from midstream.tools.conversation.history import as_blocks
-from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.conversation.transcript import CRASH_NOTE, Transcript, present_in
 
-__all__ = ["SessionInfo", "choose", "last_exchange", "list_sessions", "resumed_notice", "user_text"]
+__all__ = ["SessionInfo", "choose", "clean_up_after_crashes", "last_exchange", "list_sessions", "open_session",
+           "resumed_notice", "user_text"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 LISTED = 20
@@ -32,7 +34,8 @@ class SessionInfo:
 def user_text(message: dict[str, Any]) -> str:
     """What the person typed in a user message: text blocks, without our date note or tool results."""
     texts = [b.get("text", "") for b in as_blocks(message["content"]) if b.get("type") == "text"]
-    return "\n".join(t for t in texts if not t.startswith((DATE_NOTE_PREFIX, "[The person interrupted"))).strip()
+    ours = (DATE_NOTE_PREFIX, "[The person interrupted", CRASH_NOTE.partition(":")[0])  # notes we added
+    return "\n".join(t for t in texts if not t.startswith(ours)).strip()
 
 
 def _first_message(path: Path) -> str:
@@ -49,6 +52,37 @@ def _first_message(path: Path) -> str:
     except OSError:
         pass
     return ""
+
+
+def open_session(path: Path) -> tuple[Transcript, list[dict[str, Any]], str | None]:
+    """Take the session at ``path`` (its lock: ``SessionInUse`` when another midstream has it), and
+    its conversation repaired with the repairs written back, and what a reply that never completed
+    did before the agent died (None if nothing). Both ``--continue``/``--resume`` and ``/resume``."""
+    transcript = Transcript(path)
+    try:
+        history, crashed = transcript.resume()
+    except BaseException:
+        transcript.close()
+        raise
+    return transcript, history, crashed
+
+
+def clean_up_after_crashes(workspace: Path) -> threading.Thread:
+    """Temporary files of writes a killed agent never finished go; while we run, ours are kept."""
+    from midstream.tools.files import remove_stale_temporaries
+
+    started = time.time()
+    presence, alone = present_in(workspace)
+    _held.append(presence)  # held until the process exits
+    # Alone in this workspace, every leftover is stale; otherwise only the clearly old ones.
+    cutoff = started if alone else started - 3600
+    thread = threading.Thread(target=remove_stale_temporaries, args=(workspace,), kwargs={"older_than": cutoff},
+                              name="stale-temporaries", daemon=True)
+    thread.start()
+    return thread
+
+
+_held: list[object] = []
 
 
 def find(workspace: Path, session_id: str | None) -> Path | None:

@@ -149,10 +149,6 @@ class ContextKeeper:
 
     # -- the budget -----------------------------------------------------------------------------------
 
-
-    def attach(self, transcript: _Transcript | None) -> None:
-        """Record rewrites in this transcript from now on (the session changed: /clear, /resume)."""
-        self._transcript = transcript
     def measured(self, usage: dict[str, Any]) -> ContextUsed:
         """A reply came back: what its request used is the base of the next estimate."""
         used = sum(int(usage.get(k) or 0) for k in

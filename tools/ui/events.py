@@ -158,6 +158,7 @@ class TurnRolledBack:
     undone: tuple[str, ...] = ()  # files restored from the undo journal
     discarded: int = 0  # results of read-only calls thrown away (kept for reuse by the retry)
     commands: tuple[str, ...] = ()  # commands that ran and cannot be undone
+    kept: tuple[str, ...] = ()  # files a command changed after a file tool wrote them: left as they are
 
 
 @dataclass(frozen=True)

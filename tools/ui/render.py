@@ -176,6 +176,8 @@ def describe_rollback(event: TurnRolledBack, streamed: bool = True) -> str:
     line = f"{event.reason} after {event.elapsed:.1f} s · {what} · {then}"
     if event.commands:
         line += " · already ran, cannot be undone: " + "; ".join(f"`{c}`" for c in event.commands)
+    if event.kept:
+        line += " · left as a command changed them: " + ", ".join(event.kept)
     return line
 
 

@@ -85,7 +85,7 @@ class ReplayTransport(httpx2.BaseTransport):
             raise httpx2.ConnectError(f"the recording has no response {number}", request=request)
         meta = json.loads(meta_path.read_text())
         recorded = self.directory / f"{number:04d}.request.json"
-        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.content):
+        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.read()):  # (a streamed body)
             log.warning("replay: request %d differs from the recording; serving the recorded reply", number)
         if meta["status"] is None:
             raise httpx2.ConnectError(meta["ended"], request=request)

@@ -13,8 +13,11 @@ can live in a JSON file):
      "drop_after": 3,                     # close the socket after sending 3 events
      "end_after": 3,                      # end the body cleanly after 3 events (no message_stop)
      "stall_after": 3, "stall": 5.0,      # go silent after 3 events for 5 s, then drop
-     "burst": true}                       # pre-render all events and write them in 64 KB pieces
+     "burst": true,                       # pre-render all events and write them in 64 KB pieces
                                           # (throughput benchmarks; delays and faults are ignored)
+     "line_ending": "\r",                 # frame events with these line endings instead of "\n"
+     "sse": "event: …\ndata: …\n\n",      # send exactly this body (recorded streams), nothing else,
+     "chunk": 7}                          # ...in HTTP chunks of this many bytes
 
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
@@ -169,6 +172,8 @@ class ScriptedServer:
     log: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     cache: CacheModel | None = None  # report prompt-cache usage the way the API accounts it
+    connections: int = 0  # TCP connections accepted, to show that one is reused
+    keep_bodies: bool = True  # False: read request bodies but record {} (benchmarks with huge histories)
     context_limit: int | None = None  # a longer prompt gets the API's "prompt is too long" 400
     respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # replies once the script runs out
 
@@ -196,9 +201,9 @@ class ScriptedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def next_reply(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any] | None:
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str], started: float = 0.0) -> dict[str, Any] | None:
         with self._lock:
-            record = {"body": body, "headers": headers, "time": time.monotonic()}
+            record = {"body": body, "headers": headers, "time": time.monotonic(), "started": started}
             self.requests.append(record)
             self.log.append(f"request:{len(self.requests)}")
             if self.context_limit is not None:
@@ -228,15 +233,18 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def handle(self) -> None:
+            server.connections += 1
             try:
                 super().handle()
             except (ConnectionResetError, BrokenPipeError):  # the client went away between requests
                 pass
 
         def do_POST(self) -> None:
+            started = time.monotonic()  # the request line and headers are in: its first bytes arrived
             length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            scripted = server.next_reply(body, dict(self.headers.items()))
+            raw = self.rfile.read(length)
+            body = json.loads(raw or b"{}") if server.keep_bodies else {}
+            scripted = server.next_reply(body, dict(self.headers.items()), started)
             if scripted is None:
                 scripted = {"status": 500, "error": {"type": "api_error", "message": "scenario has no more replies"}}
             status = scripted.get("status", 200)
@@ -274,6 +282,10 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if scripted.get("burst"):
                 self._burst(scripted["_wire"])
                 return
+            if "sse" in scripted:
+                self._burst(scripted["sse"].encode(), scripted.get("chunk", 65536))
+                return
+            line_ending = scripted.get("line_ending", "\n").encode()
             for number, event in enumerate(events):
                 if number == scripted.get("drop_after"):
                     self._drop()
@@ -291,14 +303,14 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                     before()
                 wire = {k: v for k, v in event.items() if not k.startswith("_")}
                 server.log.append(_describe(wire))  # logged before the write, so the client cannot act first
-                self._chunk(f"event: {wire['type']}\ndata: {json.dumps(wire)}\n\n".encode())
+                self._chunk(f"event: {wire['type']}\ndata: {json.dumps(wire)}\n\n".encode().replace(b"\n", line_ending))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-        def _burst(self, wire: bytes) -> None:
+        def _burst(self, wire: bytes, size: int = 65536) -> None:
             server.log.append("sent:burst")
-            for start in range(0, len(wire), 65536):
-                self._chunk(wire[start : start + 65536])
+            for start in range(0, len(wire), size):
+                self._chunk(wire[start : start + size])
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
