@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -263,6 +264,8 @@ def sandbox_argv(
         args += ["--seccomp", str(seccomp_fd)]
     # 2. Filesystem: everything read-only, fresh /dev and /proc, private /tmp, then the workspace.
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # Toolchains the private /tmp would hide (a virtualenv made under /tmp, as CI often does): read-only.
+    args += [arg for path in _toolchains_in_tmp(root) for arg in ("--ro-bind", str(path), str(path))]
     args += ["--bind" if writable else "--ro-bind", str(root), str(root)]
     # Git data from outside the workspace stays visible (read-only), also where /tmp's tmpfs would hide it.
     args += [arg for path in _outside_git(root) if path.exists() for arg in ("--ro-bind", str(path), str(path))]
@@ -283,6 +286,29 @@ def sandbox_argv(
     # The workspace is a mount point here; git must still find a repository above it, as it would outside.
     args += ["--setenv", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "1", "--chdir", str(root), "--", *argv]
     return args
+
+
+def _toolchains_in_tmp(root: Path) -> list[Path]:
+    """Python environments and PATH directories under /tmp, which the sandbox's own /tmp would hide.
+
+    Only what a command is expected to run: midstream's own interpreter prefix, the active virtualenv
+    or conda prefix, and each PATH directory (a virtualenv's bin/ as its whole environment). Never
+    /tmp itself, nor anything inside the workspace (bound on its own).
+    """
+    tmp = Path("/tmp")
+    candidates = [Path(sys.prefix), Path(sys.base_prefix)]
+    candidates += [Path(os.environ[name]) for name in ("VIRTUAL_ENV", "CONDA_PREFIX") if os.environ.get(name)]
+    for entry in filter(None, os.environ.get("PATH", "").split(os.pathsep)):
+        directory = Path(entry)
+        candidates.append(directory.parent if (directory.parent / "pyvenv.cfg").is_file() else directory)
+    found: list[Path] = []
+    for candidate in candidates:
+        with contextlib.suppress(OSError):
+            path = candidate.resolve()
+            if (tmp in path.parents and path.is_dir() and not _inside(path, root) and not _inside(root, path)
+                    and not any(_inside(path, kept) for kept in found)):
+                found = [kept for kept in found if not _inside(kept, path)] + [path]
+    return found
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -136,6 +137,27 @@ def test_network_is_off_by_default_and_the_result_says_so(repo):
     assert blocked.is_error and "in\n" not in blocked.content
     assert "no network access" in blocked.content and "--network" in blocked.content
     assert not allowed.is_error and "in" in allowed.content  # the control: --network lets it through
+
+
+@needs_bwrap
+def test_a_toolchain_under_tmp_stays_usable_while_the_rest_of_tmp_stays_private(repo, tmp_path, monkeypatch):
+    tools = Path(tempfile.mkdtemp(prefix="toolchain-", dir="/tmp"))  # as a CI's virtualenv under /tmp
+    secret = Path(tempfile.mkdtemp(prefix="other-", dir="/tmp"))
+    try:
+        (tools / "bin").mkdir()
+        (tools / "bin" / "hello-tool").write_text("#!/bin/sh\necho tool ran\n")
+        (tools / "bin" / "hello-tool").chmod(0o755)
+        (secret / "note.txt").write_text("someone else's")
+        monkeypatch.setenv("PATH", f"{tools / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        ran = sh(repo, "hello-tool")
+        peek = sh(repo, f"cat {secret / 'note.txt'}")
+        written = sh(repo, f"echo x > {tools / 'bin' / 'planted'}")
+    finally:
+        shutil.rmtree(tools, ignore_errors=True)
+        shutil.rmtree(secret, ignore_errors=True)
+    assert not ran.is_error and "tool ran" in ran.content, ran.content
+    assert peek.is_error and "someone else's" not in peek.content  # /tmp is still the sandbox's own
+    assert written.is_error  # and the toolchain is read-only
 
 
 @needs_bwrap
