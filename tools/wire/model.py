@@ -1,8 +1,9 @@
 """The model boundary: one streaming POST /v1/messages, its SSE parsed into plain event dicts.
 
 Everything after this module sees Anthropic-shaped stream events (``{"type": "message_start", …}``)
-and our own errors, never HTTP details. A later OpenAI-compatible provider translates its chunks
-into the same events here.
+and our own errors, never HTTP details. ``tools/wire/openai.py`` subclasses the client for the
+Chat Completions wire (its hooks: ``path``, ``_headers``, ``_wire_body``, ``_status_error``,
+``_events``) and translates its chunks into the same events.
 
 We speak HTTP through ``httpx2``, the stack the anthropic SDK itself runs on, and parse SSE with
 our own byte-level splitter (``tools/wire/sse.py``: 0.35 s per MB of tool input with JSON decoding and
@@ -17,7 +18,9 @@ Errors, mapped once here::
     │     connection refused/reset, dropped stream, stream ended without message_stop,
     │     idle timeout, HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
     └── FatalModelError            retrying cannot help
-          HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          │ HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
+          └── PromptTooLong        the request does not fit the model's context window
+                Anthropic "prompt is too long", OpenAI-compatible context_length_exceeded
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import httpx2
 from midstream.tools.wire.recording import Recorder
 from midstream.tools.wire.sse import iter_sse
 
-__all__ = ["FatalModelError", "ModelClient", "ModelError", "RetryableModelError", "error_from_event"]
+__all__ = [
+    "FatalModelError", "ModelClient", "ModelError", "PromptTooLong", "RetryableModelError", "error_from_event",
+]
 
 log = logging.getLogger("midstream.model")
 
@@ -66,6 +71,10 @@ class FatalModelError(ModelError):
     retryable = False
 
 
+class PromptTooLong(FatalModelError):
+    """The conversation no longer fits the model's context window: compact it, then retry once."""
+
+
 def _retry_after(headers: httpx2.Headers) -> float | None:
     if ms := headers.get("retry-after-ms"):
         try:
@@ -92,6 +101,8 @@ def _api_message(body: bytes) -> tuple[str, str]:
 def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
     kind, message = _api_message(body)
     retry_after = _retry_after(headers)
+    if status == 400 and "prompt is too long" in message:
+        return PromptTooLong(f"HTTP {status} {kind}: {message}", status=status)
     if status in RETRYABLE_STATUS:
         return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=retry_after)
     hint = {
@@ -117,6 +128,7 @@ def error_from_event(event: dict[str, Any]) -> ModelError:
 class ModelClient:
     """One HTTP client for the session; ``stream(body)`` yields the reply's events as dicts."""
 
+    path = "/v1/messages"  # joined to the base URL
     def __init__(
         self,
         *,
@@ -129,9 +141,7 @@ class ModelClient:
     ) -> None:
         self._recorder = recorder
         self._socket: Any = None  # of the response being read, so abort() can wake its reader
-        headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
-        if api_key:
-            headers["x-api-key"] = api_key
+        headers = self._headers(api_key)
         # The read timeout is the idle timeout: pings arrive every few seconds on a live stream,
         # so no byte for that long means a half-open connection that would otherwise hang for ever.
         timeout = httpx2.Timeout(connect=connect_timeout, read=idle_timeout, write=30.0, pool=connect_timeout)
@@ -143,6 +153,22 @@ class ModelClient:
         # not at all for a plain-http server (a local llama.cpp or Ollama).
         self._tls = _Background(httpx2.create_ssl_context) if base_url.startswith("https:") else None
         self._built: httpx2.Client | None = None
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as this wire wants it; history is kept in the Messages API's shape."""
+        return body
+
+    def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
+        return _status_error(status, headers, body)
+
+    def _events(self, headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+        return _events(headers, chunks)
 
     @property
     def _http(self) -> httpx2.Client:
@@ -157,6 +183,7 @@ class ModelClient:
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+        body = self._wire_body(body)
         payload = json.dumps(body, separators=(",", ":")).encode()
         log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
         started = time.monotonic()
@@ -164,21 +191,21 @@ class ModelClient:
         answered = False
         try:
             with self._http.stream(
-                "POST", "/v1/messages", content=payload, headers={"content-type": "application/json"}
+                "POST", self.path, content=payload, headers={"content-type": "application/json"}
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
                 request_id = response.headers.get("request-id", "-")
-                log.info("POST /v1/messages model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
-                         body.get("model"), len(payload), response.status_code, request_id,
+                log.info("POST %s model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
+                         self.path, body.get("model"), len(payload), response.status_code, request_id,
                          time.monotonic() - started)
                 chunks = response.iter_bytes()
                 if self._recorder:
                     self._recorder.response(number, response.status_code, dict(response.headers))
                     chunks = self._recorder.tee(number, chunks)
                 if response.status_code != 200:
-                    raise _status_error(response.status_code, response.headers, b"".join(chunks))
-                yield _events(response.headers, chunks)
+                    raise self._status_error(response.status_code, response.headers, b"".join(chunks))
+                yield self._events(response.headers, chunks)
                 log.info("request-id=%s stream closed after %.3f s", request_id, time.monotonic() - started)
         except httpx2.TransportError as exc:
             if self._recorder and not answered:
