@@ -18,12 +18,13 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
+from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig
 from midstream.sandbox.permissions import MODES
 from midstream.tools.conversation.transcript import Transcript, state_dir
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.events import Renderer, TurnEnded
 from midstream.tools.wire.model import ModelClient
+from midstream.tools.wire.providers import DEFAULT_BASE_URLS, PROVIDERS, client_for
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
@@ -48,8 +49,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-p", "--print", dest="task", metavar="TASK",
                         help="run one task without the prompt and exit ('-' reads the task from stdin)")
     parser.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
-    parser.add_argument("--model", default=os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
-                        help=f"model name (default: $ANTHROPIC_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"model name (default: $ANTHROPIC_MODEL or {DEFAULT_MODEL}; "
+                        "with --provider openai, $OPENAI_MODEL or gpt-4.1)")
+    parser.add_argument("--provider", choices=PROVIDERS, default=AgentConfig.provider,
+                        help="anthropic: the Messages API (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL); openai: Chat "
+                        "Completions, for OpenAI, Ollama, llama.cpp, vLLM (OPENAI_API_KEY, OPENAI_BASE_URL)")
     parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
@@ -85,21 +89,26 @@ def _fail(message: str) -> SystemExit:
 
 
 def config_from_environment(args: argparse.Namespace, *, need_service: bool = True) -> AgentConfig:
-    """Settings from flags and ANTHROPIC_* variables; a missing key is an error only for the real API."""
-    api_key = os.environ.get("ANTHROPIC_API_KEY") or None
-    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
-    if need_service and api_key is None and base_url is None:
-        raise _fail("set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
+    """Settings from flags and the provider's variables; a missing key is an error only for the real API."""
+    prefix = "OPENAI" if args.provider == "openai" else "ANTHROPIC"
+    api_key = os.environ.get(f"{prefix}_API_KEY") or None
+    base_url = os.environ.get(f"{prefix}_BASE_URL") or None
+    model = args.model or os.environ.get(f"{prefix}_MODEL") or ("gpt-4.1" if prefix == "OPENAI" else DEFAULT_MODEL)
+    if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[args.provider]):
+        raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
+                    "http://localhost:11434/v1)." if prefix == "OPENAI" else
+                    "set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
                     "Anthropic-compatible server (or try `midstream --demo`).")
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
     return AgentConfig(
-        workspace=workspace, model=args.model, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
+        workspace=workspace, model=model, base_url=base_url or DEFAULT_BASE_URLS[args.provider], api_key=api_key,
+        provider=args.provider,
         max_tokens=args.max_tokens, max_requests=args.max_requests, max_attempts=args.max_attempts,
         idle_timeout=args.idle_timeout,
         workers=args.workers, mode=args.mode, grace_seconds=args.grace, isolation=args.isolation,
-        prompt_cache=not args.no_cache, cache_ttl=args.cache_ttl,
+        prompt_cache=not args.no_cache and args.provider == "anthropic", cache_ttl=args.cache_ttl,
     )
 
 
@@ -147,7 +156,10 @@ def _demo(args: argparse.Namespace) -> int:
     renderer = _renderer(args, AgentConfig(model=DEFAULT_MODEL), _tools(), streaming=True)
 
     def make_agent(workspace: Path, base_url: str, demo_renderer: Renderer) -> Agent:
+        if args.provider == "openai":  # the same scenario, as Chat Completions chunks
+            base_url += "/v1"
         config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
+                             provider=args.provider,
                              isolation=args.isolation, grace_seconds=3.0)
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
         _install_signals(agent)
@@ -185,8 +197,8 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
     from midstream.tools.wire.recording import Recorder, ReplayTransport
 
     transport = ReplayTransport(args.replay) if args.replay else None
-    return ModelClient(
-        base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
+    return client_for(
+        config.provider, base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
         recorder=Recorder(args.record) if args.record else None,
     )
