@@ -4,9 +4,12 @@ mid-stream dispatch, history translated per request, the same rollback and retry
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import httpx2
 import pytest
+from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.ui.events import ThinkingDelta, ToolCallReady, TurnCommitted, TurnRolledBack
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, PromptTooLong, RetryableModelError
@@ -14,7 +17,7 @@ from midstream.tools.wire.openai import OpenAIClient, chat_request
 from midstream.tools.wire.scripted_chat import render_chat
 from midstream.tools.wire.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 
-from tests.conftest import wait_until
+from tests.conftest import program_env, wait_until
 
 
 def chat_agent(make_agent, server: ScriptedServer, **overrides):
@@ -337,3 +340,63 @@ def test_a_call_cut_off_by_length_never_runs(make_agent):
         agent.send("go")
     assert "start:hal" not in server.log and len(server.requests) == 1
     assert [b["type"] for b in agent.history[-1]["content"]] == ["text"]  # no call left owing a result
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+def _midstream(args: list[str], cwd, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "midstream", "--provider", "openai", *args], cwd=cwd,
+                          env=program_env(**env), capture_output=True, text=True, timeout=60)
+
+
+def test_missing_openai_key_with_the_default_base_url_is_one_clear_line(workspace):
+    for env in ({}, {"OPENAI_BASE_URL": "https://api.openai.com/v1/"}):
+        done = _midstream(["-p", "x"], workspace, env)
+        assert done.returncode == 2
+        assert done.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in done.stderr
+
+
+def test_print_mode_against_a_local_server_without_a_key(workspace):
+    (workspace / "notes.txt").write_text("the answer is 42\n")
+    server = ScriptedServer([
+        reply(Text("Let me look.\n"), ToolUse("call_1", "read_file", {"path": "notes.txt"})),
+        reply(Text("The answer is 42.")),
+    ])
+    with server:
+        done = _midstream(["-p", "what is the answer?"], workspace,
+                          {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_MODEL": "qwen2.5:3b"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "The answer is 42.\n" and "✓ Read notes.txt (1 line)" in done.stderr
+    first, second = server.requests
+    assert first["path"] == second["path"] == "/v1/chat/completions"
+    assert "authorization" not in first["headers"] and first["body"]["model"] == "qwen2.5:3b"
+    assert "cache_control" not in json.dumps(first["body"])
+    assert second["body"]["messages"][-1] == {"role": "tool", "tool_call_id": "call_1",
+                                              "content": "     1\tthe answer is 42"}
+
+
+def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
+    live, replayed = tmp_path / "live", tmp_path / "replayed"
+    for where in (live, replayed):
+        where.mkdir()
+        (where / "notes.txt").write_text("alpha\n")
+    broken = reply(ToolUse("t1", "edit_file", {"path": "notes.txt", "old_string": "alpha", "new_string": "beta"},
+                           chunk=5))
+    broken["drop_after"] = 4  # mid-arguments
+    server = ScriptedServer([
+        broken,
+        reply(ToolUse("t2", "edit_file", {"path": "notes.txt", "old_string": "alpha", "new_string": "beta"})),
+        reply(Text("Changed alpha to beta.")),
+    ])
+    recording = tmp_path / "recording"
+    with server:
+        first = _midstream(["-p", "change it", "--record", str(recording)], live,
+                           {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_API_KEY": "sk-secret"})
+    assert first.returncode == 0, first.stderr
+    assert "sk-secret" not in "".join(p.read_text() for p in recording.iterdir())
+    assert "tool_calls" in (recording / "0003.request.json").read_text()  # the wire's own request is kept
+    again = _midstream(["-p", "change it", "--replay", str(recording)], replayed, {})
+    assert again.returncode == 0, again.stderr
+    assert "rolled back" in again.stderr and again.stdout == first.stdout == "Changed alpha to beta.\n"
+    assert (replayed / "notes.txt").read_text() == (live / "notes.txt").read_text() == "beta\n"
+    assert Transcript.load(Transcript.find(replayed)) == Transcript.load(Transcript.find(live))
