@@ -48,6 +48,8 @@ _CONTEXT_TEXT = re.compile(
     r"maximum context length|context (?:length|size|window)[^.]{0,60}exceed|exceeds? the (?:available )?context",
     re.IGNORECASE,
 )
+_TEXT_FIELDS = ("content", "refusal")
+_REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek, llama.cpp, vLLM; Ollama and OpenRouter
 _BAD_REQUEST_KINDS = {"invalid_request_error", "invalid_request", "bad_request", "not_found_error",
                       "authentication_error", "permission_error", "insufficient_quota"}
 
@@ -150,28 +152,38 @@ class ChunkTranslator:
 
     def chunk(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """One decoded ``data:`` object."""
-        events = self._start(chunk)
-        if (error := chunk.get("error")) is not None and not chunk.get("choices"):
+        events = [] if self._started else self._start(chunk)
+        choices = chunk.get("choices")
+        if not choices and (error := chunk.get("error")) is not None:
             return [*events, _error_event(error)]
-        for choice in chunk.get("choices") or []:
+        for choice in choices or ():
             if choice.get("index", 0) != 0:
                 continue  # n > 1 is never asked for; only the first choice is the reply
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                events += self._stream_into("thinking", {"type": "thinking_delta", "thinking": reasoning})
-            for field in ("content", "refusal"):
-                text = delta.get(field)
-                if isinstance(text, str) and text:
-                    events += self._stream_into("text", {"type": "text_delta", "text": text})
-            for position, piece in enumerate(delta.get("tool_calls") or []):
-                events += self._tool_piece(position, piece)
+            if delta := choice.get("delta"):
+                events += self._delta(delta)
             if finish := choice.get("finish_reason"):
                 events += self._stop_open()
                 self._finish = finish
                 events.append({"type": "message_delta", "delta": {"stop_reason": self._stop_reason()}})
         if usage := chunk.get("usage"):
             events.append({"type": "message_delta", "delta": {}, "usage": chat_usage(usage)})
+        return events
+
+    def _delta(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
+        # In the order the server wrote the fields; usually there is one.
+        events: list[dict[str, Any]] = []
+        reasoned = False
+        for field, value in delta.items():
+            if not value:
+                continue
+            if field == "tool_calls" and isinstance(value, list):
+                for position, piece in enumerate(value):
+                    events += self._tool_piece(position, piece)
+            elif field in _TEXT_FIELDS and isinstance(value, str):
+                events += self._stream_into("text", {"type": "text_delta", "text": value})
+            elif field in _REASONING_FIELDS and isinstance(value, str) and not reasoned:
+                reasoned = True  # a server that sends both names sends the same text twice
+                events += self._stream_into("thinking", {"type": "thinking_delta", "thinking": value})
         return events
 
     def done(self) -> list[dict[str, Any]]:
@@ -303,7 +315,7 @@ def _chat_events(headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[d
         raise RetryableModelError(f"expected an event stream from the model service, got {content_type!r}")
     translator = ChunkTranslator()
     for _, data in iter_sse(chunks):
-        if data.strip() == b"[DONE]":
+        if not data.startswith(b"{") and data.strip() == b"[DONE]":
             yield from translator.done()
             return
         try:
