@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import httpx2
 import pytest
@@ -400,3 +401,49 @@ def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     assert "rolled back" in again.stderr and again.stdout == first.stdout == "Changed alpha to beta.\n"
     assert (replayed / "notes.txt").read_text() == (live / "notes.txt").read_text() == "beta\n"
     assert Transcript.load(Transcript.find(replayed)) == Transcript.load(Transcript.find(live))
+
+
+def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
+    call = {"type": "function", "function": {"name": "record", "arguments": '{"label": "A"}'}}
+    scripted = {"events": [
+        _chunk({"tool_calls": [{"index": 0, "id": "call_0", **call}]}),
+        _chunk({"tool_calls": [{"index": 1, "id": "call_0", **call}]}),
+        _chunk({"tool_calls": [{"index": 2, **call}]}),
+        _chunk({}, finish="tool_calls"), {"type": "message_stop"},
+    ]}
+    server = ScriptedServer([scripted, reply(Text("ok"))])
+    with server:
+        agent, renderer = chat_agent(make_agent, server)
+        assert agent.send("go").ok
+    ids = [c.id for c in renderer.of(ToolCallReady)]
+    assert ids[0] == "call_0" and len(set(ids)) == 3 and all(ids)
+    assert [m["tool_call_id"] for m in server.requests[1]["body"]["messages"] if m["role"] == "tool"] == ids
+
+
+def test_ctrl_c_on_a_stalled_chat_stream_keeps_what_streamed_and_the_call_that_ran(make_agent, workspace):
+    # What the command line's SIGINT handling does on a first press: flag the turn, then wake the
+    # read blocked on the stream by shutting its socket down (the signal itself is tested in a pty
+    # in test_interrupts.py; this shows the Chat Completions client is woken the same way).
+    (workspace / "notes.txt").write_text("alpha\n")
+    stalled = reply(ToolUse("call_1", "read_file", {"path": "notes.txt"}), Text("Thinking about it", chunk=4))
+    stop = next(i for i, e in enumerate(stalled["events"]) if e["type"] == "content_block_start" and e["index"] == 1)
+    server = ScriptedServer([stalled | {"stall_after": stop + 3, "stall": 30.0}, reply(Text("Fresh start."))])
+
+    def press_ctrl_c() -> None:
+        assert wait_until(lambda: "stalled" in server.log, 10) and wait_until(lambda: agent.interruptible, 10)
+        agent.interrupting = True
+        agent.abort_stream()
+
+    with server:
+        agent, _ = chat_agent(make_agent, server)
+        presser = threading.Thread(target=press_ctrl_c)
+        presser.start()
+        ended = agent.send("go")
+        presser.join()
+        assert ended.stop_reason == "interrupted"
+        assert agent.send("again").ok
+    messages = server.requests[1]["body"]["messages"]
+    assistant, tool, user = messages[-3:]
+    assert assistant["content"] == "Thinking" and [c["id"] for c in assistant["tool_calls"]] == ["call_1"]
+    assert tool["tool_call_id"] == "call_1" and "alpha" in tool["content"]
+    assert user["content"].startswith("[The person interrupted this turn.") and user["content"].endswith("again")

@@ -147,6 +147,7 @@ class ChunkTranslator:
         self._open: tuple[int, str] | None = None  # (block index, "text" | "thinking" | "tool")
         self._calls: dict[tuple[str, Any], int] = {}  # the server's key of a tool call -> our block index
         self._last_call: tuple[str, Any] | None = None
+        self._ids: set[str] = set()  # tool call ids given out in this reply
         self._finish: str | None = None
         self.finished = False  # [DONE] arrived
 
@@ -244,7 +245,9 @@ class ChunkTranslator:
             key = self._last_call
         events: list[dict[str, Any]] = []
         if key not in self._calls:
-            call_id = call_id or f"call_{uuid.uuid4().hex[:24]}"
+            if not call_id or call_id in self._ids:  # missing, or reused within the reply by a lax server
+                call_id = f"call_{uuid.uuid4().hex[:24]}"
+            self._ids.add(call_id)
             block: dict[str, Any] = {"type": "tool_use", "id": call_id, "name": function.get("name") or "", "input": {}}
             events = self._open_block("tool", block)
             self._calls[key] = self._next_index - 1
