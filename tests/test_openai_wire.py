@@ -13,8 +13,8 @@ import pytest
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.ui.events import ThinkingDelta, ToolCallReady, TurnCommitted, TurnRolledBack
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, PromptTooLong, RetryableModelError
-from midstream.tools.wire.openai import OpenAIClient, chat_request
+from midstream.tools.wire.model import FatalModelError, ModelClient, PromptTooLong, RetryableModelError
+from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient, chat_request
 from midstream.tools.wire.scripted_chat import render_chat
 from midstream.tools.wire.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 
@@ -447,3 +447,25 @@ def test_ctrl_c_on_a_stalled_chat_stream_keeps_what_streamed_and_the_call_that_r
     assert assistant["content"] == "Thinking" and [c["id"] for c in assistant["tool_calls"]] == ["call_1"]
     assert tool["tool_call_id"] == "call_1" and "alpha" in tool["content"]
     assert user["content"].startswith("[The person interrupted this turn.") and user["content"].endswith("again")
+
+
+def test_prompt_is_too_long_on_the_anthropic_wire_is_the_same_class():
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(400, json={"type": "error", "error": {
+            "type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}})
+
+    client = ModelClient(base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
+    with pytest.raises(PromptTooLong), client.stream({"model": "m"}):
+        pass
+
+
+def test_reasoning_sent_under_both_names_is_shown_once():
+    translator = ChunkTranslator()
+    events = translator.chunk({"choices": [{"index": 0, "delta": {"reasoning_content": "hmm", "reasoning": "hmm"}}]})
+    events += translator.chunk({"choices": [{"index": 0, "delta": {"content": "answer"}, "finish_reason": "stop"}]})
+    assembler = TurnAssembler()
+    for event in events + translator.done():
+        assembler.feed(event)
+    assert assembler.message()["content"] == [{"type": "thinking", "thinking": "hmm"},
+                                              {"type": "text", "text": "answer"}]
+    assert assembler.stop_reason == "end_turn" and assembler.complete
