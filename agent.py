@@ -494,7 +494,9 @@ class Agent:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
         if earlier := self._reusable.get(_call_key(call.name, call.input)):
-            return self._finished_now(call, earlier.pop(0), reused=True)
+            # Counted as run by this attempt too, so a rollback of this one hands the result on again.
+            result = attempt.ran[call.id] = earlier.pop(0)
+            return self._finished_now(call, result, reused=True)
         workspace = self.config.workspace
         try:
             access = tool.access(workspace, call.input)

@@ -10,6 +10,7 @@ import threading
 
 import httpx2
 import pytest
+from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.ui.events import ThinkingDelta, ToolCallReady, TurnCommitted, TurnRolledBack
 from midstream.tools.wire.assembler import TurnAssembler
@@ -469,3 +470,22 @@ def test_reasoning_sent_under_both_names_is_shown_once():
     assert assembler.message()["content"] == [{"type": "thinking", "thinking": "hmm"},
                                               {"type": "text", "text": "answer"}]
     assert assembler.stop_reason == "end_turn" and assembler.complete
+
+
+def test_failures_in_a_row_each_roll_back_and_the_command_still_runs_once(make_agent, workspace):
+    def command_reply() -> dict:
+        return reply(ToolUse("t1", "bash", {"command": "echo ran >> count.txt"}), Text("and more text", chunk=3))
+
+    missing_done = command_reply() | {"end_after": len(command_reply()["events"]) - 1}
+    errored = command_reply()
+    errored["events"].insert(-2, {"type": "error", "error": {"type": "server_error", "message": "boom"}})
+    dropped = command_reply() | {"drop_after": 5}
+    server = ScriptedServer([missing_done, errored, {"status": 503, "error": {"message": "loading"}}, dropped,
+                             command_reply(), reply(Text("ok"))])
+    with server:
+        agent, renderer = chat_agent(make_agent, server, isolation="none", max_attempts=5)
+        assert agent.send("count").ok
+    assert (workspace / "count.txt").read_text() == "ran\n"
+    assert len(renderer.of(TurnRolledBack)) == 4
+    assert all(r["body"]["messages"] == server.requests[0]["body"]["messages"] for r in server.requests[:5])
+    assert history_problems(agent.history) == []
