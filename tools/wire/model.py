@@ -129,6 +129,7 @@ class ModelClient:
     """One HTTP client for the session; ``stream(body)`` yields the reply's events as dicts."""
 
     path = "/v1/messages"  # joined to the base URL
+
     def __init__(
         self,
         *,
@@ -195,7 +196,7 @@ class ModelClient:
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
-                request_id = response.headers.get("request-id", "-")
+                request_id = response.headers.get("request-id") or response.headers.get("x-request-id", "-")
                 log.info("POST %s model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
                          self.path, body.get("model"), len(payload), response.status_code, request_id,
                          time.monotonic() - started)
