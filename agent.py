@@ -4,14 +4,21 @@ The story of one turn, top to bottom:
 
 1. The person's message is committed to history (Messages API dicts, nothing of ours in them)
    and to the session transcript on disk.
+   Before each request, the conversation is fitted to the context window (old tool results
+   cleared, or all but the last replies summarised: tools/conversation/compaction.py); a "prompt
+   is too long" answer does the same, and the request is tried once more.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
    goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
    which starts it while the model keeps streaming.
-3. At ``message_stop`` the assistant message is committed. A reply that ends any other way is
+3. At ``message_stop`` the assistant message is repaired where that is deterministic (empty text
+   dropped) and committed through the commit guard, the one validator every committed message
+   passes; a reply the API would refuse is a malformed reply. A reply that ends any other way is
    rolled back: history is untouched, files its tools changed are restored from the attempt's
-   undo journal, and the request is retried with backoff. Calls that completed and cannot be
-   undone (commands) or need not be (reads) are remembered, and an identical call in the retry
-   reuses the result instead of running twice.
+   undo journal (unless a command changed them since), and the request is retried with backoff.
+   Calls that completed and cannot be undone (commands), need not be (reads), or whose effect a
+   command built on, are remembered until a reply is committed, and an identical call in any
+   later retry reuses the result instead of running twice. While a reply streams, the calls it
+   starts and the files they change are noted in the transcript, so a crash leaves a record.
 4. If the model asked for tools, the loop waits for them, commits one user message with a
    ``tool_result`` per ``tool_use`` in block order, and goes back to 2.
 5. Ctrl-C closes the stream, stops running tools and cancels waiting ones, then commits what
@@ -42,16 +49,20 @@ from typing import Any
 from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import Gate
+from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
-from midstream.tools.conversation.history import HistoryInvalid, as_blocks, history_problems
-from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
+from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
+from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.ui.events import (
     CacheMissed,
+    ContextUsed,
     Renderer,
     RequestStarted,
+    RequestUsage,
     ToolCallReady,
     ToolFinished,
     ToolProgress,
@@ -61,7 +72,7 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, RetryableModelError
+from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.providers import client_for
 
 __all__ = ["Agent", "AgentConfig", "main"]
@@ -99,6 +110,10 @@ class AgentConfig:
     """Seconds to open a connection to the model service."""
     idle_timeout: float = 90.0
     """Seconds without any stream event (pings count) before the reply is treated as dropped."""
+    request_timeout: float = 600.0
+    """Seconds one model request may take in all, however its bytes trickle in."""
+    retry_after_max: float = 300.0
+    """Longest wait a service's retry-after may impose; asking for more ends the turn instead."""
     backoff_base: float = 1.0
     """First retry delay in seconds; it doubles each attempt, with jitter."""
     backoff_max: float = 30.0
@@ -109,8 +124,12 @@ class AgentConfig:
     """Permission mode: read-only, ask or auto (see sandbox/permissions.py)."""
     grace_seconds: float = 3.0
     """How long a destructive call shows its targets before it runs in auto mode; 0 turns it off."""
+    refuse_destructive: bool = False
+    """Refuse destructive calls in auto mode instead of counting down (-p without an explicit mode)."""
     isolation: str = "auto"
     """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
+    network: bool = False
+    """Let shell commands reach the network (the sandbox has none by default)."""
     system_prompt: str = ""
     """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
     prompt_cache: bool = True
@@ -119,6 +138,11 @@ class AgentConfig:
     """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
     tell_date: bool = True
     """Tell the model today's date in the first message, and again in the first message after it changes."""
+    context_window: int | None = None
+    """Tokens one request may hold; None: known for Claude models (tools/conversation/compaction.py)."""
+    compact: bool = True
+    """Clear old tool results and compact the conversation before it outgrows the window (/compact and
+    the recovery from a "prompt is too long" answer work either way)."""
 
 
 @dataclass
@@ -128,6 +152,8 @@ class _Attempt:
     journal: UndoJournal = field(default_factory=UndoJournal)
     calls: list[tuple[ToolCallReady, Future[ToolResult]]] = field(default_factory=list)
     ran: dict[str, ToolResult] = field(default_factory=dict)  # call id -> result, for calls that ran
+    wrote: dict[str, list[Path]] = field(default_factory=dict)  # call id -> paths a file tool wrote
+    reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
     started: float = field(default_factory=time.monotonic)
 
 
@@ -135,7 +161,7 @@ class _Attempt:
 class _Reply:
     """One complete reply: the assistant message and the calls it dispatched."""
 
-    message: dict[str, Any]
+    message: dict[str, Any] | None  # None: nothing the API would accept, so nothing to commit
     stop_reason: str | None
     usage: dict[str, Any]
     calls: list[tuple[ToolCallReady, Future[ToolResult]]]
@@ -185,11 +211,14 @@ class Agent:
             api_key=config.api_key,
             connect_timeout=config.connect_timeout,
             idle_timeout=config.idle_timeout,
+            request_timeout=config.request_timeout,
         )
+        self.guard = CommitGuard()  # every message reaches history through it
         self.scheduler = Scheduler(config.workers)
         self.gate = Gate(
             mode=config.mode,
             grace_seconds=config.grace_seconds,
+            refuse_destructive=config.refuse_destructive,
             confirm=confirm,
             announce=renderer.show,
         )
@@ -197,10 +226,10 @@ class Agent:
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
         )
+        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
-        # A resumed session already told the model its date; tell it again only when it changes.
-        self._date_told = next((b["text"] for m in reversed(self.history) for b in as_blocks(m["content"])
-                                if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
+        self.context = self._context_keeper()
+        self._date_told = _date_told_in(self.history)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -209,6 +238,7 @@ class Agent:
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
+        self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
@@ -217,6 +247,25 @@ class Agent:
         self.model.close()
         if self.transcript:
             self.transcript.close()
+
+    def start_over(self, history: list[dict[str, Any]], transcript: Transcript | None) -> None:
+        """Go on with another conversation (/clear, /resume); the one before stays on disk."""
+        if self.transcript:
+            self.transcript.close()
+        self.history, self.transcript = history, transcript
+        self._date_told = _date_told_in(history)
+        self.cache_audit = CacheAudit(ttl_seconds=self.cache_audit.ttl_seconds)
+        self.context = self._context_keeper()  # records to the new transcript, tells the new audit
+        self._reusable.clear()  # results of the other conversation's calls are not this one's
+        self.undo = TurnSnapshots(self.config.workspace, transcript.id if transcript else None)  # its own turns
+
+    def _context_keeper(self) -> ContextKeeper:
+        """Clearing and compaction replace messages (never edit them in place), so the commit guard,
+        the body encoder and the cache fingerprints notice a rewrite by identity; the audit is told."""
+        config = self.config
+        return ContextKeeper(context_window_for(config.model, config.context_window), config.max_tokens,
+                             ask=self._ask, show=self.renderer.show, transcript=self.transcript,
+                             rewritten=self.cache_audit.forget, automatic=config.compact)
 
     # -- the turn ---------------------------------------------------------------------------------
 
@@ -228,7 +277,13 @@ class Agent:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
             blocks.insert(0, {"type": "text", "text": today})
             self._date_told = today
-        self._commit({"role": "user", "content": blocks})
+        if undone := self.undo.pending_note():  # the model must know which of its turns were taken back
+            blocks.insert(0, {"type": "text", "text": undone})
+        self.undo.begin_turn()
+        try:
+            self._commit({"role": "user", "content": blocks})
+        except HistoryInvalid as error:
+            return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
         return self._run()
 
     def retry(self) -> TurnEnded:
@@ -250,19 +305,27 @@ class Agent:
         try:
             return self._requests_until_done()
         finally:
+            self.undo.end_turn()
             self.busy = False
 
     def _requests_until_done(self) -> TurnEnded:
         for request_number in range(1, self.config.max_requests + 1):
             try:
-                reply = self._request_with_retries(request_number)
+                self._fit_context()
+                try:
+                    reply = self._request_with_retries(request_number)
+                except PromptTooLong as too_long:  # compact, then one more try
+                    self._fit_context(overflow=too_long)
+                    reply = self._request_with_retries(request_number)
             except _Interrupted as stop:
                 return self._stop_for_the_person(stop.message, stop.calls)
             except ModelError as error:
                 return self._end(None, ok=False, message=f"{error} · /retry sends the same message again")
             except HistoryInvalid as error:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
-            self._commit(reply.message)
+            if reply.message is not None:
+                self._commit(reply.message)
+            self.renderer.show(self.context.measured(reply.usage))
             self.renderer.show(TurnCommitted(reply.stop_reason, reply.usage))
             if self.config.prompt_cache and (missed := self.cache_audit.check(reply.sent, Usage.from_api(reply.usage))):
                 self.renderer.show(CacheMissed(missed))
@@ -295,18 +358,41 @@ class Agent:
         return ended
 
     def _commit(self, message: dict[str, Any]) -> None:
-        """Append to history and to the transcript on disk.
-
-        Consecutive messages of one role are merged, as the API itself would: tool results and the
-        next thing the person types, or a reply continued after ``pause_turn``.
-        """
-        last = self.history[-1] if self.history else None
-        if last is not None and last["role"] == message["role"]:
-            last["content"] = [*as_blocks(last["content"]), *as_blocks(message["content"])]
-        else:
-            self.history.append({"role": message["role"], "content": as_blocks(message["content"])})
+        """Append to history (through the commit guard, which refuses what the API would) and to the
+        transcript on disk; consecutive messages of one role are merged, as the API itself would."""
+        self.guard.commit(self.history, message)
         if self.transcript:
             self.transcript.append(message)
+
+    # -- the context window (tools/conversation/compaction.py) ----------------------------------
+
+    def _fit_context(self, overflow: PromptTooLong | None = None) -> None:
+        """Before a request: clear old tool results or compact when the window needs it."""
+        try:
+            self.context.fit(self.history, self._request_body(), overflow=overflow)
+        except KeyboardInterrupt:
+            raise _Interrupted(None, []) from None
+
+    def compact(self, instructions: str | None = None) -> bool:
+        """Summarise the conversation now (``/compact [what to keep]``); False if it was not changed."""
+        self.busy, self.interrupting = True, False
+        try:
+            return self.context.fit(self.history, self._body(), requested=True, instructions=instructions)
+        except KeyboardInterrupt:
+            return False
+        finally:
+            self.busy = False
+
+    def context_used(self) -> ContextUsed:
+        """How much of the context window the latest request used (for /cost and the status line)."""
+        return self.context.use()
+
+    def _ask(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A request outside the turn (the summary): cached, interruptible and retried like the others."""
+        if self.config.prompt_cache:
+            body = apply_cache_control(body, self.config.cache_ttl)
+        return ask_for_text(self.model, body, self._interruptible, attempts=self.config.max_attempts,
+                            pause=lambda attempt, after: self._sleep(self._backoff(attempt, after)))
 
     # -- one request, retried until it completes ---------------------------------------------
 
@@ -317,7 +403,11 @@ class Agent:
             attempt = _Attempt()
             try:
                 reply = self._stream_reply(attempt)
+            except PromptTooLong:
+                raise  # refused before anything streamed: the caller compacts and retries
             except ModelError as error:
+                if (error.retry_after or 0.0) > self.config.retry_after_max:
+                    error = _too_long_a_wait(error)
                 last = attempt_number == attempts or not error.retryable
                 delay = None if last else self._backoff(attempt_number, error.retry_after)
                 self._roll_back(attempt, error, attempt_number, delay)
@@ -340,6 +430,7 @@ class Agent:
 
     def _stream_reply(self, attempt: _Attempt) -> _Reply:
         assembler = TurnAssembler()
+        self._aborted = False
         body = self._request_body()
         sent = self.cache_audit.fingerprint(body)
         if self.config.prompt_cache:
@@ -356,7 +447,8 @@ class Agent:
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except (KeyboardInterrupt, ModelError) as stopped:
-            if isinstance(stopped, KeyboardInterrupt) or self.interrupting:  # a shut-down socket, too
+            # A socket shut down by Ctrl-C can fail the read before the handler has run: still an interrupt.
+            if isinstance(stopped, KeyboardInterrupt) or self.interrupting or self._aborted:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self._stop_tools(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
@@ -366,24 +458,35 @@ class Agent:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
             wait([future for _, future in attempt.calls])
             raise
+        finally:
+            if assembler.usage:  # answered, so billed: committed, rolled back or interrupted alike
+                self.renderer.show(RequestUsage(assembler.model, dict(assembler.usage)))
         message = assembler.message()
         calls = attempt.calls
         if assembler.stop_reason == "max_tokens":
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
-        return _Reply(message, assembler.stop_reason, assembler.usage, calls, sent)
+        repaired = repair_reply(message)
+        if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
+            wait([future for _, future in attempt.calls])
+            raise RetryableModelError("malformed reply: " + "; ".join(problems))
+        return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)
 
     def _roll_back(self, attempt: _Attempt, error: ModelError, number: int, retry_in: float | None) -> None:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
         restored = attempt.journal.rollback()
+        kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
         commands, discarded = [], 0
         for call, _ in attempt.calls:
             result = attempt.ran.get(call.id)
             tool = self.tools.get(call.name)
             if result is None or tool is None:
                 continue
-            if tool.journaled:
+            stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
+            if tool.journaled and not stays:
                 continue  # undone above; an identical call in the retry applies it again
             self._reusable[_call_key(call.name, call.input)].append(result)
+            if tool.journaled:
+                continue  # its write stays on disk: a command built on it
             if tool.access(self.config.workspace, call.input).writes:
                 commands.append(str(call.input.get("command", call.name)))
             else:
@@ -393,10 +496,12 @@ class Agent:
             elapsed=time.monotonic() - attempt.started,
             undone=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in restored),
             discarded=discarded, commands=tuple(commands),
+            kept=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in kept),
         )
         log.warning("rolled back attempt %d: %s; undone=%s commands=%s", number, error, event.undone, commands)
         if self.transcript:
-            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands)
+            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands,
+                                 kept=list(event.kept))
         self.renderer.show(event)
 
     # -- interrupts -------------------------------------------------------------------------------
@@ -408,6 +513,8 @@ class Agent:
                 raise KeyboardInterrupt
             self.interruptible = True
             try:
+                if self.interrupting:  # pressed just before we became interruptible: nobody else will raise
+                    raise KeyboardInterrupt
                 event = next(events, None)
             finally:
                 self.interruptible = False
@@ -432,6 +539,7 @@ class Agent:
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
         if self.interruptible:
+            self._aborted = True
             self.model.abort()
 
     def _stop_for_the_person(
@@ -446,7 +554,12 @@ class Agent:
             second_interrupt = True
             self._stop_tools(kill=True)
             wait([future for _, future in calls], timeout=10)
-        if message and message["content"]:
+        if message is not None:
+            message = repair_reply(message)
+        if message is not None and self.guard.problems(self.history, message):
+            log.warning("interrupted reply not kept, the API would refuse it: %s", message)
+            message, calls = None, []  # its calls' tool_use blocks go with it; no results are owed
+        if message is not None:
             self._commit(message)  # every call's tool_use is in it, or in the reply committed before
         blocks = self._collect_results(calls)
         self._commit({"role": "user", "content": [*blocks, {"type": "text", "text": INTERRUPTED_NOTE}]})
@@ -472,10 +585,15 @@ class Agent:
                     pass
 
     def _request_body(self) -> dict[str, Any]:
-        problems = history_problems(self.history)
-        if problems:
-            log.error("refusing to send an invalid history: %s", problems)
-            raise HistoryInvalid("; ".join(problems))
+        try:
+            self.guard.ready_to_send(self.history)
+        except HistoryInvalid as error:
+            log.error("refusing to send an invalid history: %s", error)
+            raise
+        return self._body()
+
+    def _body(self) -> dict[str, Any]:
+        """The request for the history as it is (``/compact`` measures it even when it is empty)."""
         return {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens,
@@ -494,8 +612,8 @@ class Agent:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
         if earlier := self._reusable.get(_call_key(call.name, call.input)):
-            # Counted as run by this attempt too, so a rollback of this one hands the result on again.
-            result = attempt.ran[call.id] = earlier.pop(0)
+            attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
+            attempt.reused.add(call.id)
             return self._finished_now(call, result, reused=True)
         workspace = self.config.workspace
         try:
@@ -503,14 +621,20 @@ class Agent:
         except Exception:  # an odd path must not stop the call; order it after everything instead
             access = Access.whole_workspace(read_only=False)
 
+        crash_record = CrashRecord(self.transcript, call.id, f"{call.name} {_shown(call.input)}".strip(), workspace)
+
+        def before_write(path: Path) -> None:
+            attempt.journal.record(path)
+            attempt.wrote.setdefault(call.id, []).append(path)
+            crash_record.file_changed(path)
+
         def run() -> ToolResult:
-            self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
             started = time.monotonic()
             ctx = ToolContext(
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
-                before_write=attempt.journal.record,
-                extras={"isolation": self.config.isolation},
+                before_write=before_write,
+                extras={"isolation": self.config.isolation, "network": self.config.network},
             )
             with self._running_lock:
                 self._running[call.id] = ctx
@@ -518,8 +642,15 @@ class Agent:
                 refusal = self.gate.check(tool, call.input, ctx, call.id)
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
-                else:
+                else:  # running only now: a grace window or a question comes first, on screen too
+                    self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
+                    if access.writes:
+                        self.undo.before_call()  # a snapshot /undo can return to
+                    crash_record.started()
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
+                    for path in attempt.wrote.get(call.id, ()):
+                        attempt.journal.seal(path)
+                    crash_record.finished(result.is_error)
             finally:
                 with self._running_lock:
                     self._running.pop(call.id, None)
@@ -544,6 +675,25 @@ class Agent:
                 block["is_error"] = True
             blocks.append(block)
         return blocks
+
+
+def _shown(args: dict[str, Any]) -> str:
+    return str(args.get("command") or args.get("path") or "")
+
+
+def _too_long_a_wait(error: ModelError) -> ModelError:
+    """The service asked for a wait beyond ``retry_after_max``: end the turn and say so."""
+    wait = error.retry_after or 0.0
+    asked = "an unbounded time" if wait == float("inf") else (
+        f"{wait:,.0f} s" if wait < 3600 else f"{wait / 3600:,.1f} h")
+    return FatalModelError(f"{error} · the service asked to wait {asked} before retrying; try again later",
+                           status=error.status, retry_after=error.retry_after)
+
+
+def _date_told_in(history: list[dict[str, Any]]) -> str | None:
+    """A resumed session already told the model its date; tell it again only when it changes."""
+    return next((b["text"] for m in reversed(history) for b in as_blocks(m["content"])
+                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
 
 
 def _drop_cut_off_calls(

@@ -4,8 +4,11 @@ A repository's ``.git/config`` is data an attacker may have written (a cloned re
 command the model ran). Git executes programs named there: ``core.fsmonitor`` on every ``status``,
 hooks on commits, ``core.pager``, ``diff.external`` and textconv drivers on diffs, ``core.sshCommand``
 on fetches. Every git process midstream starts itself goes through :func:`run_git`, which turns all of
-them off on the command line (``-c`` beats every config file) and ignores the system config, so no
-program named by the repository runs with midstream's environment.
+them off on the command line (``-c`` beats every config file, and reaches child git processes through
+GIT_CONFIG_PARAMETERS) and ignores the system config, so no program named by the repository runs with
+midstream's environment. Drivers have names the repository chooses (``filter.evil.process`` runs on a
+plain ``git status`` of a modified file), so run_git first reads which driver programs the config
+names (reading config runs nothing) and blanks each one.
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ HARDENING: tuple[str, ...] = (
     "-c", "core.untrackedCache=false",  # never rewrite the index's cache as a side effect of reading
     "-c", "protocol.ext.allow=never",  # ext:: URLs run commands
     "-c", "filter.lfs.process=",  # clean/smudge filters are programs; the common one named here
+    "-c", "core.alternateRefsCommand=",
+    "-c", "core.gitProxy=",
+    "-c", "sequence.editor=true",
+    "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false", "-c", "gpg.program=false",
+    "-c", "diff.ignoreSubmodules=all",  # status would run git inside each submodule, under its own config
     "--no-pager",
 )
+
+# Config keys naming a program for a driver the repository names itself (filter.<name>.clean ...).
+_DRIVER_KEYS = r"^(filter|diff|merge)\..+\.(clean|smudge|process|textconv|command|driver)$"
 
 
 def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -59,7 +70,14 @@ def run_git(
     Diff-like commands also need ``--no-ext-diff --no-textconv`` among their own arguments; callers
     that diff pass them. Raises ``OSError`` when git is missing and ``TimeoutExpired`` on a hang.
     """
+    environment = git_env(env)
+    listed = subprocess.run(
+        ["git", *HARDENING, "config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS], cwd=cwd,
+        env=environment, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )
+    blanked = [f"{key}=" for key in listed.stdout.decode("utf-8", "replace").split("\0") if key]
+    overrides = [part for setting in blanked for part in ("-c", setting)]
     return subprocess.run(
-        ["git", *HARDENING, *args], cwd=cwd, env=git_env(env), input=input,
+        ["git", *HARDENING, *overrides, *args], cwd=cwd, env=environment, input=input,
         capture_output=True, timeout=timeout, check=False, stdin=None if input is not None else subprocess.DEVNULL,
     )

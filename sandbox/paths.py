@@ -36,8 +36,11 @@ def confine(workspace: Path, path: str, *, for_write: bool = False) -> Path:
         relative = resolved.relative_to(root)
     except ValueError:
         raise _refuse(path, "resolves outside the workspace") from None
-    if for_write and relative.parts[:1] == (".git",):
-        raise _refuse(path, "is inside .git/ (git's own data is never written by tools)")
+    if for_write and ".git" in relative.parts:
+        raise _refuse(path, "is inside a .git/ (git's own data is never written by tools)")
+    if for_write and relative.parts[:1] in ((".gitmodules",), (".midstream",)):
+        raise _refuse(path, "is protected (submodule commands and midstream's own configuration are the "
+                      "person's to change; tell them what you would change)")
     return resolved
 
 

@@ -98,7 +98,7 @@ def workspace(tmp_path: Path) -> Path:
 def make_agent(workspace: Path) -> Iterator[Callable[..., tuple[Agent, RecordingRenderer]]]:
     agents: list[Agent] = []
 
-    def make(server: ScriptedServer, *, tools: ToolRegistry | None = None, **overrides: Any):
+    def make(server: ScriptedServer, *, tools: ToolRegistry | None = None, transcript: Any = None, **overrides: Any):
         from midstream.tools import builtin_tools
 
         settings: dict[str, Any] = dict(
@@ -114,6 +114,7 @@ def make_agent(workspace: Path) -> Iterator[Callable[..., tuple[Agent, Recording
             AgentConfig(**settings),
             tools=tools or ToolRegistry([*builtin_tools(), recording_tool(server.log)]),
             renderer=renderer,
+            transcript=transcript,
         )
         agents.append(agent)
         return agent, renderer

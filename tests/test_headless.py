@@ -45,6 +45,12 @@ def test_json_output_is_one_object_with_result_usage_and_tool_calls(workspace):
     (call,) = result["tool_calls"]
     assert call["name"] == "read_file" and call["input"] == {"path": "notes.txt"} and call["is_error"] is False
     assert result["usage"]["output"] == 10 and "hit_ratio" in result["usage"]
+    # The fields scripts written for Claude Code's -p --output-format json read:
+    assert result["type"] == "result" and result["subtype"] == "success" and result["is_error"] is False
+    assert result["session_id"] == Transcript.find(workspace).stem
+    assert result["num_turns"] == 2 and isinstance(result["duration_ms"], int) and result["duration_ms"] >= 0
+    assert result["usage"]["output_tokens"] == 10 and "input_tokens" in result["usage"]
+    assert "cache_read_input_tokens" in result["usage"] and "total_cost_usd" in result
 
 
 def test_stream_json_is_one_object_per_event(workspace):
@@ -54,8 +60,13 @@ def test_stream_json_is_one_object_per_event(workspace):
         done = midstream(["-p", "read", "--output-format", "stream-json"], workspace,
                          {"ANTHROPIC_BASE_URL": server.url})
     events = [json.loads(line) for line in done.stdout.splitlines()]
+    init = events[0]  # first: what applies to this run, as Claude Code's system/init line
+    assert init["type"] == "system" and init["subtype"] == "init" and init["event"] == "SessionStarted"
+    assert init["session_id"] == Transcript.find(workspace).stem and init["model"]
+    assert init["mode"] == "auto" and init["refuse_destructive"] is True  # -p without --mode
+    assert init["sandbox"] in ("bwrap", "unavailable") and "read_file" in init["tools"]
     names = [e["event"] for e in events]
-    assert names[0] == "RequestStarted" and names[-1] == "TurnEnded"
+    assert names[1:3] == ["SandboxStatus", "RequestStarted"] and names[-1] == "TurnEnded"  # told once, at start
     for expected in ("TextDelta", "ToolCallStarted", "ToolCallReady", "ToolRunning", "ToolFinished", "TurnCommitted"):
         assert expected in names
     assert names.index("ToolCallReady") < names.index("TurnCommitted")  # dispatched before the reply ended
@@ -109,7 +120,12 @@ def test_a_recording_replays_to_the_same_transcript(tmp_path):
     assert "rolled back" in first.stderr
     assert sorted(p.name for p in recording.iterdir())[:3] == ["0001.request.json", "0001.response.json",
                                                                "0001.response.sse"]
-    again = midstream(["-p", "change it", "--replay", str(recording)], replayed, {})
+    guarded = tmp_path / "guarded"
+    shutil.copytree(original, guarded)
+    safe = midstream(["-p", "change it", "--replay", str(recording)], guarded, {})
+    assert "read-only" in safe.stderr and "replay" in safe.stderr  # it says so
+    assert (guarded / "notes.txt").read_text() == "alpha\n"  # and the recorded edit was refused
+    again = midstream(["-p", "change it", "--replay", str(recording), "--mode", "auto"], replayed, {})
     assert again.returncode == 0, again.stderr
     assert "rolled back" in again.stderr  # the drop happens again, at the same byte
     assert again.stdout == first.stdout == "Changed alpha to beta.\n"
@@ -138,3 +154,38 @@ def test_the_demo_runs_to_the_end_and_leaves_a_repository_to_look_at(tmp_path):
         assert tests.returncode == 0 and re.search(r"Ran 5 tests", tests.stderr)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def test_headless_stderr_tells_things_in_the_order_they_happened(workspace):
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.o").write_text("x")
+    server = ScriptedServer([
+        reply(Text("Let me clean up first.\n"), ToolUse("t1", "bash", {"command": "rm -rf build/"})),
+        reply(Text("Clean now.")),
+    ])
+    with server:
+        done = midstream(["-p", "clean", "--isolation", "none", "--mode", "auto", "--grace", "0.2"], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    narration = lines.index("· Let me clean up first.")
+    warning = next(i for i, line in enumerate(lines) if line.startswith("⚠ destructive: rm -rf build/"))
+    running = lines.index("… Running `rm -rf build/`")
+    outcome = next(i for i, line in enumerate(lines) if line.startswith("✓ Ran `rm -rf build/`"))
+    assert narration < warning < running < outcome, lines
+    assert done.stdout == "Clean now.\n"
+    assert sum(" in · " in line for line in lines) == 1  # one usage line for the message, not per request
+
+
+def test_a_refused_connection_names_the_url_and_is_not_called_a_rollback(workspace):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    done = midstream(["-p", "hi", "--max-attempts", "2"], workspace, {"ANTHROPIC_BASE_URL": url})
+    assert done.returncode == 1
+    assert f"cannot connect to the model service at {url}" in done.stderr
+    assert "partial reply" not in done.stderr and "rolled back" not in done.stderr
+    assert "/retry sends the same message" not in done.stderr  # no prompt to type it at in -p
+    assert "`midstream --continue` then /retry" in done.stderr.splitlines()[-1]

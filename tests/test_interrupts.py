@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
     env = program_env()
     env |= {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args],
+    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", *args],
                          cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=20)
 
 
@@ -135,11 +135,15 @@ def test_two_quick_ctrl_c_exit_restore_the_terminal_and_leave_no_process(workspa
         subprocess.run(["pkill", "-f", marker])
 
 
-def test_ctrl_c_at_an_empty_prompt_exits(workspace):
+def test_one_ctrl_c_at_an_empty_prompt_warns_and_a_second_exits(workspace):
     server = ScriptedServer([])
     with server:
         child = spawn(server, workspace)
         child.expect("› ")
+        child.sendintr()
+        child.expect("press Ctrl-C again to exit")
+        child.expect("› ")
+        assert child.isalive()
         child.sendintr()
         child.expect(pexpect.EOF)
         child.close()
@@ -178,7 +182,7 @@ def test_ctrl_c_during_a_stalled_stream_returns_at_once(workspace):
         child = spawn(server, workspace)
         child.expect("› ")
         child.sendline("go")
-        child.expect("Thinking")  # on screen: both deltas were handled
+        child.expect(r"Thinking(?!…)")  # the reply's text on screen, not the "Thinking… 0.1 s" spinner
         assert wait_until(lambda: "stalled" in server.log, 10)  # blocked in recv(), nothing arriving
         started = time.monotonic()
         child.sendintr()

@@ -397,7 +397,7 @@ def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "sk-secret" not in "".join(p.read_text() for p in recording.iterdir())
     assert "tool_calls" in (recording / "0003.request.json").read_text()  # the wire's own request is kept
-    again = _midstream(["-p", "change it", "--replay", str(recording)], replayed, {})
+    again = _midstream(["-p", "change it", "--replay", str(recording), "--mode", "auto"], replayed, {})
     assert again.returncode == 0, again.stderr
     assert "rolled back" in again.stderr and again.stdout == first.stdout == "Changed alpha to beta.\n"
     assert (replayed / "notes.txt").read_text() == (live / "notes.txt").read_text() == "beta\n"

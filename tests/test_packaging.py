@@ -39,6 +39,19 @@ def _tracked_copy(destination: Path) -> Path:
     return destination
 
 
+def _borrow_dependencies(python: Path, folder: Path) -> None:
+    """Give a fresh environment our installed dependencies (no network needed), but not our midstream:
+    a folder of links to everything in our site-packages except midstream itself, as a path entry."""
+    folder.mkdir(exist_ok=True)
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith(("midstream", "__editable__")) and entry.suffix != ".pth":
+            (folder / entry.name).symlink_to(entry)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "zz_midstream_test_deps.pth").write_text(f"{folder}\n")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = _tracked_copy(tmp_path_factory.mktemp("checkout"))
@@ -52,17 +65,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fresh_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new virtual environment with the wheel installed; its dependencies come from ours by a .pth
-    line (a path entry, so our own site-packages' import hooks and packages never run first)."""
+    """A new virtual environment with the wheel installed and our dependencies borrowed."""
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "zz_midstream_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _borrow_dependencies(python, tmp_path_factory.mktemp("deps"))
     return env_dir
 
 
@@ -121,9 +131,7 @@ def test_an_editable_install_works_the_same(tmp_path: Path):
     done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(source)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "zz_midstream_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _borrow_dependencies(python, tmp_path / "deps")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for command in ([str(env_dir / "bin" / "midstream")], [str(python), "-m", "midstream"]):

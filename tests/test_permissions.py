@@ -95,3 +95,37 @@ def test_a_whole_task_with_the_real_tools(make_agent, workspace):
     assert last["content"] == "5\n[exit status 0]"
     grep_result = server.requests[1]["body"]["messages"][-1]["content"][0]["content"]
     assert "calc.py:1:def add(a, b):" in grep_result
+
+
+def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_form(make_agent, workspace):
+    (workspace / "x").mkdir()
+    questions: list[str] = []
+
+    def confirm(question: str, cancelled) -> str:
+        questions.append(question)
+        return "always"
+
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": "npm test"})),
+        reply(ToolUse("t2", "bash", {"command": "npm test -- --watch=false"}),  # covered by "always"
+              ToolUse("t3", "bash", {"command": "rm -rf x"})),  # a destructive form: asked
+        reply(ToolUse("t4", "bash", {"command": "rm -rf x"}),  # and asked again: "always" never sticks to it
+              ToolUse("t5", "bash", {"command": "npm run lint"}),  # another subcommand: asked
+              ToolUse("t6", "bash", {"command": "npm test && touch y"})),  # npm test plus touch: asked
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, _ = make_agent(server, mode="ask", isolation="none")
+        agent.gate.confirm = confirm
+        agent.send("go")
+    assert questions == ["Running `npm test`?", "Running `rm -rf x`?", "Running `rm -rf x`?",
+                         "Running `npm run lint`?", "Running `npm test && touch y`?"]
+
+
+def test_a_countdown_with_nothing_to_list_says_why_the_command_is_destructive(make_agent, workspace):
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "X=$(cat name); $X -rf ."})), reply(Text("ok"))])
+    with server:
+        agent, renderer = make_agent(server, mode="auto", grace_seconds=0.05, isolation="none")
+        agent.send("go")
+    (grace,) = renderer.of(ToolGrace)
+    assert grace.targets == ("cannot tell: the command name is not a literal word",)

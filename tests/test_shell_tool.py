@@ -55,10 +55,13 @@ def test_model_service_keys_do_not_reach_the_child(workspace, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-secret")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
-    monkeypatch.setenv("HARMLESS_SETTING", "visible")
+    monkeypatch.setenv("HARMLESS_SETTING", "not-listed")
+    monkeypatch.setenv("LC_TIME", "C.UTF-8")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
     result, _, _ = run(workspace, "env")
     assert "secret" not in result.content and "sk-openai" not in result.content
-    assert "HARMLESS_SETTING=visible" in result.content
+    assert "not-listed" not in result.content  # an allowlist: what is not named stays out
+    assert "LC_TIME=C.UTF-8" in result.content and "PATH=" in result.content
 
 
 @pytest.mark.parametrize("command", [

@@ -13,6 +13,7 @@ from midstream.tools.registry import ToolResult
 from midstream.tools.ui.events import (
     BlockStopped,
     RequestStarted,
+    RequestUsage,
     TextDelta,
     ToolCallReady,
     ToolCallStarted,
@@ -53,32 +54,35 @@ def region_text(renderer: TerminalRenderer) -> str:
     return capture.export_text()
 
 
-def test_finished_lines_become_markdown_and_the_unfinished_line_stays_raw():
+def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_stays_live():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
     assert "Thinking…" in region_text(renderer)
     renderer.show(TextDelta(0, "# Title\nSome **bo"))
     region = region_text(renderer)
-    assert "Thinking" not in region and "Some **bo" in region  # raw while unfinished
+    assert "Thinking" not in region and "Some **bo" in region  # unclosed: shown as typed
     renderer.show(TextDelta(0, "ld** text\nand `code` on a line"))
     renderer.show(BlockStopped(0, "text"))
-    out = sink.getvalue()  # the live region's raw redraws are in here too; look for the rendered lines
-    assert "\x1b[1;4mTitle\x1b[0m" in out  # the heading, rendered
-    assert "Some \x1b[1mbold\x1b[0m text and \x1b[1;36;40mcode\x1b[0m on a line" in out
+    out = sink.getvalue()  # the live region's redraws are in here too; look for the printed lines
+    assert "\x1b[1;4mTitle\x1b[0m\n" in out  # the heading, rendered, left-aligned
+    assert "Some \x1b[1mbold\x1b[0m text\n" in out
+    assert "and \x1b[1;36mcode\x1b[0m on a line\n" in out
+    assert out.count("Title") == 1  # printed once, never redrawn
     assert region_text(renderer).strip() == ""
     renderer.show(TurnEnded("end_turn", True))
 
 
-def test_a_code_block_is_printed_only_once_it_closes():
+def test_a_code_block_prints_line_by_line_highlighted():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
     renderer.show(TextDelta(0, "Here:\n```python\ndef f():\n    return 1\n"))
-    highlighted_def = "\x1b[38;2;102;217;239;48;2;39;40;34mdef"
-    assert highlighted_def not in sink.getvalue()
-    assert "def f():" in region_text(renderer)  # visible, raw, while it streams
+    assert "def" in sink.getvalue() and "\x1b[J" in sink.getvalue()
+    printed = sink.getvalue()
     renderer.show(TextDelta(0, "```\nafter\n"))
     renderer.show(BlockStopped(0, "text"))
-    assert highlighted_def in sink.getvalue()  # the keyword, highlighted, once the block closed
+    assert sink.getvalue().startswith(printed)  # nothing printed before is written again
+    assert sink.getvalue().count("return") == 1
+    assert "after\n" in sink.getvalue()
     renderer.show(TurnEnded("end_turn", True))
 
 
@@ -116,32 +120,43 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
         "Edited a.py: replaced 1 occurrence.\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2"), 0.0))
     out = sink.getvalue()
     assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
+    assert "more line" not in out  # a short diff is shown whole
     renderer.show(ToolGrace("r", "rm -rf build/", ("build/ (1,204 files)",), 3.0))
     region = region_text(renderer)
     assert "rm -rf build/ → build/ (1,204 files)" in region and "runs in" in region and "Ctrl-C" in region
     renderer.show(TurnEnded("end_turn", True))
 
 
-def test_usage_per_reply_and_for_the_session():
+def test_one_usage_line_per_message_priced_by_the_model_the_server_reported():
     renderer, sink = make()
     usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 8000,
              "cache_creation_input_tokens": 500}
     renderer.show(RequestStarted(1, 1))
-    renderer.show(TurnCommitted("end_turn", usage))
-    renderer.show(TurnCommitted("end_turn", usage))
+    renderer.show(RequestUsage("claude-sonnet-4-5-20250929", usage))
+    renderer.show(TurnCommitted("tool_use", usage))
+    renderer.show(RequestStarted(1, 2))
+    renderer.show(RequestUsage("claude-sonnet-4-5-20250929", usage))  # say it was interrupted: still billed
+    renderer.show(TurnEnded("interrupted", False, "interrupted"))
+    out = sink.getvalue()
+    assert out.count(" in · ") == 1  # not one line per request
+    assert "2 requests · 2,400 in · 600 out · cache 16,000 read / 1,000 written (hit 0.82) · $0.0247" in out
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(RequestUsage("qwen2.5-coder-7b", usage))  # a local model: no price, so no cost
     renderer.show(TurnEnded("end_turn", True))
     renderer.close()
     out = sink.getvalue()
-    assert "1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82) · $0.0124" in out
-    assert "session: 2,400 in · 600 out · cache 16,000 read / 1,000 written" in out
+    assert "  1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82)\n" in out.replace("\x1b[0m", "")
+    assert "session: 3 requests · 3,600 in · 900 out · cache 24,000 read / 1,500 written (hit 0.82)\n" in (
+        out.replace("\x1b[0m", ""))
 
 
 def test_a_rollback_discards_the_partial_reply():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
-    renderer.show(TextDelta(0, "half a sent"))
+    renderer.show(TextDelta(0, "half a **sent**"))
     renderer.show(TurnRolledBack("connection broke", 1, 5, 2.0, elapsed=3.1, undone=("a.py",), discarded=2))
     assert "half a sent" not in region_text(renderer)
+    assert "\x1b[2;9mhalf a \x1b[0m\x1b[1;2;9msent\x1b[0m\n" in sink.getvalue()  # kept, struck through, styled
     assert ("partial reply discarded: connection broke after 3.1 s · rolled back (1 edit undone, 2 reads "
             "discarded) · retry 2/5 in 2.0 s") in sink.getvalue()
     renderer.show(TurnEnded(None, False, "gave up"))
@@ -225,7 +240,7 @@ def test_slash_commands_are_not_sent_to_the_model(workspace):
                               encoding="utf-8", timeout=20)
         child.expect("› ")
         child.sendline("/help")
-        child.expect("/retry sends the last message again")
+        child.expect(r"/retry +send the last message again")
         child.expect("› ")
         child.sendline("/nonsense")
         child.expect("unknown command /nonsense")
@@ -238,3 +253,63 @@ def test_slash_commands_are_not_sent_to_the_model(workspace):
     (request,) = server.requests
     assert request["body"]["max_tokens"] == 1234
     assert request["body"]["messages"][0]["content"][-1]["text"] == "/etc/hosts is what file?"
+
+
+def test_waiting_calls_say_so_and_calls_that_never_ran_are_reported():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolCallReady(0, "a", "edit_file", {"path": "a.py"}))
+    renderer.show(ToolRunning("a", "edit_file", "Editing a.py"))
+    renderer.show(ToolCallReady(1, "b", "edit_file", {"path": "a.py"}))  # behind a: same file
+    region = region_text(renderer)
+    assert "Editing a.py  " in region  # running, with its elapsed time
+    assert "◦ Editing a.py · waiting for an earlier call to finish" in region
+    renderer.show(ToolFinished("a", "edit_file", ToolResult(
+        "interrupted\n[exit status -15]", True), 0.5))
+    renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
+    out = sink.getvalue()
+    assert "○ Editing a.py: not run (the turn was interrupted before it started)" in out
+
+
+def test_outcomes_name_the_signal_and_never_cut_a_word():
+    from midstream.tools.ui.render import outcome_line
+
+    assert outcome_line("Running `sleep 9`", "[exit status -9]", True, 1.0) == "✗ Ran `sleep 9`: killed by SIGKILL"
+    assert outcome_line("Running `x`", "out\n[exit status 2]", True, 1.0) == "✗ Ran `x`: exit 2 (out)"
+    refused = "Refused: NOTES.md is outside the workspace " + "and cannot be written there at all " * 6
+    line = outcome_line("Writing NOTES.md", refused, True, 0.0)
+    assert line.startswith("✗ Writing NOTES.md: Refused: NOTES.md is outside") and line.endswith("…")
+    assert line[:-1].split()[-1] in refused.split()  # ends on a whole word
+    not_run = outcome_line("Editing a.py", "Not run: the person interrupted the turn.", True, 0.0)
+    assert not_run == "○ Editing a.py: not run (the turn was interrupted before it started)"
+
+
+def test_escape_sequences_from_the_model_or_a_tool_are_shown_not_obeyed():
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TextDelta(0, "clear \x1b[2J\x1b[5Aup\rback\nand \x1b]0;title\x07 partial \x1b[1A"))
+    renderer.show(ToolRunning("b", "bash", "Running `cat evil`"))
+    renderer.show(ToolProgress("b", "\x1b[H\x1b[2Jgotcha"))
+    assert "^[[Hgotcha" in region_text(renderer).replace("^[[2J", "")
+    renderer.show(ToolFinished("b", "bash", ToolResult("\x1b[31mred\n[exit status 1]", True), 0.1))
+    renderer.show(TurnEnded("end_turn", True))
+    out = sink.getvalue()
+    assert "clear ^[[2J^[[5Aup^Mback\n" in out and "and ^[]0;title^G partial ^[[1A" in out
+    for obeyed in ("\x1b[2J", "\x1b[5A", "\x1b]0", "\x1b[H", "\x1b[31mred"):  # (our own cursor-ups are 1-2 rows)
+        assert obeyed not in out
+
+
+def test_the_plain_renderer_reports_calls_that_never_ran():
+    from midstream.tools.ui.render import PlainRenderer
+
+    out, err = io.StringIO(), io.StringIO()
+    renderer = PlainRenderer(out, err, stream_text=False)
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(ToolCallReady(0, "a", "edit_file", {"path": "a.py"}))
+    renderer.show(ToolCallReady(1, "b", "edit_file", {"path": "b.py"}))
+    renderer.show(ToolRunning("a", "edit_file", "Editing a.py"))
+    renderer.show(ToolFinished("a", "edit_file", ToolResult("Edited a.py: replaced 1 occurrence.\n"), 0.1))
+    renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
+    lines = err.getvalue().splitlines()
+    assert lines == ["… Editing a.py", "✓ Edited a.py", "○ edit_file b.py: not run (the turn was interrupted "
+                     "before it started)", "midstream: interrupted; the conversation is saved"]

@@ -1,18 +1,27 @@
-"""File tools: read, write, edit. Every path goes through the sandbox's confinement first."""
+"""File tools: read, write, edit. Every path goes through the sandbox's confinement first.
+
+Then every open goes through ``sandbox.fdio``, which walks the checked path without following any
+link, so what is read or written is what was checked, and only regular files are opened (a FIFO or
+a device is refused instead of hanging the tool). Reading streams in chunks and keeps at most
+``READ_MAX_LINE_CHARS`` of any line, so a 2 GB file of one line costs what the result costs.
+"""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import os
-import tempfile
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox import fdio
 from midstream.sandbox.paths import confine, display_path
 from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
 
-__all__ = ["edit_file", "is_binary", "read_file", "write_file"]
+__all__ = ["edit_file", "is_binary", "read_file", "remove_stale_temporaries", "write_file"]
 
 READ_MAX_LINES = 2000
 READ_MAX_BYTES = 256 * 1024
@@ -26,8 +35,49 @@ def _reads_path(workspace: Path, args: dict[str, Any]) -> Access:
 
 def is_binary(path: Path) -> bool:
     """A NUL byte near the start is how git and grep decide, and so do we."""
-    with path.open("rb") as f:
-        return b"\0" in f.read(_SNIFF_BYTES)
+    with fdio.open_regular(path) as (fd, _):
+        return b"\0" in os.pread(fd, _SNIFF_BYTES, 0)
+
+
+def _refusal(shown: str, exc: OSError) -> ToolError:
+    if isinstance(exc, fdio.NotRegular):
+        return ToolError(f"{shown} is not a regular file ({exc.strerror}); it was not opened. Tools read and "
+                         "write regular files only.")
+    if isinstance(exc, fdio.PathChanged):
+        return ToolError(f"{shown} changed while it was being opened (a directory on its path was replaced by a "
+                         "link); nothing was read or written. Look at the path again before retrying.")
+    return ToolError(f"{shown}: {exc.strerror or exc}")
+
+
+def _lines(fd: int, cut: int) -> Iterator[tuple[str, bool]]:
+    """The file's lines, each cut at ``cut`` characters (and whether it was), reading 64 KB at a time.
+
+    Memory is bounded by the chunk and the cut, not by the longest line.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    line: list[str] = []
+    kept = 0
+    cut_short = False
+    while True:
+        chunk = os.read(fd, 65536)
+        text = decoder.decode(chunk, final=not chunk)
+        start = 0
+        while (end := text.find("\n", start)) != -1:
+            piece = text[start:end]
+            if kept < cut:
+                line.append(piece[: cut - kept])
+            cut_short = cut_short or kept + len(piece) > cut
+            yield "".join(line).rstrip("\r"), cut_short
+            line, kept, cut_short, start = [], 0, False, end + 1
+        rest = text[start:]
+        if kept < cut:
+            line.append(rest[: cut - kept])
+        cut_short = cut_short or kept + len(rest) > cut
+        kept += len(rest)
+        if not chunk:
+            if kept:
+                yield "".join(line).rstrip("\r"), cut_short
+            return
 
 
 @tool(
@@ -46,33 +96,35 @@ def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MA
     """
     target = confine(ctx.workspace, path)
     shown = display_path(ctx.workspace, target)
-    if not target.exists():
-        raise ToolError(f"{shown} does not exist.")
     if target.is_dir():
         raise ToolError(f"{shown} is a directory; use list_dir to see what it holds.")
     if offset < 1 or limit < 1:
         raise ToolError("offset and limit must be at least 1.")
-    size = target.stat().st_size
-    if is_binary(target):
-        raise ToolError(f"{shown} is a binary file ({size:,} bytes); its contents are not shown.")
     limit = min(limit, READ_MAX_LINES)
     out: list[str] = []
     used = 0
     number = 0
     more = False
-    with target.open(encoding="utf-8", errors="replace", newline="") as f:
-        for number, line in enumerate(f, start=1):
-            if number < offset:
-                continue
-            if len(out) >= limit or used >= READ_MAX_BYTES:
-                more = True
-                break
-            text = line.rstrip("\r\n")
-            if len(text) > READ_MAX_LINE_CHARS:
-                text = text[:READ_MAX_LINE_CHARS] + f"… [line cut at {READ_MAX_LINE_CHARS} characters]"
-            entry = f"{number:6}\t{text}"
-            out.append(entry)
-            used += len(entry) + 1
+    try:
+        with fdio.open_regular(target) as (fd, info):
+            size = info.st_size
+            if b"\0" in os.pread(fd, _SNIFF_BYTES, 0):
+                raise ToolError(f"{shown} is a binary file ({size:,} bytes); its contents are not shown.")
+            for number, (text, cut_short) in enumerate(_lines(fd, READ_MAX_LINE_CHARS), start=1):
+                if number < offset:
+                    continue
+                if len(out) >= limit or used >= READ_MAX_BYTES:
+                    more = True
+                    break
+                if cut_short:
+                    text = text[:READ_MAX_LINE_CHARS] + f"… [line cut at {READ_MAX_LINE_CHARS} characters]"
+                entry = f"{number:6}\t{text}"
+                out.append(entry)
+                used += len(entry) + 1
+    except FileNotFoundError:
+        raise ToolError(f"{shown} does not exist.") from None
+    except OSError as exc:
+        raise _refusal(shown, exc) from None
     if not out:
         if size == 0:
             return f"{shown} is empty."
@@ -91,23 +143,12 @@ def _writes_path(workspace: Path, args: dict[str, Any]) -> Access:
     return Access.writing(workspace_key(workspace, str(args.get("path", "."))))
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def _atomic_write(target: Path, data: bytes, shown: str) -> None:
     """Write to a temporary file beside the target, then rename: readers never see half a file."""
-    mode = target.stat().st_mode & 0o7777 if target.exists() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".midstream", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        fdio.replace(target, data)
+    except OSError as exc:
+        raise _refusal(shown, exc) from None
 
 
 def _line_count(text: str) -> int:
@@ -131,7 +172,7 @@ def write_file(ctx: ToolContext, path: str, content: str) -> str:
         raise ToolError(f"{shown} is a directory.")
     existed = target.exists()
     ctx.before_write(target)
-    _atomic_write(target, content.encode("utf-8"))
+    _atomic_write(target, content.encode("utf-8"), shown)
     verb = "Overwrote" if existed else "Created"
     return f"{verb} {shown}: {_line_count(content)} lines ({len(content.encode()):,} bytes)."
 
@@ -150,7 +191,9 @@ def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
         before.splitlines(), after.splitlines(), f"a/{shown}", f"b/{shown}", n=2, lineterm=""
     ))
     if len(lines) > max_lines:
-        lines = lines[:max_lines] + [f"… ({len(lines) - max_lines} more diff lines)"]
+        added = sum(1 for line in lines[2:] if line.startswith("+"))
+        removed = sum(1 for line in lines[2:] if line.startswith("-"))
+        lines = lines[:max_lines] + [f"… ({len(lines) - max_lines} more diff lines; +{added} -{removed} in all)"]
     return "\n".join(lines)
 
 
@@ -170,15 +213,19 @@ def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, rep
     """Replace an exact piece of text in a file and return the diff. Read the file first."""
     target = confine(ctx.workspace, path, for_write=True)
     shown = display_path(ctx.workspace, target)
-    if not target.is_file():
-        raise ToolError(f"{shown} does not exist; use write_file to create it.")
-    if is_binary(target):
-        raise ToolError(f"{shown} is a binary file; it cannot be edited as text.")
     if not old_string:
         raise ToolError("old_string is empty; give the exact text to replace (or use write_file).")
     if old_string == new_string:
         raise ToolError("old_string and new_string are the same; nothing would change.")
-    before = target.read_bytes().decode("utf-8", errors="surrogateescape")
+    try:
+        found = fdio.read_bytes(target)
+    except OSError as exc:
+        raise _refusal(shown, exc) from None
+    if found is None:
+        raise ToolError(f"{shown} does not exist; use write_file to create it.")
+    if b"\0" in found[0][:_SNIFF_BYTES]:
+        raise ToolError(f"{shown} is a binary file; it cannot be edited as text.")
+    before = found[0].decode("utf-8", errors="surrogateescape")
     count = before.count(old_string)
     if count == 0 and "\r\n" in before and "\r\n" not in old_string:
         # The model writes \n; a CRLF file keeps its line endings.
@@ -197,6 +244,29 @@ def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, rep
                         "Include more surrounding text to make it unique, or set replace_all to true.")
     after = before.replace(old_string, new_string) if replace_all else before.replace(old_string, new_string, 1)
     ctx.before_write(target)
-    _atomic_write(target, after.encode("utf-8", errors="surrogateescape"))
+    _atomic_write(target, after.encode("utf-8", errors="surrogateescape"), shown)
     replaced = f"{count} occurrences" if replace_all and count > 1 else "1 occurrence"
     return f"Edited {shown}: replaced {replaced}.\n{_diff(shown, before, after)}"
+
+
+# What _atomic_write and the undo journal leave behind when the process dies between creating
+# their temporary file and renaming it: ".NAME.XXXXXXXX.midstream" / ".NAME.XXXXXXXX.undo".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(midstream|undo)$")
+
+
+def remove_stale_temporaries(workspace: Path, *, older_than: float) -> list[Path]:
+    """Delete temporary files of interrupted writes last modified before ``older_than`` (a
+    ``time.time()``); ``.git`` is not entered and symlinks are not followed. Returns what went."""
+    removed = []
+    for directory, subdirectories, names in os.walk(workspace):
+        subdirectories[:] = [d for d in subdirectories if d != ".git"]
+        for name in names:
+            if not _TEMPORARY.match(name):
+                continue
+            path = Path(directory, name)
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if info.st_mtime < older_than and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+    return removed

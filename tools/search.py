@@ -1,17 +1,22 @@
 """Finding things: list_dir, glob and grep, all with the workspace's ignore rules applied.
 
-grep runs ``rg`` when it is installed and a pure-Python search otherwise. Both see the same files:
-rg is told to use only ``.gitignore`` files inside the workspace (not global or parent ignores,
-not ``.ignore``), to include hidden files, and to skip our default directories, which is exactly
-what ``sandbox.ignore`` does; both skip binary files. Output is sorted by path and line either way.
+glob and grep run ripgrep (a dependency: the ``ripgrep`` wheel puts ``rg`` beside the Python that
+runs midstream) and fall back to Python only when it cannot run. Both see the same files: rg is
+told to use only ``.gitignore`` files inside the workspace (not global or parent ignores, not
+``.ignore``), to include hidden files, and to skip our default directories, which is exactly what
+``sandbox.ignore`` does; both skip binary files and never follow a symlink. Output is sorted by path
+and line either way. Neither can hang on a pattern: rg's engine is linear-time, and the Python
+fallback uses RE2 (google-re2), which is too; a pattern only a backtracking engine could run is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +85,15 @@ def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
 
     # gitignore-style matching anchored with a leading "/" has glob's semantics: "*.py" is one level, "**/" any depth.
     spec = pathspec.PathSpec.from_lines("gitignore", ["/" + pattern.lstrip("/")])
-    rules = IgnoreRules(ctx.workspace)
-    prefix = base.relative_to(rules.root).as_posix()
+    root = ctx.workspace.resolve()
+    prefix = base.relative_to(root).as_posix()
+    listed = _rg_files(root, base)
+    if listed is None:
+        listed = [relative for relative, is_dir in IgnoreRules(ctx.workspace).walk(base) if not is_dir]
     found = []
-    for relative, is_dir in rules.walk(base):
+    for relative in listed:
         below = relative[len(prefix) + 1 :] if prefix != "." else relative
-        if not is_dir and spec.match_file(below):
+        if spec.match_file(below):
             found.append(relative)
     if not found:
         return f"No files match {pattern!r} under {display_path(ctx.workspace, base)}."
@@ -107,14 +115,10 @@ def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore
     target = confine(ctx.workspace, path)
     if not target.exists():
         raise ToolError(f"{display_path(ctx.workspace, target)} does not exist.")
-    try:
-        compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        raise ToolError(f"Invalid regular expression {pattern!r}: {exc}") from None
-    rg = shutil.which("rg") if "/" not in glob else None  # rg file types match names, not paths
+    rg = ripgrep() if "/" not in glob else None  # rg file types match names, not paths
     matches = _rg(ctx.workspace, rg, pattern, target, glob, ignore_case) if rg else None
     if matches is None:
-        matches = _python_grep(ctx.workspace, compiled, target, glob)
+        matches = _python_grep(ctx.workspace, _linear(pattern, ignore_case), target, glob)
     if not matches:
         return f"No matches for {pattern!r}."
     files = len({m.split(":", 1)[0] for m in matches})
@@ -123,15 +127,60 @@ def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore
     return head + _capped(shown, len(matches), "matches")
 
 
-def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_case: bool) -> list[str] | None:
-    root = workspace.resolve()
-    command = [
-        rg, "--line-number", "--no-heading", "--with-filename", "--color=never", "--sort=path",
-        "--hidden", "--no-require-git", "--no-ignore-dot", "--no-ignore-global", "--no-ignore-exclude",
-        "--no-ignore-parent", "--no-messages", "--max-columns=0",
-    ]
+@functools.cache
+def ripgrep() -> str | None:
+    """The rg installed with midstream (beside its Python), else one on PATH."""
+    beside = Path(sys.executable).parent / "rg"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("rg")
+
+
+def _linear(pattern: str, ignore_case: bool) -> Any:
+    """The pattern compiled for RE2, whose matching time is linear in the text: no pattern can hang it."""
+    import re2
+
+    try:
+        return re2.compile(f"(?i){pattern}" if ignore_case else pattern)
+    except re2.error:
+        pass
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ToolError(f"Invalid regular expression {pattern!r}: {exc}") from None
+    raise ToolError(f"The pattern {pattern!r} needs look-around or backreferences, which only a backtracking "
+                    "engine has, and such patterns can take forever. Rewrite it without them.")
+
+
+def _walk_args(rg: str) -> list[str]:
+    command = [rg, "--hidden", "--no-require-git", "--no-ignore-dot", "--no-ignore-global", "--no-ignore-exclude",
+               "--no-ignore-parent", "--no-messages", "--color=never", "--sort=path"]
     for name in DEFAULT_IGNORED_DIRS:
         command += ["--glob", f"!{name}/"]
+    return command
+
+
+def _rg_files(root: Path, base: Path) -> list[str] | None:
+    """Every file below ``base`` that is not ignored, workspace-relative, sorted; None if rg cannot run."""
+    rg = ripgrep()
+    if rg is None:
+        return None
+    relative = base.relative_to(root).as_posix()
+    try:
+        done = subprocess.run([*_walk_args(rg), "--files", "--", relative], cwd=root, capture_output=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode not in (0, 1):
+        return None
+    lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+    return [line[2:] if line.startswith("./") else line for line in lines]
+
+
+def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_case: bool) -> list[str] | None:
+    root = workspace.resolve()
+    command = [*_walk_args(rg), "--line-number", "--no-heading", "--with-filename",
+               "--max-columns=1000", "--max-columns-preview"]  # a 1 GB line costs 1,000 columns of output
     if glob:
         # A --glob include would override .gitignore in rg; a file type filters without doing so.
         command += ["--type-add", f"midstream:{glob}", "--type", "midstream"]
@@ -140,7 +189,7 @@ def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_
     relative = target.relative_to(root).as_posix()
     command += ["--regexp", pattern, "--", relative if relative != "." else "."]
     try:
-        done = subprocess.run(command, cwd=root, capture_output=True, timeout=60)
+        done = subprocess.run(command, cwd=root, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode not in (0, 1):  # 2: rg could not parse the pattern; let Python try
@@ -149,7 +198,7 @@ def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_
     return [line[2:] if line.startswith("./") else line for line in lines]
 
 
-def _python_grep(workspace: Path, compiled: re.Pattern[str], target: Path, glob: str) -> list[str]:
+def _python_grep(workspace: Path, compiled: Any, target: Path, glob: str) -> list[str]:
     import pathspec
 
     rules = IgnoreRules(workspace)

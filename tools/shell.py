@@ -3,7 +3,9 @@
 stderr is merged into stdout; each line is reported while the command runs (for the status line);
 the whole process group is terminated, then killed, on timeout or interrupt; the output kept is the
 head and the tail with the number of bytes left out, so a command printing 50 MB costs a few KB of
-memory. The model service's keys never reach the child.
+memory. The command runs in the sandbox (sandbox/isolation.py) with an allowlisted environment, so
+the model service's keys never reach it; when it fails for lack of the network or because ``.git`` is
+read-only there, the result says why and what to do.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.changes import changed_since, describe_changes
-from midstream.sandbox.isolation import isolate
+from midstream.sandbox.isolation import command_environment, sandboxed
 from midstream.sandbox.policy import classify
 from midstream.tools.registry import Access, ToolContext, ToolError, tool
 
@@ -29,14 +31,44 @@ MAX_TIMEOUT = 600
 HEAD_BYTES = 16 * 1024
 TAIL_BYTES = 16 * 1024
 KILL_GRACE = 2.0
-_SECRET_NAMES = re.compile(r"^(ANTHROPIC_|CLAUDE_|OPENAI_API_KEY$|GEMINI_API_KEY$|GOOGLE_API_KEY$|MIDSTREAM_API_KEY$)")
 
 
 def child_environment() -> dict[str, str]:
-    """Our environment minus the model service's credentials, with pagers and prompts turned off."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET_NAMES.match(k)}
-    env.update(PAGER="cat", GIT_PAGER="cat", GIT_TERMINAL_PROMPT="0", NO_COLOR="1")
-    return env
+    """The allowlisted environment every command gets (no credentials; pagers and prompts off)."""
+    return command_environment()
+
+
+_NO_NETWORK = re.compile(
+    rb"Could not resolve host|Temporary failure in name resolution|Name or service not known|"
+    rb"Network is unreachable|getaddrinfo failed|No address associated with hostname|"
+    rb"nodename nor servname|ENETUNREACH|EAI_AGAIN|Failed to establish a new connection|Connection refused",
+)
+_READ_ONLY = re.compile(rb"Read-only file system|EROFS")
+
+
+def _explain(output: CappedOutput, network: bool, writable: bool, sandboxed_run: bool) -> str:
+    """Why a sandboxed command failed, when it is the sandbox's doing, worded so the model can act."""
+    if not sandboxed_run:
+        return ""
+    seen = bytes(output.head + output.tail)
+    notes = []
+    if not network and _NO_NETWORK.search(seen):
+        notes.append("[the sandbox has no network access: this command runs without it. Do not retry; "
+                     "if it needs the network, tell the person (they can start midstream with --network)]")
+    refused = [line for line in seen.splitlines() if _READ_ONLY.search(line)]
+    if refused and not writable:
+        notes.append("[the workspace was bound read-only for this command (read-only mode, or a command ask "
+                     "mode ran without asking): nothing can be written. Tell the person what you would change "
+                     "instead]")
+    elif any(re.search(rb"\.git|\.midstream|index\.lock", line) for line in refused):
+        notes.append("[.git, .gitmodules and .midstream are read-only inside the sandbox, so git commands "
+                     "that write (commit, checkout, stash, merge, rebase, config ...) cannot run here. "
+                     "Do not work around it: tell the person which git command to run]")
+    elif refused:
+        notes.append("[inside the sandbox only the workspace and a private /tmp are writable (not your home "
+                     "directory or the system): write caches and output inside the workspace or /tmp, or tell "
+                     "the person what needs installing]")
+    return "\n".join(notes)
 
 
 class CappedOutput:
@@ -114,24 +146,44 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     """Run a shell command in the workspace and return its output (stdout and stderr merged) and exit status."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise ToolError(f"timeout must be between 1 and {MAX_TIMEOUT} seconds.")
-    argv = isolate(["bash", "-c", command], ctx.workspace, ctx.extras.get("isolation", "auto"))
-    output = CappedOutput()
+    mode = ctx.extras.get("isolation", "auto")
+    writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
+    shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
+    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
+        output = CappedOutput()
+        ending, status = _run(ctx, argv, fds, output, timeout)
+    text = output.text().rstrip("\n")
+    result = f"{text}\n" if text else ""
+    result += ending + "\n" if ending else ""
+    if status != 0 and (why := _explain(output, network, writable, argv[0] != "bash")):
+        result += why + "\n"
+    result += f"[exit status {status}]"
+    if ending or status != 0:
+        raise ToolError(result)
+    return result
+
+
+def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
+         timeout: int) -> tuple[str, int | None]:
+    """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
     process = subprocess.Popen(
         argv, cwd=ctx.workspace, env=child_environment(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
     ctx.extras["process"] = process  # so an interrupt can reach the group
     reader = threading.Thread(target=_pump, args=(process, output, ctx), daemon=True)
     reader.start()
     ending = ""
-    while True:
-        try:
-            process.wait(0.05)
-            break
-        except subprocess.TimeoutExpired:
-            pass
+    exited = threading.Event()  # set the moment the process ends (Popen.wait(timeout) polls with growing sleeps)
+
+    def wait_for_exit() -> None:
+        process.wait()
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, daemon=True).start()
+    while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
             ending = _interrupted(ctx, time.monotonic() - started, started_ns, process)
@@ -145,18 +197,15 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
         # The shell is gone but something it started in the background still holds the output open.
         _kill_group(process, ON_TIMEOUT, grace=0.5)
         reader.join(2.0)
-        ending = ending or "[background processes still running after the command ended were stopped]"
+        if reader.is_alive():  # e.g. `setsid -f`: it left the process group, so the signals missed it
+            ending = ending or ("[background processes the command started are still running: they left its "
+                                "process group, so they could not be stopped, and still hold its output open]")
+        else:
+            ending = ending or "[background processes still running after the command ended were stopped]"
     if not reader.is_alive():
         assert process.stdout is not None
         process.stdout.close()
-    status = process.returncode
-    text = output.text().rstrip("\n")
-    result = f"{text}\n" if text else ""
-    result += ending + "\n" if ending else ""
-    result += f"[exit status {status}]"
-    if ending or status != 0:
-        raise ToolError(result)
-    return result
+    return ending, process.returncode
 
 
 def _interrupted(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
@@ -179,3 +228,4 @@ def _pump(process: subprocess.Popen[bytes], output: CappedOutput, ctx: ToolConte
         partial = lines.pop()[-512:]
         if lines and lines[-1].strip():
             ctx.report_progress(lines[-1][-200:].decode("utf-8", "replace"))
+    process.stdout.close()  # here, when a process that escaped the group lets go of it at last

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.git import run_git
 from midstream.tools.conversation.cache_model import CacheModel
 from midstream.tools.ui.events import Event, ToolGrace
 from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
@@ -124,7 +124,7 @@ def make_demo_repository() -> Path:
         for command in (["init", "-q"], ["add", "."],
                         ["-c", "user.name=midstream demo", "-c", "user.email=demo@localhost",
                          "commit", "-q", "-m", "calc: a tiny calculator with a bug"]):
-            subprocess.run(["git", *command], cwd=root, capture_output=True, check=False)
+            run_git(command, root)  # like every git call of midstream's: no hooks, signing or config programs
     (root / ".gitignore").write_text("build/\n__pycache__/\n")
     build = root / "build"
     for sub in ("obj", "lib"):

@@ -17,14 +17,32 @@ import re
 import threading
 from pathlib import Path
 
+from midstream.sandbox.private import private_file
+
 __all__ = ["RedactSecrets", "setup_logging"]
 
 _SECRET_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
-_SECRET_SHAPES = [
-    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"sk-[A-Za-z0-9]{20,}"),
-    re.compile(r"(?i)((?:x-api-key|authorization|proxy-authorization)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?[^\s'\",}]+"),
-]
+# Credential shapes, wherever they appear in a message (a command the model wrote, a URL, an error).
+# A "keep" group is left in place so the line still says what was redacted.
+_SECRET_SHAPES = [re.compile(shape) for shape in (
+    r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
+    r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI
+    r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b",  # AWS access key ids
+    r"(?i)(?P<keep>aws_secret_access_key['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9/+=]{30,}",
+    r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{20,}",  # GitHub
+    r"\bxox[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/]+",  # Slack
+    r"\bAIza[0-9A-Za-z_\-]{35}\b",  # Google
+    r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe
+    r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]+",  # JSON web tokens
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+    r"(?i)(?P<keep>(?:x-api-key|authorization|proxy-authorization)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+",
+    r"(?i)(?P<keep>\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=\-]{8,}",
+    r"(?P<keep>[a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+(?=@)",  # https://user:password@host
+    r"(?i)(?P<keep>--?(?:password|passwd|pass)(?:=|\s+))[^\s'\"]+",  # --password VALUE, --password=VALUE
+    r"(?P<keep>(?<![\w-])-p)(?=[^\s-])[^\s'\"]+",  # mysql -pPASSWORD
+    r"(?P<keep>(?<![\w-])(?:-u|--user)[\s=]+[^\s:'\"]+:)[^\s'\"]+",  # curl -u user:password
+    r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|secret|token|api_?key)[\w.-]*['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{4,}",
+)]
 
 
 class RedactSecrets(logging.Filter):
@@ -39,7 +57,7 @@ class RedactSecrets(logging.Filter):
         for value in self._values:
             text = text.replace(value, "[redacted]")
         for shape in _SECRET_SHAPES:
-            text = shape.sub(lambda m: (m.group(1) if m.lastindex else "") + "[redacted]", text)
+            text = shape.sub(lambda m: (m.groupdict().get("keep") or "") + "[redacted]", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -73,8 +91,9 @@ def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[s
     def start_writer() -> None:
         from concurrent_log_handler import ConcurrentRotatingFileHandler
 
-        directory.mkdir(parents=True, exist_ok=True)
-        handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+        os.close(private_file(path))  # created 0600 in a 0700 directory before the handler opens it
+        handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8",
+                                                chmod=0o600)
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         listener = logging.handlers.QueueListener(records, handler)
         listener.start()

@@ -89,10 +89,28 @@ class CacheAudit:
     _previous: _Fingerprint | None = None
     _previous_cached: int = 0
     _reported: set[str] = field(default_factory=set)
+    # id(message) -> (message, its content list, that list's length, digest): a message already
+    # hashed is not hashed again (committed messages are never edited in place), so a request's
+    # fingerprint costs what is new since the last one, not the whole history.
+    _digests: dict[int, tuple[Any, Any, int, str]] = field(default_factory=dict)
 
     def fingerprint(self, body: dict[str, Any]) -> _Fingerprint:
-        return _Fingerprint(_digest(body.get("tools")), _digest(body.get("system")),
-                            [_digest(m) for m in body.get("messages", [])], time.monotonic())
+        digests: dict[int, tuple[Any, Any, int, str]] = {}
+        hashes = []
+        for message in body.get("messages", []):
+            content = message.get("content")
+            size = len(content) if isinstance(content, list) else -1
+            known = self._digests.get(id(message))
+            if known is None or known[0] is not message or known[1] is not content or known[2] != size:
+                known = (message, content, size, _digest(message))
+            digests[id(message)] = known
+            hashes.append(known[3])
+        self._digests = digests
+        return _Fingerprint(_digest(body.get("tools")), _digest(body.get("system")), hashes, time.monotonic())
+
+    def forget(self) -> None:
+        """The history was rewritten on purpose (cleared or compacted): the next request is not compared."""
+        self._previous, self._previous_cached = None, 0
 
     def check(self, sent: _Fingerprint, usage: Usage) -> str | None:
         """Record this request; return a warning the first time a given cause breaks the cache."""

@@ -29,13 +29,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CacheModel", "estimate_tokens"]
+__all__ = ["CacheModel", "estimate_tokens", "prompt_tokens"]
 
 LOOKBACK_BLOCKS = 20
 
 
 def estimate_tokens(value: Any) -> int:
     return max(1, math.ceil(len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) / 4))
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The prompt's size as this model counts it: every block, ``cache_control`` left out."""
+    return sum(estimate_tokens({k: v for k, v in block.items() if k != "cache_control"}) for _, block in _blocks(body))
 
 
 def _blocks(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -2,26 +2,55 @@
 
 Lines are ``{"type": "session", …}`` (the header), ``{"type": "message", "message": {…}}`` (one
 committed Messages API message) and ``{"type": "note", …}`` (what the person was shown besides:
-rollbacks, interrupts). Loading skips a torn last line, merges consecutive messages of one role
-(tool results and the next user text are written separately) and answers any tool_use left
-without a result, so a session killed in the middle of a tool resumes as a valid conversation.
+rollbacks, interrupts, and what a reply that has not completed yet is doing: ``call_started``,
+``call_finished``, ``file_changed``). Only messages that passed the commit guard are written. Long
+sessions add ``{"type": "cleared", "notes": {tool_use_id: note}}`` (old tool results replaced by
+notes) and ``{"type": "compaction", "messages": […]}`` (the whole history from then on: the summary
+and the messages kept verbatim); the messages before stay in the file, and loading replays both
+(tools/conversation/compaction.py). Loading merges consecutive messages of one role (tool results
+and the next user text are written separately).
+
+A session can never be bricked:
+
+- Opening a transcript takes its lock (``flock`` on a ``.lock`` file beside it, released by the
+  kernel however the process dies): a second agent continuing the same session is refused with a
+  message naming the process that has it, instead of interleaving two conversations in one file.
+- Opening truncates a torn last line (the process died while writing it), so the next record is
+  not glued to it.
+- ``resume()`` repairs the conversation into a valid one (``repair_history``) and writes the
+  repairs back, so the next load starts from the repaired state; it also tells the model and the
+  person what a reply that never completed had done (calls started, files changed) before the crash.
+  A repair that only adds is appended; any other is written as one ``compaction`` record (reason
+  ``repaired``) holding the repaired history, so the file is only ever appended to.
+
+Session files, their locks and the prompt history are private (0600 in 0700 directories).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from midstream.tools.conversation.history import answer_unfinished_tools, as_blocks
+from midstream.sandbox.private import private_file
+from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["Transcript", "state_dir"]
+__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "state_dir"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
+CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
+              "Check the workspace before relying on it.]")
+
+
+class SessionInUse(RuntimeError):
+    """Another agent has this session open."""
 
 
 def state_dir() -> Path:
@@ -36,14 +65,30 @@ def _sessions_of(workspace: Path) -> Path:
     return state_dir() / "sessions" / f"{workspace.resolve().name or 'root'}-{digest}"
 
 
+def present_in(workspace: Path) -> tuple[Any, bool]:
+    """Say this process works in ``workspace`` for as long as the returned file is open, and whether
+    it is the only midstream there (then every temporary file of an interrupted write is stale)."""
+    directory = _sessions_of(workspace)
+    handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
+    except BlockingIOError:
+        alone = False
+    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # (from exclusive: a conversion, never a wait)
+    return handle, alone
+
+
 class Transcript:
-    """An open session file; ``append`` returns only once the line is on disk."""
+    """An open, locked session file; ``append`` returns only once the line is on disk."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._lock_file = _lock(path)
+        _truncate_torn_line(path)
+        self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
+        self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
     @classmethod
     def create(cls, workspace: Path, model: str) -> Transcript:
@@ -60,39 +105,219 @@ class Transcript:
         if session_id:
             path = directory / f"{session_id}.jsonl"
             return path if path.exists() else None
-        sessions = sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
-        return sessions[-1] if sessions else None
+        sessions = cls.sessions(workspace)
+        return sessions[0] if sessions else None
+
+    @staticmethod
+    def sessions(workspace: Path) -> list[Path]:
+        """This workspace's session files, the most recently written first."""
+        found = _sessions_of(workspace).glob("*.jsonl")
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        messages: list[dict[str, Any]] = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a torn line: the process died while writing it
-            if record.get("type") != "message":
-                continue
-            message = record["message"]
-            if messages and messages[-1]["role"] == message["role"]:
-                messages[-1] = {"role": message["role"],
-                                "content": as_blocks(messages[-1]["content"]) + as_blocks(message["content"])}
-            else:
-                messages.append(message)
-        answer_unfinished_tools(messages, AGENT_EXITED)
-        return messages
+        return repair_history(_replayed(_records(path)), AGENT_EXITED)
+
+    def resume(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The conversation, repaired into a valid one with the repairs written back, and a line for
+        the person saying what an uncompleted reply did before the agent died (None if nothing)."""
+        records = _records(self.path)
+        written = _replayed(records)
+        repaired = repair_history(written, AGENT_EXITED)
+        crashed = _uncompleted_work(records)
+        if crashed:
+            note = {"type": "text", "text": CRASH_NOTE.format(what=crashed)}
+            if repaired and repaired[-1]["role"] == "user":
+                repaired[-1] = {**repaired[-1], "content": [*repaired[-1]["content"], note]}
+            else:  # nothing to attach it to yet: the person's next message will follow it
+                repaired.append({"role": "user", "content": [note]})
+        if repaired != written:
+            self._write_back(written, repaired)
+        if crashed:
+            self.note("crash_reported", what=crashed)
+        return repaired, (f"before the agent exited, a reply that never completed had {crashed}" if crashed else None)
+
+    def _write_back(self, written: list[dict[str, Any]], repaired: list[dict[str, Any]]) -> None:
+        """Append what the repair added when it only added; otherwise append the repaired history as
+        one ``compaction`` record (replayed by ``load`` like any compaction; one line, so a crash
+        while writing it leaves a torn line that the next open cuts, and the old state stands)."""
+        grown = len(repaired) >= len(written) and all(
+            a == b for a, b in zip(written[:-1], repaired, strict=False))
+        if grown and written:
+            last, new = written[-1], repaired[len(written) - 1]
+            grown = new["role"] == last["role"] and new["content"][: len(last["content"])] == last["content"]
+        if grown:
+            if written and len(repaired[len(written) - 1]["content"]) > len(written[-1]["content"]):
+                extra = repaired[len(written) - 1]["content"][len(written[-1]["content"]):]
+                self.append({"role": repaired[len(written) - 1]["role"], "content": extra})
+            for message in repaired[len(written):]:
+                self.append(message)
+            return
+        self.record("compaction", messages=repaired, reason="repaired", at=time.time())
 
     def append(self, message: dict[str, Any]) -> None:
         self._write({"type": "message", "message": message})
+
+    def record(self, kind: str, **details: Any) -> None:
+        """A record of its own type: ``cleared`` and ``compaction`` rewrite the history on load."""
+        self._write({"type": kind, **details})
 
     def note(self, kind: str, **details: Any) -> None:
         self._write({"type": "note", "kind": kind, **details})
 
     def close(self) -> None:
         self._file.close()
+        self._lock_file.close()  # releases the session lock
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._write_lock:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+
+class CrashRecord:
+    """Notes in the transcript, as it happens, what a call of a not yet committed reply does, so a
+    session resumed after a crash can say what ran (``resume`` reads them back)."""
+
+    def __init__(self, transcript: Transcript | None, call_id: str, what: str, workspace: Path) -> None:
+        self._transcript, self._id, self._what, self._workspace = transcript, call_id, what[:300], workspace
+
+    def started(self) -> None:
+        if self._transcript:
+            self._transcript.note("call_started", id=self._id, what=self._what)
+
+    def finished(self, error: bool) -> None:
+        if self._transcript:
+            self._transcript.note("call_finished", id=self._id, error=error)
+
+    def file_changed(self, path: Path) -> None:
+        if self._transcript:
+            with contextlib.suppress(ValueError):
+                path = path.relative_to(self._workspace.resolve())
+            self._transcript.note("file_changed", id=self._id, path=str(path))
+
+
+def _lock(path: Path) -> Any:
+    """Hold the session's lock for as long as the returned file is open."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = os.fdopen(private_file(lock_path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SessionInUse(f"session {path.stem} is open in another midstream ({holder}); finish or quit "
+                           "that one first, or start a new session without --continue/--resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _truncate_torn_line(path: Path) -> None:
+    """Cut a last line without its newline: the process died while writing it."""
+    with contextlib.suppress(FileNotFoundError), os.fdopen(
+            os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        position = size
+        while position > 0:  # find the last newline, reading backwards in blocks
+            step = min(65536, position)
+            f.seek(position - step)
+            block = f.read(step)
+            newline = block.rfind(b"\n")
+            if newline != -1:
+                f.truncate(position - step + newline + 1)
+                return
+            position -= step
+        f.truncate(0)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn line: the process died while writing it
+        if isinstance(record, dict):
+            records.append(record)
+    return [r for r in records if r.get("type") != "message" or isinstance(r.get("message"), dict)]
+
+
+def _replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation the records say, before repair: messages in order (consecutive ones of one
+    role merged), a ``compaction`` record replacing everything before it, a ``cleared`` record
+    replacing old tool results by notes. New lists and dicts throughout: nothing here edits a record."""
+    from midstream.tools.conversation.clearing import apply_cleared
+
+    merged: list[dict[str, Any]] = []
+    for record in records:
+        kind = record.get("type")
+        if kind == "compaction":
+            merged = [{**m, "content": as_blocks(m.get("content"))} for m in record.get("messages", [])
+                      if isinstance(m, dict)]
+            continue
+        if kind == "cleared":
+            notes = record.get("notes")
+            if isinstance(notes, dict):
+                apply_cleared(merged, notes)
+            continue
+        if kind != "message":
+            continue
+        message = record["message"]
+        if merged and merged[-1].get("role") == message.get("role"):
+            merged[-1] = {"role": message["role"],
+                          "content": as_blocks(merged[-1]["content"]) + as_blocks(message.get("content"))}
+        else:
+            merged.append({**message, "content": as_blocks(message.get("content"))})
+    return merged
+
+
+def _uncompleted_work(records: list[dict[str, Any]]) -> str:
+    """What calls and file changes of a reply that never completed were recorded (empty: none).
+
+    A call whose tool_use was committed belongs to a reply that completed (its notes may come
+    before or after that commit: tools run on their own threads); its outcome is in the history.
+    """
+    committed: set[str] = set()
+    calls: dict[str, dict[str, Any]] = {}
+    files: dict[str, str] = {}  # path -> the call that changed it
+    for record in records:
+        kind = record.get("type") == "note" and record.get("kind")
+        call_id = str(record.get("id"))
+        messages = [record["message"]] if record.get("type") == "message" else [
+            m for m in record.get("messages", []) if isinstance(m, dict)] if record.get("type") == "compaction" else []
+        for message in messages:
+            if message.get("role") == "assistant":
+                committed.update(str(b.get("id")) for b in as_blocks(message.get("content"))
+                                 if isinstance(b, dict) and b.get("id"))
+        if messages:
+            continue
+        if kind in ("rolled_back", "crash_reported", "interrupted"):
+            calls.clear()
+            files.clear()
+        elif kind == "call_started":
+            calls[call_id] = {"what": str(record.get("what", "")), "finished": False}
+        elif kind == "call_finished" and call_id in calls:
+            calls[call_id]["finished"] = True
+        elif kind == "file_changed":
+            files.setdefault(str(record.get("path")), call_id)
+    calls = {i: c for i, c in calls.items() if i not in committed}
+    changed = [path for path, call_id in files.items() if call_id not in committed]
+    parts = []
+    if calls:
+        parts.append("started " + "; ".join(
+            f"{c['what']} ({'finished' if c['finished'] else 'outcome unknown'})" for c in calls.values()))
+    if changed:
+        parts.append("changed " + ", ".join(changed))
+    return " and ".join(parts)

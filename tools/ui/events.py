@@ -14,12 +14,20 @@ from midstream.tools.registry import ToolResult
 __all__ = [
     "BlockStopped",
     "CacheMissed",
+    "Compacted",
+    "CompactionFailed",
+    "CompactionStarted",
+    "ContextCleared",
+    "ContextUsed",
     "Event",
     "Renderer",
     "RequestStarted",
+    "SandboxStatus",
+    "RequestUsage",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallReady",
+    "ToolAsking",
     "ToolCallStarted",
     "ToolFinished",
     "ToolGrace",
@@ -36,6 +44,14 @@ __all__ = [
 class RequestStarted:
     attempt: int
     request_number: int
+
+
+@dataclass(frozen=True)
+class RequestUsage:
+    """What one answered request was billed, committed or not; ``model`` is the one the server reported."""
+
+    model: str
+    usage: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,16 @@ class ToolGrace:
 
 
 @dataclass(frozen=True)
+class ToolAsking:
+    """Ask mode is about to ask the person about this call: renderers show what it would change."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    workspace: str
+
+
+@dataclass(frozen=True)
 class ToolProgress:
     id: str
     line: str
@@ -132,6 +158,7 @@ class TurnRolledBack:
     undone: tuple[str, ...] = ()  # files restored from the undo journal
     discarded: int = 0  # results of read-only calls thrown away (kept for reuse by the retry)
     commands: tuple[str, ...] = ()  # commands that ran and cannot be undone
+    kept: tuple[str, ...] = ()  # files a command changed after a file tool wrote them: left as they are
 
 
 @dataclass(frozen=True)
@@ -139,6 +166,70 @@ class CacheMissed:
     """A reply wrote to the prompt cache what it should have read; ``message`` says why."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class ContextUsed:
+    """How much of the context window a request used (``window`` None: not known for this model)."""
+
+    tokens: int
+    window: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.tokens / self.window if self.window else None
+
+    def describe(self) -> str:
+        """``context 45,000 / 200,000 tokens (23%)``."""
+        if not self.window:
+            return f"context {self.tokens:,} tokens (window unknown: set --context-window)"
+        return f"context {self.tokens:,} / {self.window:,} tokens ({self.tokens / self.window:.0%})"
+
+
+@dataclass(frozen=True)
+class ContextCleared:
+    """Old, large tool results were replaced by a note saying how to get them again (one batch)."""
+
+    results: int
+    before: int  # estimated prompt tokens
+    after: int
+
+
+@dataclass(frozen=True)
+class CompactionStarted:
+    """The conversation is being summarised; ``reason`` is auto, overflow or requested."""
+
+    reason: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """The history is now the summary plus the last ``kept`` messages verbatim."""
+
+    reason: str
+    before: int  # estimated prompt tokens
+    after: int
+    summarised: int  # messages replaced by the summary
+    kept: int  # messages kept verbatim
+    usage: dict[str, Any] = field(default_factory=dict)  # of the summary request
+
+
+@dataclass(frozen=True)
+class CompactionFailed:
+    """The summary could not be made; the history is unchanged."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """How shell commands run in this session, told once at start; ``confined`` False is a warning."""
+
+    confined: bool
+    message: str
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +244,8 @@ class TurnEnded:
 Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
-    | CacheMissed
+    | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed | SandboxStatus
+    | ToolAsking | RequestUsage
 )
 
 

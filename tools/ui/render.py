@@ -7,20 +7,33 @@ Assistant text goes to stdout; tool activity, retries and errors go to stderr, s
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
+import signal
 import sys
 import threading
-from typing import TextIO
+import time
+from pathlib import Path
+from typing import Any, TextIO
 
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
+    RequestUsage,
+    SandboxStatus,
     TextDelta,
+    ToolAsking,
     ToolCallReady,
+    ToolCallStarted,
     ToolFinished,
     ToolGrace,
     ToolRunning,
@@ -29,7 +42,10 @@ from midstream.tools.ui.events import (
     TurnRolledBack,
 )
 
-__all__ = ["JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_rollback", "outcome_line"]
+__all__ = [
+    "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
+    "headless", "outcome_line", "preview_rows", "shorten",
+]
 
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\t")
@@ -42,16 +58,18 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
     verb, _, rest = status.partition(" ")
     done = f"{_PAST.get(verb, verb)} {rest}".strip()
     lines = content.splitlines()
+    if is_error and content.startswith("Not run:"):
+        return f"○ {status}: not run (the turn was interrupted before it started)"
     if is_error and "grace window" in content:
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
     if is_error:
         status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
-        exit_code = status_line.strip("[]").replace("exit status ", "exit ") if status_line else ""
+        exit_code = _exit_words(status_line)
         body = [line for line in lines if line.strip() and not line.startswith("[")]
         counts = re.search(r"\d+ failed(, \d+ passed)?", content)
-        detail = counts.group(0) if counts else (body[-1][:80] if body else "")
-        if not exit_code:
-            detail, exit_code = (lines[0][:100] if lines else ""), "error"
+        detail = counts.group(0) if counts else (shorten(body[-1], 80) if body else "")
+        if not exit_code:  # the tool refused or failed before anything ran: say what it tried
+            return f"✗ {status}: {shorten(lines[0], 160) if lines else 'failed'}"
         return f"✗ {done}: {exit_code}" + (f" ({detail})" if detail else "")
     if verb == "Reading":
         numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
@@ -61,12 +79,96 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
     return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
 
 
+def _exit_words(status_line: str) -> str:
+    """``[exit status 1]`` -> ``exit 1``; ``[exit status -9]`` -> ``killed by SIGKILL``."""
+    match = re.match(r"\[exit status (-?\d+)\]", status_line)
+    if not match:
+        return ""
+    code = int(match.group(1))
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
-def describe_rollback(event: TurnRolledBack) -> str:
-    """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``."""
+
+def shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary with an ellipsis, never mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def diff_rows(diff: str, limit: int) -> tuple[list[str], int, int, int]:
+    """A unified diff's rows to show (file headers dropped), how many more rows there are, and the
+    lines added and removed in all (taken from the tool's marker when it shortened the diff)."""
+    rows = [row for row in diff.splitlines() if not row.startswith(("---", "+++"))]
+    cut, counted = 0, None
+    if rows and rows[-1].startswith("… ("):
+        marker = rows.pop()
+        if more := re.search(r"(\d+) more", marker):
+            cut = int(more.group(1))
+        counted = re.search(r"\+(\d+) -(\d+)", marker)
+    if counted:
+        added, removed = int(counted.group(1)), int(counted.group(2))
+    else:
+        added = sum(1 for row in rows if row.startswith("+"))
+        removed = sum(1 for row in rows if row.startswith("-"))
+    return rows[:limit], max(0, len(rows) - limit) + cut, added, removed
+
+
+def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 12) -> list[str]:
+    """What a write would do, for the question in ask mode: an edit's or overwrite's diff, or a new
+    file's size and first lines. Each row is plain text starting with +, - or a space."""
+    path = args.get("path")
+    if name not in ("edit_file", "write_file") or not isinstance(path, str):
+        return []
+    target = (workspace / path) if not Path(path).is_absolute() else Path(path)
+    try:
+        before = target.read_text("utf-8", errors="replace") if target.is_file() else None
+    except OSError:
+        before = None
+    if name == "edit_file":
+        old, new = str(args.get("old_string", "")), str(args.get("new_string", ""))
+        if before is None or not old or old not in before:
+            return [f"  (cannot preview: {path} does not contain old_string as given)"]
+        after = before.replace(old, new) if args.get("replace_all") else before.replace(old, new, 1)
+    else:
+        after = str(args.get("content", ""))
+        if before is None:
+            lines = after.splitlines()
+            head = [f"+{line}" for line in lines[:limit]]
+            rest = [f"… {len(lines) - limit} more lines"] if len(lines) > limit else []
+            return [f"  new file, {len(lines)} lines ({len(after.encode()):,} bytes)", *head, *rest]
+    diff = "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=2))
+    shown, more, added, removed = diff_rows(diff, limit)
+    tail = [f"… {more} more lines (+{added} -{removed} in all)"] if more else []
+    return [*shown, *tail] if shown else ["  (no change)"]
+
+
+RETRY_HINT = " · /retry sends the same message again"
+HEADLESS_RETRY_HINT = " · `midstream --continue` then /retry sends it again"
+
+
+def headless(message: str) -> str:
+    """A failure message for a run without the prompt (-p), where /retry cannot be typed."""
+    return message.replace(RETRY_HINT, HEADLESS_RETRY_HINT)
+
+
+def describe_rollback(event: TurnRolledBack, streamed: bool = True) -> str:
+    """``stream dropped after 3.1 s · rolled back (1 edit undone, 2 reads discarded) · retry 2/5 in 4 s``.
+
+    ``streamed``: something of the reply had arrived; else there was nothing to roll back."""
     undone = [f"{len(event.undone)} edit{'s' * (len(event.undone) != 1)} undone"] if event.undone else []
     reads = [f"{event.discarded} read{'s' * (event.discarded != 1)} discarded"] if event.discarded else []
     what = f"rolled back ({', '.join(undone + reads)})" if undone or reads else "rolled back"
+    if not streamed and not (undone or reads):
+        what = "nothing had arrived"
     if event.retry_in is not None:
         then = f"retry {event.attempt + 1}/{event.max_attempts} in {event.retry_in:.1f} s"
     else:
@@ -74,7 +176,25 @@ def describe_rollback(event: TurnRolledBack) -> str:
     line = f"{event.reason} after {event.elapsed:.1f} s · {what} · {then}"
     if event.commands:
         line += " · already ran, cannot be undone: " + "; ".join(f"`{c}`" for c in event.commands)
+    if event.kept:
+        line += " · left as a command changed them: " + ", ".join(event.kept)
     return line
+
+
+def describe_context(event: ContextCleared | CompactionStarted | Compacted | CompactionFailed) -> str:
+    """One line about the context window: what was cleared or compacted, and what was kept."""
+    match event:
+        case ContextCleared(results=n, before=before, after=after):
+            return (f"✓ cleared {n} old tool result{'s' * (n != 1)} to save context: {before:,} → {after:,} tokens "
+                    "(the model can fetch them again)")
+        case CompactionStarted(tokens=tokens):
+            return f"compacting the conversation… ({tokens:,} tokens)"
+        case Compacted(before=before, after=after, summarised=summarised, kept=kept):
+            return (f"✓ compacted the conversation: {before:,} → {after:,} tokens · {summarised} "
+                    f"message{'s' * (summarised != 1)} summarised, the last {kept} kept verbatim")
+        case CompactionFailed(message=message):
+            return f"⚠ could not compact the conversation: {message}"
+    raise TypeError(event)
 
 
 class PlainRenderer:
@@ -92,18 +212,26 @@ class PlainRenderer:
         self.model = model
         self.stream_text = stream_text
         self.session = Usage()
+        self._message = Usage()  # billed since the person's last message
         self._lock = threading.Lock()  # tool events arrive from worker threads
         self._mid_line = False
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
         self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
+        self._context = ""  # " · context 23%" of the latest request, when the window is known
+        self._waiting: dict[str, str] = {}  # calls complete in the stream, not started: "edit_file a.py"
+        self._streamed = False  # something of the current reply has arrived
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
+                case RequestStarted():
+                    self._streamed = False
                 case TextDelta(text=text) if not self.stream_text:
+                    self._streamed = True
                     self._reply.append(text)
                 case TextDelta(text=text):
+                    self._streamed = True
                     self._out.write(text)
                     self._out.flush()
                     self._mid_line = not text.endswith("\n")
@@ -111,44 +239,77 @@ class PlainRenderer:
                     self._out.write("\n")
                     self._out.flush()
                     self._mid_line = False
+                case ToolCallStarted():  # what the reply said so far comes before its tool lines
+                    self._streamed = True
+                    self._narrate()
                 case ToolGrace(description=what, targets=targets, seconds=seconds):
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
+                case ToolAsking(name=name, input=args, workspace=workspace):
+                    for row in preview_rows(name, args, Path(workspace)):
+                        self._note(f"    {row}")
+                case ToolCallReady(id=call_id, name=name, input=args):
+                    target = args.get("path") or args.get("command") or args.get("pattern") or ""
+                    self._waiting[call_id] = f"{name} {shorten(str(target), 60)}".strip()
                 case ToolRunning(id=call_id, status=status):
+                    self._waiting.pop(call_id, None)
                     self._statuses[call_id] = status
                     self._note(f"… {status}")
                 case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
+                    self._waiting.pop(call_id, None)
                     status = self._statuses.pop(call_id, name)
                     line = outcome_line(status, result.content, result.is_error, seconds)
                     self._note(line + (" · reused from before the rollback" if reused else ""))
-                case TurnCommitted(stop_reason=reason, usage=usage):
-                    reply = Usage.from_api(usage)
-                    self.session += reply
-                    text, self._reply = "".join(self._reply).strip(), []
+                case RequestUsage(model=model, usage=usage):
+                    billed = Usage.billed(usage, model)
+                    self.session += billed
+                    self._message += billed
+                case TurnCommitted(stop_reason=reason):
                     if reason in ("tool_use", "pause_turn"):
-                        if text:
-                            self._note("· " + text.replace("\n", "\n· "))
+                        self._narrate()
                     else:
-                        self._final = text
-                    self._note(f"  {reply.describe(self.model)}")
+                        self._final, self._reply = "".join(self._reply).strip(), []
                 case TurnRolledBack() as rolled:
                     self._reply = []
+                    self._waiting.clear()
                     if self._mid_line:  # the partial reply stays on screen, marked
                         self._out.write(" [discarded]\n")
                         self._out.flush()
                         self._mid_line = False
-                    self._note("↺ " + describe_rollback(rolled))
+                    self._note("↺ " + describe_rollback(rolled, self._streamed))
+                case SandboxStatus(confined=False, message=message):
+                    self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case ContextUsed(fraction=fraction):
+                    self._context = f" · context {fraction:.0%}" if fraction is not None else ""
+                case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                    if spent := getattr(context, "usage", None):  # the summary request was billed too
+                        billed = Usage.billed(spent, self.model)
+                        self.session += billed
+                        self._message += billed
+                    self._note(describe_context(context))
                 case TurnEnded(ok=ok, message=message):
+                    for call in self._waiting.values():  # cancelled before they started: say so
+                        self._note(f"○ {call}: not run (the turn was interrupted before it started)")
+                    self._waiting.clear()
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
                         self._out.write(final + "\n")
                         self._out.flush()
                     self._final, self._reply = None, []
+                    if self._message.requests:  # one usage line per message; a failure stays the last line
+                        self._note(f"  {self._message.describe()}{self._context}")
+                    self._message = Usage()
                     if not ok and message:
-                        self._note(f"midstream: {message}")
+                        self._note(f"midstream: {message if self.stream_text else headless(message)}")
+
+    def _narrate(self) -> None:
+        """Text of a reply that goes on with tool calls: to stderr, before the calls' lines."""
+        text, self._reply = "".join(self._reply).strip(), []
+        if text and not self.stream_text:
+            self._note("· " + text.replace("\n", "\n· "))
 
     def _note(self, line: str) -> None:
         self._err.write(line + "\n")
@@ -171,23 +332,35 @@ class JsonRenderer:
 
 
 class SummaryRenderer:
-    """For ``--output-format json``: collects the session and prints one JSON object at the end."""
+    """For ``--output-format json``: collects the session and prints one JSON object at the end.
 
-    def __init__(self, out: TextIO | None = None, *, model: str = "") -> None:
+    Besides our own fields it carries those Claude Code's ``-p --output-format json`` has, so scripts
+    written for it work: type, subtype, is_error, result, session_id, duration_ms, num_turns,
+    total_cost_usd, and usage with the API's field names.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, model: str = "", session_id: str = "") -> None:
         self._out = out or sys.stdout
         self.model = model
+        self.session_id = session_id
+        self._started = time.monotonic()
         self.session = Usage()
         self._lock = threading.Lock()
         self._reply: list[str] = []
         self._final = ""
         self._calls: dict[str, dict[str, object]] = {}
         self._requests = 0
+        self._context: list[dict[str, object]] = []  # clearings and compactions
+        self._turns = 0  # committed replies: Claude Code's num_turns
+        self._sandbox: dict[str, object] | None = None
 
     def show(self, event: Event) -> None:
         with self._lock:
             match event:
                 case RequestStarted():
                     self._requests += 1
+                case SandboxStatus() as status:
+                    self._sandbox = dataclasses.asdict(status)
                 case TextDelta(text=text):
                     self._reply.append(text)
                 case ToolCallReady(id=call_id, name=name, input=args):
@@ -198,16 +371,37 @@ class SummaryRenderer:
                                                 output=result.content[:2000])
                 case TurnRolledBack():
                     self._reply = []
-                case TurnCommitted(usage=usage):
-                    self.session += Usage.from_api(usage)
+                case RequestUsage(model=model, usage=usage):
+                    self.session += Usage.billed(usage, model)
+                case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
+                    self._turns += 1
+                case ContextCleared() | Compacted() | CompactionFailed() as context:
+                    if spent := getattr(context, "usage", None):  # the summary request was billed too
+                        self.session += Usage.billed(spent, self.model)
+                    self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message):
+                    total = self.session
+                    cost = total.dollars if total.requests else None  # priced by the model each reply named
                     summary = {
+                        "type": "result", "subtype": _subtype(ok, message), "is_error": not ok,
+                        "session_id": self.session_id, "duration_ms": round((time.monotonic() - self._started) * 1000),
+                        "num_turns": self._turns, "total_cost_usd": cost,
                         "ok": ok, "stop_reason": reason, "error": message or None,
                         "result": self._final or "".join(self._reply),
-                        "usage": dataclasses.asdict(self.session) | {"hit_ratio": self.session.hit_ratio},
-                        "cost_usd": self.session.cost(self.model), "requests": self._requests,
-                        "tool_calls": list(self._calls.values()),
+                        "usage": dataclasses.asdict(total) | {
+                            "hit_ratio": total.hit_ratio, "input_tokens": total.input, "output_tokens": total.output,
+                            "cache_read_input_tokens": total.cache_read,
+                            "cache_creation_input_tokens": total.cache_write + total.cache_write_1h},
+                        "cost_usd": cost, "requests": self._requests,
+                        "tool_calls": list(self._calls.values()), "context": self._context, "sandbox": self._sandbox,
                     }
                     self._out.write(json.dumps(summary, ensure_ascii=False) + "\n")
                     self._out.flush()
+
+
+def _subtype(ok: bool, message: str) -> str:
+    """Claude Code's words for how a run ended."""
+    if ok:
+        return "success"
+    return "error_max_turns" if message.startswith("stopped after") else "error_during_execution"

@@ -1,22 +1,19 @@
-"""The terminal renderer: streamed Markdown above one live region of running tools.
+"""The terminal renderer: finished lines printed once, above one live region that is redrawn.
 
-Everything goes through one ``rich`` Console with one ``Live`` region (rich redraws it from its own
-thread, ~12 times a second, which is what coalesces thousands of events a second into a few
-redraws). Finished text is printed above the region as Markdown, in batches at most every
-``FLUSH_INTERVAL`` seconds so a fast stream costs a bounded number of Markdown renders; until then
-finished lines and the unfinished line are shown raw inside the region, so nothing appears late.
-A fenced code block is printed once it closes, highlighted. Each running tool has one line in the
-region (spinner, what it does, elapsed, last output line); when it ends the line is replaced by a
-one-line outcome printed above.
+Everything goes through one ``rich`` Console and one ``LivePrinter`` (tools/ui/printer.py), whose
+promise is that what is printed stays printed: the live region holds only the unfinished line of
+text, the thinking line and one line per tool call not yet finished, and it is the only thing ever
+redrawn. A line of text is printed, styled as Markdown (tools/ui/lines.py), the moment its newline
+arrives, and never again; a code block is printed line by line as it streams, highlighted. When a
+reply stops mid-line (Ctrl-C, a drop, a rollback), the unfinished line is printed as it stood
+(struck through when it was discarded), so the next output starts on a line of its own.
 
-Calls arrive from worker threads. State changes under ``_state`` (which the refresh thread also
-takes, briefly, to draw the region); output produced meanwhile is queued and printed after
-``_state`` is released, under ``_output`` which keeps the order. Printing while holding ``_state``
-would deadlock with Live's refresh thread, which holds Live's lock while it asks for the region.
+Calls arrive from worker threads and the printer's refresh thread; one lock orders them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -25,16 +22,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.ui.events import (
     BlockStopped,
     CacheMissed,
+    Compacted,
+    CompactionFailed,
+    CompactionStarted,
+    ContextCleared,
+    ContextUsed,
     Event,
     RequestStarted,
+    RequestUsage,
+    SandboxStatus,
     TextDelta,
     ThinkingDelta,
+    ToolAsking,
     ToolCallReady,
     ToolCallStarted,
     ToolFinished,
@@ -46,19 +52,25 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.render import describe_rollback, outcome_line
-from rich.console import Console, ConsoleOptions, Group, RenderResult
-from rich.live import Live
-from rich.markdown import Markdown
-from rich.spinner import Spinner
-from rich.table import Table
+from midstream.tools.ui.lines import FENCE, code_line, markdown_line, visible
+from midstream.tools.ui.printer import LivePrinter
+from midstream.tools.ui.render import (
+    describe_context,
+    describe_rollback,
+    diff_rows,
+    headless,
+    outcome_line,
+    preview_rows,
+    shorten,
+)
+from rich.console import Console, Group
 from rich.text import Text
 
 __all__ = ["TerminalRenderer"]
 
-FLUSH_INTERVAL = 1 / 12
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
+DIFF_ROWS = 12  # rows of an edit's diff shown under its outcome; the rest is counted, not hidden
+TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
 @dataclass
@@ -66,6 +78,7 @@ class _ToolLine:
     name: str
     partial: list[str] = field(default_factory=list)
     status: str = ""
+    ready: bool = False  # its call is complete: it waits for an earlier call, or runs
     started: float | None = None
     last_output: str = ""
     grace_until: float | None = None
@@ -81,40 +94,45 @@ class TerminalRenderer:
         *,
         model: str = "",
         status_for: Callable[[str, dict[str, Any]], str] | None = None,
-        refresh_per_second: float = 12,
+        refresh_per_second: float = 40,
         record: bool = False,
+        interactive: bool = True,
     ) -> None:
         self.console = console or Console(highlight=False)
-        # The live region's redraws are cursor movements a picture cannot show: for --svg, a second
-        # console records only what is printed for good.
+        # For --svg, a second console records what is printed for good (the region's redraws are
+        # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
         self.model = model
+        self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
         self._status_for = status_for or (lambda name, args: name)
-        self._state = threading.RLock()
-        self._output = threading.Lock()
-        self._queue: list[Any] = []  # renderables, or the _START / _STOP / _REFRESH markers
-        self._paused = False  # a question to the person is open (see suspended)
-        self._live = Live(_Region(self), console=self.console, refresh_per_second=refresh_per_second,
-                          transient=True, redirect_stdout=False, redirect_stderr=False)
+        self._lock = threading.RLock()
+        self._printer = LivePrinter(self.console, self._region_parts, self._lock,
+                                    min_interval=1 / refresh_per_second, on_print=self._record)
+        self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
-        self._pending: list[str] = []  # finished lines not yet printed as Markdown
-        self._partial = ""  # the unfinished line
-        self._fence: list[str] | None = None  # lines of an open code block
+        self._partial = ""  # the unfinished line, shown raw in the region
+        self._fence: str | None = None  # the language of an open code block ("" when unnamed)
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
-        self._last_flush = 0.0
-        self.session = Usage()
+        self._streamed = False  # something of the current reply has arrived
+        self._typed = ""  # what the person is typing while the turn runs (see tools/cli/typeahead.py)
+        self._queued: list[str] = []  # messages typed during the turn, sent when it ends
+        # Context managers entered while a question is open (the type-ahead gives stdin back).
+        self.suspend_hooks: list[Callable[[], contextlib.AbstractContextManager[Any]]] = []
+        self.session = Usage()  # every request billed in this session
+        self._message = Usage()  # ...and since the person's last message
+        self._context = ""  # " · context 23%" of the latest request: the footer of each message's usage line
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._output:
-            with self._state:
-                self._stop_live()
-                if self.session.prompt_tokens or self.session.output:
-                    self._print(Text(f"session: {self.session.describe(self.model)}", style="dim"))
-            self._drain()
+        with self._lock:
+            self._commit_partial(discarded=False)
+            self._printer.stop()
+            if self.session.prompt_tokens or self.session.output:
+                self._print(Text(f"session: {self.session.describe()}", style="dim"))
+        self._printer.close()
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
@@ -123,122 +141,138 @@ class TerminalRenderer:
         No lock is held while the question is open: the loop keeps streaming and can still
         notice Ctrl-C, which is how a question is abandoned.
         """
-        with self._output:
-            was_running = self._live.is_started
-            if was_running:
-                self._live.stop()
-            self._paused = True
+        with self._lock:
+            was_active = self._printer.active
+            self._printer.stop()
+            self._held = []
         try:
-            yield
+            with contextlib.ExitStack() as hooks:
+                for hook in self.suspend_hooks:
+                    hooks.enter_context(hook())
+                yield
         finally:
-            with self._output:
-                self._paused = False
-                if was_running and not self._live.is_started:
-                    self._live.start()
-                self._drain()
-
-    def _stop_live(self) -> None:
-        self._queue.append(_STOP)
-
-    def _drain(self) -> None:
-        """Print what the last event produced; called holding ``_output`` but not ``_state``."""
-        if self._paused:
-            return  # printed, in order, when the question is answered
-        with self._state:
-            queue, self._queue = self._queue, []
-        for item in queue:
-            if item is _STOP:
-                if self._live.is_started:
-                    self._live.stop()
-            elif item is _START:
-                if not self._live.is_started:
-                    self._live.start()
-            elif item is _REFRESH:
-                if self._live.is_started:
-                    self._live.refresh()
-            else:
-                self.console.print(item)
-                if self.recording is not None:
-                    self.recording.print(item)
+            with self._lock:
+                held, self._held = self._held or [], None
+                if was_active:
+                    self._printer.start()
+                self._printer.print(*held)
 
     def say(self, line: str, style: str = "bold cyan") -> None:
         """A line of the program's own (not the model's), printed above the live region."""
-        with self._output:
-            with self._state:
-                self._print(Text(line, style=style))
-            self._drain()
+        with self._lock:
+            self._print(Text(line, style=style))
 
     def save_svg(self, path: str) -> None:
         if self.recording is not None:
             self.recording.save_svg(path, title="midstream")
 
+    def typing(self, typed: str, queued: list[str]) -> None:
+        """What the person types during a turn: shown at the foot of the region, never in the reply."""
+        with self._lock:
+            self._typed, self._queued = typed, list(queued)
+            self._printer.touch(now=True)
+
     # -- events -------------------------------------------------------------------------------------
 
     def show(self, event: Event) -> None:
-        with self._output:
-            with self._state:
-                self._apply(event)
-            self._drain()
+        with self._lock:
+            self._apply(event)
 
     def _apply(self, event: Event) -> None:
         match event:
             case RequestStarted():
+                self._commit_partial(discarded=False)
+                self._streamed, self._fence = False, None
                 self._waiting_since = time.monotonic()
-                self._queue.append(_START)
+                self._printer.start()
             case TextDelta(text=text):
-                if self._waiting_since is not None:  # the first text: show it now, not at the next tick
-                    self._waiting_since = None
-                    self._queue.append(_REFRESH)
+                text = visible(text)
+                self._streamed = True
+                first = self._waiting_since is not None
+                self._waiting_since = None
                 self._add_text(text)
+                self._printer.touch(now=first)  # the first text is shown at once, the rest coalesced
             case ThinkingDelta(text=text):
                 self._waiting_since = None
                 self._thinking_started = self._thinking_started or time.monotonic()
-                self._thinking.append(text)
+                self._thinking.append(visible(text))
+                self._printer.touch()
             case BlockStopped(block_type="text"):
-                self._end_text_block()
+                self._commit_partial(discarded=False)
+                self._fence = None
             case BlockStopped(block_type="thinking"):
                 self._end_thinking()
             case ToolCallStarted(id=call_id, name=name):
                 self._waiting_since = None
-                self._flush(force=True)
+                self._streamed = True
+                self._commit_partial(discarded=False)
                 self._tools[call_id] = _ToolLine(name)
+                self._printer.touch()
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
                 self._tools[call_id].partial.append(piece)
-            case ToolCallReady(id=call_id, name=name, input=args) if call_id in self._tools:
-                self._tools[call_id].status = self._status_for(name, args)
+                self._printer.touch()
+            case ToolCallReady(id=call_id, name=name, input=args):
+                line = self._tools.setdefault(call_id, _ToolLine(name))
+                line.status, line.ready = line.status or visible(self._status_for(name, args)), True
+                self._printer.touch()
             case ToolRunning(id=call_id, name=name, status=status):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
-                line.status, line.started, line.grace_until = status, time.monotonic(), None
+                line.status, line.started, line.grace_until, line.ready = visible(status), time.monotonic(), None, True
+                self._printer.touch()
             case ToolGrace(id=call_id, description=what, targets=targets, seconds=seconds):
                 line = self._tools.setdefault(call_id, _ToolLine("bash"))
                 shown = ", ".join(targets[:3]) + (f" +{len(targets) - 3} more" if len(targets) > 3 else "")
-                line.grace_text = f"{what} → {shown or 'see command'}"
+                line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
+                self._printer.touch()
+            case ToolAsking(name=name, input=args, workspace=workspace):
+                status = visible(self._status_for(name, args))
+                rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
+                self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
-                self._tools[call_id].last_output = output
+                self._tools[call_id].last_output = visible(output)
+                self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
-            case TurnCommitted(usage=usage):
-                self._flush(force=True)
-                reply = Usage.from_api(usage)
-                self.session += reply
-                if reply.prompt_tokens or reply.output:
-                    self._print(Text(f"  {reply.describe(self.model)}", style="dim"))
+            case RequestUsage(model=model, usage=usage):
+                billed = Usage.billed(usage, model)
+                self.session += billed
+                self._message += billed
+            case TurnCommitted():
+                self._commit_partial(discarded=False)
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
+            case ContextUsed(fraction=fraction):
+                self._context = f" · context {fraction:.0%}" if fraction is not None else ""
+            case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
+                if spent := getattr(context, "usage", None):  # the summary request was billed too
+                    billed = Usage.billed(spent, self.model)
+                    self.session += billed
+                    self._message += billed
+                failed = isinstance(context, CompactionFailed)
+                self._print(Text(describe_context(context), style="yellow" if failed else "dim"))
+            case SandboxStatus(confined=False, message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
-                shown = "\n".join([*self._pending, *(self._fence or []), self._partial]).strip()
-                if shown:  # it stays on screen, struck through, so the person knows it was thrown away
-                    self._print(Text(shown, style="dim strike"))
-                self._discard_partial()
-                self._print(Text(f"↺ partial reply discarded: {describe_rollback(rolled)}", style="yellow"))
-            case TurnEnded(ok=ok, message=message):
-                self._flush(force=True)
+                self._commit_partial(discarded=True)
+                self._fence = None  # the retry starts its text afresh, outside any code block
+                self._thinking, self._thinking_started = [], None
                 self._tools.clear()
+                said = describe_rollback(rolled, streamed=self._streamed)
+                said = f"partial reply discarded: {said}" if self._streamed else said
+                self._print(Text(visible(f"↺ {said}"), style="yellow"))
+            case TurnEnded(ok=ok, message=message):
+                self._commit_partial(discarded=False)
+                self._fence = None
+                self._end_tools_left()
                 self._waiting_since = None
                 if not ok and message:
-                    self._print(Text(f"✗ {message}", style="bold red"))
-                self._stop_live()
+                    shown = message if self.interactive else headless(message)
+                    self._print(Text(f"✗ {visible(shown)}", style="bold red"))
+                if self._message.requests:  # one usage line per message the person sent
+                    self._print(Text(f"  {self._message.describe()}{self._context}", style="dim"))
+                self._message = Usage()
+                self._printer.stop()
 
     # -- text ---------------------------------------------------------------------------------------
 
@@ -246,57 +280,32 @@ class TerminalRenderer:
         if "\n" not in text:
             self._partial += text
             return
-        head, *middle, tail = (self._partial + text).split("\n")
-        self._partial = tail
-        for line in [head, *middle]:
-            self._finished_line(line)
-        self._flush()
+        *finished, self._partial = (self._partial + text).split("\n")
+        self._print(*[self._styled(line) for line in finished])
 
-    def _finished_line(self, line: str) -> None:
-        if self._fence is not None:
-            self._fence.append(line)
-            if _FENCE.match(line):  # the block closed: print it whole, highlighted
-                self._flush(force=True, markdown="\n".join(self._fence))
-                self._fence = None
-        elif _FENCE.match(line):
-            self._flush(force=True)
-            self._fence = [line]
-        else:
-            self._pending.append(line)
+    def _styled(self, line: str) -> Text:
+        """A finished line as it is printed: inside a code fence highlighted, else Markdown."""
+        styled = _style_line(line, self._fence)
+        if (fence := FENCE.match(line)) is not None:
+            self._fence = fence.group(2) if self._fence is None else None
+        return styled
 
-    def _flush(self, force: bool = False, markdown: str | None = None) -> None:
-        now = time.monotonic()
-        if self._pending and (force or now - self._last_flush >= FLUSH_INTERVAL):
-            text = "\n".join(self._pending)
-            self._pending = []
-            self._last_flush = now
-            if text.strip():
-                self._print(Markdown(text))
-            if text.endswith("\n") or not text.strip():
-                self._print(Text(""))  # a blank line at a batch edge would otherwise vanish
-        if markdown is not None:
-            self._print(Markdown(markdown))
-
-    def _end_text_block(self) -> None:
-        if self._partial:
-            self._finished_line(self._partial)
-            self._partial = ""
-        if self._fence is not None:  # a block that never closed is shown as it is
-            self._pending.extend(self._fence)
-            self._fence = None
-        self._flush(force=True)
-
-    def _discard_partial(self) -> None:
-        self._pending, self._partial, self._fence = [], "", None
-        self._thinking, self._thinking_started = [], None
-        self._tools.clear()
+    def _commit_partial(self, *, discarded: bool) -> None:
+        """Print the unfinished line as it stands, so nothing shown is lost and nothing is glued."""
+        if not self._partial:
+            return
+        line, self._partial = self._partial, ""
+        styled = self._styled(line)
+        if discarded:
+            styled.stylize("dim strike")
+        self._print(styled)
 
     def _end_thinking(self) -> None:
         text = "".join(self._thinking).strip()
         seconds = time.monotonic() - (self._thinking_started or time.monotonic())
-        first = text.splitlines()[0][:80] if text else ""
-        self._print(Text(f"✻ thought for {seconds:.1f} s: {first}{'…' if len(text) > len(first) else ''}",
-                         style="dim italic"))
+        first = shorten(text.splitlines()[0], 80) if text else ""
+        more = "…" if len(text.splitlines()) > 1 and not first.endswith("…") else ""
+        self._print(Text(f"✻ thought for {seconds:.1f} s: {first}{more}", style="dim italic"))
         self._thinking, self._thinking_started = [], None
 
     # -- tools --------------------------------------------------------------------------------------
@@ -305,70 +314,124 @@ class TerminalRenderer:
         line = self._tools.pop(finished.id, None)
         status = (line.status if line and line.status else "") or self._status_for(finished.name, {})
         result = finished.result
-        text = outcome_line(status, result.content, result.is_error, finished.seconds)
+        text = visible(outcome_line(status, result.content, result.is_error, finished.seconds))
         if finished.reused:
             text += " · reused from before the rollback"
-        self._print(Text(text, style="red" if result.is_error else "green"))
+        style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
+        rows: list[Any] = [Text(text, style=style)]
         if status.startswith("Editing") and not result.is_error:
-            diff = [x for x in result.content.splitlines()[1:] if not x.startswith(("---", "+++"))][:12]
-            for row in diff:
-                style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
-                self._print(Text(f"    {row}", style=style))
+            rows += self._diff(result.content.split("\n", 1)[1] if "\n" in result.content else "")
+        self._print(*rows)
 
-    def _tool_status(self, call_id: str, line: _ToolLine) -> str:
+    def _diff(self, diff: str) -> list[Text]:
+        shown, more, added, removed = diff_rows(diff, DIFF_ROWS)
+        rows = [_diff_row(row) for row in shown]
+        if more:
+            rows.append(Text(f"    … {more} more line{'s' * (more != 1)} (+{added} -{removed} in all)", style="dim"))
+        return rows
+
+    def _end_tools_left(self) -> None:
+        """Calls still listed when the turn ends never finished here: say so, one line each."""
+        for line in self._tools.values():
+            status = line.status or self._status_for(line.name, {})
+            if line.started is None:
+                self._print(Text(f"○ {status}: not run (the turn was interrupted before it started)", style="dim"))
+            else:
+                self._print(Text(f"✗ {status}: stopped, no result", style="red"))
+        self._tools.clear()
+
+    def _tool_status(self, line: _ToolLine) -> str:
         if line.status:
-            return line.status
+            return visible(line.status)
         args = {m.group(1): _unescape(m.group(2)) for m in _STRING_FIELD.finditer("".join(line.partial))}
-        return self._status_for(line.name, args) + "…"
+        return visible(self._status_for(line.name, args)) + "…"
 
-    def _print(self, renderable: Any) -> None:
-        self._queue.append(renderable)
+    def _print(self, *renderables: Any) -> None:
+        if self._held is not None:
+            self._held.extend(renderables)
+        else:
+            self._printer.print(*renderables)
 
-    # -- the live region, computed at each refresh ---------------------------------------------------
+    def _record(self, renderable: Any) -> None:
+        if self.recording is not None:
+            self.recording.print(renderable)
+
+    # -- the live region, computed at each redraw ---------------------------------------------------
+
+    def _region_parts(self) -> list[Any]:
+        now = time.monotonic()
+        parts: list[Any] = []
+        animated = False
+        if self._waiting_since is not None:
+            parts.append(_row(f"{_spin(now)} Thinking… {now - self._waiting_since:.1f} s", "dim"))
+            animated = True
+        if self._thinking:
+            last = "".join(self._thinking).rstrip().splitlines()[-1:] or [""]
+            parts.append(_row(f"✻ {last[0][-200:]}", "dim italic"))
+        if self._partial:
+            width = max(20, self.console.width)
+            rows = max(1, self.console.height // 3)
+            tail = self._partial[-(width * rows):]  # a very long line shows its end; it prints whole
+            parts.append(_style_line(tail, self._fence))
+        if self._tools:
+            animated = True
+            lines = list(self._tools.values())
+            for line in lines[:TOOL_ROWS]:
+                parts.append(self._tool_row(line, now))
+            if len(lines) > TOOL_ROWS:
+                parts.append(_row(f"  … {len(lines) - TOOL_ROWS} more calls", "dim"))
+        if self._queued:
+            for message in self._queued:
+                parts.append(_row(f"⏎ queued: {message}", "cyan"))
+        if self._typed:
+            parts.append(_row(f"› {self._typed}", "bold"))
+        self._printer.set_animated(animated)
+        return parts
+
+    def _tool_row(self, line: _ToolLine, now: float) -> Any:
+        if line.grace_until is not None:
+            left = max(0.0, line.grace_until - now)
+            return _row(f"⚠ {line.grace_text} · runs in {left:.1f} s · Ctrl-C stops it", "yellow")
+        if line.started is None and line.ready:  # complete, not started: behind an earlier call
+            return _row(f"◦ {line.status} · waiting for an earlier call to finish", "dim")
+        row = Text(no_wrap=True, overflow="ellipsis")
+        row.append(_spin(now), style="cyan")
+        row.append(f" {self._tool_status(line)}")
+        if line.started:
+            row.append(f"  {now - line.started:.1f} s", style="dim")
+        if line.last_output:
+            row.append(f"  {line.last_output[-60:]}", style="dim")
+        return row
 
     def region(self) -> Group:
-        with self._state:
-            now = time.monotonic()
-            parts: list[Any] = []
-            if self._waiting_since is not None:
-                parts.append(Spinner("dots", Text(f"Thinking… {now - self._waiting_since:.1f} s", style="dim")))
-            if self._thinking:
-                last = "".join(self._thinking).rstrip().splitlines()[-1:] or [""]
-                parts.append(Text(f"✻ {last[0][-100:]}", style="dim italic"))
-            if self._tools:
-                table = Table.grid(padding=(0, 1))
-                for call_id, line in list(self._tools.items()):
-                    if line.grace_until is not None:
-                        left = max(0.0, line.grace_until - now)
-                        table.add_row(Text("⚠", style="bold yellow"),
-                                      Text(f"{line.grace_text} · runs in {left:.1f} s · Ctrl-C stops it",
-                                           style="yellow"))
-                        continue
-                    elapsed = f"{now - line.started:.1f} s" if line.started else ""
-                    row = Text(self._tool_status(call_id, line))
-                    if elapsed:
-                        row.append(f"  {elapsed}", style="dim")
-                    if line.last_output:
-                        row.append(f"  {line.last_output[-60:]}", style="dim")
-                    table.add_row(Spinner("dots", style="cyan"), row)
-                parts.append(table)
-            raw = [*self._pending, *(self._fence or [])][-12:]
-            if raw or self._partial:
-                parts.insert(0, Text("\n".join([*raw, self._partial])))
-            return Group(*parts)
+        """The live region as it would be drawn now (for tests and previews)."""
+        with self._lock:
+            return Group(*self._region_parts())
 
 
-_START, _STOP, _REFRESH = object(), object(), object()
+_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-class _Region:
-    """What Live draws: asks the renderer for the current region at each refresh."""
+def _spin(now: float) -> str:
+    return _FRAMES[int(now * 10) % len(_FRAMES)]
 
-    def __init__(self, renderer: TerminalRenderer) -> None:
-        self._renderer = renderer
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self._renderer.region()
+def _style_line(line: str, fence: str | None) -> Text:
+    """A line inside a code fence highlighted, a fence marker dim, any other line as Markdown."""
+    if FENCE.match(line):
+        return Text(line.strip(), style="dim")
+    if fence is not None:
+        return code_line(line, fence)
+    return markdown_line(line)
+
+
+def _diff_row(row: str) -> Text:
+    style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
+    return Text(f"    {visible(row)}", style=style)
+
+
+def _row(text: str, style: str) -> Text:
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
 
 def _unescape(fragment: str) -> str:

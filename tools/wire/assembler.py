@@ -2,8 +2,12 @@
 
 Text, thinking and tool-input JSON are accumulated by appending to lists and joined once, at the
 block's ``content_block_stop``, so the cost is linear in the bytes streamed (the SDK's helper
-re-parses the partial JSON on every delta, which is quadratic). Unknown event types are ignored;
-unknown block types are kept in history exactly as they arrived.
+re-parses the partial JSON on every delta, which is quadratic). Every event passes
+``EventShapes`` first (tools/wire/shapes.py), so a malformed one is a retryable error, never a
+traceback. Unknown event types are ignored; unknown block types are kept in history exactly as
+they arrived, and deltas of unknown types are accumulated into their block (string fields
+appended, list fields extended, others set), so a block such as the API's ``compaction`` goes
+back to the API as it was streamed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from midstream.tools.ui.events import (
     ToolInputDelta,
 )
 from midstream.tools.wire.model import error_from_event
+from midstream.tools.wire.shapes import EventShapes
 
 __all__ = ["TurnAssembler"]
 
@@ -38,14 +43,18 @@ class TurnAssembler:
         self._parts: dict[int, list[str]] = {}  # text, thinking or input JSON pieces per block
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
+        self.model = ""  # the model the server says it ran (message_start)
         self.complete = False
         self.bad_tool_ids: set[str] = set()
+        self._shapes = EventShapes()
 
     def feed(self, event: dict[str, Any]) -> list[Event]:
         """Apply one stream event; return what the renderer and the dispatcher should hear."""
+        self._shapes.check(event)  # raises MalformedStream (retryable) for anything we cannot apply
         match event.get("type"):
             case "message_start":
                 self.usage.update((event.get("message") or {}).get("usage") or {})
+                self.model = str((event.get("message") or {}).get("model") or "")
             case "content_block_start":
                 return self._start_block(event["index"], dict(event["content_block"]))
             case "content_block_delta":
@@ -78,17 +87,27 @@ class TurnAssembler:
             return [ToolCallStarted(index, block.get("id", ""), block.get("name", ""))]
         return []
 
+    def _accumulate(self, block: dict[str, Any], delta: dict[str, Any]) -> None:
+        """A delta of a type we do not know: its fields extend the block's fields of the same name."""
+        for key, value in delta.items():
+            if key == "type":
+                continue
+            have = block.get(key)
+            if isinstance(value, str) and isinstance(have, str | None):
+                block[key] = (have or "") + value
+            elif isinstance(value, list) and isinstance(have, list | None):
+                block[key] = [*(have or []), *value]
+            elif value is not None or key not in block:
+                block[key] = value
+
     def _delta(self, index: int, delta: dict[str, Any]) -> list[Event]:
-        block = self.blocks.get(index)
-        if block is None:
-            log.debug("delta for unknown block %s ignored", index)
-            return []
+        block = self.blocks[index]  # EventShapes made sure the block is open
         match delta.get("type"):
             case "text_delta":
                 self._parts[index].append(delta["text"])
                 return [TextDelta(index, delta["text"])]
             case "input_json_delta":
-                self._parts[index].append(delta["partial_json"])
+                self._parts.setdefault(index, []).append(delta["partial_json"])  # any block with an input
                 return [ToolInputDelta(block.get("id", ""), delta["partial_json"])]
             case "thinking_delta":
                 self._parts[index].append(delta["thinking"])
@@ -96,15 +115,13 @@ class TurnAssembler:
             case "signature_delta":
                 block["signature"] = block.get("signature", "") + delta["signature"]
             case "citations_delta":
-                block.setdefault("citations", []).append(delta["citation"])
-            case other:
-                log.debug("ignoring unknown delta type %r", other)
+                block["citations"] = [*(block.get("citations") or []), delta["citation"]]
+            case _:
+                self._accumulate(block, delta)
         return []
 
     def _stop_block(self, index: int) -> list[Event]:
-        block = self.blocks.get(index)
-        if block is None:
-            return []
+        block = self.blocks[index]
         kind = block.get("type", "")
         parts = self._parts.pop(index, None)
         if kind == "text" and parts is not None:
@@ -114,6 +131,8 @@ class TurnAssembler:
         elif kind in _TOOL_BLOCKS and parts is not None:
             ready = self._finish_tool_input(index, block, "".join(parts))
             return [BlockStopped(index, kind), ready] if kind == "tool_use" else [BlockStopped(index, kind)]
+        elif parts is not None:  # a block type we do not know that streamed an input
+            self._finish_tool_input(index, block, "".join(parts))
         return [BlockStopped(index, kind)]
 
     def _finish_tool_input(self, index: int, block: dict[str, Any], raw: str) -> ToolCallReady:

@@ -3,7 +3,7 @@
 Everything after this module sees Anthropic-shaped stream events (``{"type": "message_start", …}``)
 and our own errors, never HTTP details. ``tools/wire/openai.py`` subclasses the client for the
 Chat Completions wire (its hooks: ``path``, ``_headers``, ``_wire_body``, ``_status_error``,
-``_events``) and translates its chunks into the same events.
+``_events``) and translates its chunks into the same events, which pass the same EventShapes check.
 
 We speak HTTP through ``httpx2``, the stack the anthropic SDK itself runs on, and parse SSE with
 our own byte-level splitter (``tools/wire/sse.py``: 0.35 s per MB of tool input with JSON decoding and
@@ -16,19 +16,26 @@ Errors, mapped once here::
     ModelError                     message, status, retry_after
     ├── RetryableModelError        worth the same request again
     │     connection refused/reset, dropped stream, stream ended without message_stop,
-    │     idle timeout, HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
+    │     idle timeout, the request's overall time limit, a body that cannot be decoded,
+    │     HTTP 408/409/429/500/502/503/504/529, overloaded_error/api_error events
+    │     └── MalformedStream (tools/wire/shapes.py)   an event the API would never send
     └── FatalModelError            retrying cannot help
           │ HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
-          └── PromptTooLong        the request does not fit the model's context window
-                Anthropic "prompt is too long", OpenAI-compatible context_length_exceeded
+          └── PromptTooLong        the conversation does not fit the model's context window:
+                HTTP 400 invalid_request_error "prompt is too long: N tokens > L maximum" (or
+                "… exceed context limit …"); OpenAI-compatible context_length_exceeded, llama.cpp's
+                exceed_context_size_error, vLLM's "maximum context length"; the loop compacts it
+                and retries once
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -37,11 +44,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx2
+from midstream.tools.wire.body import BodyEncoder
 from midstream.tools.wire.recording import Recorder
 from midstream.tools.wire.sse import iter_sse
 
 __all__ = [
     "FatalModelError", "ModelClient", "ModelError", "PromptTooLong", "RetryableModelError", "error_from_event",
+    "prompt_too_long", "retry_after",
 ]
 
 log = logging.getLogger("midstream.model")
@@ -50,6 +59,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _decode_json = json.JSONDecoder().decode  # json.loads minus its per-call type checks: ~60,000 calls per MB
 RETRYABLE_ERROR_TYPES = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+_DRAIN_LIMIT = 65536  # after message_stop, read at most this much more to keep the connection reusable
 
 
 class ModelError(Exception):
@@ -71,23 +81,69 @@ class FatalModelError(ModelError):
     retryable = False
 
 
+def _seconds(value: str, scale: float = 1.0) -> float | None:
+    try:
+        seconds = float(value) / scale
+    except ValueError:
+        return None
+    return None if seconds != seconds else max(0.0, seconds)  # NaN is garbage; inf is a (huge) wait
+
+
+def retry_after(headers: httpx2.Headers | dict[str, str]) -> float | None:
+    """The wait the service asked for: ``retry-after-ms``, or ``retry-after`` as seconds or an
+    HTTP date. Garbage is ignored (None); a huge value is returned as it is, for the caller to cap."""
+    if (ms := headers.get("retry-after-ms")) and (seconds := _seconds(ms.strip(), 1000)) is not None:
+        return seconds
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; parsedate gives a naive datetime for "-0000"
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
 class PromptTooLong(FatalModelError):
-    """The conversation no longer fits the model's context window: compact it, then retry once."""
+    """The request does not fit the context window; ``tokens`` and ``limit`` when the service said."""
+
+    def __init__(self, message: str, *, status: int | None = 400, tokens: int | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.tokens = tokens
+        self.limit = limit
 
 
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    if value := headers.get("retry-after"):
-        try:
-            return float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time()) if when else None
-    return None
+# Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
+# the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
+# OpenAI-compatible servers: the codes context_length_exceeded (OpenAI), exceed_context_size_error
+# (llama.cpp: "the request exceeds the available context size"), context_window_exceeded, and vLLM's
+# "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens".
+_TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
+                       r"|context_length_exceeded|exceed_context_size_error|context_window_exceeded"
+                       r"|context (?:length|size|window)[^.]{0,60}exceed|exceeds? the (?:available )?context",
+                       re.IGNORECASE)
+# OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
+_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens",
+                             re.DOTALL)
+_TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
+
+
+def prompt_too_long(text: str, shown: str | None = None) -> PromptTooLong | None:
+    """The error for an API message that says the prompt does not fit (shown as ``shown``), else None."""
+    if not _TOO_LONG.search(text):
+        return None
+    numbers = _TOO_LONG_NUMBERS.search(text)
+    tokens = limit = None
+    if numbers:
+        tokens, limit = int(numbers.group(1)) + int(numbers.group(2) or 0), int(numbers.group(3))
+    elif openai := _OPENAI_NUMBERS.search(text):
+        limit, tokens = int(openai.group(1)), int(openai.group(2))
+    return PromptTooLong(shown or text, tokens=tokens, limit=limit)
 
 
 def _api_message(body: bytes) -> tuple[str, str]:
@@ -100,11 +156,12 @@ def _api_message(body: bytes) -> tuple[str, str]:
 
 def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
     kind, message = _api_message(body)
-    retry_after = _retry_after(headers)
-    if status == 400 and "prompt is too long" in message:
-        return PromptTooLong(f"HTTP {status} {kind}: {message}", status=status)
+    wait = retry_after(headers)
+    too_long = prompt_too_long(message, f"HTTP 400 {kind}: {message}") if kind == "invalid_request_error" else None
+    if status == 400 and too_long is not None:
+        return too_long
     if status in RETRYABLE_STATUS:
-        return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=retry_after)
+        return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=wait)
     hint = {
         401: "check ANTHROPIC_API_KEY (set it to a valid key for this service)",
         403: "the key in ANTHROPIC_API_KEY is not allowed to do this",
@@ -126,7 +183,13 @@ def error_from_event(event: dict[str, Any]) -> ModelError:
 
 
 class ModelClient:
-    """One HTTP client for the session; ``stream(body)`` yields the reply's events as dicts."""
+    """One HTTP client for the session; ``stream(body)`` yields the reply's events as dicts.
+
+    One connection is kept and reused across requests: a stream is read to its end after
+    ``message_stop`` (a few bytes), so the server's keep-alive connection goes back to the pool.
+    Each request has an overall time limit (``request_timeout``) besides the idle timeout: a
+    watchdog shuts the socket down when it passes, however the bytes trickle in.
+    """
 
     path = "/v1/messages"  # joined to the base URL
 
@@ -137,6 +200,7 @@ class ModelClient:
         api_key: str | None,
         connect_timeout: float = 10.0,
         idle_timeout: float = 90.0,
+        request_timeout: float = 600.0,
         transport: httpx2.BaseTransport | None = None,
         recorder: Recorder | None = None,
     ) -> None:
@@ -147,6 +211,9 @@ class ModelClient:
         # so no byte for that long means a half-open connection that would otherwise hang for ever.
         timeout = httpx2.Timeout(connect=connect_timeout, read=idle_timeout, write=30.0, pool=connect_timeout)
         self._idle_timeout = idle_timeout
+        self._request_timeout = request_timeout
+        self._expired = False
+        self._encoder = BodyEncoder()
         self._client_settings: dict[str, Any] = dict(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
@@ -168,14 +235,16 @@ class ModelClient:
     def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body)
 
-    def _events(self, headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
-        return _events(headers, chunks)
+    def _events(self, headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
+        """The reply's events; ``reading.stopped`` is set when the reply's end went by."""
+        return _events(headers, reading)
 
     @property
     def _http(self) -> httpx2.Client:
         if self._built is None:
             verify = self._tls.result() if self._tls is not None else False
-            self._built = httpx2.Client(verify=verify, **self._client_settings)
+            limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+            self._built = httpx2.Client(verify=verify, limits=limits, **self._client_settings)
         return self._built
 
     def close(self) -> None:
@@ -185,20 +254,28 @@ class ModelClient:
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
         body = self._wire_body(body)
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        parts = self._encoder.parts(body)  # written one after the other: the body is never joined
+        size = sum(map(len, parts))
         log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
         started = time.monotonic()
         number = self._recorder.request(body) if self._recorder else 0
         answered = False
+        self._expired = False
+        watchdog = threading.Timer(self._request_timeout, self._expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             with self._http.stream(
-                "POST", self.path, content=payload, headers={"content-type": "application/json"}
+                "POST", self.path, content=iter(parts),
+                headers={"content-type": "application/json", "content-length": str(size)},
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
+                if self._expired:  # the limit passed before the answer: nothing was there to shut down
+                    raise self._timed_out()
                 request_id = response.headers.get("request-id") or response.headers.get("x-request-id", "-")
                 log.info("POST %s model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
-                         self.path, body.get("model"), len(payload), response.status_code, request_id,
+                         self.path, body.get("model"), size, response.status_code, request_id,
                          time.monotonic() - started)
                 chunks = response.iter_bytes()
                 if self._recorder:
@@ -206,12 +283,32 @@ class ModelClient:
                     chunks = self._recorder.tee(number, chunks)
                 if response.status_code != 200:
                     raise self._status_error(response.status_code, response.headers, b"".join(chunks))
-                yield self._events(response.headers, chunks)
+                reading = _Reading(chunks)
+                yield self._events(response.headers, reading)
+                if reading.stopped:
+                    _drain(chunks)
                 log.info("request-id=%s stream closed after %.3f s", request_id, time.monotonic() - started)
-        except httpx2.TransportError as exc:
+        except (httpx2.HTTPError, httpx2.StreamError) as exc:
             if self._recorder and not answered:
                 self._recorder.failed(number, f"{type(exc).__name__}: {exc}")
+            if self._expired:
+                raise self._timed_out() from exc
             raise self._translate(exc) from exc
+        except RetryableModelError:
+            if self._expired:
+                raise self._timed_out() from None
+            raise
+        finally:
+            watchdog.cancel()
+            self._socket = None
+
+    def _expire(self) -> None:
+        self._expired = True
+        self.abort()
+
+    def _timed_out(self) -> RetryableModelError:
+        return RetryableModelError(f"the reply took longer than the request time limit "
+                                   f"({self._request_timeout:g} s, --request-timeout)")
 
     def abort(self) -> None:
         """Shut down the socket being read: closing a response from another thread does not wake a
@@ -222,13 +319,37 @@ class ModelClient:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def _translate(self, exc: httpx2.TransportError) -> RetryableModelError:
+    def _translate(self, exc: httpx2.HTTPError | httpx2.StreamError) -> RetryableModelError:
         if isinstance(exc, httpx2.ReadTimeout):
             return RetryableModelError(f"no data from the model service for {self._idle_timeout:g} s")
         if isinstance(exc, httpx2.ConnectError):
-            return RetryableModelError(f"cannot connect to the model service: {exc}")
+            url = self._client_settings["base_url"]
+            return RetryableModelError(f"cannot connect to the model service at {url}: {exc}")
+        if isinstance(exc, httpx2.DecodingError):
+            return RetryableModelError(f"the model service sent a body that cannot be decoded: {exc}")
         # reset, dropped mid-stream, malformed chunking
         return RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}")
+
+
+class _Reading:
+    """The response's chunks, noting whether ``message_stop`` went by (then the rest is drained)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    """Read what follows message_stop (normally just the end of the chunked body), so the
+    connection can serve the next request; a server that keeps talking loses its connection."""
+    left = _DRAIN_LIMIT
+    for chunk in chunks:
+        left -= len(chunk)
+        if left < 0:
+            return
 
 
 class _Background:
@@ -253,15 +374,18 @@ class _Background:
         return self._result
 
 
-def _events(headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+def _events(headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
     content_type = headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         raise RetryableModelError(f"expected an event stream from the model service, got {content_type!r}")
-    for name, data in iter_sse(chunks):
+    for name, data in iter_sse(reading.chunks):
         try:
             event = _decode_json(data.decode("utf-8"))
-        except ValueError as exc:
+        except ValueError as exc:  # UnicodeDecodeError included
             raise RetryableModelError(f"malformed event from the model service: {data[:120]!r}") from exc
-        if isinstance(event, dict):
-            event.setdefault("type", name)
-            yield event
+        if not isinstance(event, dict):
+            raise RetryableModelError(f"malformed event from the model service (not an object): {data[:120]!r}")
+        event.setdefault("type", name)
+        if event["type"] == "message_stop":
+            reading.stopped = True
+        yield event

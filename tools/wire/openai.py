@@ -11,14 +11,14 @@ tool call, text or reasoning after it, or ``finish_reason``. ``data: [DONE]`` is
 a stream that ends without it never completes and is rolled back like a broken Anthropic reply.
 
 Errors follow tools/wire/model.py's hierarchy: ``context_length_exceeded`` (and the llama.cpp and
-vLLM forms of it) is ``PromptTooLong``; ``insufficient_quota`` is fatal even though it comes as 429;
-an error object inside the stream is an ``error`` event, retryable unless it names a bad request.
+vLLM forms of it) is ``PromptTooLong``, recognised by model.py's one ``prompt_too_long``;
+``insufficient_quota`` is fatal even though it comes as 429; an error object inside the stream is
+an ``error`` event, retryable unless it names a bad request.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +32,9 @@ from midstream.tools.wire.model import (
     ModelError,
     PromptTooLong,
     RetryableModelError,
-    _retry_after,
+    _Reading,
+    prompt_too_long,
+    retry_after,
 )
 from midstream.tools.wire.sse import iter_sse
 
@@ -43,11 +45,6 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "function_call": "tool_use",
                 "length": "max_tokens", "content_filter": "refusal"}
 _decode_json = json.JSONDecoder().decode
-_CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error", "context_window_exceeded"}
-_CONTEXT_TEXT = re.compile(
-    r"maximum context length|context (?:length|size|window)[^.]{0,60}exceed|exceeds? the (?:available )?context",
-    re.IGNORECASE,
-)
 _TEXT_FIELDS = ("content", "refusal")
 _REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek, llama.cpp, vLLM; Ollama and OpenRouter
 _BAD_REQUEST_KINDS = {"invalid_request_error", "invalid_request", "bad_request", "not_found_error",
@@ -56,23 +53,47 @@ _BAD_REQUEST_KINDS = {"invalid_request_error", "invalid_request", "bad_request",
 
 # -- requests ------------------------------------------------------------------------------------
 
-def chat_request(body: dict[str, Any], *, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
+_Made = dict[int, tuple[Any, Any, int, list[dict[str, Any]]]]  # id -> (source, its content, its length, translation)
+
+
+def chat_request(body: dict[str, Any], *, max_tokens_field: str = "max_tokens",
+                 made: _Made | None = None) -> dict[str, Any]:
     """A Messages API request body as a streaming Chat Completions request.
 
     Thinking blocks are not sent back; ``cache_control`` markers are dropped (these servers cache
     prefixes by themselves); a ``tool_result`` becomes a ``role: tool`` message right after the
     assistant message that called it, before any text the person added in the same turn.
+
+    ``made`` (one per client) keeps each history message's translation while the message, its
+    content and the content's length are the ones it was made from (committed messages are replaced,
+    never edited in place), so the same Chat message dicts go out again and tools/wire/body.py's
+    BodyEncoder reuses their JSON: a request costs its new messages, not the whole history. What
+    this request did not use is forgotten.
     """
+    before = dict(made) if made is not None else {}
+    now: _Made = {}
+
+    def translated(source: Any, content: Any, translate: Any) -> list[dict[str, Any]]:
+        size = len(content) if isinstance(content, list | str) else -1
+        known = before.get(id(source))
+        if known is None or known[0] is not source or known[1] is not content or known[2] != size:
+            known = (source, content, size, translate())
+        now[id(source)] = known
+        return known[3]
+
     messages: list[dict[str, Any]] = []
     system = body.get("system")
-    system_text = system if isinstance(system, str) else _joined_text(system or [])
-    if system_text:
-        messages.append({"role": "system", "content": system_text})
+    if system:
+        messages += translated(system, system, lambda: _system_message(system))
     for message in body.get("messages", []):
+        content = message["content"]
         if message["role"] == "assistant":
-            messages += _assistant_message(as_blocks(message["content"]))
+            messages += translated(message, content, lambda c=content: _assistant_message(as_blocks(c)))
         else:
-            messages += _user_messages(as_blocks(message["content"]))
+            messages += translated(message, content, lambda c=content: _user_messages(as_blocks(c)))
+    if made is not None:
+        made.clear()
+        made.update(now)
     request: dict[str, Any] = {"model": body.get("model"), "messages": messages, "stream": True,
                                "stream_options": {"include_usage": True}}
     if body.get("max_tokens"):
@@ -87,6 +108,11 @@ def chat_request(body: dict[str, Any], *, max_tokens_field: str = "max_tokens") 
         if ours in body:
             request[theirs] = body[ours]
     return request
+
+
+def _system_message(system: Any) -> list[dict[str, Any]]:
+    text = system if isinstance(system, str) else _joined_text(system)
+    return [{"role": "system", "content": text}] if text else []
 
 
 def _joined_text(blocks: list[dict[str, Any]]) -> str:
@@ -271,8 +297,8 @@ def _error_event(error: Any) -> dict[str, Any]:
     if not isinstance(error, dict):
         error = {"message": str(error)}
     kind, message = _kind(error), str(error.get("message", ""))
-    if _is_context_overflow(kind, message):
-        raise PromptTooLong(f"stream error {kind}: {message}")
+    if too_long := _too_long(error, kind, message, f"stream error {kind}: {message}"):
+        raise too_long
     code = error.get("code")
     bad_request = kind in _BAD_REQUEST_KINDS or (isinstance(code, int) and 400 <= code < 500
                                                   and code not in RETRYABLE_STATUS)
@@ -286,8 +312,14 @@ def _kind(error: dict[str, Any]) -> str:
     return str(code if isinstance(code, str) and code else error.get("type") or "error")
 
 
-def _is_context_overflow(kind: str, message: str) -> bool:
-    return kind in _CONTEXT_CODES or bool(_CONTEXT_TEXT.search(message))
+def _too_long(error: dict[str, Any], kind: str, message: str, shown: str) -> PromptTooLong | None:
+    """model.py's one recogniser, on the code and the message; llama.cpp also sends the numbers."""
+    too_long = prompt_too_long(f"{kind}: {message}", shown)
+    if too_long is not None and too_long.tokens is None:
+        tokens, limit = error.get("n_prompt_tokens"), error.get("n_ctx")
+        if isinstance(tokens, int) and isinstance(limit, int):
+            too_long.tokens, too_long.limit = tokens, limit
+    return too_long
 
 
 def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
@@ -299,10 +331,11 @@ def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelErr
         error = {"message": body[:300].decode("utf-8", "replace")}
     kind, message = _kind(error), str(error.get("message", ""))
     text = f"HTTP {status} {kind}: {message}"
-    if status in (400, 413) and _is_context_overflow(kind, message):
-        return PromptTooLong(text, status=status)
+    if status in (400, 413) and (too_long := _too_long(error, kind, message, text)):
+        too_long.status = status
+        return too_long
     if status in RETRYABLE_STATUS and kind != "insufficient_quota":
-        return RetryableModelError(text, status=status, retry_after=_retry_after(headers))
+        return RetryableModelError(text, status=status, retry_after=retry_after(headers))
     hint = {
         401: "check OPENAI_API_KEY (set it to a valid key for this service)",
         403: "the key in OPENAI_API_KEY is not allowed to do this",
@@ -312,13 +345,14 @@ def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelErr
     return FatalModelError(text + (f" ({hint})" if hint else ""), status=status)
 
 
-def _chat_events(headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+def _chat_events(headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
     content_type = headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         raise RetryableModelError(f"expected an event stream from the model service, got {content_type!r}")
     translator = ChunkTranslator()
-    for _, data in iter_sse(chunks):
+    for _, data in iter_sse(reading.chunks):
         if not data.startswith(b"{") and data.strip() == b"[DONE]":
+            reading.stopped = True  # the rest of the body is drained, so the connection is reused
             yield from translator.done()
             return
         try:
@@ -337,6 +371,7 @@ class OpenAIClient(ModelClient):
     def __init__(self, *, base_url: str, api_key: str | None, **settings: Any) -> None:
         # OpenAI's newer models refuse max_tokens; local servers know only max_tokens.
         self._max_tokens_field = "max_completion_tokens" if "api.openai.com" in base_url else "max_tokens"
+        self._made: _Made = {}  # history messages already translated, reused by identity
         super().__init__(base_url=base_url, api_key=api_key, **settings)
 
     def _headers(self, api_key: str | None) -> dict[str, str]:
@@ -346,10 +381,10 @@ class OpenAIClient(ModelClient):
         return headers
 
     def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        return chat_request(body, max_tokens_field=self._max_tokens_field)
+        return chat_request(body, max_tokens_field=self._max_tokens_field, made=self._made)
 
     def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body)
 
-    def _events(self, headers: httpx2.Headers, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
-        return _chat_events(headers, chunks)
+    def _events(self, headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
+        return _chat_events(headers, reading)

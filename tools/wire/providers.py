@@ -11,9 +11,10 @@ from typing import Any
 
 from midstream.tools.wire.model import ModelClient
 
-__all__ = ["DEFAULT_BASE_URLS", "PROVIDERS", "client_for"]
+__all__ = ["DEFAULT_BASE_URLS", "DEFAULT_OPENAI_MODEL", "PROVIDERS", "client_for"]
 
 PROVIDERS = ("anthropic", "openai")
+DEFAULT_OPENAI_MODEL = "gpt-4.1"
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from midstream.sandbox.private import private_dir, private_file, write_private
 
 __all__ = ["Recorder", "ReplayTransport"]
 
@@ -29,7 +31,7 @@ class Recorder:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._count = len(list(directory.glob("*.request.json")))
         self._lock = threading.Lock()
 
@@ -37,7 +39,7 @@ class Recorder:
         with self._lock:
             self._count += 1
             number = self._count
-        (self.directory / f"{number:04d}.request.json").write_text(json.dumps(body, indent=1, ensure_ascii=False))
+        write_private(self.directory / f"{number:04d}.request.json", json.dumps(body, indent=1, ensure_ascii=False))
         return number
 
     def response(self, number: int, status: int, headers: dict[str, str]) -> None:
@@ -46,7 +48,7 @@ class Recorder:
     def tee(self, number: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """Pass the body through, appending every byte to the recording as it arrives."""
         ended = "complete"
-        with (self.directory / f"{number:04d}.response.sse").open("ab") as f:
+        with os.fdopen(private_file(self.directory / f"{number:04d}.response.sse"), "ab") as f:
             try:
                 for chunk in chunks:
                     f.write(chunk)
@@ -63,7 +65,7 @@ class Recorder:
         self._meta(number, {"status": None, "headers": {}, "ended": f"error: {error}"})
 
     def _meta(self, number: int, meta: dict[str, Any]) -> None:
-        (self.directory / f"{number:04d}.response.json").write_text(json.dumps(meta, indent=1))
+        write_private(self.directory / f"{number:04d}.response.json", json.dumps(meta, indent=1))
 
 
 class ReplayTransport(httpx2.BaseTransport):
@@ -83,7 +85,7 @@ class ReplayTransport(httpx2.BaseTransport):
             raise httpx2.ConnectError(f"the recording has no response {number}", request=request)
         meta = json.loads(meta_path.read_text())
         recorded = self.directory / f"{number:04d}.request.json"
-        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.content):
+        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.read()):  # (a streamed body)
             log.warning("replay: request %d differs from the recording; serving the recorded reply", number)
         if meta["status"] is None:
             raise httpx2.ConnectError(meta["ended"], request=request)

@@ -24,10 +24,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["ChatRenderer", "error_body", "is_chat_path", "render_chat"]
+__all__ = ["ChatRenderer", "as_messages_body", "error_body", "is_chat_path", "render_chat"]
 
 FINISH_REASONS = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "refusal": "content_filter",
                   "stop_sequence": "stop", "pause_turn": "stop"}
+
+
+def as_messages_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions request in the Messages API's shape, near enough to count its tokens:
+    each message (its text, tool calls or tool result) is one block."""
+    messages = [{"role": m.get("role", "user"), "content": [{k: v for k, v in m.items() if k != "role"}]}
+                for m in body.get("messages") or [] if isinstance(m, dict)]
+    return {"tools": body.get("tools") or [], "messages": messages}
 
 
 def is_chat_path(path: str) -> bool:

@@ -13,11 +13,19 @@ can live in a JSON file):
      "drop_after": 3,                     # close the socket after sending 3 events
      "end_after": 3,                      # end the body cleanly after 3 events (no message_stop)
      "stall_after": 3, "stall": 5.0,      # go silent after 3 events for 5 s, then drop
-     "burst": true}                       # pre-render all events and write them in 64 KB pieces
+     "burst": true,                       # pre-render all events and write them in 64 KB pieces
                                           # (throughput benchmarks; delays and faults are ignored)
+     "line_ending": "\r",                 # frame events with these line endings instead of "\n"
+     "sse": "event: …\ndata: …\n\n",      # send exactly this body (recorded streams), nothing else,
+     "chunk": 7}                          # ...in HTTP chunks of this many bytes
 
 ``reply(Text("hi"), ToolUse("t1", "read_file", {"path": "a"}))`` builds the events of a
 well-formed reply; ``events[i]["_before"]`` may be a callable (tests only) run before sending it.
+
+``ScriptedServer(…, context_limit=N)`` answers a request whose prompt is over N tokens (counted as
+the cache model counts them) with the API's real ``prompt is too long`` 400, without consuming a
+reply, and reports every other request's size as its ``input_tokens`` when there is no cache model.
+``respond(body)`` answers requests once the scripted replies run out (long sessions, benchmarks).
 
 ``python -m midstream.tools.wire.scripted_server scenario.json`` serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
@@ -34,12 +42,13 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from midstream.tools.conversation.cache_model import CacheModel
-from midstream.tools.wire.scripted_chat import ChatRenderer, error_body, is_chat_path, render_chat
+from midstream.tools.conversation.cache_model import CacheModel, prompt_tokens
+from midstream.tools.wire.scripted_chat import ChatRenderer, as_messages_body, error_body, is_chat_path, render_chat
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 
@@ -167,6 +176,10 @@ class ScriptedServer:
     log: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     cache: CacheModel | None = None  # report prompt-cache usage the way the API accounts it
+    connections: int = 0  # TCP connections accepted, to show that one is reused
+    keep_bodies: bool = True  # False: read request bodies but record {} (benchmarks with huge histories)
+    context_limit: int | None = None  # a longer prompt gets the API's "prompt is too long" 400
+    respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # replies once the script runs out
 
     def __post_init__(self) -> None:
         for scripted in self.replies:
@@ -193,14 +206,27 @@ class ScriptedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def next_reply(self, body: dict[str, Any], headers: dict[str, str], path: str = "/v1/messages"
-                   ) -> dict[str, Any] | None:
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str], started: float = 0.0,
+                   path: str = "/v1/messages") -> dict[str, Any] | None:
+        chat = is_chat_path(path)
         with self._lock:
-            record = {"body": body, "headers": headers, "time": time.monotonic(), "path": path}
+            record = {"body": body, "headers": headers, "time": time.monotonic(), "started": started, "path": path}
             self.requests.append(record)
             self.log.append(f"request:{len(self.requests)}")
+            if self.context_limit is not None:
+                tokens = prompt_tokens(as_messages_body(body) if chat else body)
+                record["prompt_tokens"] = tokens
+                if tokens > self.context_limit:
+                    self.log.append("too_long")
+                    return {"status": 400, "error": {"type": "invalid_request_error", "message":
+                            f"prompt is too long: {tokens} tokens > {self.context_limit} maximum"}}
             scripted = self.replies.pop(0) if self.replies else None
-        if scripted is not None and self.cache is not None and scripted.get("events") and not is_chat_path(path):
+        if scripted is None and self.respond is not None:
+            scripted = self.respond(body)
+        if scripted is not None and self.cache is None and self.context_limit is not None and scripted.get("events"):
+            record["usage"] = usage = {"input_tokens": prompt_tokens(as_messages_body(body) if chat else body)}
+            scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
+        if scripted is not None and self.cache is not None and scripted.get("events") and not chat:
             record["usage"] = usage = self.cache.usage(body)
             scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
         return scripted
@@ -214,15 +240,18 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def handle(self) -> None:
+            server.connections += 1
             try:
                 super().handle()
             except (ConnectionResetError, BrokenPipeError):  # the client went away between requests
                 pass
 
         def do_POST(self) -> None:
+            started = time.monotonic()  # the request line and headers are in: its first bytes arrived
             length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            scripted = server.next_reply(body, dict(self.headers.items()), self.path)
+            raw = self.rfile.read(length)
+            body = json.loads(raw or b"{}") if server.keep_bodies else {}
+            scripted = server.next_reply(body, dict(self.headers.items()), started, self.path)
             if scripted is None:
                 scripted = {"status": 500, "error": {"type": "api_error", "message": "scenario has no more replies"}}
             status = scripted.get("status", 200)
@@ -263,6 +292,10 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if scripted.get("burst"):
                 self._burst(scripted["_chat_wire" if chat else "_wire"])
                 return
+            if "sse" in scripted:
+                self._burst(scripted["sse"].encode(), scripted.get("chunk", 65536))
+                return
+            line_ending = scripted.get("line_ending", "\n").encode()
             for number, event in enumerate(events):
                 if number == scripted.get("drop_after"):
                     self._drop()
@@ -282,17 +315,17 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 if chat is not None:
                     for line, data in chat.render(wire):
                         server.log.append(line)  # logged before the write, so the client cannot act first
-                        self._chunk(data)
+                        self._chunk(data.replace(b"\n", line_ending))
                     continue
                 server.log.append(_describe(wire))  # logged before the write, so the client cannot act first
-                self._chunk(f"event: {wire['type']}\ndata: {json.dumps(wire)}\n\n".encode())
+                self._chunk(f"event: {wire['type']}\ndata: {json.dumps(wire)}\n\n".encode().replace(b"\n", line_ending))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-        def _burst(self, wire: bytes) -> None:
+        def _burst(self, wire: bytes, size: int = 65536) -> None:
             server.log.append("sent:burst")
-            for start in range(0, len(wire), 65536):
-                self._chunk(wire[start : start + 65536])
+            for start in range(0, len(wire), size):
+                self._chunk(wire[start : start + size])
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 

@@ -1,0 +1,188 @@
+"""Every option of the command line in one table: its flag, its settings-file key, type, range, default.
+
+Adding an option is one ``Option(...)`` line in ``OPTIONS``: the parser, the settings files
+(tools/cli/settings.py), the range check and the AgentConfig the command line builds (the field
+of the same name, or ``field=``) all read it. A value from a flag and a value from a
+settings file pass the same check, so a bad one gets the same one-line message naming where it
+came from (``--grace`` or ``settings.toml:3``) and the allowed range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from midstream.agent import DEFAULT_MODEL, AgentConfig
+from midstream.sandbox.permissions import MODES
+from midstream.tools.wire.providers import DEFAULT_OPENAI_MODEL, PROVIDERS
+
+__all__ = ["OPTIONS", "Option", "SettingError", "build_parser", "check_value"]
+
+
+class SettingError(ValueError):
+    """A flag or setting with a value outside what it allows: one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option; ``key`` is its name in settings.toml (None: a flag only)."""
+
+    flag: str
+    key: str | None
+    kind: type
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+    env: str | None = None  # an environment variable between the settings files and the flag;
+    # "{PROVIDER}" in it is the provider chosen (ANTHROPIC or OPENAI): --provider comes first in OPTIONS
+    project_may_not: tuple[Any, ...] = ()  # values a repository's own settings file may not choose
+    field: str | None = ""  # the AgentConfig field it sets: "" means the same name as the flag, None none
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def config_field(self) -> str | None:
+        return self.dest if self.field == "" else self.field
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        unit = f" {self.unit}" if self.unit else ""
+        if self.high is None:
+            return f"at least {_number(self.low)}{unit}"
+        return f"{_number(self.low)} to {_number(self.high)}{unit}"
+
+
+def _number(value: float | None) -> str:
+    """Whole numbers as written (10000000, not 1e+07); others as short as they go."""
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+_C = AgentConfig
+OPTIONS: tuple[Option, ...] = (
+    Option("--provider", "provider", str, _C.provider, "the wire: anthropic, the Messages API (ANTHROPIC_API_KEY, "
+           "ANTHROPIC_BASE_URL); openai, Chat Completions for OpenAI, Ollama, llama.cpp, vLLM (OPENAI_API_KEY, "
+           "OPENAI_BASE_URL)", choices=PROVIDERS),
+    Option("--model", "model", str, DEFAULT_MODEL, f"model name (with --provider openai: $OPENAI_MODEL, else "
+           f"{DEFAULT_OPENAI_MODEL})", env="{PROVIDER}_MODEL"),
+    Option("--mode", "mode", str, None, "permission mode (default: auto where the sandbox works in a git "
+           "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
+           project_may_not=("auto",)),
+    Option("--grace", "grace", float, _C.grace_seconds, "countdown before a destructive command runs in auto "
+           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds"),
+    Option("--isolation", "isolation", str, _C.isolation, "run shell commands under bubblewrap (auto: when it "
+           "works here)", choices=("auto", "bwrap", "none"), project_may_not=("none",)),
+    Option("--cache-ttl", "cache_ttl", str, _C.cache_ttl, "prompt cache lifetime (1h costs 2x input per write "
+           "instead of 1.25x)", choices=("5m", "1h")),
+    Option("--max-tokens", "max_tokens", int, _C.max_tokens, "output budget of one model request",
+           low=1, high=128_000, unit="tokens"),
+    Option("--max-requests", "max_requests", int, _C.max_requests, "model requests for one message before "
+           "the loop stops", low=1, high=10_000),
+    Option("--max-attempts", "max_attempts", int, _C.max_attempts, "tries of one request before giving up",
+           low=1, high=100),
+    Option("--idle-timeout", "idle_timeout", float, _C.idle_timeout, "seconds without a stream event before "
+           "the reply counts as dropped", low=1, high=3600, unit="seconds"),
+    Option("--request-timeout", "request_timeout", float, _C.request_timeout, "longest one model request may "
+           "take in all", low=1, high=86400, unit="seconds"),
+    Option("--network", "network", bool, False, "let shell commands use the network (the sandbox has none by "
+           "default)", project_may_not=(True,)),
+    Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),
+    Option("--context-window", "context_window", int, None, "the model's context window (known for Claude "
+           "models); compaction keeps within it", low=1, high=10_000_000, unit="tokens"),
+    Option("--output-format", None, str, "text", "text; json: one object with the result at the "
+           "end; stream-json: one per event", choices=("text", "json", "stream-json"), field=None),
+)
+
+
+def check_value(option: Option, value: Any, where: str, *, from_text: bool) -> Any:
+    """The value converted to the option's type, or SettingError naming ``where`` and the range."""
+    shown = value if from_text else repr(value)
+    if option.kind is bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"{where}: {shown} is not true or false")
+        return value
+    if option.kind is str:
+        if not isinstance(value, str):
+            raise SettingError(f"{where}: {shown} is not a string")
+        if option.choices and value not in option.choices:
+            raise SettingError(f"{where}: {shown} is not allowed; use {option.allowed()}")
+        if not option.choices and not value.strip():
+            raise SettingError(f"{where}: must not be empty")
+        return value
+    number: float
+    try:
+        if isinstance(value, bool) or (not from_text and not isinstance(value, int | float)):
+            raise ValueError
+        if option.kind is int:
+            if isinstance(value, float) or (from_text and not value.strip().lstrip("+-").isdigit()):
+                raise ValueError
+            number = int(value)
+        else:
+            number = float(value)
+    except (ValueError, OverflowError):
+        kind = "a whole number" if option.kind is int else "a number"
+        raise SettingError(f"{where}: {shown} is not {kind}; use {option.allowed()}") from None
+    if not math.isfinite(number) or (option.low is not None and number < option.low) or (
+            option.high is not None and number > option.high):
+        raise SettingError(f"{where}: {shown} is out of range; use {option.allowed()}")
+    return number
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, not the usage block
+        self.exit(2, f"midstream: {message} (see midstream --help)\n")
+
+
+def build_parser(version: str) -> argparse.ArgumentParser:
+    """The parser: the table's options (their values checked later, with the settings) and the rest."""
+    parser = _Parser(prog="midstream",
+                     description="A coding agent whose tools start the moment their call is complete.")
+    parser.add_argument("prompt", nargs="?", help="start the interactive session with this first message")
+    parser.add_argument("--version", action="version", version=f"midstream {version}")
+    parser.add_argument("-p", "--print", dest="task", metavar="TASK",
+                        help="run one task without the prompt and exit ('-' reads the task from stdin)")
+    parser.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
+    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
+                        help="resume the latest session of this workspace")
+    resume.add_argument("--resume", metavar="ID", nargs="?", const="",
+                        help="resume the session with this id (without one: list this workspace's sessions)")
+    for option in OPTIONS:
+        if option.kind is bool:  # a switch: present means on; the settings files may say either
+            parser.add_argument(option.flag, dest=option.dest, default=None, action="store_const", const=True,
+                                help=f"{option.help} (setting: {option.key})" if option.key else option.help)
+            continue
+        if option.choices:
+            metavar = "{" + ",".join(option.choices) + "}"
+        else:
+            metavar = {int: "N", float: "SECONDS" if option.unit == "seconds" else "X"}.get(option.kind, "NAME")
+        notes = [f"default {option.default:g}" if isinstance(option.default, int | float) else
+                 f"default {option.default}" if option.default is not None else ""]
+        notes.append(option.allowed() if option.low is not None else "")
+        notes.append(f"setting: {option.key}" if option.key else "")
+        shown = "; ".join(note for note in notes if note)
+        parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
+                            help=f"{option.help} ({shown})" if shown else option.help)
+    parser.add_argument("--undo", action="store_true",
+                        help="undo the last turn of this workspace's latest session (again: the turn before)")
+    parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
+    parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
+    parser.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
+    parser.add_argument("--replay", type=Path, metavar="DIR",
+                        help="answer from a --record recording instead (read-only unless --mode is given)")
+    parser.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
+    return parser
+
+
+def parse(argv: Sequence[str] | None, version: str) -> argparse.Namespace:
+    return build_parser(version).parse_args(argv)

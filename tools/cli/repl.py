@@ -1,0 +1,150 @@
+"""The interactive session: the prompt, turns with Esc watched, slash commands, questions to the person."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from midstream.agent import Agent
+from midstream.tools.cli import sessions, slash
+from midstream.tools.cli.typeahead import TypeAhead
+from midstream.tools.conversation.transcript import SessionInUse
+from midstream.tools.ui.events import Renderer, TurnEnded
+
+__all__ = ["Interactive", "confirmer"]
+
+
+class Interactive:
+    """One person at a terminal: reads messages, runs turns, catches commands."""
+
+    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead) -> None:
+        self.agent = agent
+        self.renderer = renderer
+        self.keys = keys
+        self.shell_notes: list[str] = []  # `!command` outputs the model gets with the next message
+        self._queued: list[str] = []  # whole lines typed while the model worked
+        self._prefill = ""  # and the unfinished one
+        self._leaving = False  # ...and Ctrl-D after them
+        self._waiting = threading.Event()  # set while a Ctrl-C outside a turn has something to stop
+
+    def waiting_for_person(self) -> bool:
+        """Is the session at the prompt, or in a wait a Ctrl-C should end? (Else a press is dropped.)"""
+        return self._waiting.is_set()
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self._waiting.set()
+        try:
+            yield
+        finally:
+            self._waiting.clear()
+
+    def say(self, text: str, style: str = "bold cyan") -> None:
+        """A line of the program's own, above the live region where there is one."""
+        if terminal_say := getattr(self.renderer, "say", None):
+            terminal_say(text, style=style or "none")
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def turn(self, run: Callable[[], TurnEnded]) -> TurnEnded:
+        """Run one turn with Esc watched; keep what the person typed meanwhile for the prompt."""
+        if self._prefill:  # typed ahead before this turn and not sent: still being typed
+            self.keys.typed, self._prefill = self._prefill, ""
+        with self.keys.capturing():
+            ended = run()
+        while (line := self.keys.next_message()) is not None:
+            self._queued.append(line)
+        self._prefill = self.keys.leftover()
+        if self.keys.take_eof() and not self._prefill.strip():
+            self._leaving = True  # Ctrl-D on an empty line, typed ahead: leave once the lines before it ran
+        return ended
+
+    def send(self, text: str) -> TurnEnded:
+        if self.shell_notes:
+            text = "\n\n".join([*self.shell_notes, text])
+            self.shell_notes = []
+        return self.turn(lambda: self.agent.send(text))
+
+    def resume(self, session_id: str | None) -> None:
+        """Switch to another session of this workspace: the given one, or one the person picks."""
+        workspace = self.agent.config.workspace
+        if session_id:
+            path = sessions.find(workspace, session_id)
+            if path is None:
+                self.say(f"no session {session_id} for {workspace}")
+                return
+        else:
+            with self.interruptible():
+                path = sessions.choose(workspace, _ask, self.say)
+            if path is None:
+                return
+        if self.agent.transcript and path == self.agent.transcript.path:
+            self.say("that is the session you are in")
+            return
+        try:  # the lock is taken before the session we are in is let go: refused, we stay in it
+            transcript, history, crashed = sessions.open_session(path)
+        except SessionInUse as error:
+            self.say(str(error))
+            return
+        self.agent.start_over(history, transcript)
+        if crashed:
+            self.say(crashed)
+        self.say(sessions.resumed_notice(transcript, history))
+
+    def run(self, first_message: str | None) -> int:
+        from midstream.tools.cli.prompt import Prompt
+
+        if first_message and first_message.strip():
+            self.send(first_message)
+        prompt = Prompt(self.agent.config.workspace)
+        while True:
+            if self._queued:
+                text: str | None = self._queued.pop(0)
+                self.say(f"› {text}  (queued)", style="")  # typed during the last turn, sent now
+            elif self._leaving:
+                return 0
+            else:
+                prefill, self._prefill = self._prefill, ""
+                with self.interruptible():
+                    text = prompt.read(prefill)
+            if text is None:
+                return 0
+            if slash.is_command(text):
+                if slash.dispatch(self, text) == slash.LEAVE:
+                    return 0
+                continue
+            self.send(text)
+
+
+def _ask(question: str) -> str | None:
+    try:
+        return input(question)
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return None
+
+
+def confirmer(renderer: Renderer, keys: TypeAhead) -> Callable[[str, threading.Event], str]:
+    """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
+
+    The key reader hands the terminal back (line mode, echo) while the question is open.
+    """
+    suspended: Callable[[], Any] = getattr(renderer, "suspended", contextlib.nullcontext)
+
+    def confirm(question: str, cancelled: threading.Event) -> str:
+        with suspended(), keys.paused():
+            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.flush()
+            while not cancelled.is_set():
+                ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+                if ready:
+                    answer = sys.stdin.readline().strip().lower()
+                    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+            sys.stderr.write("\n")
+            return "no"
+
+    return confirm

@@ -1,0 +1,183 @@
+"""Slash commands and ``!command``: caught at the prompt, never sent to the model as text.
+
+``COMMANDS`` is the table: one ``Command`` per name, with its usage line and handler. A handler
+gets the interactive session and the rest of the line, and returns ``LEAVE`` to end the session.
+``!command`` runs a shell command through the same shell tool (and sandbox) the model uses,
+shows its output, and hands it to the model at the start of the next message, as Claude Code's
+bash mode does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from midstream.sandbox.permissions import MODES
+from midstream.tools.conversation.transcript import Transcript
+from midstream.tools.registry import ToolContext, ToolResult
+
+if TYPE_CHECKING:
+    from midstream.tools.cli.repl import Interactive
+
+__all__ = ["COMMANDS", "LEAVE", "Command", "dispatch", "is_command"]
+
+LEAVE = "leave"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    help: str
+    run: Callable[[Interactive, str], str | None]
+
+
+def _help(session: Interactive, rest: str) -> None:
+    width = max(len(c.usage) for c in COMMANDS.values())
+    lines = [f"  {c.usage:<{width}}  {c.help}" for c in COMMANDS.values()]
+    lines.append(f"  {'!COMMAND':<{width}}  run a shell command in the sandbox; the model sees its output next")
+    session.say("Commands:\n" + "\n".join(lines) + "\n" + KEYS_HELP, style="")
+
+
+KEYS_HELP = """Keys: Esc or Ctrl-C stops what is running (a reply, tools, a destructive command's countdown).
+      Ctrl-C twice on an empty prompt, or Ctrl-D, leaves. End a line with \\ to go on.
+Session: saved as you go; `midstream -c` picks it up again, `midstream --resume` lists sessions."""
+
+
+def _clear(session: Interactive, rest: str) -> None:
+    agent = session.agent
+    old = agent.transcript.id if agent.transcript else None
+    session.shell_notes = []  # they belonged to the conversation being left
+    agent.start_over([], Transcript.create(agent.config.workspace, agent.config.model))
+    kept = f" (session {old} is kept: `midstream --resume {old}`)" if old else ""
+    session.say(f"new conversation, session {agent.transcript.id if agent.transcript else '-'}{kept}")
+
+
+def _model(session: Interactive, rest: str) -> None:
+    if not rest:
+        session.say(f"model: {session.agent.config.model} (change it with /model NAME)")
+        return
+    if any(ch.isspace() for ch in rest):
+        session.say(f"not a model name: {rest!r}")
+        return
+    session.agent.config.model = rest
+    if hasattr(session.renderer, "model"):
+        session.renderer.model = rest  # costs are priced for the model now in use
+    session.say(f"model: {rest} from the next message on")
+
+
+def _cost(session: Interactive, rest: str) -> None:
+    usage = getattr(session.renderer, "session", None)
+    if usage is None or not (usage.prompt_tokens or usage.output):
+        session.say("no tokens used yet in this session")
+        return
+    described = usage.describe(session.agent.config.model)
+    if usage.hit_ratio is None or not (usage.cache_read or usage.cache_write or usage.cache_write_1h):
+        first, _, cost = described.rpartition(" · ")
+        described = f"{first} · no cache reads yet · {cost}"
+    session.say(f"so far: {described} · {session.agent.context_used().describe()}")
+
+
+def _mode(session: Interactive, rest: str) -> None:
+    if rest not in MODES:
+        session.say(f"mode: {session.agent.gate.mode} (use /mode {'|'.join(MODES)})")
+        return
+    session.agent.gate.mode = session.agent.config.mode = rest
+    session.say(f"mode: {rest}")
+
+
+def _undo(session: Interactive, rest: str) -> None:
+    """Put back what the last turn changed (again: the turn before); the model hears of it next message."""
+    with session.interruptible():
+        report = session.agent.undo.undo()
+    for line in report.lines():
+        session.say(line, style="")
+
+
+def _compact(session: Interactive, rest: str) -> None:
+    """Summarise now; the renderer shows what was kept (or why nothing changed)."""
+    session.agent.compact(rest or None)
+
+
+def _retry(session: Interactive, rest: str) -> None:
+    session.turn(session.agent.retry)
+
+
+def _resume(session: Interactive, rest: str) -> None:
+    session.resume(rest or None)
+
+
+def _exit(session: Interactive, rest: str) -> str:
+    return LEAVE
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("help", "/help", "show this", _help),
+    Command("clear", "/clear", "start a new conversation (the old one stays on disk)", _clear),
+    Command("model", "/model [NAME]", "show or change the model", _model),
+    Command("cost", "/cost", "tokens, cache hit ratio and cost so far", _cost),
+    Command("mode", "/mode [MODE]", f"show or change the permission mode ({', '.join(MODES)})", _mode),
+    Command("undo", "/undo", "take back the last turn's changes to the workspace", _undo),
+    Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
+    Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
+    Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
+    Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
+)}
+COMMANDS["quit"] = COMMANDS["exit"]
+
+
+def is_command(text: str) -> bool:
+    """``/word`` (and its arguments) or ``!command``; ``/etc/hosts is …`` is a message, not a command."""
+    stripped = text.strip()
+    if stripped.startswith("!"):
+        return len(stripped) > 1
+    word = stripped.split(maxsplit=1)[0] if stripped else ""
+    return word.startswith("/") and len(word) > 1 and "/" not in word[1:]
+
+
+def dispatch(session: Interactive, text: str) -> str | None:
+    """Run the command in ``text``; LEAVE ends the session."""
+    stripped = text.strip()
+    if stripped.startswith("!"):
+        run_shell(session, stripped[1:].strip())
+        return None
+    word, _, rest = stripped.partition(" ")
+    command = COMMANDS.get(word[1:].lower())
+    if command is None:
+        session.say(f"unknown command {word} (try /help)", style="")
+        return None
+    return command.run(session, rest.strip())
+
+
+def run_shell(session: Interactive, command: str) -> None:
+    """The person's own command, through the model's shell tool; Ctrl-C stops it."""
+    tool = session.agent.tools.get("bash")
+    if tool is None:
+        session.say("no shell tool in this build")
+        return
+    ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation,
+                                                                "network": session.agent.config.network})
+    results: list[ToolResult] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            results.append(tool.run(ctx, {"command": command}))
+        finally:
+            done.set()
+
+    session.say(f"running `{command}` (Ctrl-C stops it)", style="dim")
+    # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
+    try:
+        with session.interruptible():
+            threading.Thread(target=work, name="bang-command", daemon=True).start()
+            while not done.wait(0.1):
+                pass
+    except KeyboardInterrupt:
+        ctx.cancelled.set()  # the tool stops its process group and says what happened
+        done.wait()
+    output = results[0].content if results else "[no result]"
+    print(output, flush=True)
+    session.shell_notes.append(f"[The person ran a shell command themselves in the workspace:]\n$ {command}\n{output}")
