@@ -73,6 +73,7 @@ from midstream.tools.ui.events import (
 )
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.providers import client_for
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -91,6 +92,8 @@ class AgentConfig:
 
     workspace: Path = field(default_factory=Path.cwd)
     """The directory the tools act in."""
+    provider: str = "anthropic"
+    """The wire: anthropic (Messages API) or openai (Chat Completions: OpenAI, Ollama, llama.cpp, vLLM)."""
     model: str = DEFAULT_MODEL
     """Model name sent with every request."""
     base_url: str = DEFAULT_BASE_URL
@@ -202,7 +205,8 @@ class Agent:
         self.renderer = renderer
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
-        self.model = model or ModelClient(
+        self.model = model or client_for(
+            config.provider,
             base_url=config.base_url,
             api_key=config.api_key,
             connect_timeout=config.connect_timeout,

@@ -1,5 +1,7 @@
 """Engine benchmarks: overlap, dispatch latency, assembly cost, start-up. Prints tables; never fails.
 
+Overlap and assembly are measured on both wires: the Anthropic Messages SSE and OpenAI Chat Completions.
+
     python tests/bench_engine.py            # everything (the SDK helper at 1 MB takes ~15 s)
     python tests/bench_engine.py --quick    # skip the slowest SDK measurements
 """
@@ -25,6 +27,8 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # 
 from midstream.tools.ui.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
 from midstream.tools.wire.assembler import TurnAssembler  # noqa: E402
 from midstream.tools.wire.model import ModelClient  # noqa: E402
+from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient  # noqa: E402
+from midstream.tools.wire.scripted_chat import render_chat  # noqa: E402
 from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
@@ -65,9 +69,20 @@ def _sleep_tool(started: dict[str, float] | None = None):
     return sleep
 
 
-def _agent(server: ScriptedServer, renderer: Any, tools: ToolRegistry, workspace: str) -> Agent:
-    config = AgentConfig(workspace=Path(workspace), base_url=server.url, api_key="k", model="bench",
-                         system_prompt="bench", max_tokens=1000, workers=16)
+WIRES = {"anthropic": "Messages SSE", "openai": "Chat Completions"}
+
+
+def _client(url: str, provider: str) -> ModelClient:
+    if provider == "openai":
+        return OpenAIClient(base_url=url + "/v1", api_key="k")
+    return ModelClient(base_url=url, api_key="k")
+
+
+def _agent(server: ScriptedServer, renderer: Any, tools: ToolRegistry, workspace: str,
+           provider: str = "anthropic") -> Agent:
+    config = AgentConfig(workspace=Path(workspace), base_url=server.url + ("/v1" if provider == "openai" else ""),
+                         api_key="k", model="bench", system_prompt="bench", max_tokens=1000, workers=16,
+                         provider=provider)
     return Agent(config, tools=tools, renderer=renderer)
 
 
@@ -82,14 +97,14 @@ def _overlap_reply() -> dict[str, Any]:
     )
 
 
-def bench_overlap(workspace: str, runs: int = 3) -> None:
+def bench_overlap(workspace: str, runs: int = 3, provider: str = "anthropic") -> None:
     tools = ToolRegistry([_sleep_tool()])
     ours, usual, ideal = [], [], []
     for _ in range(runs):
         stamps = Stamps()
         server = ScriptedServer([_overlap_reply(), reply(Text("done"))])
         with server:
-            agent = _agent(server, stamps, tools, workspace)
+            agent = _agent(server, stamps, tools, workspace, provider)
             t0 = time.perf_counter()
             agent.send("go")
             agent.close()
@@ -102,7 +117,7 @@ def bench_overlap(workspace: str, runs: int = 3) -> None:
         # The usual way: the same bytes, the same tools, run one after another after message_stop.
         server = ScriptedServer([_overlap_reply()])
         with server:
-            client = ModelClient(base_url=server.url, api_key="k")
+            client = _client(server.url, provider)
             t0 = time.perf_counter()
             assembler = TurnAssembler()
             calls = []
@@ -115,10 +130,10 @@ def bench_overlap(workspace: str, runs: int = 3) -> None:
             client.close()
     m_ours, m_usual, m_ideal = (statistics.median(x) for x in (ours, usual, ideal))
     table(
-        f"Overlap: text, tool A (1 s), 1 s of text, tool B (1 s); median of {runs} runs",
+        f"Overlap ({WIRES[provider]}): text, tool A (1 s), 1 s of text, tool B (1 s); median of {runs} runs",
         ["strategy", "wall s", "vs ideal"],
         [["ideal (max of stream end, each tool's stop + 1 s)", m_ideal, 1.0],
-         ["midstream (dispatch at content_block_stop)", m_ours, m_ours / m_ideal],
+         ["midstream (dispatch when the call is complete)", m_ours, m_ours / m_ideal],
          ["usual (tools one by one after message_stop)", m_usual, m_usual / m_ideal]],
     )
 
@@ -159,7 +174,7 @@ def _sse(scripted: dict[str, Any]) -> bytes:
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in scripted["events"])
 
 
-def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
+def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3, provider: str = "anthropic") -> float:
     """Over loopback from a server in its own process, so it does not share our interpreter lock."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([scripted | {"burst": True}] * runs, f)
@@ -167,7 +182,7 @@ def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3) -> float:
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
-        client = ModelClient(base_url=url, api_key="k")
+        client = _client(url, provider)
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -192,6 +207,40 @@ def _ours_assembly_only(scripted: dict[str, Any]) -> float:
     for event in events:
         assembler.feed(event)
     return time.perf_counter() - t0
+
+
+def _chat_assembly_only(scripted: dict[str, Any]) -> float:
+    """Chunk translation plus assembly, from decoded chunks (what the SSE parser hands over)."""
+    wire = render_chat(scripted["events"])
+    chunks = [json.loads(block[6:]) for block in wire.split(b"\n\n") if block.startswith(b"data: {")]
+    t0 = time.perf_counter()
+    translator, assembler = ChunkTranslator(), TurnAssembler()
+    for chunk in chunks:
+        for event in translator.chunk(chunk):
+            assembler.feed(event)
+    for event in translator.done():
+        assembler.feed(event)
+    elapsed = time.perf_counter() - t0
+    assert assembler.complete and assembler.message()["content"][0]["input"]
+    return elapsed
+
+
+def bench_chat_assembly() -> None:
+    rows = []
+    for kb in (100, 500, 1000):
+        scripted = _big_tool_reply(kb * 1000)
+        sse_asm = statistics.median(_ours_assembly_only(scripted) for _ in range(3))
+        sse_stack = _ours_whole_stack(scripted)
+        chat_asm = statistics.median(_chat_assembly_only(scripted) for _ in range(3))
+        chat_stack = _ours_whole_stack(scripted, provider="openai")
+        rows.append([f"{kb} KB", sse_asm, sse_stack, chat_asm, chat_stack, chat_stack / sse_stack,
+                     chat_stack / kb * 1000])
+    table(
+        "Assembly on both wires: one tool input streamed in 20-byte pieces (seconds)",
+        ["input", "Messages: assembly", "Messages: loopback stack", "Chat: translate+assembly",
+         "Chat: loopback stack", "Chat / Messages", "Chat s per MB"],
+        rows,
+    )
 
 
 def _sdk(scripted: dict[str, Any], helper: bool) -> float:
@@ -273,8 +322,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workspace:
         bench_overlap(workspace)
+        bench_overlap(workspace, provider="openai")
         bench_dispatch(workspace)
         bench_assembly(args.quick)
+        bench_chat_assembly()
         bench_startup(workspace)
 
 

@@ -22,14 +22,15 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"):
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
+                 "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
 
 
 def program_env(**extra: str) -> dict[str, str]:
-    """The environment for running midstream as a process: ours without any ANTHROPIC_* setting,
-    so nothing can reach a real model service, plus ``extra``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | extra
+    """The environment for running midstream as a process: ours without any ANTHROPIC_* or OPENAI_*
+    setting, so nothing can reach a real model service, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
 
 
 class RecordingRenderer:

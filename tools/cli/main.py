@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from midstream.agent import DEFAULT_BASE_URL, DEFAULT_MODEL, Agent, AgentConfig
+from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
@@ -31,9 +31,11 @@ from midstream.tools.conversation.transcript import SessionInUse, Transcript, st
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.events import Renderer, TurnEnded
 from midstream.tools.wire.model import ModelClient
+from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL, client_for
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
+DEFAULT_MODELS = {"anthropic": DEFAULT_MODEL, "openai": DEFAULT_OPENAI_MODEL}
 EXIT_FOR = {"refusal": 3, "interrupted": 130}
 
 
@@ -59,22 +61,28 @@ def _fail(message: str) -> SystemExit:
 
 def config_from_environment(args: argparse.Namespace, settings: Settings | None = None, *,
                             need_service: bool = True) -> AgentConfig:
-    """Settings from flags, settings files and ANTHROPIC_* variables; a missing key is an error only
-    for the real API."""
-    api_key = os.environ.get("ANTHROPIC_API_KEY") or None
-    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
-    if need_service and api_key is None and base_url is None:
-        raise _fail("set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
-                    "Anthropic-compatible server (or try `midstream --demo`).")
+    """Settings from flags, settings files and the provider's variables (ANTHROPIC_* or, with
+    --provider openai, OPENAI_*); a missing key is an error only for the real API."""
     workspace = _workspace(args)
     s = settings or _settings(args, workspace)
+    provider = s["provider"]
+    prefix = "OPENAI" if provider == "openai" else "ANTHROPIC"
+    api_key = os.environ.get(f"{prefix}_API_KEY") or None
+    base_url = os.environ.get(f"{prefix}_BASE_URL") or None
+    if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[provider]):
+        raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
+                    "http://localhost:11434/v1)." if provider == "openai" else
+                    "set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
+                    "Anthropic-compatible server (or try `midstream --demo`).")
     from_table = {o.config_field: s[o.dest] for o in options.OPTIONS if o.config_field and s[o.dest] is not None}
     window, reply = from_table.get("context_window"), from_table.get("max_tokens", AgentConfig.max_tokens)
     if window is not None and window < reply + 1024:
         raise _fail(f"--context-window {window} leaves no room for a conversation beside the reply's "
                     f"--max-tokens {reply}: raise the window or lower --max-tokens.")
-    return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URL, api_key=api_key,
-                       prompt_cache=not args.no_cache, **from_table)
+    if s.sources["model"] == "default":  # no flag, setting or $..._MODEL: the provider's own default
+        from_table["model"] = DEFAULT_MODELS[provider]
+    return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URLS[provider], api_key=api_key,
+                       prompt_cache=not args.no_cache and provider == "anthropic", **from_table)
 
 
 def _workspace(args: argparse.Namespace) -> Path:
@@ -215,8 +223,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                          output_format=settings["output_format"])
 
     def make_agent(workspace: Path, base_url: str, demo_renderer: Renderer) -> Agent:
+        if settings["provider"] == "openai":  # the same scenario, as Chat Completions chunks
+            base_url += "/v1"
         config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
-                             isolation=settings["isolation"], grace_seconds=3.0)
+                             provider=settings["provider"], isolation=settings["isolation"], grace_seconds=3.0)
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
         install_signals(agent)
         return agent
@@ -253,8 +263,8 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
     from midstream.tools.wire.recording import Recorder, ReplayTransport
 
     transport = ReplayTransport(args.replay) if args.replay else None
-    return ModelClient(
-        base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
+    return client_for(
+        config.provider, base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
         request_timeout=config.request_timeout,
         recorder=Recorder(args.record) if args.record else None,

@@ -18,6 +18,7 @@ from typing import Any
 
 from midstream.agent import DEFAULT_MODEL, AgentConfig
 from midstream.sandbox.permissions import MODES
+from midstream.tools.wire.providers import DEFAULT_OPENAI_MODEL, PROVIDERS
 
 __all__ = ["OPTIONS", "Option", "SettingError", "build_parser", "check_value"]
 
@@ -39,7 +40,8 @@ class Option:
     high: float | None = None
     choices: tuple[str, ...] = ()
     unit: str = ""
-    env: str | None = None  # an environment variable between the settings files and the flag
+    env: str | None = None  # an environment variable between the settings files and the flag;
+    # "{PROVIDER}" in it is the provider chosen (ANTHROPIC or OPENAI): --provider comes first in OPTIONS
     project_may_not: tuple[Any, ...] = ()  # values a repository's own settings file may not choose
     field: str | None = ""  # the AgentConfig field it sets: "" means the same name as the flag, None none
 
@@ -67,7 +69,11 @@ def _number(value: float | None) -> str:
 
 _C = AgentConfig
 OPTIONS: tuple[Option, ...] = (
-    Option("--model", "model", str, DEFAULT_MODEL, "model name", env="ANTHROPIC_MODEL"),
+    Option("--provider", "provider", str, _C.provider, "the wire: anthropic, the Messages API (ANTHROPIC_API_KEY, "
+           "ANTHROPIC_BASE_URL); openai, Chat Completions for OpenAI, Ollama, llama.cpp, vLLM (OPENAI_API_KEY, "
+           "OPENAI_BASE_URL)", choices=PROVIDERS),
+    Option("--model", "model", str, DEFAULT_MODEL, f"model name (with --provider openai: $OPENAI_MODEL, else "
+           f"{DEFAULT_OPENAI_MODEL})", env="{PROVIDER}_MODEL"),
     Option("--mode", "mode", str, None, "permission mode (default: auto where the sandbox works in a git "
            "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
            project_may_not=("auto",)),

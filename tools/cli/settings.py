@@ -2,10 +2,11 @@
 ``.midstream/settings.toml``, read with the standard library's ``tomllib``.
 
 Precedence, lowest first: the option's default, the user file, the project file, the option's
-environment variable (``ANTHROPIC_MODEL``), the flag. Keys are the ``key`` column of the option
-table (tools/cli/options.py); an unknown key or a bad value stops the start with one line naming
-the file and line. A project file comes with the repository, so it may tighten safety but not
-loosen it: a ``mode = "auto"`` or ``isolation = "none"`` there is ignored with a warning.
+environment variable (``ANTHROPIC_MODEL``, or ``OPENAI_MODEL`` with ``provider = "openai"``), the
+flag. Keys are the ``key`` column of the option table (tools/cli/options.py); an unknown key or a
+bad value stops the start with one line naming the file and line. A project file comes with the
+repository, so it may tighten safety but not loosen it: a ``mode = "auto"`` or ``isolation = "none"``
+there is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def resolve(args: argparse.Namespace, workspace: Path) -> Settings:
     if project.resolve() != user_settings_file().resolve():
         _apply_file(settings, project, project=True)
     for option in OPTIONS:
-        if option.env and (value := os.environ.get(option.env)):
-            settings.values[option.dest] = check_value(option, value, f"${option.env}", from_text=True)
-            settings.sources[option.dest] = f"${option.env}"
+        env = option.env and option.env.format(PROVIDER=str(settings.values.get("provider", "anthropic")).upper())
+        if env and (value := os.environ.get(env)):
+            settings.values[option.dest] = check_value(option, value, f"${env}", from_text=True)
+            settings.sources[option.dest] = f"${env}"
         raw = getattr(args, option.dest, None)
         if raw is not None:
             settings.values[option.dest] = check_value(option, raw, option.flag, from_text=True)

@@ -1,8 +1,9 @@
 """The model boundary: one streaming POST /v1/messages, its SSE parsed into plain event dicts.
 
 Everything after this module sees Anthropic-shaped stream events (``{"type": "message_start", …}``)
-and our own errors, never HTTP details. A later OpenAI-compatible provider translates its chunks
-into the same events here.
+and our own errors, never HTTP details. ``tools/wire/openai.py`` subclasses the client for the
+Chat Completions wire (its hooks: ``path``, ``_headers``, ``_wire_body``, ``_status_error``,
+``_events``) and translates its chunks into the same events, which pass the same EventShapes check.
 
 We speak HTTP through ``httpx2``, the stack the anthropic SDK itself runs on, and parse SSE with
 our own byte-level splitter (``tools/wire/sse.py``: 0.35 s per MB of tool input with JSON decoding and
@@ -22,7 +23,9 @@ Errors, mapped once here::
           │ HTTP 400 (the API's message), 401/403 (the key), 404 (the model), 413 (too large)
           └── PromptTooLong        the conversation does not fit the model's context window:
                 HTTP 400 invalid_request_error "prompt is too long: N tokens > L maximum" (or
-                "… exceed context limit …"); the loop compacts it and retries once
+                "… exceed context limit …"); OpenAI-compatible context_length_exceeded, llama.cpp's
+                exceed_context_size_error, vLLM's "maximum context length"; the loop compacts it
+                and retries once
 """
 
 from __future__ import annotations
@@ -117,10 +120,16 @@ class PromptTooLong(FatalModelError):
 
 # Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
 # the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
+# OpenAI-compatible servers: the codes context_length_exceeded (OpenAI), exceed_context_size_error
+# (llama.cpp: "the request exceeds the available context size"), context_window_exceeded, and vLLM's
+# "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens".
 _TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
-                       r"|context_length_exceeded", re.IGNORECASE)
+                       r"|context_length_exceeded|exceed_context_size_error|context_window_exceeded"
+                       r"|context (?:length|size|window)[^.]{0,60}exceed|exceeds? the (?:available )?context",
+                       re.IGNORECASE)
 # OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
-_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?resulted in (\d+) tokens", re.DOTALL)
+_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens",
+                             re.DOTALL)
 _TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
 
 
@@ -182,6 +191,8 @@ class ModelClient:
     watchdog shuts the socket down when it passes, however the bytes trickle in.
     """
 
+    path = "/v1/messages"  # joined to the base URL
+
     def __init__(
         self,
         *,
@@ -195,9 +206,7 @@ class ModelClient:
     ) -> None:
         self._recorder = recorder
         self._socket: Any = None  # of the response being read, so abort() can wake its reader
-        headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
-        if api_key:
-            headers["x-api-key"] = api_key
+        headers = self._headers(api_key)
         # The read timeout is the idle timeout: pings arrive every few seconds on a live stream,
         # so no byte for that long means a half-open connection that would otherwise hang for ever.
         timeout = httpx2.Timeout(connect=connect_timeout, read=idle_timeout, write=30.0, pool=connect_timeout)
@@ -213,6 +222,23 @@ class ModelClient:
         self._tls = _Background(httpx2.create_ssl_context) if base_url.startswith("https:") else None
         self._built: httpx2.Client | None = None
 
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as this wire wants it; history is kept in the Messages API's shape."""
+        return body
+
+    def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
+        return _status_error(status, headers, body)
+
+    def _events(self, headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
+        """The reply's events; ``reading.stopped`` is set when the reply's end went by."""
+        return _events(headers, reading)
+
     @property
     def _http(self) -> httpx2.Client:
         if self._built is None:
@@ -227,6 +253,7 @@ class ModelClient:
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+        body = self._wire_body(body)
         parts = self._encoder.parts(body)  # written one after the other: the body is never joined
         size = sum(map(len, parts))
         log.debug("request headers: %s", dict(self._http.headers))  # the log filter redacts the key
@@ -239,25 +266,25 @@ class ModelClient:
         watchdog.start()
         try:
             with self._http.stream(
-                "POST", "/v1/messages", content=iter(parts),
+                "POST", self.path, content=iter(parts),
                 headers={"content-type": "application/json", "content-length": str(size)},
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
                 if self._expired:  # the limit passed before the answer: nothing was there to shut down
                     raise self._timed_out()
-                request_id = response.headers.get("request-id", "-")
-                log.info("POST /v1/messages model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
-                         body.get("model"), size, response.status_code, request_id,
+                request_id = response.headers.get("request-id") or response.headers.get("x-request-id", "-")
+                log.info("POST %s model=%s bytes=%d -> HTTP %d request-id=%s in %.3f s",
+                         self.path, body.get("model"), size, response.status_code, request_id,
                          time.monotonic() - started)
                 chunks = response.iter_bytes()
                 if self._recorder:
                     self._recorder.response(number, response.status_code, dict(response.headers))
                     chunks = self._recorder.tee(number, chunks)
                 if response.status_code != 200:
-                    raise _status_error(response.status_code, response.headers, b"".join(chunks))
+                    raise self._status_error(response.status_code, response.headers, b"".join(chunks))
                 reading = _Reading(chunks)
-                yield _events(response.headers, reading)
+                yield self._events(response.headers, reading)
                 if reading.stopped:
                     _drain(chunks)
                 log.info("request-id=%s stream closed after %.3f s", request_id, time.monotonic() - started)

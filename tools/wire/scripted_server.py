@@ -31,6 +31,9 @@ reply, and reports every other request's size as its ``input_tokens`` when there
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
+
+A request to ``/v1/chat/completions`` or ``/chat/completions`` gets the same scenario as OpenAI
+Chat Completions chunks (``tools/wire/scripted_chat.py``), faults at the same places.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from midstream.tools.conversation.cache_model import CacheModel, prompt_tokens
+from midstream.tools.wire.scripted_chat import ChatRenderer, as_messages_body, error_body, is_chat_path, render_chat
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 
@@ -181,6 +185,7 @@ class ScriptedServer:
         for scripted in self.replies:
             if scripted.get("burst"):  # render up front, so a benchmark times the client, not json.dumps
                 scripted["_wire"] = _render(scripted.get("events", []))
+                scripted["_chat_wire"] = render_chat(scripted.get("events", []))
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -201,13 +206,15 @@ class ScriptedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def next_reply(self, body: dict[str, Any], headers: dict[str, str], started: float = 0.0) -> dict[str, Any] | None:
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str], started: float = 0.0,
+                   path: str = "/v1/messages") -> dict[str, Any] | None:
+        chat = is_chat_path(path)
         with self._lock:
-            record = {"body": body, "headers": headers, "time": time.monotonic(), "started": started}
+            record = {"body": body, "headers": headers, "time": time.monotonic(), "started": started, "path": path}
             self.requests.append(record)
             self.log.append(f"request:{len(self.requests)}")
             if self.context_limit is not None:
-                tokens = prompt_tokens(body)
+                tokens = prompt_tokens(as_messages_body(body) if chat else body)
                 record["prompt_tokens"] = tokens
                 if tokens > self.context_limit:
                     self.log.append("too_long")
@@ -217,9 +224,9 @@ class ScriptedServer:
         if scripted is None and self.respond is not None:
             scripted = self.respond(body)
         if scripted is not None and self.cache is None and self.context_limit is not None and scripted.get("events"):
-            record["usage"] = usage = {"input_tokens": prompt_tokens(body)}
+            record["usage"] = usage = {"input_tokens": prompt_tokens(as_messages_body(body) if chat else body)}
             scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
-        if scripted is not None and self.cache is not None and scripted.get("events"):
+        if scripted is not None and self.cache is not None and scripted.get("events") and not chat:
             record["usage"] = usage = self.cache.usage(body)
             scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
         return scripted
@@ -244,7 +251,7 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length", 0))
             raw = self.rfile.read(length)
             body = json.loads(raw or b"{}") if server.keep_bodies else {}
-            scripted = server.next_reply(body, dict(self.headers.items()), started)
+            scripted = server.next_reply(body, dict(self.headers.items()), started, self.path)
             if scripted is None:
                 scripted = {"status": 500, "error": {"type": "api_error", "message": "scenario has no more replies"}}
             status = scripted.get("status", 200)
@@ -260,6 +267,8 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def _send_error(self, status: int, scripted: dict[str, Any]) -> None:
             error = scripted.get("error", {"type": "api_error", "message": "scripted failure"})
             payload = json.dumps({"type": "error", "error": error}).encode()
+            if is_chat_path(self.path):
+                payload = error_body(error)
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
@@ -279,8 +288,9 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             events = scripted.get("events", [])
+            chat = ChatRenderer() if is_chat_path(self.path) else None
             if scripted.get("burst"):
-                self._burst(scripted["_wire"])
+                self._burst(scripted["_chat_wire" if chat else "_wire"])
                 return
             if "sse" in scripted:
                 self._burst(scripted["sse"].encode(), scripted.get("chunk", 65536))
@@ -302,6 +312,11 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 if before := event.get("_before"):
                     before()
                 wire = {k: v for k, v in event.items() if not k.startswith("_")}
+                if chat is not None:
+                    for line, data in chat.render(wire):
+                        server.log.append(line)  # logged before the write, so the client cannot act first
+                        self._chunk(data.replace(b"\n", line_ending))
+                    continue
                 server.log.append(_describe(wire))  # logged before the write, so the client cannot act first
                 self._chunk(f"event: {wire['type']}\ndata: {json.dumps(wire)}\n\n".encode().replace(b"\n", line_ending))
             self.wfile.write(b"0\r\n\r\n")

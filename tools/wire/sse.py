@@ -68,6 +68,8 @@ def _parse(block: bytes) -> tuple[str, bytes] | None:
         newline = block.find(b"\n")
         if newline != -1 and block.startswith(b"data: ", newline + 1) and block.find(b"\n", newline + 1) == -1:
             return block[7:newline].decode("utf-8", "replace"), block[newline + 7 :]
+    elif block.startswith(b"data: ") and block.find(b"\n") == -1:  # ...and what Chat Completions sends
+        return "message", block[6:]
     name = "message"
     data: list[bytes] = []
     for line in block.split(b"\n"):
