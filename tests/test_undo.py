@@ -238,3 +238,19 @@ def test_a_snapshot_killed_half_way_does_not_spoil_the_next_one(workspace):
     (workspace / "a.txt").write_text("later\n")
     assert snapshots.undo().files == [("reverted", "a.txt")]
     assert (workspace / "a.txt").read_text() == "before\n"
+
+
+def test_a_command_misread_as_read_only_is_still_undoable(make_agent, workspace):
+    """The classifier is a speed bump, not the judge of what a command writes: `sed -n 'w notes.md'`
+    and `git diff --output=FILE` read as read-only, yet overwrite a file. /undo must still cover them."""
+    (workspace / "notes.md").write_text("the person's notes\n")
+    (workspace / "in.txt").write_text("model text\n")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "sed -n 'w notes.md' in.txt"})),
+                             reply(Text("ok"))])
+    with server:
+        agent, _ = make_agent(server, isolation="none", grace_seconds=0)
+        agent.send("go")
+    assert (workspace / "notes.md").read_text() == "model text\n"
+    report = agent.undo.undo()
+    assert report.undone and report.files == [("reverted", "notes.md")]
+    assert (workspace / "notes.md").read_text() == "the person's notes\n"
