@@ -314,3 +314,19 @@ def test_esc_in_a_destructive_countdown_refuses_the_call(workspace):
     assert (workspace / "build" / "keep.o").read_text() == "precious"
     (refused,) = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
     assert refused["is_error"] and "grace window" in refused["content"]
+
+
+def test_bang_commands_in_read_only_mode_cannot_write_the_workspace(workspace):
+    """Read-only mode binds the workspace read-only for every command: the person's `!command` too."""
+    (workspace / "keep.txt").write_text("keep\n")
+    server = ScriptedServer([])
+    with server:
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        for isolation in ("auto", "none"):  # bound read-only by bubblewrap; without it, the strict allowlist
+            child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", isolation, "--mode", "read-only"],
+                                  cwd=str(workspace), env=env, dimensions=(40, 140), encoding="utf-8", timeout=20)
+            child.expect("› ")
+            child.sendline("!rm -f keep.txt; echo made > made.txt")
+            child.expect(r"\[exit status|Refused")
+            leave(child)
+            assert (workspace / "keep.txt").read_text() == "keep\n" and not (workspace / "made.txt").exists()

@@ -159,6 +159,10 @@ def run_shell(session: Interactive, command: str) -> None:
         return
     ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation,
                                                                 "network": session.agent.config.network})
+    if session.agent.gate.mode == "read-only":  # the person's command too: the workspace stays as it is
+        if refusal := session.agent.gate.check(tool, {"command": command}, ctx, "bang"):
+            print(refusal, flush=True)
+            return
     results: list[ToolResult] = []
     done = threading.Event()
 
