@@ -5,7 +5,7 @@ Precedence, lowest first: the option's default, the user file, the project file,
 environment variable (``ANTHROPIC_MODEL``), the flag. Keys are the ``key`` column of the option
 table (tools/cli/options.py); an unknown key or a bad value stops the start with one line naming
 the file and line. A project file comes with the repository, so it may tighten safety but not
-loosen it: a ``mode = "auto"`` or ``isolation = "none"`` there is ignored with a warning.
+loosen it: a ``mode = "auto"``, ``isolation = "none"`` or a shorter ``grace`` there is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
             known = ", ".join(sorted(_BY_KEY))
             raise SettingError(f"{where}: unknown setting {key!r} (known: {known})")
         checked = check_value(option, value, f"{where}: {key}", from_text=False)
-        if project and checked in option.project_may_not:
+        if project and (checked in option.project_may_not
+                        or option.project_at_least is not None and checked < option.project_at_least):
             settings.warnings.append(
                 f"{where}: {key} = {value!r} ignored: a project's settings may not loosen the sandbox "
                 f"(set it in {user_settings_file()} or pass {option.flag} {value})")
