@@ -254,3 +254,21 @@ def test_a_command_misread_as_read_only_is_still_undoable(make_agent, workspace)
     report = agent.undo.undo()
     assert report.undone and report.files == [("reverted", "notes.md")]
     assert (workspace / "notes.md").read_text() == "the person's notes\n"
+
+
+def test_midstream_undo_skips_a_session_left_before_its_first_message(workspace):
+    """`-c` skips a session opened and left without a message; `--undo` must pick the same session."""
+    (workspace / "keep.txt").write_text("keep\n")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -f keep.txt"})), reply(Text("ok"))])
+    env = program_env() | {"ANTHROPIC_BASE_URL": server.url}
+    run = [sys.executable, "-m", "midstream", "--isolation", "none", "--mode", "auto", "--grace", "0"]
+    with server:
+        subprocess.run([*run, "-p", "go"], cwd=workspace, env=env, check=True, capture_output=True)
+        child = spawn(server, workspace)  # a look at the prompt, then Ctrl-D: a session with no conversation
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+        done = subprocess.run([*run, "--undo"], cwd=workspace, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (workspace / "keep.txt").read_text() == "keep\n"
