@@ -97,8 +97,8 @@ def _undo(session: Interactive, rest: str) -> None:
 
 
 def _compact(session: Interactive, rest: str) -> None:
-    """Summarise now; the renderer shows what was kept (or why nothing changed)."""
-    session.agent.compact(rest or None)
+    """Summarise now; the renderer shows what was kept (or why nothing changed). Esc stops it, as Ctrl-C."""
+    session.turn(lambda: session.agent.compact(rest or None))
 
 
 def _retry(session: Interactive, rest: str) -> None:
