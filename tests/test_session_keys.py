@@ -137,7 +137,8 @@ def test_resume_without_an_id_lists_the_sessions_to_choose_from(workspace):
 
 def test_slash_commands_do_what_they_say_and_bang_runs_a_command(workspace):
     usage = {"input_tokens": 1000, "output_tokens": 50}
-    server = ScriptedServer([reply(Text("one"), usage=usage), reply(Text("two")), reply(Text("three"))])
+    server = ScriptedServer([reply(Text("one"), usage=usage, model="claude-sonnet-4-5"), reply(Text("two")),
+                             reply(Text("three"))])
     with server:
         child = spawn(server, workspace, "--mode", "auto")
         child.expect("› ")
@@ -330,3 +331,23 @@ def test_bang_commands_in_read_only_mode_cannot_write_the_workspace(workspace):
             child.expect(r"\[exit status|Refused")
             leave(child)
             assert (workspace / "keep.txt").read_text() == "keep\n" and not (workspace / "made.txt").exists()
+
+
+def test_cost_after_switching_model_prices_each_request_by_the_model_that_ran_it(workspace):
+    """Tokens a free local model used are not re-priced at Opus rates after `/model claude-opus-4`."""
+    usage = {"input_tokens": 1000, "output_tokens": 50}
+    server = ScriptedServer([reply(Text("one"), usage=usage, model="qwen-local")])
+    with server:
+        child = spawn(server, workspace, "--model", "qwen-local")
+        child.expect("› ")
+        child.sendline("hi")
+        child.expect("one")
+        child.expect("› ")
+        child.sendline("/model claude-opus-4")
+        child.expect("model: claude-opus-4")
+        child.expect("› ")
+        child.sendline("/cost")
+        child.expect(r"so far: 1,000 in · 50 out · no cache reads yet · ([^\r\n]*)\r")
+        said = child.match.group(1)
+        leave(child)
+    assert "$" not in said and "cost unknown" in said

@@ -73,7 +73,9 @@ def _cost(session: Interactive, rest: str) -> None:
     if usage is None or not (usage.prompt_tokens or usage.output):
         session.say("no tokens used yet in this session")
         return
-    described = usage.describe(session.agent.config.model)
+    # Each request as billed, by the model the server said ran it: not the whole session re-priced at
+    # the model now chosen (/model claude-opus-4 after a free local model).
+    described = usage.describe() + (" · cost unknown for this model" if usage.dollars is None else "")
     if usage.hit_ratio is None or not (usage.cache_read or usage.cache_write or usage.cache_write_1h):
         first, _, cost = described.rpartition(" · ")
         described = f"{first} · no cache reads yet · {cost}"
