@@ -351,3 +351,23 @@ def test_cost_after_switching_model_prices_each_request_by_the_model_that_ran_it
         said = child.match.group(1)
         leave(child)
     assert "$" not in said and "cost unknown" in said
+
+
+
+def test_model_switch_brings_the_new_model_s_context_window(workspace):
+    """/model from an unknown local model to a Claude model: /cost and compaction know its window."""
+    server = ScriptedServer([reply(Text("one"), usage={"input_tokens": 1000, "output_tokens": 50})])
+    with server:
+        child = spawn(server, workspace, "--model", "qwen-local")
+        child.expect("› ")
+        child.sendline("hi")
+        child.expect("one")
+        child.expect("› ")
+        child.sendline("/model claude-opus-4")
+        child.expect("model: claude-opus-4")
+        child.expect("› ")
+        child.sendline("/cost")
+        child.expect(r"context ([^\r\n]*)\r")
+        said = child.match.group(1)
+        leave(child)
+    assert "1,000 / 200,000 tokens" in said

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from midstream.sandbox.permissions import MODES
+from midstream.tools.conversation.compaction import context_window_for
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.registry import ToolContext, ToolResult
 
@@ -63,6 +64,7 @@ def _model(session: Interactive, rest: str) -> None:
         session.say(f"not a model name: {rest!r}")
         return
     session.agent.config.model = rest
+    session.agent.context.window = context_window_for(rest, session.agent.config.context_window)  # compaction too
     if hasattr(session.renderer, "model"):
         session.renderer.model = rest  # costs are priced for the model now in use
     session.say(f"model: {rest} from the next message on")
