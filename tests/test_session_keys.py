@@ -371,3 +371,22 @@ def test_model_switch_brings_the_new_model_s_context_window(workspace):
         said = child.match.group(1)
         leave(child)
     assert "1,000 / 200,000 tokens" in said
+
+
+
+def test_esc_stops_a_bang_command_as_ctrl_c_does(workspace):
+    server = ScriptedServer([reply(Text("ok"))])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("!echo begun; sleep 60")
+        child.expect("stops it")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)  # the command is running
+        child.send("\x1b")
+        child.expect(r"Interrupted by the person after [\d.]+ s", timeout=10)
+        child.expect("› ")
+        child.sendline("go")
+        child.expect("ok")
+        leave(child)
+    said = texts(server.requests[0])[-1]
+    assert "$ echo begun; sleep 60" in said and "Interrupted by the person" in said

@@ -176,16 +176,28 @@ def run_shell(session: Interactive, command: str) -> None:
         finally:
             done.set()
 
-    session.say(f"running `{command}` (Ctrl-C stops it)", style="dim")
-    # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
-    try:
+    thread = threading.Thread(target=work, name="bang-command", daemon=True)
+
+    def wait() -> None:
+        # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
         with session.interruptible():
-            threading.Thread(target=work, name="bang-command", daemon=True).start()
+            thread.start()
+            while "process" not in ctx.extras and not done.wait(0.01):
+                pass  # said once the command runs: a Ctrl-C pressed on seeing it always finds it running
+            session.say(f"running `{command}` (Esc or Ctrl-C stops it)", style="dim")
             while not done.wait(0.1):
                 pass
+
+    escape, session.keys.on_escape = session.keys.on_escape, ctx.cancelled.set  # Esc stops it as Ctrl-C does
+    try:
+        with session.interruptible():  # from the line above on, Ctrl-C stops the command
+            session.turn(wait)  # keys read as during a turn: Esc caught, type-ahead kept, nothing echoed
     except KeyboardInterrupt:
         ctx.cancelled.set()  # the tool stops its process group and says what happened
-        done.wait()
-    output = results[0].content if results else "[no result]"
+        if thread.ident is not None:  # (a press before the command started: nothing to wait for)
+            done.wait()
+    finally:
+        session.keys.on_escape = escape
+    output = results[0].content if results else "[not run: stopped by the person before it started]"
     print(output, flush=True)
     session.shell_notes.append(f"[The person ran a shell command themselves in the workspace:]\n$ {command}\n{output}")
