@@ -104,6 +104,14 @@ def test_a_project_file_cannot_shorten_the_countdown(workspace):
     assert '"event": "ToolGrace"' in done.stdout and '"seconds": 3' in done.stdout
 
 
+
+def test_a_settings_file_that_is_not_a_regular_file_is_one_line_not_a_hang(workspace):
+    path = workspace / ".midstream" / "settings.toml"
+    path.parent.mkdir()
+    os.mkfifo(path)  # a hostile checkout: opening it for reading would wait for a writer forever
+    assert one_error_line(midstream(["-p", "x"], workspace)) == f"midstream: {path}: not a regular file"
+
+
 NUMERIC = [o for o in OPTIONS if o.kind in (int, float)]
 
 
