@@ -48,7 +48,7 @@ from typing import Any
 
 from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
-from midstream.sandbox.permissions import Gate
+from midstream.sandbox.permissions import SHELL_TOOLS, Gate
 from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
@@ -644,7 +644,9 @@ class Agent:
                     result = ToolResult(refusal, is_error=True)
                 else:  # running only now: a grace window or a question comes first, on screen too
                     self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
-                    if access.writes:
+                    # A command's text is only read by a speed bump (sed 'w f' reads as read-only): unless the
+                    # kernel binds the workspace read-only for it, it may write, so /undo must be able to return.
+                    if access.writes or (call.name in SHELL_TOOLS and ctx.extras.get("writable", True)):
                         self.undo.before_call()  # a snapshot /undo can return to
                     crash_record.started()
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)

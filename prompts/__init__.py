@@ -62,9 +62,20 @@ def instruction_files(workspace: Path) -> list[Path]:
     while directories[-1] != root and root in directories[-1].parents:
         directories.append(directories[-1].parent)
     found = [p for p in [_config_dir() / "AGENTS.md"] if p.is_file()]
-    for directory in reversed(directories):
-        found += [directory / name for name in INSTRUCTION_NAMES if (directory / name).is_file()]
+    for directory in reversed(directories):  # a repository's file may not lead outside it (AGENTS.md -> ~/.aws/…)
+        found += [directory / name for name in INSTRUCTION_NAMES
+                  if (directory / name).is_file() and _within((directory / name).resolve(), root)]
     return found
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _head(path: Path) -> bytes:
+    """The first MAX_INSTRUCTION_BYTES of ``path``: memory bounded however large the file is."""
+    with open(path, "rb") as file:
+        return file.read(MAX_INSTRUCTION_BYTES)
 
 
 def _workspace_facts(workspace: Path) -> str:
@@ -84,7 +95,7 @@ def build_system_blocks(workspace: Path) -> list[dict[str, str]]:
     """The system prompt as text blocks: who the agent is, the workspace, then instruction files."""
     blocks = [render_template("system"), _workspace_facts(workspace)]
     for path in instruction_files(workspace):
-        content = path.read_bytes()[:MAX_INSTRUCTION_BYTES].decode("utf-8", "replace").strip()
+        content = _head(path).decode("utf-8", "replace").strip()
         if content:
             blocks.append(render_template("instructions", path=str(path), content=content))
     return [{"type": "text", "text": text} for text in blocks]

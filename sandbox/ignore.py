@@ -10,6 +10,7 @@ these rules only shape what listing and searching show.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +40,10 @@ class IgnoreRules:
 
         if directory not in self._specs:
             path = self.root / directory / ".gitignore"
-            try:
-                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            try:  # non-blocking and regular files only: a FIFO named .gitignore must not hang every search
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+                    data = f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+                lines = data.decode("utf-8", "replace").splitlines()
             except OSError:
                 lines = []
             self._specs[directory] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None

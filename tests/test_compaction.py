@@ -477,3 +477,30 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
     result = json.loads(summary_out.getvalue())
     assert [c["event"] for c in result["context"]] == ["ContextCleared", "Compacted"]
     assert result["usage"]["output"] == 910
+
+
+def test_esc_during_compact_stops_it_as_ctrl_c_does(workspace):
+    server = ScriptedServer([
+        reply(Text("first answer")),
+        reply(Text("a summary that streams very slowly " * 40, chunk=4, delay=0.1)),
+        reply(Text("still all there")),
+    ])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("remember the word pelican")
+        child.expect("first answer")
+        child.expect("› ")
+        child.sendline("/compact")
+        child.expect("compacting the conversation")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)  # the summary is streaming
+        child.send("\x1b")
+        child.expect("could not compact the conversation: interrupted", timeout=5)
+        child.expect("› ")
+        child.sendline("go on")
+        child.expect("still all there")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    messages = server.requests[-1]["body"]["messages"]
+    assert "pelican" in json.dumps(messages) and SUMMARY_TITLE not in json.dumps(messages)

@@ -179,3 +179,18 @@ def test_file_tools_cannot_write_what_the_sandbox_protects(workspace):
         assert result.is_error and "policy boundary" in result.content, path
     assert not (workspace / ".gitmodules").exists() and not (workspace / ".midstream").exists()
     assert not (workspace / "vendor" / "lib" / ".git" / "config").exists()
+
+
+def test_a_fifo_named_gitignore_does_not_hang_listing(workspace):
+    """A hostile checkout's .gitignore that is a FIFO: opening it to read the rules would wait forever."""
+    import threading
+
+    os.mkfifo(workspace / ".gitignore")
+    (workspace / "a.py").write_text("x\n")
+    results = []
+    worker = threading.Thread(target=lambda: results.append(search.list_dir.run(ToolContext(workspace), {})),
+                              daemon=True)
+    worker.start()
+    worker.join(20)  # a hang detector, not a timing bound: it answers at once or never
+    assert not worker.is_alive()
+    assert "a.py" in results[0].content

@@ -59,6 +59,21 @@ def test_outside_git_only_the_workspace_is_searched(tmp_path):
     assert "not a git repository" in build_system_blocks(workspace)[1]["text"]
 
 
+
+def test_a_repository_s_instruction_file_cannot_lead_outside_it(tmp_path):
+    """A hostile repository's AGENTS.md -> ~/.aws/credentials must not send the credentials to the model."""
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = hunter2")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    (workspace / "AGENTS.md").symlink_to(secret)
+    (workspace / "real.md").write_text("be brief")
+    (workspace / "CLAUDE.md").symlink_to("real.md")  # a link that stays inside is fine
+    assert instruction_files(workspace) == [workspace / "CLAUDE.md"]
+    assert "hunter2" not in str(build_system_blocks(workspace))
+
+
 def _body(messages):
     return {"model": "m", "tools": [{"name": "a"}, {"name": "b"}], "system": [{"type": "text", "text": "s"}],
             "messages": messages}

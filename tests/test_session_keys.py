@@ -137,7 +137,8 @@ def test_resume_without_an_id_lists_the_sessions_to_choose_from(workspace):
 
 def test_slash_commands_do_what_they_say_and_bang_runs_a_command(workspace):
     usage = {"input_tokens": 1000, "output_tokens": 50}
-    server = ScriptedServer([reply(Text("one"), usage=usage), reply(Text("two")), reply(Text("three"))])
+    server = ScriptedServer([reply(Text("one"), usage=usage, model="claude-sonnet-4-5"), reply(Text("two")),
+                             reply(Text("three"))])
     with server:
         child = spawn(server, workspace, "--mode", "auto")
         child.expect("› ")
@@ -314,3 +315,78 @@ def test_esc_in_a_destructive_countdown_refuses_the_call(workspace):
     assert (workspace / "build" / "keep.o").read_text() == "precious"
     (refused,) = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
     assert refused["is_error"] and "grace window" in refused["content"]
+
+
+def test_bang_commands_in_read_only_mode_cannot_write_the_workspace(workspace):
+    """Read-only mode binds the workspace read-only for every command: the person's `!command` too."""
+    (workspace / "keep.txt").write_text("keep\n")
+    server = ScriptedServer([])
+    with server:
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        for isolation in ("auto", "none"):  # bound read-only by bubblewrap; without it, the strict allowlist
+            child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", isolation, "--mode", "read-only"],
+                                  cwd=str(workspace), env=env, dimensions=(40, 140), encoding="utf-8", timeout=20)
+            child.expect("› ")
+            child.sendline("!rm -f keep.txt; echo made > made.txt")
+            child.expect(r"\[exit status|Refused")
+            leave(child)
+            assert (workspace / "keep.txt").read_text() == "keep\n" and not (workspace / "made.txt").exists()
+
+
+def test_cost_after_switching_model_prices_each_request_by_the_model_that_ran_it(workspace):
+    """Tokens a free local model used are not re-priced at Opus rates after `/model claude-opus-4`."""
+    usage = {"input_tokens": 1000, "output_tokens": 50}
+    server = ScriptedServer([reply(Text("one"), usage=usage, model="qwen-local")])
+    with server:
+        child = spawn(server, workspace, "--model", "qwen-local")
+        child.expect("› ")
+        child.sendline("hi")
+        child.expect("one")
+        child.expect("› ")
+        child.sendline("/model claude-opus-4")
+        child.expect("model: claude-opus-4")
+        child.expect("› ")
+        child.sendline("/cost")
+        child.expect(r"so far: 1,000 in · 50 out · no cache reads yet · ([^\r\n]*)\r")
+        said = child.match.group(1)
+        leave(child)
+    assert "$" not in said and "cost unknown" in said
+
+
+
+def test_model_switch_brings_the_new_model_s_context_window(workspace):
+    """/model from an unknown local model to a Claude model: /cost and compaction know its window."""
+    server = ScriptedServer([reply(Text("one"), usage={"input_tokens": 1000, "output_tokens": 50})])
+    with server:
+        child = spawn(server, workspace, "--model", "qwen-local")
+        child.expect("› ")
+        child.sendline("hi")
+        child.expect("one")
+        child.expect("› ")
+        child.sendline("/model claude-opus-4")
+        child.expect("model: claude-opus-4")
+        child.expect("› ")
+        child.sendline("/cost")
+        child.expect(r"context ([^\r\n]*)\r")
+        said = child.match.group(1)
+        leave(child)
+    assert "1,000 / 200,000 tokens" in said
+
+
+
+def test_esc_stops_a_bang_command_as_ctrl_c_does(workspace):
+    server = ScriptedServer([reply(Text("ok"))])
+    with server:
+        child = spawn(server, workspace)
+        child.expect("› ")
+        child.sendline("!echo begun; sleep 60")
+        child.expect("stops it")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)  # the command is running
+        child.send("\x1b")
+        child.expect(r"Interrupted by the person after [\d.]+ s", timeout=10)
+        child.expect("› ")
+        child.sendline("go")
+        child.expect("ok")
+        leave(child)
+    said = texts(server.requests[0])[-1]
+    assert "$ echo begun; sleep 60" in said and "Interrupted by the person" in said

@@ -90,6 +90,28 @@ def test_a_project_file_cannot_loosen_the_sandbox(workspace):
     assert (workspace / "build").is_dir()
 
 
+
+def test_a_project_file_cannot_shorten_the_countdown(workspace):
+    """A repository's `grace = 0` would take away the person's chance to stop `rm -rf` in auto mode."""
+    project_settings(workspace, "grace = 0\n")
+    (workspace / "build").mkdir()
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -rf build"})), reply(Text("ok"))])
+    with server:
+        done = midstream(["-p", "x", "--mode", "auto", "--isolation", "none", "--output-format", "stream-json"],
+                         workspace, {"ANTHROPIC_BASE_URL": server.url})
+    assert done.returncode == 0, done.stderr
+    assert "grace = 0 ignored" in done.stderr
+    assert '"event": "ToolGrace"' in done.stdout and '"seconds": 3' in done.stdout
+
+
+
+def test_a_settings_file_that_is_not_a_regular_file_is_one_line_not_a_hang(workspace):
+    path = workspace / ".midstream" / "settings.toml"
+    path.parent.mkdir()
+    os.mkfifo(path)  # a hostile checkout: opening it for reading would wait for a writer forever
+    assert one_error_line(midstream(["-p", "x"], workspace)) == f"midstream: {path}: not a regular file"
+
+
 NUMERIC = [o for o in OPTIONS if o.kind in (int, float)]
 
 

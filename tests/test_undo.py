@@ -238,3 +238,37 @@ def test_a_snapshot_killed_half_way_does_not_spoil_the_next_one(workspace):
     (workspace / "a.txt").write_text("later\n")
     assert snapshots.undo().files == [("reverted", "a.txt")]
     assert (workspace / "a.txt").read_text() == "before\n"
+
+
+def test_a_command_misread_as_read_only_is_still_undoable(make_agent, workspace):
+    """The classifier is a speed bump, not the judge of what a command writes: `sed -n 'w notes.md'`
+    and `git diff --output=FILE` read as read-only, yet overwrite a file. /undo must still cover them."""
+    (workspace / "notes.md").write_text("the person's notes\n")
+    (workspace / "in.txt").write_text("model text\n")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "sed -n 'w notes.md' in.txt"})),
+                             reply(Text("ok"))])
+    with server:
+        agent, _ = make_agent(server, isolation="none", grace_seconds=0)
+        agent.send("go")
+    assert (workspace / "notes.md").read_text() == "model text\n"
+    report = agent.undo.undo()
+    assert report.undone and report.files == [("reverted", "notes.md")]
+    assert (workspace / "notes.md").read_text() == "the person's notes\n"
+
+
+def test_midstream_undo_skips_a_session_left_before_its_first_message(workspace):
+    """`-c` skips a session opened and left without a message; `--undo` must pick the same session."""
+    (workspace / "keep.txt").write_text("keep\n")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -f keep.txt"})), reply(Text("ok"))])
+    env = program_env() | {"ANTHROPIC_BASE_URL": server.url}
+    run = [sys.executable, "-m", "midstream", "--isolation", "none", "--mode", "auto", "--grace", "0"]
+    with server:
+        subprocess.run([*run, "-p", "go"], cwd=workspace, env=env, check=True, capture_output=True)
+        child = spawn(server, workspace)  # a look at the prompt, then Ctrl-D: a session with no conversation
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+        done = subprocess.run([*run, "--undo"], cwd=workspace, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (workspace / "keep.txt").read_text() == "keep\n"

@@ -198,7 +198,7 @@ def _undo_latest(workspace: Path, session_id: str | None) -> int:
     """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
     from midstream.sandbox.snapshots import undo_last_turn
 
-    path = Transcript.find(workspace, session_id)
+    path = sessions.find(workspace, session_id)  # the session `-c` would pick up, not an empty newer one
     if path is None:
         raise _fail(f"found no session for {workspace} to undo.")
     report = undo_last_turn(workspace, path.stem)

@@ -43,6 +43,7 @@ class Option:
     env: str | None = None  # an environment variable between the settings files and the flag;
     # "{PROVIDER}" in it is the provider chosen (ANTHROPIC or OPENAI): --provider comes first in OPTIONS
     project_may_not: tuple[Any, ...] = ()  # values a repository's own settings file may not choose
+    project_at_least: float | None = None  # ...and below this a number would loosen safety
     field: str | None = ""  # the AgentConfig field it sets: "" means the same name as the flag, None none
 
     @property
@@ -78,7 +79,8 @@ OPTIONS: tuple[Option, ...] = (
            "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
            project_may_not=("auto",)),
     Option("--grace", "grace", float, _C.grace_seconds, "countdown before a destructive command runs in auto "
-           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds"),
+           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds",
+           project_at_least=_C.grace_seconds),
     Option("--isolation", "isolation", str, _C.isolation, "run shell commands under bubblewrap (auto: when it "
            "works here)", choices=("auto", "bwrap", "none"), project_may_not=("none",)),
     Option("--cache-ttl", "cache_ttl", str, _C.cache_ttl, "prompt cache lifetime (1h costs 2x input per write "

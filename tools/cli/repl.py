@@ -7,7 +7,7 @@ import select
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
@@ -16,6 +16,8 @@ from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.ui.events import Renderer, TurnEnded
 
 __all__ = ["Interactive", "confirmer"]
+
+T = TypeVar("T")
 
 
 class Interactive:
@@ -50,8 +52,8 @@ class Interactive:
         else:
             print(text, file=sys.stderr, flush=True)
 
-    def turn(self, run: Callable[[], TurnEnded]) -> TurnEnded:
-        """Run one turn with Esc watched; keep what the person typed meanwhile for the prompt."""
+    def turn(self, run: Callable[[], T]) -> T:
+        """Run one turn (or /compact's request) with Esc watched; keep what the person typed meanwhile."""
         if self._prefill:  # typed ahead before this turn and not sent: still being typed
             self.keys.typed, self._prefill = self._prefill, ""
         with self.keys.capturing():

@@ -5,8 +5,8 @@ Precedence, lowest first: the option's default, the user file, the project file,
 environment variable (``ANTHROPIC_MODEL``, or ``OPENAI_MODEL`` with ``provider = "openai"``), the
 flag. Keys are the ``key`` column of the option table (tools/cli/options.py); an unknown key or a
 bad value stops the start with one line naming the file and line. A project file comes with the
-repository, so it may tighten safety but not loosen it: a ``mode = "auto"`` or ``isolation = "none"``
-there is ignored with a warning.
+repository, so it may tighten safety but not loosen it: a ``mode = "auto"``, ``isolation = "none"``,
+``network = true`` or a shorter ``grace`` there is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,11 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _read(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # non-blocking, and only a regular file: a FIFO planted as a repository's settings must not hang start-up
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise SettingError(f"{path}: not a regular file")
+            text = file.read().decode("utf-8")
     except FileNotFoundError:
         return {}, ""
     except (OSError, UnicodeDecodeError) as error:
@@ -90,7 +94,8 @@ def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
             known = ", ".join(sorted(_BY_KEY))
             raise SettingError(f"{where}: unknown setting {key!r} (known: {known})")
         checked = check_value(option, value, f"{where}: {key}", from_text=False)
-        if project and checked in option.project_may_not:
+        if project and (checked in option.project_may_not
+                        or option.project_at_least is not None and checked < option.project_at_least):
             settings.warnings.append(
                 f"{where}: {key} = {value!r} ignored: a project's settings may not loosen the sandbox "
                 f"(set it in {user_settings_file()} or pass {option.flag} {value})")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from midstream.sandbox.permissions import MODES
+from midstream.tools.conversation.compaction import context_window_for
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.registry import ToolContext, ToolResult
 
@@ -63,6 +64,7 @@ def _model(session: Interactive, rest: str) -> None:
         session.say(f"not a model name: {rest!r}")
         return
     session.agent.config.model = rest
+    session.agent.context.window = context_window_for(rest, session.agent.config.context_window)  # compaction too
     if hasattr(session.renderer, "model"):
         session.renderer.model = rest  # costs are priced for the model now in use
     session.say(f"model: {rest} from the next message on")
@@ -73,7 +75,9 @@ def _cost(session: Interactive, rest: str) -> None:
     if usage is None or not (usage.prompt_tokens or usage.output):
         session.say("no tokens used yet in this session")
         return
-    described = usage.describe(session.agent.config.model)
+    # Each request as billed, by the model the server said ran it: not the whole session re-priced at
+    # the model now chosen (/model claude-opus-4 after a free local model).
+    described = usage.describe() + (" · cost unknown for this model" if usage.dollars is None else "")
     if usage.hit_ratio is None or not (usage.cache_read or usage.cache_write or usage.cache_write_1h):
         first, _, cost = described.rpartition(" · ")
         described = f"{first} · no cache reads yet · {cost}"
@@ -97,8 +101,8 @@ def _undo(session: Interactive, rest: str) -> None:
 
 
 def _compact(session: Interactive, rest: str) -> None:
-    """Summarise now; the renderer shows what was kept (or why nothing changed)."""
-    session.agent.compact(rest or None)
+    """Summarise now; the renderer shows what was kept (or why nothing changed). Esc stops it, as Ctrl-C."""
+    session.turn(lambda: session.agent.compact(rest or None))
 
 
 def _retry(session: Interactive, rest: str) -> None:
@@ -159,6 +163,10 @@ def run_shell(session: Interactive, command: str) -> None:
         return
     ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation,
                                                                 "network": session.agent.config.network})
+    if session.agent.gate.mode == "read-only":  # the person's command too: the workspace stays as it is
+        if refusal := session.agent.gate.check(tool, {"command": command}, ctx, "bang"):
+            print(refusal, flush=True)
+            return
     results: list[ToolResult] = []
     done = threading.Event()
 
@@ -168,16 +176,28 @@ def run_shell(session: Interactive, command: str) -> None:
         finally:
             done.set()
 
-    session.say(f"running `{command}` (Ctrl-C stops it)", style="dim")
-    # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
-    try:
+    thread = threading.Thread(target=work, name="bang-command", daemon=True)
+
+    def wait() -> None:
+        # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
         with session.interruptible():
-            threading.Thread(target=work, name="bang-command", daemon=True).start()
+            thread.start()
+            while "process" not in ctx.extras and not done.wait(0.01):
+                pass  # said once the command runs: a Ctrl-C pressed on seeing it always finds it running
+            session.say(f"running `{command}` (Esc or Ctrl-C stops it)", style="dim")
             while not done.wait(0.1):
                 pass
+
+    escape, session.keys.on_escape = session.keys.on_escape, ctx.cancelled.set  # Esc stops it as Ctrl-C does
+    try:
+        with session.interruptible():  # from the line above on, Ctrl-C stops the command
+            session.turn(wait)  # keys read as during a turn: Esc caught, type-ahead kept, nothing echoed
     except KeyboardInterrupt:
         ctx.cancelled.set()  # the tool stops its process group and says what happened
-        done.wait()
-    output = results[0].content if results else "[no result]"
+        if thread.ident is not None:  # (a press before the command started: nothing to wait for)
+            done.wait()
+    finally:
+        session.keys.on_escape = escape
+    output = results[0].content if results else "[not run: stopped by the person before it started]"
     print(output, flush=True)
     session.shell_notes.append(f"[The person ran a shell command themselves in the workspace:]\n$ {command}\n{output}")

@@ -93,8 +93,8 @@ class TypeAhead:
     @contextlib.contextmanager
     def capturing(self) -> Iterator[None]:
         """For the duration of a turn: no echo, keys read here."""
-        self._start()
-        try:
+        try:  # a Ctrl-C raised while starting still puts the terminal back
+            self._start()
             yield
         finally:
             self._finish()
@@ -120,19 +120,18 @@ class TypeAhead:
         quiet[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
         quiet[6] = list(saved[6])
         quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+        self._saved = saved  # before the change: whatever happens next, _finish puts it back
         termios.tcsetattr(self.fd, termios.TCSANOW, quiet)
-        self._saved = saved
         self._stop.clear()
         self._thread = threading.Thread(target=self._read_keys, name="typeahead", daemon=True)
         self._thread.start()
         self._shown()
 
     def _finish(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=1)
-        self._thread = None
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=1)
+            self._thread = None
         if self._saved is not None:
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(self.fd, termios.TCSANOW, self._saved)

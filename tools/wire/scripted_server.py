@@ -130,14 +130,16 @@ def reply(
     stop_reason: str | None = None,
     usage: dict[str, int] | None = None,
     pings: bool = True,
+    model: str = "scripted",
 ) -> dict[str, Any]:
-    """The events of one well-formed reply; stop_reason defaults to tool_use when a tool is called."""
+    """The events of one well-formed reply; stop_reason defaults to tool_use when a tool is called.
+    ``model`` is the model message_start says ran it (what costs are priced by)."""
     if stop_reason is None:
         stop_reason = "tool_use" if any(isinstance(b, ToolUse) for b in blocks) else "end_turn"
     usage = usage or {"input_tokens": 10, "output_tokens": 5}
     events: list[dict[str, Any]] = [
         {"type": "message_start", "message": {
-            "id": "msg_scripted", "type": "message", "role": "assistant", "model": "scripted", "content": [],
+            "id": "msg_scripted", "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}},
     ]
