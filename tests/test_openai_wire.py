@@ -404,6 +404,22 @@ def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     assert Transcript.load(Transcript.find(replayed)) == Transcript.load(Transcript.find(live))
 
 
+def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
+    """A Chat Completions recording read as Messages SSE was 'malformed event [DONE]', then the retries
+    consumed the following responses and gave up after seconds with 'the recording has no response 5'."""
+    (tmp_path / "notes.txt").write_text("alpha\n")
+    server = ScriptedServer([reply(Text("ok"))])
+    recording = tmp_path / "recording"
+    with server:
+        first = _midstream(["-p", "hi", "--record", str(recording)], tmp_path, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi", "--replay", str(recording)], cwd=tmp_path,
+                           env=program_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and again.stdout == ""
+    (line,) = again.stderr.splitlines()
+    assert line.startswith("midstream: ") and "--provider openai" in line
+
+
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
     call = {"type": "function", "function": {"name": "record", "arguments": '{"label": "A"}'}}
     scripted = {"events": [

@@ -263,6 +263,8 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
     from midstream.tools.wire.recording import Recorder, ReplayTransport
 
     transport = ReplayTransport(args.replay) if args.replay else None
+    if transport is not None and (mismatch := transport.check_provider(config.provider)):
+        raise _fail(mismatch)
     return client_for(
         config.provider, base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
