@@ -420,6 +420,14 @@ def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
     assert line.startswith("midstream: ") and "--provider openai" in line
 
 
+def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
+    for where in (tmp_path / "missing", tmp_path):  # not there; there but empty
+        done = _midstream(["-p", "hi", "--replay", str(where)], tmp_path, {})
+        assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("midstream: ") and "--record" in line
+
+
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
     call = {"type": "function", "function": {"name": "record", "arguments": '{"label": "A"}'}}
     scripted = {"events": [

@@ -262,7 +262,10 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
         return None  # the Agent builds the usual one
     from midstream.tools.wire.recording import Recorder, ReplayTransport
 
-    transport = ReplayTransport(args.replay) if args.replay else None
+    try:
+        transport = ReplayTransport(args.replay) if args.replay else None
+    except FileNotFoundError as missing:
+        raise _fail(str(missing)) from None
     if transport is not None and (mismatch := transport.check_provider(config.provider)):
         raise _fail(mismatch)
     return client_for(
