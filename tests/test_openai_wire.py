@@ -428,6 +428,28 @@ def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
         assert line.startswith("midstream: ") and "--record" in line
 
 
+def test_a_chat_session_with_reasoning_continues_on_the_messages_wire(workspace):
+    """reasoning_content is kept as thinking without a signature; the Messages API refuses such a
+    block (signature: Field required), so a session made on a reasoning server could not go on there."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(Thinking("let me look"), Text("Reading.\n"), ToolUse("call_1", "read_file",
+                                                                                    {"path": "notes.txt"})),
+                             reply(Thinking("done"), Text("first done"))])
+    with server:
+        first = _midstream(["-p", "read"], workspace, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    server = ScriptedServer([reply(Text("second done"))])
+    with server:
+        again = subprocess.run([sys.executable, "-m", "midstream", "-p", "again", "-c"], cwd=workspace,
+                               env=program_env(ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="k"),
+                               capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout == "second done\n", again.stderr
+    sent = server.requests[0]["body"]["messages"]
+    blocks = [b for m in sent if m["role"] == "assistant" for b in m["content"]]
+    assert all(b.get("signature") for b in blocks if b["type"] == "thinking")
+    assert [b["type"] for b in blocks] == ["text", "tool_use", "text"]  # what the reply said and did is kept
+
+
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
     call = {"type": "function", "function": {"name": "record", "arguments": '{"label": "A"}'}}
     scripted = {"events": [

@@ -118,6 +118,29 @@ class PromptTooLong(FatalModelError):
         self.limit = limit
 
 
+def _without_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without thinking blocks that carry no signature: reasoning from an OpenAI-compatible
+    server (a session continued on this wire) is kept as thinking, and the Messages API refuses a
+    thinking block it did not sign. A message left empty is left out (the API joins adjacent turns)."""
+    def unsigned(block: Any) -> bool:
+        return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) and any(map(unsigned, m["content"]))
+            for m in messages):
+        return body
+    kept = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            content = [b for b in message["content"] if not unsigned(b)]
+            if not content:
+                continue
+            message = {**message, "content": content}
+        kept.append(message)
+    return {**body, "messages": kept}
+
+
 # Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
 # the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
 # OpenAI-compatible servers: the codes context_length_exceeded (OpenAI), exceed_context_size_error
@@ -230,7 +253,7 @@ class ModelClient:
 
     def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The request as this wire wants it; history is kept in the Messages API's shape."""
-        return body
+        return _without_unsigned_thinking(body)
 
     def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body)
