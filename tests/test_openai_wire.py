@@ -450,6 +450,22 @@ def test_a_chat_session_with_reasoning_continues_on_the_messages_wire(workspace)
     assert [b["type"] for b in blocks] == ["text", "tool_use", "text"]  # what the reply said and did is kept
 
 
+def test_a_server_that_numbers_calls_afresh_in_each_reply_is_not_rolled_back(make_agent, workspace):
+    """Servers that name calls by position (TGI's "0", "call_0") repeat an id from an earlier reply:
+    that reply was 'malformed: tool_use id used twice', rolled back, and its call lost."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(ToolUse("call_0", "read_file", {"path": "notes.txt"})),
+                             reply(ToolUse("call_0", "list_dir", {"path": "."})), reply(Text("done"))])
+    with server:
+        agent, renderer = chat_agent(make_agent, server)
+        assert agent.send("go").ok
+    assert renderer.of(TurnRolledBack) == [] and len(server.requests) == 3
+    ids = [b["id"] for m in agent.history for b in m["content"] if b.get("type") == "tool_use"]
+    assert len(ids) == 2 and len(set(ids)) == 2 and history_problems(agent.history) == []
+    tools = [m for m in server.requests[2]["body"]["messages"] if m["role"] == "tool"]
+    assert [t["tool_call_id"] for t in tools] == ids
+
+
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
     call = {"type": "function", "function": {"name": "record", "arguments": '{"label": "A"}'}}
     scripted = {"events": [
