@@ -358,6 +358,31 @@ def test_missing_openai_key_with_the_default_base_url_is_one_clear_line(workspac
         assert done.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in done.stderr
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_key_an_http_header_cannot_carry_is_one_line_that_does_not_show_it(workspace, provider):
+    """A key with a newline was retried five times, printing it in each line; a non-ASCII one
+    (pasted with a typographic ellipsis) was a traceback."""
+    variable = f"{provider.upper()}_API_KEY"
+    base = {"OPENAI_BASE_URL": "/v1", "ANTHROPIC_BASE_URL": ""}[f"{provider.upper()}_BASE_URL"]
+    server = ScriptedServer([reply(Text("ok"))])
+    with server:
+        url = {f"{provider.upper()}_BASE_URL": server.url + base}
+        for bad in ("sk-se\ncret", "sk-secret…", "sk secret"):
+            done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                                  env=program_env(**url, **{variable: bad}), capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 2 and done.stdout == "", done.stderr
+            (line,) = done.stderr.splitlines()
+            assert line.startswith("midstream: ") and variable in line and "secret" not in line
+        assert server.requests == []
+        done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                              env=program_env(**url, **{variable: " sk-secret\n"}), capture_output=True, text=True,
+                              timeout=60)  # a key read from a file keeps its newline: that is not part of it
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    (sent,) = server.requests
+    assert sent["headers"].get("authorization") == "Bearer sk-secret" or sent["headers"].get("x-api-key") == "sk-secret"
+
+
 def test_print_mode_against_a_local_server_without_a_key(workspace):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     server = ScriptedServer([

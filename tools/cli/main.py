@@ -67,7 +67,10 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
     s = settings or _settings(args, workspace)
     provider = s["provider"]
     prefix = "OPENAI" if provider == "openai" else "ANTHROPIC"
-    api_key = os.environ.get(f"{prefix}_API_KEY") or None
+    api_key = os.environ.get(f"{prefix}_API_KEY", "").strip() or None  # a key read from a file keeps its newline
+    if api_key is not None and not all("!" <= c <= "~" for c in api_key):  # never shown: it may be a real key
+        raise _fail(f"{prefix}_API_KEY has a space, a control character or a non-ASCII character inside it, "
+                    "which no key has: set it again, copied exactly.")
     base_url = os.environ.get(f"{prefix}_BASE_URL") or None
     if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[provider]):
         raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
