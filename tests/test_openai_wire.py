@@ -383,6 +383,19 @@ def test_a_key_an_http_header_cannot_carry_is_one_line_that_does_not_show_it(wor
     assert sent["headers"].get("authorization") == "Bearer sk-secret" or sent["headers"].get("x-api-key") == "sk-secret"
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_base_url_that_is_no_http_url_is_one_line_at_start(workspace, provider):
+    """Without its scheme ('localhost:11434/v1') it was retried five times as 'unsupported protocol
+    localhost://'; an unparseable one ('http://[::1/v1') was a traceback."""
+    variable = f"{provider.upper()}_BASE_URL"
+    for bad in ("localhost:11434/v1", "ftp://example.com/v1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "http://"):
+        done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                              env=program_env(**{variable: bad}), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("midstream: ") and variable in line and "http://" in line
+
+
 def test_print_mode_against_a_local_server_without_a_key(workspace):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     server = ScriptedServer([

@@ -71,7 +71,10 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
     if api_key is not None and not all("!" <= c <= "~" for c in api_key):  # never shown: it may be a real key
         raise _fail(f"{prefix}_API_KEY has a space, a control character or a non-ASCII character inside it, "
                     "which no key has: set it again, copied exactly.")
-    base_url = os.environ.get(f"{prefix}_BASE_URL") or None
+    base_url = os.environ.get(f"{prefix}_BASE_URL", "").strip() or None
+    if base_url is not None and not _is_http_url(base_url):
+        raise _fail(f"{prefix}_BASE_URL={base_url!r} is not a URL the model service can be reached at: "
+                    "give it as http://host:port/path or https://….")
     if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[provider]):
         raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
                     "http://localhost:11434/v1)." if provider == "openai" else
@@ -86,6 +89,17 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
         from_table["model"] = DEFAULT_MODELS[provider]
     return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URLS[provider], api_key=api_key,
                        prompt_cache=not args.no_cache and provider == "anthropic", **from_table)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _workspace(args: argparse.Namespace) -> Path:
