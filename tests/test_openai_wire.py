@@ -458,6 +458,21 @@ def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
     assert line.startswith("midstream: ") and "--provider openai" in line
 
 
+def test_a_replay_that_outruns_its_recording_ends_at_once(tmp_path):
+    """'the recording has no response 2' was a connection error: retried four times, seconds apart."""
+    (tmp_path / "notes.txt").write_text("alpha\n")
+    server = ScriptedServer([reply(ToolUse("t1", "read_file", {"path": "notes.txt"})), reply(Text("ok"))])
+    recording = tmp_path / "recording"
+    with server:
+        first = _midstream(["-p", "hi", "--record", str(recording)], tmp_path, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    for part in recording.glob("0002.*"):
+        part.unlink()
+    again = _midstream(["-p", "hi", "--replay", str(recording)], tmp_path, {})
+    assert again.returncode == 1 and "retry 2/5" not in again.stderr, again.stderr
+    assert again.stderr.splitlines()[-1].startswith("midstream: the recording ends at response 1")
+
+
 def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
     for where in (tmp_path / "missing", tmp_path):  # not there; there but empty
         done = _midstream(["-p", "hi", "--replay", str(where)], tmp_path, {})

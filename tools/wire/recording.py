@@ -90,8 +90,10 @@ class ReplayTransport(httpx2.BaseTransport):
         self._count += 1
         number = self._count
         meta_path = self.directory / f"{number:04d}.response.json"
-        if not meta_path.exists():
-            raise httpx2.ConnectError(f"the recording has no response {number}", request=request)
+        if not meta_path.exists():  # retrying cannot make it longer
+            from midstream.tools.wire.model import FatalModelError  # (model.py imports this module)
+
+            raise FatalModelError(f"the recording ends at response {number - 1}: this session asked for more")
         meta = json.loads(meta_path.read_text())
         recorded = self.directory / f"{number:04d}.request.json"
         if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.read()):  # (a streamed body)
