@@ -4,6 +4,7 @@ mid-stream dispatch, history translated per request, the same rollback and retry
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -517,6 +518,26 @@ def test_a_server_that_numbers_calls_afresh_in_each_reply_is_not_rolled_back(mak
     assert len(ids) == 2 and len(set(ids)) == 2 and history_problems(agent.history) == []
     tools = [m for m in server.requests[2]["body"]["messages"] if m["role"] == "tool"]
     assert [t["tool_call_id"] for t in tools] == ids
+
+
+def test_a_chat_session_with_ids_the_messages_api_refuses_continues_on_the_messages_wire(workspace):
+    """Kimi names calls 'functions.read_file:0'; the Messages API takes only [a-zA-Z0-9_-]+ ids."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(ToolUse("functions.read_file:0", "read_file", {"path": "notes.txt"})),
+                             reply(Text("first done"))])
+    with server:
+        first = _midstream(["-p", "read"], workspace, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    server = ScriptedServer([reply(Text("second done"))])
+    with server:
+        again = subprocess.run([sys.executable, "-m", "midstream", "-p", "again", "-c"], cwd=workspace,
+                               env=program_env(ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="k"),
+                               capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    blocks = [b for m in server.requests[0]["body"]["messages"] for b in m["content"]]
+    (call,) = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    (result,) = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
+    assert call == result and re.fullmatch(r"[a-zA-Z0-9_-]+", call)
 
 
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):
