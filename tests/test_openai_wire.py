@@ -226,6 +226,16 @@ def test_faults_roll_back_retry_and_run_nothing_twice(make_agent, workspace, fau
         assert [r["tool_call_id"] for r in server.requests[2]["body"]["messages"] if r["role"] == "tool"] == ["t9"]
 
 
+def test_an_in_stream_error_names_its_kind_once(make_agent):
+    scripted = reply(Text("x"))
+    scripted["events"].insert(2, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad input"}})
+    server = ScriptedServer([scripted])
+    with server:
+        agent, _ = chat_agent(make_agent, server)
+        result = agent.send("go")
+    assert not result.ok and "stream error invalid_request_error: bad input" in result.message
+
+
 def test_context_length_exceeded_is_prompt_too_long_and_not_retried(make_agent):
     server = ScriptedServer([{"status": 400, "error": {
         "type": "invalid_request_error", "code": "context_length_exceeded",

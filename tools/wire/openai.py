@@ -304,7 +304,8 @@ def _error_event(error: Any) -> dict[str, Any]:
                                                   and code not in RETRYABLE_STATUS)
     # Anthropic's names, so the assembler's one rule decides: api_error is retried, the other is not.
     mapped = "invalid_request_error" if bad_request else "api_error"
-    return {"type": "error", "error": {"type": mapped, "message": f"{kind}: {message}"}}
+    shown = message if kind == mapped else f"{kind}: {message}"  # the kind is shown once, not twice
+    return {"type": "error", "error": {"type": mapped, "message": shown}}
 
 
 def _kind(error: dict[str, Any]) -> str:
