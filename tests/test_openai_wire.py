@@ -4,6 +4,7 @@ mid-stream dispatch, history translated per request, the same rollback and retry
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -225,6 +226,16 @@ def test_faults_roll_back_retry_and_run_nothing_twice(make_agent, workspace, fau
         assert [r["tool_call_id"] for r in server.requests[2]["body"]["messages"] if r["role"] == "tool"] == ["t9"]
 
 
+def test_an_in_stream_error_names_its_kind_once(make_agent):
+    scripted = reply(Text("x"))
+    scripted["events"].insert(2, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad input"}})
+    server = ScriptedServer([scripted])
+    with server:
+        agent, _ = chat_agent(make_agent, server)
+        result = agent.send("go")
+    assert not result.ok and "stream error invalid_request_error: bad input" in result.message
+
+
 def test_context_length_exceeded_is_prompt_too_long_and_not_retried(make_agent):
     server = ScriptedServer([{"status": 400, "error": {
         "type": "invalid_request_error", "code": "context_length_exceeded",
@@ -358,6 +369,44 @@ def test_missing_openai_key_with_the_default_base_url_is_one_clear_line(workspac
         assert done.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in done.stderr
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_key_an_http_header_cannot_carry_is_one_line_that_does_not_show_it(workspace, provider):
+    """A key with a newline was retried five times, printing it in each line; a non-ASCII one
+    (pasted with a typographic ellipsis) was a traceback."""
+    variable = f"{provider.upper()}_API_KEY"
+    base = {"OPENAI_BASE_URL": "/v1", "ANTHROPIC_BASE_URL": ""}[f"{provider.upper()}_BASE_URL"]
+    server = ScriptedServer([reply(Text("ok"))])
+    with server:
+        url = {f"{provider.upper()}_BASE_URL": server.url + base}
+        for bad in ("sk-se\ncret", "sk-secret…", "sk secret"):
+            done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                                  env=program_env(**url, **{variable: bad}), capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 2 and done.stdout == "", done.stderr
+            (line,) = done.stderr.splitlines()
+            assert line.startswith("midstream: ") and variable in line and "secret" not in line
+        assert server.requests == []
+        done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                              env=program_env(**url, **{variable: " sk-secret\n"}), capture_output=True, text=True,
+                              timeout=60)  # a key read from a file keeps its newline: that is not part of it
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    (sent,) = server.requests
+    assert sent["headers"].get("authorization") == "Bearer sk-secret" or sent["headers"].get("x-api-key") == "sk-secret"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_base_url_that_is_no_http_url_is_one_line_at_start(workspace, provider):
+    """Without its scheme ('localhost:11434/v1') it was retried five times as 'unsupported protocol
+    localhost://'; an unparseable one ('http://[::1/v1') was a traceback."""
+    variable = f"{provider.upper()}_BASE_URL"
+    for bad in ("localhost:11434/v1", "ftp://example.com/v1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "http://"):
+        done = subprocess.run([sys.executable, "-m", "midstream", "--provider", provider, "-p", "x"], cwd=workspace,
+                              env=program_env(**{variable: bad}), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("midstream: ") and variable in line and "http://" in line
+
+
 def test_print_mode_against_a_local_server_without_a_key(workspace):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     server = ScriptedServer([
@@ -402,6 +451,103 @@ def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     assert "rolled back" in again.stderr and again.stdout == first.stdout == "Changed alpha to beta.\n"
     assert (replayed / "notes.txt").read_text() == (live / "notes.txt").read_text() == "beta\n"
     assert Transcript.load(Transcript.find(replayed)) == Transcript.load(Transcript.find(live))
+
+
+def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
+    """A Chat Completions recording read as Messages SSE was 'malformed event [DONE]', then the retries
+    consumed the following responses and gave up after seconds with 'the recording has no response 5'."""
+    (tmp_path / "notes.txt").write_text("alpha\n")
+    server = ScriptedServer([reply(Text("ok"))])
+    recording = tmp_path / "recording"
+    with server:
+        first = _midstream(["-p", "hi", "--record", str(recording)], tmp_path, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi", "--replay", str(recording)], cwd=tmp_path,
+                           env=program_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and again.stdout == ""
+    (line,) = again.stderr.splitlines()
+    assert line.startswith("midstream: ") and "--provider openai" in line
+
+
+def test_a_replay_that_outruns_its_recording_ends_at_once(tmp_path):
+    """'the recording has no response 2' was a connection error: retried four times, seconds apart."""
+    (tmp_path / "notes.txt").write_text("alpha\n")
+    server = ScriptedServer([reply(ToolUse("t1", "read_file", {"path": "notes.txt"})), reply(Text("ok"))])
+    recording = tmp_path / "recording"
+    with server:
+        first = _midstream(["-p", "hi", "--record", str(recording)], tmp_path, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    for part in recording.glob("0002.*"):
+        part.unlink()
+    again = _midstream(["-p", "hi", "--replay", str(recording)], tmp_path, {})
+    assert again.returncode == 1 and "retry 2/5" not in again.stderr, again.stderr
+    assert again.stderr.splitlines()[-1].startswith("midstream: the recording ends at response 1")
+
+
+def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
+    for where in (tmp_path / "missing", tmp_path):  # not there; there but empty
+        done = _midstream(["-p", "hi", "--replay", str(where)], tmp_path, {})
+        assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("midstream: ") and "--record" in line
+
+
+def test_a_chat_session_with_reasoning_continues_on_the_messages_wire(workspace):
+    """reasoning_content is kept as thinking without a signature; the Messages API refuses such a
+    block (signature: Field required), so a session made on a reasoning server could not go on there."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(Thinking("let me look"), Text("Reading.\n"), ToolUse("call_1", "read_file",
+                                                                                    {"path": "notes.txt"})),
+                             reply(Thinking("done"), Text("first done"))])
+    with server:
+        first = _midstream(["-p", "read"], workspace, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    server = ScriptedServer([reply(Text("second done"))])
+    with server:
+        again = subprocess.run([sys.executable, "-m", "midstream", "-p", "again", "-c"], cwd=workspace,
+                               env=program_env(ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="k"),
+                               capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout == "second done\n", again.stderr
+    sent = server.requests[0]["body"]["messages"]
+    blocks = [b for m in sent if m["role"] == "assistant" for b in m["content"]]
+    assert all(b.get("signature") for b in blocks if b["type"] == "thinking")
+    assert [b["type"] for b in blocks] == ["text", "tool_use", "text"]  # what the reply said and did is kept
+
+
+def test_a_server_that_numbers_calls_afresh_in_each_reply_is_not_rolled_back(make_agent, workspace):
+    """Servers that name calls by position (TGI's "0", "call_0") repeat an id from an earlier reply:
+    that reply was 'malformed: tool_use id used twice', rolled back, and its call lost."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(ToolUse("call_0", "read_file", {"path": "notes.txt"})),
+                             reply(ToolUse("call_0", "list_dir", {"path": "."})), reply(Text("done"))])
+    with server:
+        agent, renderer = chat_agent(make_agent, server)
+        assert agent.send("go").ok
+    assert renderer.of(TurnRolledBack) == [] and len(server.requests) == 3
+    ids = [b["id"] for m in agent.history for b in m["content"] if b.get("type") == "tool_use"]
+    assert len(ids) == 2 and len(set(ids)) == 2 and history_problems(agent.history) == []
+    tools = [m for m in server.requests[2]["body"]["messages"] if m["role"] == "tool"]
+    assert [t["tool_call_id"] for t in tools] == ids
+
+
+def test_a_chat_session_with_ids_the_messages_api_refuses_continues_on_the_messages_wire(workspace):
+    """Kimi names calls 'functions.read_file:0'; the Messages API takes only [a-zA-Z0-9_-]+ ids."""
+    (workspace / "notes.txt").write_text("hello\n")
+    server = ScriptedServer([reply(ToolUse("functions.read_file:0", "read_file", {"path": "notes.txt"})),
+                             reply(Text("first done"))])
+    with server:
+        first = _midstream(["-p", "read"], workspace, {"OPENAI_BASE_URL": server.url + "/v1"})
+    assert first.returncode == 0, first.stderr
+    server = ScriptedServer([reply(Text("second done"))])
+    with server:
+        again = subprocess.run([sys.executable, "-m", "midstream", "-p", "again", "-c"], cwd=workspace,
+                               env=program_env(ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="k"),
+                               capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    blocks = [b for m in server.requests[0]["body"]["messages"] for b in m["content"]]
+    (call,) = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    (result,) = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
+    assert call == result and re.fullmatch(r"[a-zA-Z0-9_-]+", call)
 
 
 def test_duplicate_or_missing_call_ids_from_a_lax_server_are_made_unique(make_agent):

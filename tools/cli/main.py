@@ -67,8 +67,14 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
     s = settings or _settings(args, workspace)
     provider = s["provider"]
     prefix = "OPENAI" if provider == "openai" else "ANTHROPIC"
-    api_key = os.environ.get(f"{prefix}_API_KEY") or None
-    base_url = os.environ.get(f"{prefix}_BASE_URL") or None
+    api_key = os.environ.get(f"{prefix}_API_KEY", "").strip() or None  # a key read from a file keeps its newline
+    if api_key is not None and not all("!" <= c <= "~" for c in api_key):  # never shown: it may be a real key
+        raise _fail(f"{prefix}_API_KEY has a space, a control character or a non-ASCII character inside it, "
+                    "which no key has: set it again, copied exactly.")
+    base_url = os.environ.get(f"{prefix}_BASE_URL", "").strip() or None
+    if base_url is not None and not _is_http_url(base_url):
+        raise _fail(f"{prefix}_BASE_URL={base_url!r} is not a URL the model service can be reached at: "
+                    "give it as http://host:port/path or https://….")
     if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[provider]):
         raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
                     "http://localhost:11434/v1)." if provider == "openai" else
@@ -83,6 +89,17 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
         from_table["model"] = DEFAULT_MODELS[provider]
     return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URLS[provider], api_key=api_key,
                        prompt_cache=not args.no_cache and provider == "anthropic", **from_table)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _workspace(args: argparse.Namespace) -> Path:
@@ -262,7 +279,12 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
         return None  # the Agent builds the usual one
     from midstream.tools.wire.recording import Recorder, ReplayTransport
 
-    transport = ReplayTransport(args.replay) if args.replay else None
+    try:
+        transport = ReplayTransport(args.replay) if args.replay else None
+    except FileNotFoundError as missing:
+        raise _fail(str(missing)) from None
+    if transport is not None and (mismatch := transport.check_provider(config.provider)):
+        raise _fail(mismatch)
     return client_for(
         config.provider, base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
         connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,

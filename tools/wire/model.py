@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import hashlib
 import json
 import logging
 import re
@@ -116,6 +117,48 @@ class PromptTooLong(FatalModelError):
         super().__init__(message, status=status)
         self.tokens = tokens
         self.limit = limit
+
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _for_messages_wire(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as the Messages API accepts a history made (in part) on an OpenAI-compatible server,
+    for a session continued on this wire: thinking without a signature (reasoning_content) is left
+    out, since the API refuses a thinking block it did not sign, and a message left empty with it
+    (the API joins adjacent turns); a tool call id outside ``[a-zA-Z0-9_-]+`` (Kimi's
+    ``functions.read_file:0``) is sent as the same legal id at its call and at its result."""
+    def unsigned(block: Any) -> bool:
+        return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+    def foreign(block: Any) -> bool:
+        return (isinstance(block, dict) and (unsigned(block) or any(
+            isinstance(block.get(k), str) and not _TOOL_ID.fullmatch(block[k]) for k in ("id", "tool_use_id"))))
+
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) and any(map(foreign, m["content"]))
+            for m in messages):
+        return body
+    kept = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            content = [_legal_ids(b) for b in message["content"] if not unsigned(b)]
+            if not content:
+                continue
+            message = {**message, "content": content}
+        kept.append(message)
+    return {**body, "messages": kept}
+
+
+def _legal_ids(block: Any) -> Any:
+    if not isinstance(block, dict):
+        return block
+    for key in ("id", "tool_use_id"):
+        if isinstance(value := block.get(key), str) and not _TOOL_ID.fullmatch(value):
+            digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+            block = {**block, key: f"{re.sub(r'[^a-zA-Z0-9_-]', '_', value)[:40]}_{digest}"}
+    return block
 
 
 # Anthropic: "prompt is too long: 208310 tokens > 200000 maximum", and for prompt + max_tokens over
@@ -230,7 +273,7 @@ class ModelClient:
 
     def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The request as this wire wants it; history is kept in the Messages API's shape."""
-        return body
+        return _for_messages_wire(body)
 
     def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body)

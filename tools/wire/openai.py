@@ -167,13 +167,13 @@ class ChunkTranslator:
     stops the open one, which is what dispatches a finished tool call mid-stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, taken: frozenset[str] = frozenset()) -> None:
         self._started = False
         self._next_index = 0
         self._open: tuple[int, str] | None = None  # (block index, "text" | "thinking" | "tool")
         self._calls: dict[tuple[str, Any], int] = {}  # the server's key of a tool call -> our block index
         self._last_call: tuple[str, Any] | None = None
-        self._ids: set[str] = set()  # tool call ids given out in this reply
+        self._ids: set[str] = set(taken)  # tool call ids of the conversation so far and of this reply
         self._finish: str | None = None
         self.finished = False  # [DONE] arrived
 
@@ -271,7 +271,7 @@ class ChunkTranslator:
             key = self._last_call
         events: list[dict[str, Any]] = []
         if key not in self._calls:
-            if not call_id or call_id in self._ids:  # missing, or reused within the reply by a lax server
+            if not call_id or call_id in self._ids:  # missing, or reused by a lax server (TGI: "0", each reply)
                 call_id = f"call_{uuid.uuid4().hex[:24]}"
             self._ids.add(call_id)
             block: dict[str, Any] = {"type": "tool_use", "id": call_id, "name": function.get("name") or "", "input": {}}
@@ -304,7 +304,8 @@ def _error_event(error: Any) -> dict[str, Any]:
                                                   and code not in RETRYABLE_STATUS)
     # Anthropic's names, so the assembler's one rule decides: api_error is retried, the other is not.
     mapped = "invalid_request_error" if bad_request else "api_error"
-    return {"type": "error", "error": {"type": mapped, "message": f"{kind}: {message}"}}
+    shown = message if kind == mapped else f"{kind}: {message}"  # the kind is shown once, not twice
+    return {"type": "error", "error": {"type": mapped, "message": shown}}
 
 
 def _kind(error: dict[str, Any]) -> str:
@@ -345,11 +346,12 @@ def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelErr
     return FatalModelError(text + (f" ({hint})" if hint else ""), status=status)
 
 
-def _chat_events(headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
+def _chat_events(headers: httpx2.Headers, reading: _Reading,
+                 taken: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
     content_type = headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         raise RetryableModelError(f"expected an event stream from the model service, got {content_type!r}")
-    translator = ChunkTranslator()
+    translator = ChunkTranslator(taken)
     for _, data in iter_sse(reading.chunks):
         if not data.startswith(b"{") and data.strip() == b"[DONE]":
             reading.stopped = True  # the rest of the body is drained, so the connection is reused
@@ -372,6 +374,7 @@ class OpenAIClient(ModelClient):
         # OpenAI's newer models refuse max_tokens; local servers know only max_tokens.
         self._max_tokens_field = "max_completion_tokens" if "api.openai.com" in base_url else "max_tokens"
         self._made: _Made = {}  # history messages already translated, reused by identity
+        self._taken: frozenset[str] = frozenset()  # the tool call ids of the history last sent
         super().__init__(base_url=base_url, api_key=api_key, **settings)
 
     def _headers(self, api_key: str | None) -> dict[str, str]:
@@ -381,10 +384,15 @@ class OpenAIClient(ModelClient):
         return headers
 
     def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._taken = frozenset(
+            b["id"] for m in body.get("messages", ())
+            if m.get("role") == "assistant" and isinstance(m.get("content"), list)
+            for b in m["content"]
+            if isinstance(b, dict) and b.get("type") == "tool_use" and isinstance(b.get("id"), str))
         return chat_request(body, max_tokens_field=self._max_tokens_field, made=self._made)
 
     def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body)
 
     def _events(self, headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
-        return _chat_events(headers, reading)
+        return _chat_events(headers, reading, self._taken)  # an id the history holds is given a fresh one

@@ -76,13 +76,24 @@ class ReplayTransport(httpx2.BaseTransport):
         self._count = 0
         if not any(directory.glob("*.response.json")):
             raise FileNotFoundError(f"no recording in {directory} (make one with --record)")
+        self.provider = _recorded_wire(directory)
+
+    def check_provider(self, provider: str) -> str | None:
+        """Why this recording cannot be replayed on ``provider``'s wire, or None: the replies of one wire
+        read as the other's are malformed events, and retrying them only consumes the recording."""
+        if self.provider is None or self.provider == provider:
+            return None
+        return (f"{self.directory} was recorded with --provider {self.provider}: replay it with "
+                f"--provider {self.provider} (not {provider}).")
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         self._count += 1
         number = self._count
         meta_path = self.directory / f"{number:04d}.response.json"
-        if not meta_path.exists():
-            raise httpx2.ConnectError(f"the recording has no response {number}", request=request)
+        if not meta_path.exists():  # retrying cannot make it longer
+            from midstream.tools.wire.model import FatalModelError  # (model.py imports this module)
+
+            raise FatalModelError(f"the recording ends at response {number - 1}: this session asked for more")
         meta = json.loads(meta_path.read_text())
         recorded = self.directory / f"{number:04d}.request.json"
         if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.read()):  # (a streamed body)
@@ -93,6 +104,19 @@ class ReplayTransport(httpx2.BaseTransport):
         headers = {k: v for k, v in meta["headers"].items() if k.lower() not in {"content-length", "transfer-encoding"}}
         return httpx2.Response(meta["status"], headers=headers, stream=_Replayed(body, meta["ended"], request),
                                request=request)
+
+
+def _recorded_wire(directory: Path) -> str | None:
+    """The provider whose wire the first recorded request speaks: a Chat Completions body asks for
+    ``stream_options`` (usage in the last chunk), a Messages body never does."""
+    first = directory / "0001.request.json"
+    try:
+        body = json.loads(first.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    return "openai" if "stream_options" in body else "anthropic"
 
 
 class _Replayed(httpx2.SyncByteStream):
