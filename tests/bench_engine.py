@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,16 @@ from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import program_env  # noqa: E402
+
+
+def median_ms(runs: int, action: Callable[[], object]) -> float:
+    """The median wall time of ``action`` over ``runs`` calls, in milliseconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:

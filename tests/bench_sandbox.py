@@ -9,7 +9,6 @@ Prints tables; never fails.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,16 +25,7 @@ from midstream.tools import search  # noqa: E402
 from midstream.tools.registry import ToolContext  # noqa: E402
 from midstream.tools.shell import bash  # noqa: E402
 
-from tests.bench_engine import table  # noqa: E402
-
-
-def _median_ms(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+from tests.bench_engine import median_ms, table  # noqa: E402
 
 
 def bench_command_cost(workspace: Path, runs: int) -> None:
@@ -49,16 +39,16 @@ def bench_command_cost(workspace: Path, runs: int) -> None:
         return run
 
     rows = []
-    plain = _median_ms(runs, tool("none"))
+    plain = median_ms(runs, tool("none"))
     rows.append(["bash tool, unconfined (--isolation none)", plain, 0.0])
     if bwrap_works():
         for label, extras in (("bash tool, bubblewrap, writable workspace + protected paths", {}),
                               ("bash tool, bubblewrap, read-only workspace", {"writable": False}),
                               ("bash tool, bubblewrap, with --network", {"network": True})):
-            cost = _median_ms(runs, tool("bwrap", **extras))
+            cost = median_ms(runs, tool("bwrap", **extras))
             rows.append([label, cost, cost - plain])
-        raw_plain = _median_ms(runs, lambda: subprocess.run(["bash", "-c", "true"], check=True))
-        raw_bwrap = _median_ms(runs, lambda: subprocess.run(
+        raw_plain = median_ms(runs, lambda: subprocess.run(["bash", "-c", "true"], check=True))
+        raw_bwrap = median_ms(runs, lambda: subprocess.run(
             [probe().bwrap, "--unshare-user", "--cap-drop", "ALL", "--unshare-pid", "--unshare-net", "--ro-bind",
              "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "bash", "-c", "true"], check=True))
         rows.append(["subprocess bash -c true (reference)", raw_plain, 0.0])
@@ -100,7 +90,7 @@ def bench_search(workspace: Path, files: int, runs: int = 3) -> None:
     import re2
 
     def best(action: Callable[[], object]) -> float:
-        return min(_median_ms(1, action) for _ in range(runs)) / 1000
+        return min(median_ms(1, action) for _ in range(runs)) / 1000
 
     glob_tool = best(lambda: search.glob.run(ctx, {"pattern": "**/*.py"}))
     grep_tool = best(lambda: search.grep.run(ctx, {"pattern": "no_such_identifier_anywhere"}))

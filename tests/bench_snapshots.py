@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* h
 from midstream.sandbox.policy import classify, destructive_targets  # noqa: E402
 from midstream.sandbox.snapshots import TurnSnapshots  # noqa: E402
 
-from tests.bench_engine import table  # noqa: E402
+from tests.bench_engine import median_ms, table  # noqa: E402
 from tests.test_policy import DESTRUCTIVE_FORMS, EVERYDAY, POSITIONS, _place  # noqa: E402
 
 RUNS = 20
@@ -46,15 +46,6 @@ def make_repository(root: Path, files: int, *, git: bool) -> Path:
     return workspace
 
 
-def median_ms(action, runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def bench_snapshots(sizes: list[int]) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -66,7 +57,7 @@ def bench_snapshots(sizes: list[int]) -> None:
                 started = time.perf_counter()
                 snapshots.before_call()
                 first = (time.perf_counter() - started) * 1000
-                unchanged = median_ms(snapshots.before_call)
+                unchanged = median_ms(RUNS, snapshots.before_call)
                 counter = iter(range(10**9))
 
                 def edit_then_snapshot(workspace: Path = workspace, snapshots: TurnSnapshots = snapshots,
@@ -76,8 +67,8 @@ def bench_snapshots(sizes: list[int]) -> None:
                     (workspace / f"new{number}.txt").write_text("new\n")
                     snapshots.before_call()
 
-                edited = median_ms(edit_then_snapshot)
-                status = median_ms(lambda w=workspace: subprocess.run(["git", "status", "--porcelain"], cwd=w,
+                edited = median_ms(RUNS, edit_then_snapshot)
+                status = median_ms(RUNS, lambda w=workspace: subprocess.run(["git", "status", "--porcelain"], cwd=w,
                                                                       capture_output=True)) if git else float("nan")
                 rows.append([f"{size:,}", "git" if git else "not git", first, unchanged, edited, status])
     table(f"Snapshot cost per writing tool call (ms; median of {RUNS}; targets: 5,000 files < 50, 50,000 < 250)",
@@ -137,7 +128,7 @@ def bench_classification() -> None:
               ["table", "commands", "tree-sitter µs", "old shlex µs", "right (new)", "right (old)"], rows)
         rows = []
         for command in ("rm -rf /", "rm -rf ~", "rm -rf d", "git clean -fdx"):
-            rows.append([command, median_ms(lambda c=command: destructive_targets(c, workspace), 5)])
+            rows.append([command, median_ms(5, lambda c=command: destructive_targets(c, workspace))])
         table("Time to the countdown: classify + targets (ms, median of 5; target < 100)", ["command", "ms"], rows)
 
 
