@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirmer(renderer, keys) if interactive else None, model=_model_client(args, config))
+                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config))
     agent_box.append(agent)
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":

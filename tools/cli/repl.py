@@ -130,15 +130,16 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer, keys: TypeAhead) -> Callable[[str, threading.Event], str]:
+def confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
     """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
 
-    The key reader hands the terminal back (line mode, echo) while the question is open.
+    The renderer's ``suspended()`` also hands the terminal back from the type-ahead (line mode, echo)
+    while the question is open: the type-ahead registers itself among its suspend hooks.
     """
     suspended: Callable[[], Any] = getattr(renderer, "suspended", contextlib.nullcontext)
 
     def confirm(question: str, cancelled: threading.Event) -> str:
-        with suspended(), keys.paused():
+        with suspended():
             sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             while not cancelled.is_set():

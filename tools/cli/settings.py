@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midstream.tools.cli.options import OPTIONS, Option, SettingError, check_value
+from midstream.tools.cli.options import OPTIONS, SettingError, check_value
 
 __all__ = ["Settings", "project_settings_file", "resolve", "user_settings_file"]
 
@@ -130,6 +130,3 @@ def show_warnings(settings: Settings) -> None:
     for warning in settings.warnings:
         print(f"midstream: {warning}", file=sys.stderr, flush=True)
 
-
-def describe(option: Option, settings: Settings) -> str:
-    return f"{option.key or option.flag} = {settings.values[option.dest]!r} (from {settings.sources[option.dest]})"
