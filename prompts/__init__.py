@@ -57,19 +57,19 @@ def instruction_files(workspace: Path) -> list[Path]:
     workspace itself is searched.
     """
     workspace = workspace.resolve()
-    root = _git_root(workspace) or workspace
+    return _instruction_files(workspace, _git_root(workspace))
+
+
+def _instruction_files(workspace: Path, git_root: Path | None) -> list[Path]:
+    root = git_root or workspace
     directories = [workspace]
     while directories[-1] != root and root in directories[-1].parents:
         directories.append(directories[-1].parent)
     found = [p for p in [_config_dir() / "AGENTS.md"] if p.is_file()]
     for directory in reversed(directories):  # a repository's file may not lead outside it (AGENTS.md -> ~/.aws/…)
         found += [directory / name for name in INSTRUCTION_NAMES
-                  if (directory / name).is_file() and _within((directory / name).resolve(), root)]
+                  if (directory / name).is_file() and (directory / name).resolve().is_relative_to(root)]
     return found
-
-
-def _within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def _head(path: Path) -> bytes:
@@ -78,8 +78,7 @@ def _head(path: Path) -> bytes:
         return file.read(MAX_INSTRUCTION_BYTES)
 
 
-def _workspace_facts(workspace: Path) -> str:
-    root = _git_root(workspace)
+def _workspace_facts(workspace: Path, root: Path | None) -> str:
     if root is None:
         git, status = "not a git repository", ""
     else:
@@ -87,14 +86,16 @@ def _workspace_facts(workspace: Path) -> str:
         lines = (_git(workspace, "status", "--short", "--branch") or "").splitlines()
         shown = lines[:STATUS_LINES] + ([f"… {len(lines) - STATUS_LINES} more"] if len(lines) > STATUS_LINES else [])
         status = "- `git status` when the session started:\n\n```\n" + "\n".join(shown) + "\n```" if shown else ""
-    return render_template("workspace", root=str(workspace.resolve()), platform=platform.system(), git=git,
+    return render_template("workspace", root=str(workspace), platform=platform.system(), git=git,
                            status=status)
 
 
 def build_system_blocks(workspace: Path) -> list[dict[str, str]]:
     """The system prompt as text blocks: who the agent is, the workspace, then instruction files."""
-    blocks = [render_template("system"), _workspace_facts(workspace)]
-    for path in instruction_files(workspace):
+    workspace = workspace.resolve()
+    root = _git_root(workspace)  # one git process for both: it is on the way to the first request
+    blocks = [render_template("system"), _workspace_facts(workspace, root)]
+    for path in _instruction_files(workspace, root):
         content = _head(path).decode("utf-8", "replace").strip()
         if content:
             blocks.append(render_template("instructions", path=str(path), content=content))

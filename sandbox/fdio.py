@@ -147,7 +147,7 @@ def replace(path: Path, data: bytes, mode: int | None = None) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(fd)
-            os.fchmod(fd, mode if mode is not None else 0o666 & ~_UMASK)
+            os.fchmod(fd, mode if mode is not None else 0o666 & ~UMASK)
             os.close(fd)
             fd = -1
             os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
@@ -183,4 +183,5 @@ def _read_umask() -> int:
     return current
 
 
-_UMASK = _read_umask()
+UMASK = _read_umask()
+"""The process umask, read once at import: snapshots and file writes apply it the same way."""

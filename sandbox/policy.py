@@ -32,7 +32,7 @@ from midstream.sandbox.commandline import (
 from midstream.sandbox.shellparse import Simple, parse_script
 
 __all__ = ["RULES", "Classification", "Finding", "Rule", "Verdict", "UNKNOWN", "analyze", "classify",
-           "destructive_targets", "split_commands"]
+           "destructive_targets"]
 
 class Verdict(IntEnum):
     READ_ONLY = 0  # may run beside other reads
@@ -490,15 +490,6 @@ def _change_directory(here: Path | None, target: str) -> Path | None:
     if here is None or target == UNKNOWN or target.startswith(("-", "~")):
         return None
     return Path(os.path.normpath(os.path.join(here, target)))
-
-
-def split_commands(command: str) -> list[Simple]:
-    """Every simple command in ``command`` at any depth (not inside ``sh -c`` strings); ValueError if it
-    does not parse. Words that need running code are None."""
-    parsed = parse_script(command)
-    if parsed.error:
-        raise ValueError("the command does not parse as bash")
-    return parsed.commands
 
 
 def analyze(command: str, workspace: Path | None = None) -> list[Finding]:

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from midstream.sandbox import fdio
 from midstream.sandbox.git import run_git
 from midstream.sandbox.ignore import DEFAULT_IGNORED_DIRS
 
@@ -326,8 +327,7 @@ class SnapshotStore:
             fd = os.open(full, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
             current = os.fstat(fd).st_mode
             if bool(current & 0o100) != executable:
-                umask = _umask()
-                os.fchmod(fd, (current | (0o111 & ~umask)) if executable else (current & ~0o111))
+                os.fchmod(fd, (current | (0o111 & ~fdio.UMASK)) if executable else (current & ~0o111))
         else:
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o777 if executable else 0o666)
         with os.fdopen(fd, "wb") as handle:
@@ -343,12 +343,6 @@ class SnapshotStore:
             if directory.is_symlink() or directory.exists():
                 directory.unlink()  # a file or a link now stands where the directory was
             directory.mkdir()
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 # -- turns of one session --------------------------------------------------------------------------

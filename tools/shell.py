@@ -24,18 +24,13 @@ from midstream.sandbox.isolation import command_environment, sandboxed
 from midstream.sandbox.policy import classify
 from midstream.tools.registry import Access, ToolContext, ToolError, tool
 
-__all__ = ["CappedOutput", "bash", "child_environment"]
+__all__ = ["CappedOutput", "bash"]
 
 DEFAULT_TIMEOUT = 120
 MAX_TIMEOUT = 600
 HEAD_BYTES = 16 * 1024
 TAIL_BYTES = 16 * 1024
 KILL_GRACE = 2.0
-
-
-def child_environment() -> dict[str, str]:
-    """The allowlisted environment every command gets (no credentials; pagers and prompts off)."""
-    return command_environment()
 
 
 _NO_NETWORK = re.compile(
@@ -169,7 +164,7 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     started = time.monotonic()
     started_ns = time.time_ns()
     process = subprocess.Popen(
-        argv, cwd=ctx.workspace, env=child_environment(), stdin=subprocess.DEVNULL,
+        argv, cwd=ctx.workspace, env=command_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
     ctx.extras["process"] = process  # so an interrupt can reach the group
