@@ -136,19 +136,20 @@ def _for_messages_wire(body: dict[str, Any]) -> dict[str, Any]:
             isinstance(block.get(k), str) and not _TOOL_ID.fullmatch(block[k]) for k in ("id", "tool_use_id"))))
 
     messages = body.get("messages")
-    if not isinstance(messages, list) or not any(
-            isinstance(m, dict) and isinstance(m.get("content"), list) and any(map(foreign, m["content"]))
-            for m in messages):
+    if not isinstance(messages, list):
         return body
-    kept = []
+    kept, changed = [], False
     for message in messages:
-        if isinstance(message, dict) and isinstance(message.get("content"), list):
+        if isinstance(message, dict) and isinstance(message.get("content"), list) and any(
+                map(foreign, message["content"])):
+            # Only these are rebuilt: the others stay the same objects, so the body encoder reuses them.
+            changed = True
             content = [_legal_ids(b) for b in message["content"] if not unsigned(b)]
             if not content:
                 continue
             message = {**message, "content": content}
         kept.append(message)
-    return {**body, "messages": kept}
+    return {**body, "messages": kept} if changed else body
 
 
 def _legal_ids(block: Any) -> Any:
