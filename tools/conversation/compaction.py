@@ -222,9 +222,7 @@ class ContextKeeper:
                 changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
         if history:
             self._sent = (len(history), message_tokens(history[-1]))
-        if changed:
-            self.estimate(history, base)
-        return changed
+        return changed  # a clearing or compaction has just estimated the new size itself
 
     # -- clearing ------------------------------------------------------------------------------------
 
@@ -285,9 +283,8 @@ class ContextKeeper:
             self._show(CompactionFailed(reason, "internal error: the compacted history would be invalid"))
             return False
         history[:] = compacted
-        self._compacted_to = prompt_tokens({**base, "messages": compacted})
         self._measured = None
-        after = self.estimate(history, base)
+        after = self._compacted_to = self.estimate(history, base)  # nothing measured: the count itself
         if self._transcript:
             self._transcript.record("compaction", messages=compacted, reason=reason, before=before, after=after,
                                     summarised=start, kept=len(tail))

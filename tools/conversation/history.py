@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CommitGuard", "HistoryInvalid", "answer_unfinished_tools", "as_blocks", "history_problems",
+__all__ = ["CommitGuard", "HistoryInvalid", "as_blocks", "history_problems",
            "message_problems", "repair_history", "repair_reply"]
 
 
@@ -205,21 +205,6 @@ def history_problems(messages: list[dict[str, Any]]) -> list[str]:
         else:
             problems.append(f"message {index} has role {role!r}")
     return problems
-
-
-def answer_unfinished_tools(messages: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
-    """Give every tool_use without a tool_result an error result saying ``reason``.
-
-    Used when a session resumes after the agent died mid-tool, and after an interrupt.
-    Returns the user blocks that were added (empty when nothing was missing).
-    """
-    if not messages or messages[-1].get("role") != "assistant":
-        return []
-    missing = [b["id"] for b in _blocks(messages[-1]) if b.get("type") == "tool_use"]
-    added = [{"type": "tool_result", "tool_use_id": i, "content": reason, "is_error": True} for i in missing]
-    if added:
-        messages.append({"role": "user", "content": added})
-    return added
 
 
 def repair_history(messages: list[dict[str, Any]], unanswered: str) -> list[dict[str, Any]]:

@@ -226,7 +226,7 @@ class ScriptedServer:
         if scripted is None and self.respond is not None:
             scripted = self.respond(body)
         if scripted is not None and self.cache is None and self.context_limit is not None and scripted.get("events"):
-            record["usage"] = usage = {"input_tokens": prompt_tokens(as_messages_body(body) if chat else body)}
+            record["usage"] = usage = {"input_tokens": tokens}  # counted above, against the limit
             scripted = {**scripted, "events": [_with_usage(e, usage) for e in scripted["events"]]}
         if scripted is not None and self.cache is not None and scripted.get("events") and not chat:
             record["usage"] = usage = self.cache.usage(body)

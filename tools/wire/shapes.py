@@ -17,7 +17,6 @@ from midstream.tools.wire.model import RetryableModelError
 
 __all__ = ["EventShapes", "MalformedStream"]
 
-# delta type -> the field it carries and that field's type
 # delta type -> the field it carries, that field's type, and the block types it may extend
 # (None: any block whose type we do not know, as well as tool blocks)
 _KNOWN_DELTAS: dict[str, tuple[str, type, frozenset[str] | None]] = {
