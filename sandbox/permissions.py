@@ -61,14 +61,14 @@ class Gate:
                     "would change instead.")
         if self.mode == "ask" and writes:
             return self._ask(tool, args, ctx, call_id)
-        if self.mode == "auto" and self.refuse_destructive and tool.destructive(workspace, args):
+        if self.mode != "auto" or not tool.destructive(workspace, args):  # read once: it parses and stats
+            return None
+        if self.refuse_destructive:
             return (f"Refused: {tool.status(args)} is destructive (it deletes or overwrites what may not be "
                     "restorable), and in this non-interactive run nobody can stop it during a countdown. "
                     "Do the rest without it and say in your answer that it needs the person, or a run with "
                     "--mode auto.")
-        if self.mode == "auto" and tool.destructive(workspace, args) and self.grace_seconds > 0:
-            return self._grace(tool, args, ctx, call_id)
-        return None
+        return self._grace(tool, args, ctx, call_id) if self.grace_seconds > 0 else None
 
     def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool,
                  call_id: str) -> str | None:
