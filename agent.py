@@ -226,12 +226,9 @@ class Agent:
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
         )
-        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
-        self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
-        self.context = self._context_keeper()
-        self._date_told = _date_told_in(self.history)
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
+        self._begin_conversation()
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
         self._running_lock = threading.Lock()
         self.busy = False  # a user message is being worked on
@@ -253,11 +250,16 @@ class Agent:
         if self.transcript:
             self.transcript.close()
         self.history, self.transcript = history, transcript
-        self._date_told = _date_told_in(history)
-        self.cache_audit = CacheAudit(ttl_seconds=self.cache_audit.ttl_seconds)
-        self.context = self._context_keeper()  # records to the new transcript, tells the new audit
-        self._reusable.clear()  # results of the other conversation's calls are not this one's
-        self.undo = TurnSnapshots(self.config.workspace, transcript.id if transcript else None)  # its own turns
+        self._begin_conversation()
+
+    def _begin_conversation(self) -> None:
+        """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
+        config, transcript = self.config, self.transcript
+        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
+        self.context = self._context_keeper()  # records to this transcript, tells this audit
+        self._date_told = _date_told_in(self.history)
+        self._reusable.clear()  # results of another conversation's calls are not this one's
 
     def _context_keeper(self) -> ContextKeeper:
         """Clearing and compaction replace messages (never edit them in place), so the commit guard,
