@@ -55,9 +55,7 @@ from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text,
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
 from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.conversation.usage import Usage
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
-from midstream.tools.scheduler import ScheduledCall, Scheduler
-from midstream.tools.ui.events import (
+from midstream.tools.events import (
     CacheMissed,
     ContextUsed,
     Renderer,
@@ -71,6 +69,8 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.providers import client_for

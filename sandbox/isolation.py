@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from midstream.sandbox import fdio, seccomp
-from midstream.tools.ui.events import SandboxStatus
+from midstream.tools.events import SandboxStatus
 
 __all__ = [
     "INSTALL_HINT",

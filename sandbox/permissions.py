@@ -26,8 +26,8 @@ from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKN
 from midstream.sandbox.isolation import INSTALL_HINT, probe
 from midstream.sandbox.policy import classify, destructive_targets
 from midstream.sandbox.shellparse import parse_script
+from midstream.tools.events import ToolAsking, ToolGrace
 from midstream.tools.registry import Tool, ToolContext
-from midstream.tools.ui.events import ToolAsking, ToolGrace
 
 __all__ = ["MODES", "Gate", "command_keys"]
 

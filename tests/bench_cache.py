@@ -5,7 +5,7 @@ and of a long session with and without clearing and compaction (tools/conversati
 
 The session is the one the tests use: a ~6,000-token system prompt, ten user messages, each
 answered with one tool call and a closing reply (20 requests). Token counts come from the scripted
-server's model of the API's cache accounting (tools/conversation/cache_model.py); prices are list prices for
+server's model of the API's cache accounting (tools/testing/cache_model.py); prices are list prices for
 Sonnet (input $3/MTok, cache write 1.25x, cache read 0.1x). Never fails.
 """
 
@@ -17,12 +17,12 @@ import threading
 from pathlib import Path
 
 from midstream.agent import Agent, AgentConfig  # noqa: E402
-from midstream.tools.conversation.cache_model import CacheModel  # noqa: E402
 from midstream.tools.conversation.compaction import SUMMARY_QUESTION  # noqa: E402
 from midstream.tools.conversation.usage import Usage  # noqa: E402
+from midstream.tools.events import Compacted, ContextCleared, Event, TurnCommitted  # noqa: E402
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
-from midstream.tools.ui.events import Compacted, ContextCleared, Event, TurnCommitted  # noqa: E402
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
+from midstream.tools.testing.cache_model import CacheModel  # noqa: E402
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import recording_tool  # noqa: E402

@@ -24,13 +24,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 from midstream.agent import Agent, AgentConfig  # noqa: E402
+from midstream.tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
-from midstream.tools.ui.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
+from midstream.tools.testing.scripted_chat import render_chat  # noqa: E402
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 from midstream.tools.wire.assembler import TurnAssembler  # noqa: E402
 from midstream.tools.wire.model import ModelClient  # noqa: E402
 from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient  # noqa: E402
-from midstream.tools.wire.scripted_chat import render_chat  # noqa: E402
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import program_env  # noqa: E402
@@ -189,7 +189,7 @@ def _ours_whole_stack(scripted: dict[str, Any], runs: int = 3, provider: str = "
     """Over loopback from a server in its own process, so it does not share our interpreter lock."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([scripted | {"burst": True}] * runs, f)
-    server = subprocess.Popen([sys.executable, "-m", "midstream.tools.wire.scripted_server", f.name], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "midstream.tools.testing.scripted_server", f.name], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()

@@ -50,7 +50,7 @@ def _history(size: int) -> list[dict[str, Any]]:
 
 def serve(requests: int, out: str) -> None:
     """Serve ``requests`` tool-call replies and a closing one; write the arrival times to ``out``."""
-    from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+    from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
     replies = [reply(ToolUse(f"t{i}", "record", {"label": str(i)}), pings=False) for i in range(requests)]
     server = ScriptedServer([*replies, reply(Text("done"))], keep_bodies=False)

@@ -13,8 +13,7 @@ import io
 import statistics
 import time
 
-from midstream.tools.registry import ToolResult  # noqa: E402
-from midstream.tools.ui.events import (  # noqa: E402
+from midstream.tools.events import (  # noqa: E402
     BlockStopped,
     RequestStarted,
     TextDelta,
@@ -27,6 +26,7 @@ from midstream.tools.ui.events import (  # noqa: E402
     TurnCommitted,
     TurnEnded,
 )
+from midstream.tools.registry import ToolResult  # noqa: E402
 from midstream.tools.ui.terminal import TerminalRenderer  # noqa: E402
 from rich.console import Console  # noqa: E402
 

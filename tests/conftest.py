@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from midstream.agent import Agent, AgentConfig
+from midstream.tools.events import Event
 from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
-from midstream.tools.ui.events import Event
-from midstream.tools.wire.scripted_server import ScriptedServer
+from midstream.tools.testing.scripted_server import ScriptedServer
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
 

@@ -11,14 +11,15 @@ from typing import Any
 
 import pexpect
 import pytest
-from midstream.tools.conversation.cache_model import CacheModel, prompt_tokens
 from midstream.tools.conversation.compaction import SUMMARY_QUESTION, SUMMARY_TITLE, context_window_for
 from midstream.tools.conversation.history import as_blocks, history_problems
+from midstream.tools.conversation.tokens import prompt_tokens
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
+from midstream.tools.events import CacheMissed, Compacted, CompactionFailed, ContextCleared
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
-from midstream.tools.ui.events import CacheMissed, Compacted, CompactionFailed, ContextCleared
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.cache_model import CacheModel
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
 from tests.test_prompts_and_cache import LONG_SYSTEM
@@ -455,7 +456,7 @@ def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and
 def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is():
     import io
 
-    from midstream.tools.ui.events import CompactionStarted, ContextUsed, RequestUsage, TurnCommitted, TurnEnded
+    from midstream.tools.events import CompactionStarted, ContextUsed, RequestUsage, TurnCommitted, TurnEnded
     from midstream.tools.ui.render import PlainRenderer, SummaryRenderer
 
     usage = {"input_tokens": 46_000, "output_tokens": 10}

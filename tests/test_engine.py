@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from midstream.tools.ui.events import ToolCallReady, ToolFinished, TurnCommitted
-from midstream.tools.wire.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
+from midstream.tools.events import ToolCallReady, ToolFinished, TurnCommitted
+from midstream.tools.testing.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
 
 from tests.conftest import wait_until
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import state_dir
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 

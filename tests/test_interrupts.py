@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pexpect
 from midstream.tools.conversation.history import history_problems
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 from tests.test_shell_tool import processes_with

@@ -11,11 +11,11 @@ import pytest
 from midstream.tools.cli.main import config_from_environment, parse_args
 from midstream.tools.conversation.compaction import SUMMARY_QUESTION
 from midstream.tools.conversation.history import history_problems
+from midstream.tools.events import Compacted, RequestUsage, TurnRolledBack
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
-from midstream.tools.ui.events import Compacted, RequestUsage, TurnRolledBack
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire import model as model_module
 from midstream.tools.wire.openai import OpenAIClient, chat_request
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.test_openai_wire import chat_agent
 

@@ -11,7 +11,7 @@ from midstream.tools.cli.repl import Interactive
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import AGENT_EXITED, Transcript
-from midstream.tools.wire.scripted_server import ScriptedServer
+from midstream.tools.testing.scripted_server import ScriptedServer
 
 USER = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
 USE = {"role": "assistant", "content": [{"type": "tool_use", "id": "t9", "name": "bash", "input": {}}]}

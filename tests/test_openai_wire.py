@@ -13,12 +13,12 @@ import httpx2
 import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
-from midstream.tools.ui.events import ThinkingDelta, ToolCallReady, TurnCommitted, TurnRolledBack
+from midstream.tools.events import ThinkingDelta, ToolCallReady, TurnCommitted, TurnRolledBack
+from midstream.tools.testing.scripted_chat import render_chat
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, PromptTooLong, RetryableModelError
 from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient, chat_request
-from midstream.tools.wire.scripted_chat import render_chat
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from midstream.tools.ui.events import ToolGrace
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.events import ToolGrace
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 
 def _results(server):

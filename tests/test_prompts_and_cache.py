@@ -8,10 +8,11 @@ import subprocess
 import pytest
 from midstream.prompts import build_system_blocks, date_note, instruction_files, render_template
 from midstream.tools.conversation.cache import apply_cache_control
-from midstream.tools.conversation.cache_model import CacheModel, estimate_tokens
+from midstream.tools.conversation.tokens import estimate_tokens
 from midstream.tools.conversation.usage import Usage
-from midstream.tools.ui.events import CacheMissed, TurnCommitted
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.events import CacheMissed, TurnCommitted
+from midstream.tools.testing.cache_model import CacheModel
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 LONG_SYSTEM = "\n".join(f"Rule {i}: keep the code base tidy, tested and easy to read for the next person."
                         for i in range(300))  # ~6,000 tokens at four characters a token

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from midstream.sandbox.allowlist import allowed
 from midstream.sandbox.isolation import bwrap_works
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.test_sandbox import git
 

@@ -10,8 +10,8 @@ import uuid
 
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import AGENT_EXITED, Transcript, state_dir
-from midstream.tools.ui.events import ToolFinished, TurnRolledBack
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.events import ToolFinished, TurnRolledBack
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env, wait_until
 

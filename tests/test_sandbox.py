@@ -22,7 +22,7 @@ import pytest
 from midstream.sandbox.isolation import bwrap_works, probe
 from midstream.tools.registry import ToolContext
 from midstream.tools.shell import bash
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
 from tests.conftest import program_env
 

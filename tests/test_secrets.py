@@ -10,7 +10,7 @@ from pathlib import Path
 
 from midstream.tools.cli.logs import RedactSecrets
 from midstream.tools.conversation.transcript import state_dir
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
 

@@ -13,7 +13,7 @@ from midstream.sandbox.journal import UndoJournal
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, history_problems, repair_history
 from midstream.tools.conversation.transcript import AGENT_EXITED, SessionInUse, Transcript
 from midstream.tools.files import remove_stale_temporaries
-from midstream.tools.wire.scripted_server import Raw, ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import Raw, ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
 

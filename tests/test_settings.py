@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from midstream.tools.cli.options import OPTIONS
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.conftest import program_env
 

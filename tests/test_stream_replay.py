@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from midstream.tools.conversation.history import history_problems
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
 STREAMS = Path(__file__).parent / "streams"
 

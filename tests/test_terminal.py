@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pexpect
 from midstream.tools import default_registry
-from midstream.tools.registry import ToolResult
-from midstream.tools.ui.events import (
+from midstream.tools.events import (
     BlockStopped,
     RequestStarted,
     RequestUsage,
@@ -26,9 +25,10 @@ from midstream.tools.ui.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.registry import ToolResult
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.ui.render import JsonRenderer
 from midstream.tools.ui.terminal import TerminalRenderer
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 from rich.console import Console
 
 from tests.conftest import program_env

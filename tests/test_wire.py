@@ -7,10 +7,10 @@ import time
 
 import httpx2
 import pytest
-from midstream.tools.ui.events import TurnRolledBack
+from midstream.tools.events import TurnRolledBack
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, RetryableModelError
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 
 def _sse_bytes(scripted: dict) -> bytes:

@@ -8,10 +8,10 @@ import time
 
 import httpx2
 import pytest
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.body import BodyEncoder
 from midstream.tools.wire.model import RetryableModelError, retry_after
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire.shapes import MalformedStream
 from midstream.tools.wire.sse import iter_sse
 

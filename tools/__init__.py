@@ -4,9 +4,11 @@ The modules here are the tools (each a typed function the model sees), ``registr
 validation, errors as results) and ``scheduler.py`` (runs calls in parallel where they do not
 conflict). What is not a tool lives in sub-packages named for what they hold:
 
-- ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, the scripted server
+- ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay
 - ``conversation/``  what the API accepts as history, transcripts, prompt caching, token usage
-- ``ui/``            the events the loop reports, and the terminal, plain-text and JSON renderers
+- ``events.py``      the loop's vocabulary: the events it reports, the Renderer protocol
+- ``ui/``            the terminal, plain-text and JSON renderers
+- ``testing/``       scripted model servers on loopback, for ``--demo`` and the tests
 - ``cli/``           the command line, the demo, the log file, the interactive prompt
 - ``_package/``      the installed package's root (``midstream``): see its docstring
 

@@ -9,7 +9,9 @@ everything installs under one name. pyproject.toml maps the rest:
     tools/          -> midstream.tools       the tools the model calls, their registry and scheduler
     tools/wire/     -> midstream.tools.wire  the model service: HTTP, SSE, assembly, record/replay
     tools/conversation/                      history rules, transcripts, prompt caching, usage
-    tools/ui/                                renderer events and the terminal, plain and JSON renderers
+    tools/events.py                          the loop's event vocabulary (what every renderer receives)
+    tools/ui/                                the terminal, plain and JSON renderers
+    tools/testing/                           scripted model servers for --demo and the tests
     tools/cli/                               the command line, the demo, logs, the prompt
     sandbox/        -> midstream.sandbox     where tools may act: confinement, policy, isolation, undo
     prompts/        -> midstream.prompts     system prompt templates

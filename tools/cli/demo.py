@@ -1,6 +1,6 @@
 """``midstream --demo``: the real agent, offline, against a scripted model on 127.0.0.1.
 
-Nothing is faked past the model itself: the replies below stream from ``midstream.tools.wire.scripted_server``
+Nothing is faked past the model itself: the replies below stream from ``midstream.tools.testing.scripted_server``
 over loopback HTTP and go through the same SSE parsing, assembler, scheduler, sandbox, tools and
 renderer as a real session, in a scratch copy of a small repository that is left behind to look
 at. In about 30 seconds it shows: streamed Markdown, two reads dispatched while the reply is still
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.git import run_git
-from midstream.tools.conversation.cache_model import CacheModel
-from midstream.tools.ui.events import Event, ToolGrace
-from midstream.tools.wire.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.events import Event, ToolGrace
+from midstream.tools.testing.cache_model import CacheModel
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 __all__ = ["DEMO_FILES", "DEMO_TASK", "demo_scenario", "make_demo_repository", "run_demo"]
 

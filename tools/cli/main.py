@@ -28,8 +28,8 @@ from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
+from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
-from midstream.tools.ui.events import Renderer, TurnEnded
 from midstream.tools.wire.model import ModelClient
 from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL, client_for
 

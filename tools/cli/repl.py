@@ -13,7 +13,7 @@ from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
-from midstream.tools.ui.events import Renderer, TurnEnded
+from midstream.tools.events import Renderer, TurnEnded
 
 __all__ = ["Interactive", "confirmer"]
 

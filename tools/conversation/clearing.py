@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from midstream.tools.conversation.cache_model import estimate_tokens
 from midstream.tools.conversation.history import as_blocks
+from midstream.tools.conversation.tokens import estimate_tokens
 
 __all__ = [
     "apply_cleared", "apply_notes", "assistant_indices", "clearable", "message_tokens", "note", "recent_from",

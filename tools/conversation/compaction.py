@@ -5,7 +5,7 @@ valid conversation (checked with ``history_problems`` before it is applied):
 
 1. **Budget.** The service reports what each request used (input + cache read + cache write); the
    next request is that plus an estimate of what was appended since, counted the way
-   tools/conversation/cache_model.py counts (a token per four characters), and never less than
+   tools/testing/cache_model.py counts (a token per four characters), and never less than
    that estimate of the whole prompt. The window is known for Claude models (``CONTEXT_WINDOWS``)
    or set with ``context_window``; a "prompt is too long" answer that names the limit teaches it.
 2. **Clearing.** Past ``clear_at`` of the window, the content of old, large tool results (before
@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from midstream.tools.conversation.cache_model import prompt_tokens
 from midstream.tools.conversation.clearing import (
     apply_notes,
     assistant_indices,
@@ -39,7 +38,8 @@ from midstream.tools.conversation.clearing import (
     recent_from,
 )
 from midstream.tools.conversation.history import as_blocks, history_problems
-from midstream.tools.ui.events import (
+from midstream.tools.conversation.tokens import prompt_tokens
+from midstream.tools.events import (
     Compacted,
     CompactionFailed,
     CompactionStarted,

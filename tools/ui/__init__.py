@@ -1,4 +1,7 @@
-"""What the person sees: the events the loop reports and the renderers that show them.
+"""What the person sees: the renderers of the loop's events (tools/events.py).
 
-The loop imports only ``events``; ``terminal`` (rich, live region), ``render`` (plain text, JSON)
-implement the Renderer protocol."""
+- ``terminal``  the rich live region: streamed text, one status line per running tool
+- ``render``    plain text and JSON lines, and the one-line summaries both share
+- ``printer``   the append-only printer: what was printed stays printed
+- ``lines``     Markdown styled one finished line at a time
+"""

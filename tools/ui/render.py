@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from midstream.tools.conversation.usage import Usage
-from midstream.tools.ui.events import (
+from midstream.tools.events import (
     BlockStopped,
     CacheMissed,
     Compacted,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from midstream.tools.conversation.usage import Usage
-from midstream.tools.ui.events import (
+from midstream.tools.events import (
     BlockStopped,
     CacheMissed,
     Compacted,

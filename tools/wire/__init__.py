@@ -1,2 +1,1 @@
-"""The model service: one streaming request, its SSE, the turn assembler, record/replay, and the
-scripted server that speaks the same wire for the demo and the tests."""
+"""The model service: one streaming request, its SSE, the turn assembler and record/replay."""

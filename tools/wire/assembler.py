@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any
 
-from midstream.tools.ui.events import (
+from midstream.tools.events import (
     BlockStopped,
     Event,
     TextDelta,

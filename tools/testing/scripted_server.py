@@ -27,13 +27,13 @@ the cache model counts them) with the API's real ``prompt is too long`` 400, wit
 reply, and reports every other request's size as its ``input_tokens`` when there is no cache model.
 ``respond(body)`` answers requests once the scripted replies run out (long sessions, benchmarks).
 
-``python -m midstream.tools.wire.scripted_server scenario.json`` serves a JSON scenario from its own process and
+``python -m midstream.tools.testing.scripted_server scenario.json`` serves a JSON scenario from its own process and
 prints its URL. Every request body is recorded in ``server.requests``; what was sent is appended to
 ``server.log`` (``sent:message_stop``, ``sent:content_block_stop:1``, ``client_closed`` …), a list
 tests can share with their tools to prove orderings without timing.
 
 A request to ``/v1/chat/completions`` or ``/chat/completions`` gets the same scenario as OpenAI
-Chat Completions chunks (``tools/wire/scripted_chat.py``), faults at the same places.
+Chat Completions chunks (``tools/testing/scripted_chat.py``), faults at the same places.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from midstream.tools.conversation.cache_model import CacheModel, prompt_tokens
-from midstream.tools.wire.scripted_chat import ChatRenderer, as_messages_body, error_body, is_chat_path, render_chat
+from midstream.tools.conversation.tokens import prompt_tokens
+from midstream.tools.testing.cache_model import CacheModel
+from midstream.tools.testing.scripted_chat import ChatRenderer, as_messages_body, error_body, is_chat_path, render_chat
 
 __all__ = ["Raw", "ScriptedServer", "Text", "Thinking", "ToolUse", "reply", "split"]
 

@@ -22,37 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CacheModel", "estimate_tokens", "prompt_tokens"]
+from midstream.tools.conversation.tokens import estimate_tokens, prompt_blocks
+
+__all__ = ["CacheModel"]
 
 LOOKBACK_BLOCKS = 20
-
-
-def estimate_tokens(value: Any) -> int:
-    return max(1, math.ceil(len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) / 4))
-
-
-def prompt_tokens(body: dict[str, Any]) -> int:
-    """The prompt's size as this model counts it: every block, ``cache_control`` left out."""
-    return sum(estimate_tokens({k: v for k, v in block.items() if k != "cache_control"}) for _, block in _blocks(body))
-
-
-def _blocks(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(where, block) in cache order: tools, then system, then each message's content."""
-    flat: list[tuple[str, dict[str, Any]]] = [("tool", t) for t in body.get("tools") or []]
-    system = body.get("system") or []
-    flat += [("system", b) for b in ([{"type": "text", "text": system}] if isinstance(system, str) else system)]
-    for message in body.get("messages") or []:
-        content = message["content"]
-        for block in [{"type": "text", "text": content}] if isinstance(content, str) else content:
-            flat.append((message["role"], block))
-    return flat
 
 
 @dataclass
@@ -69,7 +49,7 @@ class CacheModel:
         minimum = 2048 if "haiku" in str(body.get("model", "")) else 1024
         digests, totals, markers = [], [], []
         running, total = hashlib.sha256(), 0
-        for where, block in _blocks(body):
+        for where, block in prompt_blocks(body):
             key = {k: v for k, v in block.items() if k != "cache_control"}
             running.update(json.dumps([where, key], sort_keys=True).encode())
             digests.append(running.copy().hexdigest())
