@@ -156,6 +156,25 @@ def git(workspace: Path, *args: str) -> str:
     return done.stdout.decode()
 
 
+def watch_processes(monkeypatch: Any, started: list[str]) -> None:
+    """Note in ``started`` every launch of the program, another interpreter, bubblewrap, pip or a pty."""
+    popen_init, forkpty = subprocess.Popen.__init__, os.forkpty
+
+    def noting_popen(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes | os.PathLike) else list(args)
+        first = os.path.basename(os.fsdecode(argv[0])) if argv else ""
+        if first in ("midstream", "bwrap", "pip", "pip3") or os.fsdecode(argv[0]) == sys.executable:
+            started.append(" ".join(os.fsdecode(a) for a in argv)[:200])
+        popen_init(self, args, *rest, **options)
+
+    def noting_forkpty() -> tuple[int, int]:
+        started.append("a pseudo-terminal")
+        return forkpty()
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", noting_popen)
+    monkeypatch.setattr(os, "forkpty", noting_forkpty)
+
+
 def processes_with(marker: str) -> list[str]:
     """Every process (but pytest) whose command line contains ``marker``, as ``pid: command line``."""
     found = []

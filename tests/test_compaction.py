@@ -285,6 +285,7 @@ def test_the_service_s_too_long_answers_map_to_one_error(message, tokens, limit)
 spawn = functools.partial(_spawn, dimensions=(30, 140))
 
 
+@pytest.mark.process
 def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace):
     server = ScriptedServer([
         reply(Text("first answer")),
@@ -322,6 +323,7 @@ def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace)
 
 
 @pytest.mark.parametrize("key", ["ctrl-c", "esc"])
+@pytest.mark.process
 def test_ctrl_c_or_esc_during_compact_leaves_the_conversation_as_it_was(workspace, key):
     server = ScriptedServer([
         reply(Text("first answer")),
@@ -352,6 +354,7 @@ def test_ctrl_c_or_esc_during_compact_leaves_the_conversation_as_it_was(workspac
     assert "pelican" in json.dumps(messages) and SUMMARY_TITLE not in json.dumps(messages)
 
 
+@pytest.mark.process
 def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(workspace):
     import subprocess
 
@@ -389,6 +392,7 @@ def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(
     assert all(r["prompt_tokens"] <= 5000 for r in server.requests)
 
 
+@pytest.mark.process
 def test_ctrl_c_during_an_automatic_compaction_stops_the_turn_and_the_session_resumes(workspace):
     for n in range(8):
         (workspace / f"part{n}.txt").write_text(f"part {n}\n" + "all work and no play\n" * 90)

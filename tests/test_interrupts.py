@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.helpers import processes_with, wait_until
 from tests.helpers import spawn as _spawn
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
 

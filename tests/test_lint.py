@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.process
 def test_ruff_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
@@ -21,6 +22,7 @@ def test_ruff_is_clean():
     assert done.returncode == 0, done.stdout
 
 
+@pytest.mark.process
 def test_mypy_is_clean(tmp_path):
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
     if mypy is None:

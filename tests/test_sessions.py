@@ -179,6 +179,7 @@ def test_a_reply_whose_only_block_is_empty_text_after_a_late_index_commits_nothi
         {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]
 
 
+@pytest.mark.process
 def test_two_prompts_in_one_workspace_both_keep_their_lines(workspace):
     # Each process reads its history, then one line is typed (readline records what input() read).
     script = ("import builtins, readline, sys; from pathlib import Path\n"

@@ -106,6 +106,7 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path):
     outside = Path("/var/tmp") / f"midstream-probe-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"echo inside > in.txt; echo x > {outside}", isolation="bwrap")
@@ -121,6 +122,7 @@ def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path)
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_there_is_no_network(workspace):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -136,6 +138,7 @@ def test_under_bubblewrap_there_is_no_network(workspace):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_a_timeout_still_kills_everything(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"python3 -c 'import time; time.sleep(300)' {marker}", isolation="bwrap", timeout=1)
