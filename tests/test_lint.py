@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,12 @@ def test_runtime_code_never_imports_from_tests():
     files = [p for entry in runtime for p in ([entry] if entry.is_file() else entry.rglob("*.py"))]
     offenders = [str(p) for p in files if "from tests" in p.read_text() or "import tests" in p.read_text()]
     assert not offenders
+
+
+def test_test_modules_import_shared_helpers_from_helpers_not_from_conftest_or_each_other():
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    offenders = [p.name for p in tests if re.search(r"^from tests\.(conftest|test_)", p.read_text(), re.MULTILINE)]
+    assert tests and not offenders
 
 
 def test_the_loop_does_not_import_rich():
