@@ -17,8 +17,8 @@ from typing import Any
 import httpx2
 import pexpect
 from midstream.tools.conversation.transcript import state_dir
-from midstream.tools.events import Event
-from midstream.tools.registry import Access, ToolContext, ToolError, tool
+from midstream.tools.events import Event, Quiet
+from midstream.tools.registry import Access, ToolContext, ToolError, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer
 from midstream.tools.wire.assembler import TurnAssembler
 
@@ -32,8 +32,8 @@ def program_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
 
 
-class RecordingRenderer:
-    """Keeps every event; optionally mirrors tool starts into a shared order log."""
+class RecordingRenderer(Quiet):
+    """Keeps every event; the rest of the Renderer protocol as Quiet does it (own lines to stderr)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -65,7 +65,7 @@ def recording_tool(log: list[str]):
             return Access.writing(args["writes"])
         return Access.reading(args.get("reads") or args.get("label", "?"))
 
-    @tool(status=lambda args: f"Recording {args.get('label')}", access=access)
+    @tool(wording=Wording("Recording", "Recorded", target="label"), access=access)
     def record(
         ctx: ToolContext,
         label: str,
