@@ -33,7 +33,7 @@ def program_env(**extra: str) -> dict[str, str]:
 
 
 class RecordingRenderer(Quiet):
-    """Keeps every event; the rest of the Renderer protocol as Quiet does it (own lines to stderr)."""
+    """Keeps every event (and the rest of the Renderer protocol as a renderer without a screen does)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
