@@ -38,7 +38,7 @@ from midstream.tools.events import (
     ToolRunning,
     TurnRolledBack,
 )
-from midstream.tools.registry import Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.registry import Decision, Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
@@ -46,6 +46,8 @@ __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 log = logging.getLogger("midstream.calls")
 
 NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
+NOT_RUN = ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run"))
+_NOT_RUN = Decision(refusal=NOT_STARTED, ended="not_run")
 
 Dispatched = tuple[ToolCallReady, Future[ToolResult]]
 
@@ -84,7 +86,7 @@ class Calls:
         self.transcript: Transcript | None = None
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
-        self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
+        self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched calls not yet finished
         self._lock = threading.Lock()
 
     def worded(self, update: Event) -> Event:
@@ -109,12 +111,7 @@ class Calls:
             attempt.reused.add(call.id)
             return self._finished_now(call, result, reused=True)
         planned = attempt.planned[call.id] = tool.plan(self.workspace, call.id, call.input)
-        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
-                                                   lambda: self._run(planned, attempt)))
-
-    def _run(self, call: PlannedCall, attempt: Attempt) -> ToolResult:
-        started = time.monotonic()
-        crash_record = CrashRecord(self.transcript, call.id, f"{call.tool.name} {_shown(call.input)}".strip(),
+        crash_record = CrashRecord(self.transcript, call.id, f"{tool.name} {_shown(call.input)}".strip(),
                                    self.workspace)
 
         def before_write(path: Path) -> None:
@@ -122,12 +119,21 @@ class Calls:
             attempt.wrote.setdefault(call.id, []).append(path)
             crash_record.file_changed(path)
 
+        # The context exists from dispatch on, so a stop reaches a call still waiting for its turn or
+        # for a free worker: the scheduler may have handed it to the pool already, to start later.
         ctx = ToolContext(self.workspace, report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
                           before_write=before_write)
         with self._lock:
-            self._running[call.id] = ctx
+            self._live[call.id] = (planned, ctx)
+        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
+                                                   lambda: self._run(planned, ctx, crash_record, attempt)))
+
+    def _run(self, call: PlannedCall, ctx: ToolContext, crash_record: CrashRecord, attempt: Attempt) -> ToolResult:
+        started = time.monotonic()
         try:
-            decision = ctx.decision = self.gate.decide(call, ctx)
+            decision = ctx.decision = _NOT_RUN if ctx.cancelled.is_set() else self.gate.decide(call, ctx)
+            if decision.refusal is None and ctx.cancelled.is_set():
+                decision = _NOT_RUN  # stopped while the gate let it through: it has not started, so it never will
             if decision.refusal is not None:
                 result = ToolResult(decision.refusal, is_error=True, facts=Facts(ended=decision.ended))
             else:  # running only now: a grace window or a question comes first, on screen too
@@ -144,7 +150,7 @@ class Calls:
                 crash_record.finished(result.is_error)
         finally:
             with self._lock:
-                self._running.pop(call.id, None)
+                self._live.pop(call.id, None)
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
         return result
@@ -161,11 +167,16 @@ class Calls:
 
     def stop(self, *, kill: bool) -> None:
         """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
-        self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run")))
         with self._lock:
-            running = list(self._running.values())
-        for ctx in running:
+            live = dict(self._live)
+        for _, ctx in live.values():  # first: a call the pool is about to start sees it and does not run
             ctx.stop(kill=kill)
+        for call_id in self.scheduler.cancel_waiting(NOT_RUN):
+            with self._lock:
+                self._live.pop(call_id, None)
+            if (planned := live.get(call_id, (None,))[0]) is not None:  # renderers and json output hear of it
+                self.renderer.show(ToolFinished(call_id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
+                                                done=planned.done))
 
     # -- settling ---------------------------------------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""Every tool_use gets exactly one tool_result, in block order, on every path a turn can take.
+
+Attacks on the typed call path: interrupts while calls run, wait behind another call or wait for a
+free worker; a second Ctrl-C; rollbacks with reused results; refused, unknown and invalid calls;
+max_tokens cutting a call. The real loop against the scripted server, real tools in a tmp workspace.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from midstream.tools.cli.interrupts import interrupt_turn
+from midstream.tools.conversation.history import history_problems
+from midstream.tools.events import ToolFinished, ToolRunning, TurnCommitted
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.process  # the bash tool starts real commands
+
+
+def answered_in_order(messages: list[dict[str, Any]]) -> None:
+    """Each assistant tool_use is answered once, by the next message, in block order."""
+    assert history_problems(messages) == []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or not isinstance(message["content"], list):
+            continue
+        asked = [b["id"] for b in message["content"] if b["type"] == "tool_use"]
+        if asked:
+            following = messages[index + 1]["content"]
+            assert [b["tool_use_id"] for b in following if b["type"] == "tool_result"] == asked
+
+
+def interrupt_when(agent: Any, condition: Any) -> threading.Thread:
+    """Esc (the first Ctrl-C's effect) from another thread, once ``condition`` holds."""
+    def press() -> None:
+        assert wait_until(condition, 10)
+        interrupt_turn(agent)
+
+    thread = threading.Thread(target=press, daemon=True)
+    thread.start()
+    return thread
+
+
+def running(renderer: Any, call_id: str, committed: bool = True) -> Any:
+    """``call_id`` runs (and the reply that asked for it is committed: every call of it dispatched)."""
+    return lambda: (any(e.id == call_id for e in renderer.of(ToolRunning))
+                    and (not committed or bool(renderer.of(TurnCommitted))))
+
+
+def test_a_call_queued_for_a_free_worker_does_not_run_after_the_interrupt(make_agent, workspace):
+    # One worker: t2 does not conflict with t1 (both read), so the scheduler hands it to the pool at
+    # once, where it waits for t1's thread. The person interrupts while t1 runs: t2 must not run.
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": "tail -f /dev/null"}),
+              ToolUse("t2", "bash", {"command": "echo two-ran"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, renderer = make_agent(server, isolation="none", workers=1)
+        interrupt_when(agent, running(renderer, "t1"))
+        ended = agent.send("go")
+        assert ended.stop_reason == "interrupted"
+        assert agent.send("and now?").ok
+    answered_in_order(agent.history)
+    results = [b for b in agent.history[2]["content"] if b["type"] == "tool_result"]
+    assert "Interrupted by the person" in results[0]["content"]
+    assert results[1]["content"].startswith("Not run"), results[1]["content"]
+    finished = {e.id: e for e in renderer.of(ToolFinished)}
+    assert finished["t2"].result.facts.ended == "not_run"
+
+
+def test_a_call_waiting_behind_another_is_answered_not_run_and_reported_finished(make_agent, workspace):
+    # t2 writes what t1 writes (both whole-workspace commands): it waits for t1, and the interrupt
+    # cancels it. The model gets "Not run"; the renderers (and json output) get its ToolFinished.
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": "sleep 30"}), ToolUse("t2", "bash", {"command": "touch two"}),
+              ToolUse("t3", "read_file", {"path": "nothing.txt"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        interrupt_when(agent, running(renderer, "t1"))
+        assert agent.send("go").stop_reason == "interrupted"
+    answered_in_order(agent.history)
+    assert not (workspace / "two").exists()
+    finished = {e.id: e for e in renderer.of(ToolFinished)}
+    assert set(finished) == {"t1", "t2", "t3"}
+    assert finished["t1"].result.facts.ended == "interrupted"
+    assert finished["t2"].result.facts.ended == "not_run"
+    assert finished["t2"].status == "Running `touch two`"
