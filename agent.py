@@ -187,7 +187,7 @@ class Agent:
         self.config = config
         self.tools = tools
         # Usage and cost are kept here, once, as events pass on to the renderer (/cost reads them).
-        self.ledger = Ledger(renderer, lambda: config.model)
+        self.ledger = Ledger(renderer)
         self.renderer: Renderer = self.ledger
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
@@ -373,7 +373,11 @@ class Agent:
         """A request outside the turn (the summary): cached, interruptible and retried like the others."""
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
-        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep)
+        def billed(usage: dict[str, Any]) -> None:  # priced by the model in use, the one asked for the summary
+            self.renderer.show(RequestUsage(self.config.model, usage))
+
+        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep,
+                            billed=billed)
 
     # -- one request, retried until it completes ---------------------------------------------
 

@@ -1,0 +1,79 @@
+"""Usage and cost are counted exactly once per answered request: committed, rolled back, interrupted,
+and the summary request of /compact, whether it succeeds, breaks off and is retried, or fails.
+
+Every request below is answered with its own token counts, so a request counted twice or not at
+all shows in the session's totals.
+"""
+
+from __future__ import annotations
+
+from midstream.tools.events import TurnEnded
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.helpers import drop_after_block
+
+
+def billed(*replies: dict, dropped: set[int] = frozenset()) -> tuple[int, int]:
+    """Input and output tokens the service bills for ``replies`` (a dropped one: message_start's only)."""
+    inputs = outputs = 0
+    for index, scripted in enumerate(replies):
+        start = scripted["events"][0]["message"]["usage"]
+        inputs += start["input_tokens"]
+        outputs += start["output_tokens"] if index in dropped else scripted["events"][-2]["usage"]["output_tokens"]
+    return inputs, outputs
+
+
+def test_a_rolled_back_attempt_and_its_retry_are_each_counted_once(make_agent, workspace):
+    (workspace / "a.txt").write_text("a\n")
+    first = reply(ToolUse("t1", "read_file", {"path": "a.txt"}), Text("more"), usage={"input_tokens": 100,
+                                                                                        "output_tokens": 7})
+    last = reply(Text("done"), usage={"input_tokens": 1000, "output_tokens": 70})
+    server = ScriptedServer([drop_after_block(first, 0), first, last])
+    with server:
+        agent, renderer = make_agent(server)
+        ended = agent.send("go")
+    assert ended.ok
+    inputs, outputs = billed(first, first, last, dropped={0})
+    for total in (ended.usage, ended.session, agent.ledger.session):
+        assert (total.requests, total.input, total.output) == (3, inputs, outputs)
+
+
+def test_a_summary_that_breaks_off_and_is_retried_counts_both_answers(make_agent):
+    answer = reply(Text("hello"), usage={"input_tokens": 10, "output_tokens": 3})
+    summary = reply(Text("The summary."), usage={"input_tokens": 500, "output_tokens": 40})
+    broken = summary | {"drop_after": 2}  # message_start and a ping: answered, so billed, then dropped
+    server = ScriptedServer([answer, broken, summary])
+    with server:
+        agent, _ = make_agent(server)
+        assert agent.send("hi").ok
+        assert agent.compact()
+    inputs, outputs = billed(answer, summary, summary, dropped={1})
+    assert (agent.ledger.session.requests, agent.ledger.session.input, agent.ledger.session.output) == (
+        3, inputs, outputs)
+
+
+def test_a_summary_that_comes_back_empty_is_still_counted(make_agent):
+    answer = reply(Text("hello"), usage={"input_tokens": 10, "output_tokens": 3})
+    empty = reply(Text(""), usage={"input_tokens": 500, "output_tokens": 1})
+    server = ScriptedServer([answer, empty])
+    with server:
+        agent, renderer = make_agent(server)
+        assert agent.send("hi").ok
+        assert not agent.compact()  # "the model's summary was empty": nothing changed, but it was billed
+    inputs, outputs = billed(answer, empty)
+    assert (agent.ledger.session.requests, agent.ledger.session.input, agent.ledger.session.output) == (
+        2, inputs, outputs)
+
+
+def test_the_next_message_line_counts_the_summary_once(make_agent):
+    answer = reply(Text("hello"), usage={"input_tokens": 10, "output_tokens": 3})
+    summary = reply(Text("The summary."), usage={"input_tokens": 500, "output_tokens": 40})
+    server = ScriptedServer([answer, summary, answer])
+    with server:
+        agent, renderer = make_agent(server)
+        assert agent.send("hi").ok
+        assert agent.compact()
+        assert agent.send("again").ok
+    first, second = renderer.of(TurnEnded)
+    assert first.usage.requests == 1 and second.usage.requests == 2  # the summary and the answer
+    assert second.session.requests == 3 and second.session.input == 10 + 500 + 10
