@@ -1,0 +1,77 @@
+"""A rolled-back attempt lists the commands that ran, undoes file tools' writes, and a command never
+runs twice for one request: the retry (and /retry) reuse its result. A new message is a new request.
+
+Each command appends a line to log.txt, so the file counts how often it really ran.
+"""
+
+from __future__ import annotations
+
+import pytest
+from midstream.tools.events import ToolFinished, TurnRolledBack
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.helpers import drop_after_block, tool_results
+
+pytestmark = pytest.mark.process  # the bash tool starts real commands
+
+APPEND = "echo ran >> log.txt"
+
+
+def appended(call_id: str) -> dict:
+    return reply(ToolUse(call_id, "bash", {"command": APPEND}), Text("and more to say"))
+
+
+def runs(workspace) -> int:
+    log = workspace / "log.txt"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_two_rollbacks_in_a_row_list_the_command_each_time_and_it_runs_once(make_agent, workspace):
+    server = ScriptedServer([drop_after_block(appended("t1"), 0), drop_after_block(appended("t2"), 0),
+                             appended("t3"), reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    assert runs(workspace) == 1
+    first, second = renderer.of(TurnRolledBack)
+    assert first.commands == (APPEND,) and second.commands == (APPEND,)  # the second from the reused result
+    finished = {e.id: e for e in renderer.of(ToolFinished)}
+    assert not finished["t1"].reused and finished["t2"].reused and finished["t3"].reused
+    (result,) = tool_results(server.requests[3])
+    assert result["tool_use_id"] == "t3" and result["content"] == "[exit status 0]"
+
+
+def test_a_rolled_back_write_is_undone_when_the_retry_does_not_make_it(make_agent, workspace):
+    (workspace / "keep.txt").write_text("original\n")
+    writes = reply(ToolUse("t1", "write_file", {"path": "keep.txt", "content": "changed\n"}),
+                   ToolUse("t2", "write_file", {"path": "new.txt", "content": "new\n"}), Text("more"))
+    server = ScriptedServer([drop_after_block(writes, 1), reply(Text("on second thought, nothing"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    assert (workspace / "keep.txt").read_text() == "original\n"
+    assert not (workspace / "new.txt").exists()
+    (rolled,) = renderer.of(TurnRolledBack)
+    assert sorted(rolled.undone) == ["keep.txt", "new.txt"] and rolled.commands == ()
+
+
+def test_retry_after_attempts_ran_out_reuses_what_ran(make_agent, workspace):
+    server = ScriptedServer([drop_after_block(appended("t1"), 0), appended("t2"), reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none", max_attempts=1)
+        assert not agent.send("go").ok
+        assert agent.retry().ok
+    assert runs(workspace) == 1  # /retry sends the same request: the command it ran is not run again
+
+
+def test_a_new_message_runs_a_command_again_that_an_earlier_failed_request_ran(make_agent, workspace):
+    # The first message's only attempt ran the command, then broke off. The person asks again in a
+    # new message: the model's identical call is a new request's call, and must run, not be answered
+    # with the earlier (stale) result.
+    server = ScriptedServer([drop_after_block(appended("t1"), 0), appended("t2"), reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none", max_attempts=1)
+        assert not agent.send("go").ok
+        assert agent.send("please run it again").ok
+    assert runs(workspace) == 2
+    assert not next(e for e in renderer.of(ToolFinished) if e.id == "t2").reused
