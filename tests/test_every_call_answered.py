@@ -91,3 +91,51 @@ def test_a_call_waiting_behind_another_is_answered_not_run_and_reported_finished
     assert finished["t1"].result.facts.ended == "interrupted"
     assert finished["t2"].result.facts.ended == "not_run"
     assert finished["t2"].status == "Running `touch two`"
+
+
+def test_refused_unknown_invalid_and_cut_off_calls_are_answered_in_block_order(make_agent, workspace):
+    (workspace / "a.txt").write_text("a\n")
+    calls = reply(
+        ToolUse("t1", "write_file", {"path": "b.txt", "content": "x"}),  # refused: read-only mode
+        ToolUse("t2", "no_such_tool", {"x": 1}),
+        ToolUse("t3", "read_file", {"path": 7}),  # invalid input
+        ToolUse("t4", "read_file", {"path": "a.txt"}),
+        ToolUse("t5", "read_file", raw_json='{"path": "a.t'),  # not JSON
+        ToolUse("t6", "read_file", {"path": "a.txt", "offset": 1}, stop=False),  # cut off by max_tokens
+        stop_reason="max_tokens",
+    )
+    server = ScriptedServer([calls, reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, mode="read-only")
+        assert agent.send("go").ok
+    answered_in_order(agent.history)
+    sent = agent.history[1]["content"]
+    assert [b["id"] for b in sent if b["type"] == "tool_use"] == ["t1", "t2", "t3", "t4"]  # t5, t6 cut off
+    results = {b["tool_use_id"]: b for b in agent.history[2]["content"]}
+    assert [results[i].get("is_error", False) for i in ("t1", "t2", "t3", "t4")] == [True, True, True, False]
+    assert not (workspace / "b.txt").exists()
+    ended = {e.id: e.result.facts.ended for e in renderer.of(ToolFinished)}
+    assert ended["t1"] == ended["t2"] == ended["t3"] == "refused" and ended["t4"] == "ran"
+
+
+def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everything_is_answered(make_agent):
+    stubborn = "trap '' INT TERM; echo up; while :; do sleep 0.1; done"
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": stubborn}), ToolUse("t2", "bash", {"command": "touch never"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        interrupt_when(agent, running(renderer, "t1"))
+
+        def second() -> None:
+            assert wait_until(lambda: agent.interrupting, 5)
+            agent.hurry()
+
+        threading.Thread(target=second, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C leaves, once all is saved
+            agent.send("go")
+    answered_in_order(agent.history)
+    finished = {e.id: e.result for e in renderer.of(ToolFinished)}
+    assert finished["t1"].facts.ended == "interrupted" and finished["t1"].facts.exit_status == -9
+    assert finished["t2"].facts.ended == "not_run"
