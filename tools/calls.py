@@ -86,7 +86,8 @@ class Calls:
         self.transcript: Transcript | None = None
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
-        self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched calls not yet finished
+        self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched, not yet finished, in order
+        self._not_run: set[str] = set()  # cancelled before they started, not yet announced
         self._lock = threading.Lock()
 
     def worded(self, update: Event) -> Event:
@@ -148,11 +149,15 @@ class Calls:
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
                 crash_record.finished(result.is_error)
-        finally:
+        except BaseException:
             with self._lock:
                 self._live.pop(call.id, None)
+            raise
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
+        with self._lock:
+            self._live.pop(call.id, None)
+        self._announce_not_run()
         return result
 
     def _finished_now(self, call: ToolCallReady, result: ToolResult, reused: bool = False) -> Future[ToolResult]:
@@ -171,12 +176,25 @@ class Calls:
             live = dict(self._live)
         for _, ctx in live.values():  # first: a call the pool is about to start sees it and does not run
             ctx.stop(kill=kill)
-        for call_id in self.scheduler.cancel_waiting(NOT_RUN):
-            with self._lock:
-                self._live.pop(call_id, None)
-            if (planned := live.get(call_id, (None,))[0]) is not None:  # renderers and json output hear of it
-                self.renderer.show(ToolFinished(call_id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
-                                                done=planned.done))
+        cancelled = self.scheduler.cancel_waiting(NOT_RUN)
+        with self._lock:
+            self._not_run.update(cancelled)
+        self._announce_not_run()
+
+    def _announce_not_run(self) -> None:
+        """Tell the renderers (and json output) of calls cancelled before they started, in block order:
+        each once every call dispatched before it has finished."""
+        with self._lock:
+            due = []
+            for call_id, (planned, _) in list(self._live.items()):
+                if call_id not in self._not_run:
+                    break
+                del self._live[call_id]
+                self._not_run.discard(call_id)
+                due.append(planned)
+        for planned in due:
+            self.renderer.show(ToolFinished(planned.id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
+                                            done=planned.done))
 
     # -- settling ---------------------------------------------------------------------------------
 
