@@ -60,7 +60,9 @@ def outcome_line(finished: ToolFinished) -> str:
             first = result.content.splitlines()[:1]
             return f"✗ {status}: {shorten(first[0], 160) if first else 'failed'}"
         detail = shorten(facts.detail, 80)
-        return f"✗ {done}: {_exit_words(facts.exit_status)}" + (f" ({detail})" if detail else "")
+        # A timed-out command died of our SIGTERM: "killed by SIGTERM" would hide why.
+        how = "timed out" if facts.ended == "timed_out" else _exit_words(facts.exit_status)
+        return f"✗ {done}: {how}" + (f" ({detail})" if detail else "")
     if facts.exit_status is not None:
         return f"✓ {done} ({finished.seconds:.1f} s)"
     return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
