@@ -118,8 +118,12 @@ def test_refused_unknown_invalid_and_cut_off_calls_are_answered_in_block_order(m
     assert ended["t1"] == ended["t2"] == ended["t3"] == "refused" and ended["t4"] == "ran"
 
 
-def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everything_is_answered(make_agent):
-    stubborn = "trap '' INT TERM; echo up; while :; do sleep 0.1; done"
+def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everything_is_answered(make_agent,
+                                                                                                workspace):
+    # It notes each polite signal and goes on. The first Ctrl-C sends SIGINT (then SIGTERM a second
+    # later); the second, pressed once SIGINT arrived, must kill the group at once: no SIGTERM seen.
+    stubborn = "trap 'echo int >> sig.log' INT; trap 'echo term >> sig.log' TERM; echo up; while :; do sleep 0.1; done"
+    signals = workspace / "sig.log"
     server = ScriptedServer([
         reply(ToolUse("t1", "bash", {"command": stubborn}), ToolUse("t2", "bash", {"command": "touch never"})),
         reply(Text("ok")),
@@ -129,7 +133,7 @@ def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everyth
         interrupt_when(agent, running(renderer, "t1"))
 
         def second() -> None:
-            assert wait_until(lambda: agent.interrupting, 5)
+            assert wait_until(lambda: signals.exists() and "int" in signals.read_text(), 10)
             agent.hurry()
 
         threading.Thread(target=second, daemon=True).start()
@@ -139,3 +143,4 @@ def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everyth
     finished = {e.id: e.result for e in renderer.of(ToolFinished)}
     assert finished["t1"].facts.ended == "interrupted" and finished["t1"].facts.exit_status == -9
     assert finished["t2"].facts.ended == "not_run"
+    assert signals.read_text().split() == ["int"]
