@@ -7,10 +7,11 @@ all shows in the session's totals.
 
 from __future__ import annotations
 
+import pytest
 from midstream.tools.events import TurnEnded
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import drop_after_block
+from tests.helpers import Terminal, drop_after_block, in_order
 
 
 def billed(*replies: dict, dropped: set[int] = frozenset()) -> tuple[int, int]:
@@ -77,3 +78,26 @@ def test_the_next_message_line_counts_the_summary_once(make_agent):
     first, second = renderer.of(TurnEnded)
     assert first.usage.requests == 1 and second.usage.requests == 2  # the summary and the answer
     assert second.session.requests == 3 and second.session.input == 10 + 500 + 10
+
+
+@pytest.mark.process
+def test_cost_and_the_session_line_at_exit_count_a_compact_after_the_last_message(workspace):
+    answer = reply(Text("hello"), usage={"input_tokens": 10, "output_tokens": 3}, model="claude-sonnet-4-5")
+    summary = reply(Text("The summary."), usage={"input_tokens": 500, "output_tokens": 40})
+    server = ScriptedServer([answer, summary])
+    with server:
+        term = Terminal(server, workspace, 120)
+        term.expect("› ")
+        term.child.sendline("hi")
+        term.expect("hello")
+        term.expect("› ")
+        term.child.sendline("/compact")
+        term.expect("compacted the conversation")
+        term.expect("› ")
+        term.child.sendline("/cost")
+        term.expect("so far: ")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    assert in_order(rows, ["so far: 2 requests · 510 in · 43 out", "session: 2 requests · 510 in · 43 out"]) == [], rows

@@ -30,6 +30,7 @@ from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
+from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.wire.model import ModelClient
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         agent.close()
-        _close(renderer, args)
+        _close(renderer, args, agent.ledger.session)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
@@ -329,10 +330,11 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
     return PlainRenderer(stream_text=streaming)
 
 
-def _close(renderer: Renderer, args: argparse.Namespace) -> None:
+def _close(renderer: Renderer, args: argparse.Namespace, session: Usage | None = None) -> None:
+    terminal = sys.modules.get("midstream.tools.ui.terminal")  # loaded only if the renderer is one (rich is slow)
+    is_terminal = terminal is not None and isinstance(renderer, terminal.TerminalRenderer)
+    if is_terminal and session is not None:  # its line at exit: the ledger's whole session, a late /compact too
+        renderer.session = session
     renderer.close()
-    if args.svg is not None:
-        from midstream.tools.ui.terminal import TerminalRenderer
-
-        if isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
-            renderer.save_svg(str(args.svg))
+    if args.svg is not None and is_terminal:  # a picture of the terminal needs one
+        renderer.save_svg(str(args.svg))
