@@ -305,6 +305,7 @@ class Agent:
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
         try:
+            self.tools.between_turns(lambda: self.interrupting)  # MCP tools join here, never within a turn
             return self._requests_until_done()
         finally:
             self.undo.end_turn()

@@ -50,7 +50,8 @@ __all__ = [
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\t")
 _PAST = {"Reading": "Read", "Writing": "Wrote", "Editing": "Edited", "Listing": "Listed", "Finding": "Found",
-         "Searching": "Searched", "Running": "Ran", "Recording": "Recorded"}
+         "Searching": "Searched", "Running": "Ran", "Recording": "Recorded",
+         "Calling": "Called"}
 
 
 def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> str:
