@@ -119,7 +119,8 @@ class Loop:
         """Leave one server's session (its process gets stdin closed, then the SDK's escalation)."""
         if conn._owner is not None:
             conn._owner.cancel()
-        conn.state = "stopped"
+        if conn.state in ("starting", "ready"):  # a failure stays what it was
+            conn.state = "stopped"
         conn.settled.set()
 
     def close(self) -> None:
