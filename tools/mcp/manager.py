@@ -48,7 +48,7 @@ class McpServers:
         self._connections: dict[str, Connection] = {}
         self._held: dict[str, str] = {}  # name -> why it is not started (approval, -p, disabled)
         self._told: set[str] = set()  # failures already said
-        self._waited = False
+        self._to_wait: list[str] = []  # servers the next turn waits for: all at first, then each one approved
         self._tools: dict[str, list[Tool]] = {}  # per ready server, made once
         self._lock = threading.Lock()
         for spec in specs:
@@ -78,6 +78,7 @@ class McpServers:
     def start(self) -> None:
         """Connect every server that may start, in the background; returns at once."""
         starting = [spec for name, spec in self._specs.items() if name not in self._held]
+        self._to_wait += [spec.name for spec in starting]
         if starting:
             threading.Thread(target=self._start, args=(starting,), name="mcp-start", daemon=True).start()
 
@@ -125,9 +126,9 @@ class McpServers:
 
     def tools_for_turn(self, stop: Callable[[], bool] = lambda: False) -> list[Tool]:
         """The tools of every ready server, for the next turn; the first turn waits for starting servers."""
-        if not self._waited:
-            self._waited = True
-            self.wait_for([n for n in self._specs if n not in self._held], stop)
+        if self._to_wait:
+            names, self._to_wait = self._to_wait, []
+            self.wait_for(names, stop)
         tools: list[Tool] = []
         with self._lock:
             connections = list(self._connections.values())
@@ -206,7 +207,8 @@ class McpServers:
             return f"MCP server {name!r} needs no approval ({self._held.get(name) or 'it is started'})"
         self._approvals.approve(spec.digest(self.workspace), name, self.workspace)
         del self._held[name]
-        self._start([spec])
+        self._to_wait.append(name)
+        threading.Thread(target=self._start, args=([spec],), name="mcp-start", daemon=True).start()
         return f"approved {name} ({spec.shown()}); its tools join from the next message"
 
     def close(self) -> None:
