@@ -13,7 +13,7 @@ from midstream.tools.mcp.approvals import Approvals
 from midstream.tools.mcp.config import ConfigError, parse_json_servers, server_environment
 from midstream.tools.mcp.manager import McpServers, progress_line
 from midstream.tools.mcp.sources import collect
-from midstream.tools.registry import Access, Tool, ToolRegistry
+from midstream.tools.registry import Access, Judgement, Tool, ToolRegistry, Wording
 
 ENV = {"PATH": "/usr/bin", "HOME": "/home/p", "TOKEN": "t0k", "ANTHROPIC_API_KEY": "sk-model", "SECRET": "s"}
 
@@ -158,12 +158,14 @@ def test_tool_names_fit_every_provider_and_the_schema_is_an_object():
 
     made = as_tool("srv", Listed(), trusted=True, run=lambda ctx, args: "")
     assert made.input_schema == {"type": "object", "properties": {}} and len(made.description) < 2100
-    assert made.access(Path("."), {}) == Access.whole_workspace(read_only=False)  # no hint: a writer
+    assert made.judge(Path("."), {}).access == Access.whole_workspace(read_only=False)  # no hint: a writer
+    assert made.status({}) == "Calling x on srv" and made.wording.done({}) == "Called x on srv"
 
 
 def test_a_sources_tools_join_between_turns_after_the_builtins():
     def fake(name: str) -> Tool:
-        return Tool(name, lambda ctx: "", "", {"type": "object"}, lambda w, a: Access(), lambda a: name)
+        return Tool(name, lambda ctx: "", "", {"type": "object"}, lambda w, a: Judgement(Access()),
+                    Wording("Using", "Used"))
 
     offered: list[Tool] = []
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from midstream.tools.registry import Access, Tool, ToolContext
+from midstream.tools.registry import Access, Judgement, Output, Tool, ToolContext, Wording
 
 __all__ = ["as_tool", "tool_name"]
 
@@ -30,15 +30,16 @@ def tool_name(server: str, tool: str) -> str:
     return name[:55] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def as_tool(server: str, listed: Any, *, trusted: bool, run: Callable[[ToolContext, dict[str, Any]], str]) -> Tool:
+def as_tool(server: str, listed: Any, *, trusted: bool,
+            run: Callable[[ToolContext, dict[str, Any]], Output]) -> Tool:
     """The Tool for one listed MCP tool; ``run`` makes the call (and raises ToolError for a failure)."""
     read_only = trusted and bool(listed.annotations and listed.annotations.read_only_hint)
-    access = Access.reading(Access.WHOLE) if read_only else Access.whole_workspace(read_only=False)
+    judgement = Judgement(Access.reading(Access.WHOLE) if read_only else Access.whole_workspace(read_only=False))
     description = " ".join((listed.description or "").split())
     if len(description) > DESCRIPTION_CHARS:
         description = description[: DESCRIPTION_CHARS - 1] + "…"
 
-    def function(ctx: ToolContext, /, **args: Any) -> str:  # positional ctx: an argument may be named "ctx"
+    def function(ctx: ToolContext, /, **args: Any) -> Output:  # positional ctx: an argument may be named "ctx"
         return run(ctx, args)
 
     return Tool(
@@ -46,8 +47,8 @@ def as_tool(server: str, listed: Any, *, trusted: bool, run: Callable[[ToolConte
         function=function,
         description=f"(MCP server {server}) {description}".strip(),
         input_schema=_object_schema(listed.input_schema),
-        access=lambda workspace, args: access,
-        status=lambda args: f"Calling {listed.name} on {server}",
+        judge=lambda workspace, args: judgement,
+        wording=Wording("Calling", "Called", words=lambda args: f"{listed.name} on {server}"),
     )
 
 

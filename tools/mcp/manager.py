@@ -20,7 +20,7 @@ from midstream.tools.mcp.approvals import Approvals
 from midstream.tools.mcp.config import ServerSpec
 from midstream.tools.mcp.output import as_text
 from midstream.tools.mcp.runtime import Connection, Loop
-from midstream.tools.registry import Tool, ToolContext, ToolError
+from midstream.tools.registry import Facts, Output, Tool, ToolContext, ToolError
 
 __all__ = ["McpServers", "progress_line"]
 
@@ -147,15 +147,17 @@ class McpServers:
             for listed in conn.tools:
                 if not conn.spec.offers(listed.name):
                     continue
-                tool = as_tool(name, listed, trusted=conn.spec.trusted,
-                               run=lambda ctx, args, listed=listed: self._run(conn, listed.name, ctx, args))
+                tool = as_tool(name, listed, trusted=conn.spec.trusted, run=self._runner(conn, listed.name))
                 if tool.name not in seen:  # two names that differ only in characters we replace: first wins
                     seen.add(tool.name)
                     made.append(tool)
             self._tools[name] = made
         return self._tools[name]
 
-    def _run(self, conn: Connection, tool: str, ctx: ToolContext, args: dict[str, Any]) -> str:
+    def _runner(self, conn: Connection, tool: str) -> Callable[[ToolContext, dict[str, Any]], Output]:
+        return lambda ctx, args: self._run(conn, tool, ctx, args)
+
+    def _run(self, conn: Connection, tool: str, ctx: ToolContext, args: dict[str, Any]) -> Output:
         """One call, from a tool thread: progress to the status line, Ctrl-C or Esc to the server."""
         spec = conn.spec
 
@@ -167,19 +169,22 @@ class McpServers:
         match outcome.stopped:
             case "person":
                 raise ToolError(f"cancelled on server {spec.name} after {seconds}: the person stopped this call "
-                                "and the server was told to stop. Do not retry it unasked.")
+                                "and the server was told to stop. Do not retry it unasked.",
+                                Facts(ended="interrupted", detail=f"cancelled on server {spec.name} after {seconds}"))
             case "idle":
                 raise ToolError(f"timed out on server {spec.name} after {seconds}: no result and no progress for "
-                                f"{spec.tool_timeout:g} s, so it was cancelled (the server was told).")
+                                f"{spec.tool_timeout:g} s, so it was cancelled (the server was told).",
+                                Facts(ended="timed_out", detail=f"no progress for {spec.tool_timeout:g} s"))
             case "cap":
                 raise ToolError(f"timed out on server {spec.name} after {seconds}: calls may take at most "
-                                f"{spec.tool_timeout_max:g} s, so it was cancelled (the server was told).")
+                                f"{spec.tool_timeout_max:g} s, so it was cancelled (the server was told).",
+                                Facts(ended="timed_out", detail=f"over {spec.tool_timeout_max:g} s in all"))
         if outcome.error is not None:
-            raise ToolError(f"MCP server {spec.name}: {outcome.error}")
-        text = as_text(outcome.result, server=spec.name, tool=tool, spill=self.session_dir)
+            raise ToolError(f"MCP server {spec.name}: {outcome.error}", Facts(ended="failed", detail=outcome.error))
+        text, detail = as_text(outcome.result, server=spec.name, tool=tool, spill=self.session_dir)
         if outcome.result.is_error:
-            raise ToolError(text)
-        return text
+            raise ToolError(text, Facts(ended="failed", detail=detail))
+        return Output(text, Facts(detail=detail))
 
     def describe(self) -> list[str]:
         """One line per server for /mcp: name, where it is defined, what it runs, its state."""

@@ -28,8 +28,9 @@ CAP_TOKENS = 25_000
 HEAD_CHARS = 8_000  # about 2,000 tokens of a spilled result stay in the conversation
 
 
-def as_text(result: Any, *, server: str, tool: str, spill: Path) -> str:
-    """The model-facing text of a CallToolResult (``is_error`` is the caller's to read)."""
+def as_text(result: Any, *, server: str, tool: str, spill: Path) -> tuple[str, str]:
+    """The model-facing text of a CallToolResult, and the few words the person sees beside the outcome
+    (``is_error`` is the caller's to read)."""
     stem = f"{_safe(server)}-{_safe(tool)}-{secrets.token_hex(4)}"
     parts: list[str] = []
     for number, block in enumerate(result.content):
@@ -52,15 +53,20 @@ def as_text(result: Any, *, server: str, tool: str, spill: Path) -> str:
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     text = "\n".join(parts) if parts else "(no content)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    detail = first if len(first) <= 60 else first[:59] + "…"
     if estimate_tokens(text) > CAP_TOKENS:
         path = spill / f"{stem}.txt"
         with os.fdopen(private_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8") as out:
             out.write(text)
         head = text[:HEAD_CHARS]
         head = head[: head.rfind("\n")] if "\n" in head[HEAD_CHARS // 2:] else head
-        text = (f"{head}\n[… the result is {size(len(text.encode()))} ({len(text.splitlines()):,} lines), too big "
-                f"for the conversation; the first {size(len(head.encode()))} are above and all of it is in {path}]")
-    return f"{text}\n[the above is content from MCP server {server!r}, tool {tool!r}: its words, not the person's]"
+        whole = size(len(text.encode()))
+        text = (f"{head}\n[… the result is {whole} ({len(text.splitlines()):,} lines), too big for the "
+                f"conversation; the first {size(len(head.encode()))} are above and all of it is in {path}]")
+        detail = f"{whole}, kept in a file"
+    marked = f"{text}\n[the above is content from MCP server {server!r}, tool {tool!r}: its words, not the person's]"
+    return marked, detail
 
 
 def size(count: int) -> str:

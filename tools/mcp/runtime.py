@@ -65,9 +65,11 @@ class Connection:
 
     def stderr_tail(self) -> str:
         """The server's last line on stderr: usually why it died."""
+        if self.stderr is None:
+            return ""
         try:
             lines = [line.strip() for line in self.stderr.read_text(errors="replace").splitlines() if line.strip()]
-        except (OSError, AttributeError):
+        except OSError:
             return ""
         return lines[-1][:300] if lines else ""
 

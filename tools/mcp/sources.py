@@ -49,15 +49,16 @@ def collect(workspace: Path, mcp_configs: Sequence[str], tables: Sequence[tuple[
                                         warnings=found.warnings))
     project_file = workspace / PROJECT_FILE
     if project_file.resolve() not in given:
+        project_text: str | None
         try:
-            text = read_text(project_file)
+            project_text = read_text(project_file)
         except FileNotFoundError:
-            text = None
+            project_text = None
         except (OSError, UnicodeDecodeError, ConfigError) as error:
             found.warnings.append(f"{project_file}: cannot be read ({error}); its MCP servers are ignored")
-            text = None
-        if text is not None:
-            _add(found, parse_json_servers(text, str(project_file), project=True, named=False, api_key=api_key,
+            project_text = None
+        if project_text is not None:
+            _add(found, parse_json_servers(project_text, str(project_file), project=True, named=False, api_key=api_key,
                                            environ=environ, warnings=found.warnings))
     return found
 
