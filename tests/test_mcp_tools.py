@@ -215,3 +215,37 @@ def test_a_failing_tool_is_an_error_result_the_model_can_read(tmp_path, mcp, mak
     failed, invalid = results(server.requests[1])
     assert failed["is_error"] and "it failed on purpose" in failed["content"]
     assert invalid["is_error"] and "missing required field 'text'" in invalid["content"]
+
+
+def test_a_server_that_dies_mid_call_is_an_error_result_one_line_and_its_tools_leave(tmp_path, mcp, make_agent):
+    said: list[str] = []
+    tools, _ = mcp(stdio_spec(tmp_path / "server.log"), said=said)
+    server = ScriptedServer([reply(ToolUse("t1", "mcp__t__crash", {})), reply(Text("noted")), reply(Text("next"))])
+    with server:
+        agent, _ = make_agent(server, tools=tools)
+        assert agent.send("go").ok
+        assert agent.send("and now").ok
+    (crashed,) = results(server.requests[1])
+    assert crashed["is_error"] and crashed["content"].startswith("MCP server t: ")
+    assert said == ["MCP server 't' failed: the connection closed (crashing on purpose)"]
+    assert not [t["name"] for t in server.requests[2]["body"]["tools"] if t["name"].startswith("mcp__")]
+
+
+def test_ctrl_c_while_the_first_turn_waits_for_a_starting_server_ends_the_wait(tmp_path, mcp, make_agent):
+    tools, _ = mcp(stdio_spec(tmp_path / "server.log", "--sleep-before-start", "60", startup_timeout=60.0))
+    server = ScriptedServer([reply(Text("never asked"))])
+    with server:
+        agent, _ = make_agent(server, tools=tools)
+        threading.Thread(target=lambda: wait_until(lambda: agent.busy, 10) and interrupt_turn(agent),
+                         daemon=True).start()
+        assert agent.send("go").stop_reason == "interrupted"  # not 60 s later: the test would time out
+    assert server.requests == []
+
+
+def test_two_servers_whose_tools_name_alike_offer_the_first_ones(tmp_path, mcp, make_agent):
+    tools, _ = mcp(stdio_spec(tmp_path / "one.log", name="a.b"), stdio_spec(tmp_path / "two.log", name="a_b"))
+    server = ScriptedServer([reply(ToolUse("t1", "mcp__a_b__echo", {"text": "which"})), reply(Text("done"))])
+    with server:
+        agent, _ = make_agent(server, tools=tools)
+        assert agent.send("go").ok
+    assert calls(tmp_path / "one.log") == ["call echo"] and calls(tmp_path / "two.log") == []

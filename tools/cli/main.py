@@ -293,7 +293,11 @@ def _mcp_servers(args: argparse.Namespace, config: AgentConfig, settings: Settin
     if held := servers.held_line():
         say(held)
     if servers.required:  # the person asked not to start without them
-        servers.wait_for(servers.required)
+        try:
+            servers.wait_for(servers.required)
+        except KeyboardInterrupt:  # before the loop's Ctrl-C handling is installed
+            servers.close()
+            raise SystemExit(130) from None
         if why := servers.failed_required():
             servers.close()
             raise _fail(why)

@@ -94,12 +94,16 @@ def server_environment(spec: ServerSpec, environ: Mapping[str, str]) -> dict[str
     return {n: environ[n] for n in INHERITED if n in environ} | spec.env
 
 
-def read_text(path: Path) -> str:
-    """A regular file's text, opened without blocking (a FIFO planted in a repository must not hang us)."""
+def read_text(path: Path, limit: int = 1 << 20) -> str:
+    """A regular file's text, opened without blocking (a FIFO planted in a repository must not hang us)
+    and at most ``limit`` bytes (nor may a huge one)."""
     with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             raise ConfigError(f"{path}: not a regular file")
-        return file.read().decode("utf-8")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{path}: over {limit // (1 << 20)} MB, too big for server definitions")
+    return data.decode("utf-8")
 
 
 def parse_json_servers(text: str, source: str, *, project: bool, named: bool, api_key: str | None,

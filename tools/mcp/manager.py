@@ -30,7 +30,8 @@ SETTLE_SLACK = 0.5  # after a deadline, the owner task needs a moment to record 
 def progress_line(done: float, total: float | None, message: str | None) -> str:
     """``indexing 6/10 (60%)``, ``indexing 6``, or ``6/10 (60%)``."""
     count = f"{done:g}/{total:g} ({done / total:.0%})" if total else f"{done:g}"
-    return f"{' '.join(message.split())} {count}" if message and message.strip() else count
+    words = " ".join((message or "").split())[:120]  # a server's essay must not become the status line
+    return f"{words} {count}" if words else count
 
 
 class McpServers:
@@ -129,16 +130,17 @@ class McpServers:
         if self._to_wait:
             names, self._to_wait = self._to_wait, []
             self.wait_for(names, stop)
-        tools: list[Tool] = []
+        tools: dict[str, Tool] = {}
         with self._lock:
-            connections = list(self._connections.values())
+            connections = sorted(self._connections.values(), key=lambda c: list(self._specs).index(c.spec.name))
         for conn in connections:
             if conn.state == "failed" and conn.spec.name not in self._told:
                 self._told.add(conn.spec.name)
                 self._say(f"MCP server {conn.spec.name!r} failed: {conn.error}")
             if conn.state == "ready":
-                tools += self._tools_of(conn)
-        return tools
+                for tool in self._tools_of(conn):  # "a.b" and "a_b" name their tools alike: the first defined wins
+                    tools.setdefault(tool.name, tool)
+        return list(tools.values())
 
     def _tools_of(self, conn: Connection) -> list[Tool]:
         name = conn.spec.name

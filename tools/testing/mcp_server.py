@@ -2,9 +2,10 @@
 
 Tools: ``slow(n)`` reports progress n times and writes a marker when it sees the cancellation,
 ``echo(text)``, ``big(kb)``, ``fail()``, ``hang()`` (until cancelled, marker too), ``peek()`` (a
-read-only one), ``picture()`` (an image). Every ``tools/call`` that arrives is appended to the log
-file (``call NAME TIME`` with the wall-clock time, shared between processes), and each
-cancellation seen (``cancelled NAME``), so a test proves what the server received.
+read-only one), ``picture()`` (an image), ``crash()`` (the process dies mid-call). Every
+``tools/call`` that arrives is appended to the log file (``call NAME TIME`` with the wall-clock
+time, shared between processes), and each cancellation seen (``cancelled NAME``), so a test proves
+what the server received.
 
     python -m midstream.tools.testing.mcp_server --log FILE [--transport http --port N]
         [--sleep-before-start S] [--step S]
@@ -88,6 +89,17 @@ def build(log: Path, step: float) -> MCPServer:
         """Never answer."""
         note(f"call hang {time.time():.6f}")
         return await until_cancelled("hang", anyio.sleep_forever())
+
+    @server.tool()
+    def crash() -> str:
+        """Die in the middle of the call."""
+        note(f"call crash {time.time():.6f}")
+        import os
+        import sys
+
+        sys.stderr.write("crashing on purpose\n")
+        sys.stderr.flush()
+        os._exit(7)
 
     @server.tool()
     def picture() -> list[ImageContent]:
