@@ -128,3 +128,25 @@ def test_a_project_server_starts_once_the_person_approves_it(workspace, tmp_path
         again.finish()
     assert "mcp__t__echo" in tool_names(server.requests[0]) and calls(log) == ["call echo"]
     assert b"not approved" not in again.bytes.getvalue()
+
+
+def test_a_server_slow_to_initialize_does_not_delay_the_prompt_and_a_dead_one_is_one_line(workspace, tmp_path):
+    log = tmp_path / "server.log"
+    servers = config(log, "--sleep-before-start", "60")
+    servers["mcpServers"]["t"]["startup_timeout_sec"] = 2
+    servers["mcpServers"]["dead"] = {"command": sys.executable, "args": ["-c", "raise SystemExit('no config')"]}
+    (tmp_path / "cfg.json").write_text(json.dumps(servers))
+    server = ScriptedServer([reply(Text("hello there"))])
+    with server:
+        term = Terminal(server, workspace, 120, "--mcp-config", str(tmp_path / "cfg.json"))
+        term.expect("› ")  # the server sleeps 60 s before it would answer initialize
+        term.child.sendline("hi")
+        term.expect("hello there")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    mcp_rows = [row for row in rows if "MCP server" in row]
+    assert mcp_rows == ["midstream: MCP server 't' failed: did not start within 2 s", "midstream: MCP server 'dead' "
+                        "failed: it closed the connection while starting (stderr: no config)"], rows
+    assert not [t for t in server.requests[0]["body"]["tools"] if t["name"].startswith("mcp__")]

@@ -154,7 +154,8 @@ class Loop:
                     await anyio.sleep_forever()
             except Exception as error:
                 tail = conn.stderr_tail() if spec.transport == "stdio" else ""
-                conn.fail(_describe(error) + (f" (stderr: {tail})" if tail else ""))
+                why = "it closed the connection while starting" if _connection_closed(error) else _describe(error)
+                conn.fail(why + (f" (stderr: {tail})" if tail else ""))
         if conn.state == "starting":
             conn.fail(f"did not start within {spec.startup_timeout:g} s")
         elif conn.state == "ready":
