@@ -185,3 +185,11 @@ def test_progress_lines():
     assert progress_line(6, 10, "indexing") == "indexing 6/10 (60%)"
     assert progress_line(3, None, "  many\nwords ") == "many words 3"
     assert progress_line(0.5, 1, None) == "0.5/1 (50%)"
+
+
+def test_a_required_project_server_does_not_hold_the_start_before_it_is_approved(tmp_path):
+    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"p": {"command": "srv", "required": True}}}))
+    found = collect(tmp_path, [], [], api_key=None, environ=ENV)
+    servers = McpServers(found.specs, workspace=tmp_path, session_dir=tmp_path / "s", headless=False,
+                         approvals=Approvals(tmp_path / "a.json"), environ=ENV, say=print)
+    assert servers.required == [] and servers.failed_required() is None

@@ -62,7 +62,9 @@ class McpServers:
 
     @property
     def required(self) -> list[str]:
-        return [name for name, spec in self._specs.items() if spec.required and spec.enabled]
+        """Servers the start waits for; a project server waiting for approval is not among them, or a
+        repository could keep the person from ever reaching the prompt that approves it."""
+        return [name for name, spec in self._specs.items() if spec.required and name not in self._held]
 
     def held_line(self) -> str | None:
         """One line for the start: project servers waiting for approval, or skipped in -p."""
@@ -119,8 +121,6 @@ class McpServers:
         """Why the start must stop: a required server that is not ready (None when all are)."""
         for name in self.required:
             conn = self._connection(name)
-            if name in self._held:
-                return f"MCP server {name!r} is required but {self._held[name]}"
             if conn is None or conn.state != "ready":
                 return f"MCP server {name!r} is required but {conn.error if conn else 'did not start'}"
         return None
