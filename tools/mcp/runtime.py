@@ -180,8 +180,10 @@ class Loop:
             from mcp.client.streamable_http import streamable_http_client
 
             assert spec.url is not None
+            # Reads wait as long as a call may go quiet (our idle timeout decides, not httpx's).
+            quiet = max(300.0, spec.tool_timeout + 30.0)
             client = await stack.enter_async_context(
-                httpx2.AsyncClient(headers=spec.headers, timeout=httpx2.Timeout(30.0, read=300.0)))
+                httpx2.AsyncClient(headers=spec.headers, timeout=httpx2.Timeout(30.0, read=quiet)))
             read, write = await stack.enter_async_context(streamable_http_client(spec.url, http_client=client))
         info = mcp_types.Implementation(name="midstream", version="0.1")
         return await stack.enter_async_context(ClientSession(read, write, client_info=info))
