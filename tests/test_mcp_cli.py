@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import Terminal, program_env, wait_until
 from tests.mcp_helpers import SERVER, calls, server_processes
-from tests.test_screen import Terminal
 
 pytestmark = pytest.mark.process
 

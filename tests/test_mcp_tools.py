@@ -16,7 +16,7 @@ from midstream.tools.mcp.config import ServerSpec
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import RecordingRenderer, wait_until
+from tests.helpers import RecordingRenderer, wait_until
 from tests.mcp_helpers import calls, server_processes, spec_for, started, stdio_spec
 
 pytestmark = pytest.mark.process
