@@ -193,3 +193,10 @@ def test_a_required_project_server_does_not_hold_the_start_before_it_is_approved
     servers = McpServers(found.specs, workspace=tmp_path, session_dir=tmp_path / "s", headless=False,
                          approvals=Approvals(tmp_path / "a.json"), environ=ENV, say=print)
     assert servers.required == [] and servers.failed_required() is None
+
+
+def test_a_project_settings_table_is_a_project_server_after_the_persons(tmp_path):
+    found = collect(tmp_path, [], [(tmp_path / ".midstream" / "settings.toml", True, {"p": {"command": "proj"}}),
+                                   (tmp_path / "user.toml", False, {"u": {"command": "mine"}})],
+                    api_key=None, environ=ENV)
+    assert [(s.name, s.project) for s in found.specs] == [("u", False), ("p", True)]
