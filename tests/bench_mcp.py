@@ -6,7 +6,8 @@ Each turn's reply calls the test server's ``echo``; the scripted server notes th
 just before it writes the block's ``content_block_stop``, the MCP server (its own process) notes
 the time its handler starts (CLOCK_REALTIME is shared by processes). Baselines in the same run: a
 built-in tool (block stop to the tool's ToolRunning event, no MCP at all) and the same echo
-submitted straight to the event-loop thread (no model stream, no loop). Also: how long the
+run by its Tool from a plain thread (no model stream, no scheduler, no gate). A writer (any tool of
+an untrusted server) takes an /undo snapshot before it runs; a trusted read-only tool does not. Also: how long the
 servers take to be ready after ``start()``, and what importing the SDK costs (kept off the start).
 Never fails.
 """
@@ -52,8 +53,8 @@ class _Running:
             self.at[event.id] = time.time()
 
 
-def _arrivals(log: Path) -> list[float]:
-    return [float(line.split()[2]) for line in log.read_text().splitlines() if line.startswith("call echo")]
+def _arrivals(log: Path, tool: str = "echo") -> list[float]:
+    return [float(line.split()[2]) for line in log.read_text().splitlines() if line.startswith(f"call {tool} ")]
 
 
 def _row(name: str, samples: list[float]) -> list[object]:
@@ -75,14 +76,15 @@ def main() -> None:
         log = tmp / "server.log"
         said: list[str] = []
         begun = time.monotonic()
-        servers = started([stdio_spec(log)], tmp, said)
-        servers.wait_for(["t"])
+        servers = started([stdio_spec(log), stdio_spec(log, name="r", trusted=True)], tmp, said)
+        servers.wait_for(["t", "r"])
         ready = time.monotonic() - begun
         stamps: dict[str, float] = {}
         replies = []
         for i in range(turns):
             replies += [_stop_stamped(ToolUse(f"m{i}", "mcp__t__echo", {"text": f"n{i}"}), stamps), reply(Text("ok"))]
             replies += [_stop_stamped(ToolUse(f"b{i}", "list_dir", {"path": "."}), stamps), reply(Text("ok"))]
+            replies += [_stop_stamped(ToolUse(f"r{i}", "mcp__r__peek", {"text": f"n{i}"}), stamps), reply(Text("ok"))]
         server = ScriptedServer(replies)
         running = _Running()
         workspace = tmp / "ws"
@@ -96,11 +98,14 @@ def main() -> None:
                 for i in range(turns):
                     agent.send(f"mcp {i}")
                     agent.send(f"builtin {i}")
+                    agent.send(f"read-only {i}")
             finally:
                 agent.close()
         arrivals = _arrivals(log)
         mcp = [arrivals[i] - stamps[f"m{i}"] for i in range(turns)]
         builtin = [running.at[f"b{i}"] - stamps[f"b{i}"] for i in range(turns)]
+        peeks = _arrivals(log, "peek")
+        read_only = [peeks[i] - stamps[f"r{i}"] for i in range(turns)]
         echo = tools.get("mcp__t__echo")
         assert echo is not None
         direct = []
@@ -113,7 +118,8 @@ def main() -> None:
           ["path", "calls", "median", "p90", "max"],
           [_row("built-in list_dir: block stop -> ToolRunning (baseline)", builtin),
            _row("echo's Tool.run from this thread -> server (baseline: no stream, no scheduler)", direct),
-           _row("MCP echo: block stop -> tools/call at the stdio server", mcp)])
+           _row("MCP echo: block stop -> tools/call at the stdio server", mcp),
+           _row("MCP peek, trusted read-only (no /undo snapshot first): same", read_only)])
     table("Start-up", ["what", "seconds"],
           [["stdio server ready after start() (SDK import, spawn, initialize, tools/list)", ready],
            ["import midstream.agent (the start-up path)", _import_seconds("midstream.agent")],
