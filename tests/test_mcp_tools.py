@@ -114,19 +114,31 @@ def test_idle_timeout_is_reset_by_progress_and_capped(tmp_path, mcp, make_agent)
 
 def test_a_2mb_result_is_spilled_and_previewed_and_an_image_saved(tmp_path, mcp, make_agent):
     tools, _ = mcp(stdio_spec(tmp_path / "server.log"))
-    server = ScriptedServer([reply(ToolUse("t1", "mcp__t__big", {"kb": 2048}), ToolUse("t2", "mcp__t__picture", {})),
-                             reply(Text("done"))])
+
+    def read_on(body: dict) -> dict:  # the model reads on where the preview said the result was kept
+        answers = [b for b in body["messages"][-1]["content"] if b.get("type") == "tool_result"]
+        if answers[0]["tool_use_id"] != "t1":
+            return reply(Text("done"))
+        kept = answers[0]["content"].split("all of it is in ")[1].split(", which")[0]
+        return reply(ToolUse("t3", "read_mcp_result", {"path": kept, "offset": 20_000, "limit": 2}),
+                     ToolUse("t4", "read_mcp_result", {"path": str(tmp_path / "server.log")}))
+
+    server = ScriptedServer([reply(ToolUse("t1", "mcp__t__big", {"kb": 2048}), ToolUse("t2", "mcp__t__picture", {}))],
+                            respond=read_on)
     with server:
         agent, _ = make_agent(server, tools=tools)
         assert agent.send("go").ok
     big, picture = results(server.requests[1])
     assert len(big["content"]) < 12_000 and big["content"].startswith("00000000 0123")
     assert "the result is 2.0 MB" in big["content"]
-    spilled = Path(big["content"].split("all of it is in ")[1].split("]")[0])
+    spilled = Path(big["content"].split("all of it is in ")[1].split(", which")[0])
     assert spilled.parent == tmp_path / "session" and spilled.stat().st_size == 2048 * 1024
     assert spilled.stat().st_mode & 0o077 == 0  # private
     saved = Path(picture["content"].split("saved to ")[1].split("]")[0])
     assert saved.suffix == ".png" and saved.read_bytes().startswith(b"\x89PNG")
+    read, outside = results(server.requests[2])
+    assert read["content"].startswith(" 20000\t00019999 0123") and "read on with offset=20002" in read["content"]
+    assert outside["is_error"] and "is not a kept MCP result" in outside["content"]
 
 
 def test_a_rolled_back_reply_does_not_call_the_tool_twice(tmp_path, mcp, make_agent):

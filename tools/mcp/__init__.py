@@ -6,6 +6,7 @@
 - ``runtime.py``    the one event-loop thread that owns every server; calls, progress, cancellation
 - ``adapter.py``    an MCP tool as a Tool: ``mcp__<server>__<tool>``, its schema, how it is ordered
 - ``output.py``     a result as text that fits: marked as the server's, big or binary parts to files
+- ``results.py``    read_mcp_result: the one tool that reads a too-big result where it was kept
 - ``manager.py``    the session's servers: started in the background, joined between turns, /mcp
 
 Nothing here imports the SDK until a server starts, and then on another thread: the prompt never

@@ -19,6 +19,7 @@ from midstream.tools.mcp.adapter import as_tool
 from midstream.tools.mcp.approvals import Approvals
 from midstream.tools.mcp.config import ServerSpec
 from midstream.tools.mcp.output import as_text
+from midstream.tools.mcp.results import result_reader
 from midstream.tools.mcp.runtime import Connection, Loop
 from midstream.tools.registry import Facts, Output, Tool, ToolContext, ToolError
 
@@ -51,6 +52,7 @@ class McpServers:
         self._told: set[str] = set()  # failures already said
         self._to_wait: list[str] = []  # servers the next turn waits for: all at first, then each one approved
         self._tools: dict[str, list[Tool]] = {}  # per ready server, made once
+        self._reader: Tool | None = None
         self._lock = threading.Lock()
         for spec in specs:
             if not spec.enabled:
@@ -140,6 +142,9 @@ class McpServers:
             if conn.state == "ready":
                 for tool in self._tools_of(conn):  # "a.b" and "a_b" name their tools alike: the first defined wins
                     tools.setdefault(tool.name, tool)
+        if tools:  # where a too-big result can be read on: outside the workspace, so not by the file tools
+            self._reader = self._reader or result_reader(self.session_dir)
+            tools[self._reader.name] = self._reader
         return list(tools.values())
 
     def _tools_of(self, conn: Connection) -> list[Tool]:

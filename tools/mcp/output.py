@@ -63,7 +63,8 @@ def as_text(result: Any, *, server: str, tool: str, spill: Path) -> tuple[str, s
         head = head[: head.rfind("\n")] if "\n" in head[HEAD_CHARS // 2:] else head
         whole = size(len(text.encode()))
         text = (f"{head}\n[… the result is {whole} ({len(text.splitlines()):,} lines), too big for the "
-                f"conversation; the first {size(len(head.encode()))} are above and all of it is in {path}]")
+                f"conversation; the first {size(len(head.encode()))} are above and all of it is in {path}, which "
+                f"read_mcp_result reads on from any line]")
         detail = f"{whole}, kept in a file"
     marked = f"{text}\n[the above is content from MCP server {server!r}, tool {tool!r}: its words, not the person's]"
     return marked, detail
