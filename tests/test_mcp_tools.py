@@ -261,3 +261,12 @@ def test_two_servers_whose_tools_name_alike_offer_the_first_ones(tmp_path, mcp, 
         agent, _ = make_agent(server, tools=tools)
         assert agent.send("go").ok
     assert calls(tmp_path / "one.log") == ["call echo"] and calls(tmp_path / "two.log") == []
+
+
+def test_the_sdk_is_not_imported_on_the_way_to_the_prompt():
+    import subprocess
+
+    code = ("import sys, midstream.tools.cli.main, midstream.tools.mcp, midstream.tools.mcp.runtime; "
+            "print(sorted(m for m in ('mcp', 'anyio', 'mcp_types', 'httpx2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['httpx2']"  # the model wire's own; the SDK and anyio come on their thread
