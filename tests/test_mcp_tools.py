@@ -270,3 +270,17 @@ def test_the_sdk_is_not_imported_on_the_way_to_the_prompt():
             "print(sorted(m for m in ('mcp', 'anyio', 'mcp_types', 'httpx2') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "['httpx2']"  # the model wire's own; the SDK and anyio come on their thread
+
+
+def test_a_servers_stderr_reaches_the_terminal_without_escape_sequences(tmp_path, mcp, make_agent):
+    said: list[str] = []
+    hostile = ServerSpec("hostile", "test", False, command=sys.executable,
+                         args=("-c", "import sys; sys.stderr.write('\\x1b]0;owned\\x07\\x1b[2Jgone\\n'); sys.exit(1)"))
+    tools, servers = mcp(hostile, said=said)
+    server = ScriptedServer([reply(Text("hello"))])
+    with server:
+        agent, _ = make_agent(server, tools=tools)
+        assert agent.send("go").ok
+    (line,) = said
+    assert "\x1b" not in line and "\x07" not in line and "gone" in line
+    assert all(row.isprintable() for row in servers.describe())

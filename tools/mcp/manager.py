@@ -23,9 +23,19 @@ from midstream.tools.mcp.results import result_reader
 from midstream.tools.mcp.runtime import Connection, Loop
 from midstream.tools.registry import Facts, Output, Tool, ToolContext, ToolError
 
-__all__ = ["McpServers", "progress_line"]
+__all__ = ["McpServers", "printable", "progress_line"]
 
 SETTLE_SLACK = 0.5  # after a deadline, the owner task needs a moment to record the failure
+
+
+def printable(text: str) -> str:
+    """A server's words as they may reach the terminal: no escape sequences, no control characters."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def progress_line(done: float, total: float | None, message: str | None) -> str:
@@ -44,7 +54,7 @@ class McpServers:
         self.session_dir = session_dir
         self._approvals = approvals
         self._environ = dict(environ)
-        self._say = say
+        self._say = lambda line: say(printable(line))  # errors quote a server's stderr
         self._loop = Loop()
         self._specs = {spec.name: spec for spec in specs}
         self._connections: dict[str, Connection] = {}
@@ -73,10 +83,10 @@ class McpServers:
         skipped = [n for n, why in self._held.items() if why.startswith("skipped")]
         waiting = [n for n, why in self._held.items() if why.startswith("not approved")]
         if skipped:
-            return (f"MCP: project server{'s' * (len(skipped) > 1)} {', '.join(skipped)} not started in -p "
+            return (f"MCP: project server{'s' * (len(skipped) > 1)} {_names(skipped)} not started in -p "
                     "(only servers given with --mcp-config start without the person)")
         if waiting:
-            return (f"MCP: project server{'s' * (len(waiting) > 1)} {', '.join(waiting)} from this repository "
+            return (f"MCP: project server{'s' * (len(waiting) > 1)} {_names(waiting)} from this repository "
                     "not approved yet: /mcp shows what they run, /mcp approve NAME starts one")
         return None
 
@@ -207,7 +217,7 @@ class McpServers:
                 state = f"ready, {count} tool{'s' * (count != 1)}"
             else:
                 state = f"{conn.state}: {conn.error}" if conn.error else conn.state
-            rows.append(f"{name} · {state} · {spec.transport} {spec.shown()} · {spec.source}")
+            rows.append(printable(f"{name} · {state} · {spec.transport} {spec.shown()} · {spec.source}"))
         return rows
 
     def approve(self, name: str) -> str:
@@ -221,7 +231,7 @@ class McpServers:
         del self._held[name]
         self._to_wait.append(name)
         threading.Thread(target=self._start, args=([spec],), name="mcp-start", daemon=True).start()
-        return f"approved {name} ({spec.shown()}); its tools join from the next message"
+        return printable(f"approved {name} ({spec.shown()}); its tools join from the next message")
 
     def close(self) -> None:
         self._loop.close()
