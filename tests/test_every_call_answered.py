@@ -144,3 +144,20 @@ def test_a_second_ctrl_c_kills_a_command_that_ignores_polite_signals_and_everyth
     assert finished["t1"].facts.ended == "interrupted" and finished["t1"].facts.exit_status == -9
     assert finished["t2"].facts.ended == "not_run"
     assert signals.read_text().split() == ["int"]
+
+
+def test_an_interrupt_while_a_call_streams_keeps_the_finished_calls_and_drops_the_unfinished(make_agent, workspace):
+    (workspace / "a.txt").write_text("a\n")
+    streaming = reply(ToolUse("t1", "read_file", {"path": "a.txt"}),
+                      ToolUse("t2", "bash", {"command": "echo " + "x" * 400}, chunk=10, delay=0.05))
+    server = ScriptedServer([streaming, reply(Text("ok"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        interrupt_when(agent, lambda: server.log.count("sent:content_block_delta") > 10 and renderer.of(ToolFinished))
+        ended = agent.send("go")
+        assert ended.stop_reason == "interrupted" and ended.usage.requests == 1  # answered, so counted
+        assert agent.send("go on").ok
+    answered_in_order(agent.history)
+    assert [b["id"] for b in agent.history[1]["content"] if b["type"] == "tool_use"] == ["t1"]
+    assert agent.history[2]["content"][0]["tool_use_id"] == "t1" and "is_error" not in agent.history[2]["content"][0]
+    assert [e.id for e in renderer.of(ToolFinished)] == ["t1"]  # t2 never complete, never run

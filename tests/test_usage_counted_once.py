@@ -7,11 +7,14 @@ all shows in the session's totals.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from midstream.tools.conversation.usage import price_for
 from midstream.tools.events import TurnEnded
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import Terminal, drop_after_block, in_order
+from tests.helpers import Terminal, drop_after_block, in_order, midstream
 
 
 def billed(*replies: dict, dropped: set[int] = frozenset()) -> tuple[int, int]:
@@ -101,3 +104,21 @@ def test_cost_and_the_session_line_at_exit_count_a_compact_after_the_last_messag
         term.finish()
     rows = term.lines()
     assert in_order(rows, ["so far: 2 requests · 510 in · 43 out", "session: 2 requests · 510 in · 43 out"]) == [], rows
+
+
+@pytest.mark.process
+def test_json_output_totals_count_a_rolled_back_attempt_once(workspace):
+    (workspace / "a.txt").write_text("a\n")
+    first = reply(ToolUse("t1", "read_file", {"path": "a.txt"}), Text("more"),
+                  usage={"input_tokens": 100_000, "output_tokens": 700}, model="claude-sonnet-4-5")
+    last = reply(Text("done"), usage={"input_tokens": 200_000, "output_tokens": 70}, model="claude-sonnet-4-5")
+    replies = [drop_after_block(first, 0), first, last]
+    with ScriptedServer(replies) as server:
+        done = midstream(["--isolation", "none", "-p", "go", "--output-format", "json"], workspace,
+                         {"ANTHROPIC_BASE_URL": server.url})
+    result = json.loads(done.stdout)
+    inputs, outputs = billed(first, first, last, dropped={0})
+    assert (result["usage"]["input_tokens"], result["usage"]["output_tokens"], result["requests"]) == (
+        inputs, outputs, 3)
+    price_in, price_out = price_for("claude-sonnet-4-5")
+    assert result["total_cost_usd"] == pytest.approx((inputs * price_in + outputs * price_out) / 1e6)
