@@ -75,3 +75,16 @@ def test_a_new_message_runs_a_command_again_that_an_earlier_failed_request_ran(m
         assert agent.send("please run it again").ok
     assert runs(workspace) == 2
     assert not next(e for e in renderer.of(ToolFinished) if e.id == "t2").reused
+
+
+def test_a_write_a_command_built_on_stays_and_both_are_reused_not_redone(make_agent, workspace):
+    both = reply(ToolUse("t1", "write_file", {"path": "a.txt", "content": "one\n"}),
+                 ToolUse("t2", "bash", {"command": "echo two >> a.txt"}), Text("more"))
+    server = ScriptedServer([drop_after_block(both, 1), both, reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    assert (workspace / "a.txt").read_text() == "one\ntwo\n"
+    (rolled,) = renderer.of(TurnRolledBack)
+    assert rolled.kept == ("a.txt",) and rolled.commands == ("echo two >> a.txt",) and rolled.undone == ()
+    assert [e.reused for e in renderer.of(ToolFinished)] == [False, False, True, True]
