@@ -88,3 +88,19 @@ def test_a_write_a_command_built_on_stays_and_both_are_reused_not_redone(make_ag
     (rolled,) = renderer.of(TurnRolledBack)
     assert rolled.kept == ("a.txt",) and rolled.commands == ("echo two >> a.txt",) and rolled.undone == ()
     assert [e.reused for e in renderer.of(ToolFinished)] == [False, False, True, True]
+
+
+def test_a_read_of_a_write_that_was_undone_is_read_again_not_reused(make_agent, workspace):
+    # The first attempt wrote a.txt and then read it; the rollback restores a.txt. The retry reads
+    # it without writing: it must get what is on disk now, not the undone write's text.
+    (workspace / "a.txt").write_text("old\n")
+    first = reply(ToolUse("t1", "write_file", {"path": "a.txt", "content": "new\n"}),
+                  ToolUse("t2", "read_file", {"path": "a.txt"}), Text("more"))
+    server = ScriptedServer([drop_after_block(first, 1), reply(ToolUse("t3", "read_file", {"path": "a.txt"})),
+                             reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    (read,) = tool_results(server.requests[2])
+    assert "old" in read["content"] and "new" not in read["content"], read
+    assert not next(e for e in renderer.of(ToolFinished) if e.id == "t3").reused

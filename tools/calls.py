@@ -38,7 +38,16 @@ from midstream.tools.events import (
     ToolRunning,
     TurnRolledBack,
 )
-from midstream.tools.registry import Decision, Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.registry import (
+    Access,
+    Decision,
+    Facts,
+    PlannedCall,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    workspace_key,
+)
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
@@ -214,6 +223,8 @@ class Calls:
                   retry_in: float | None) -> TurnRolledBack:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
         restored = attempt.journal.rollback()
+        root = self.workspace.resolve()
+        undone = Access.writing(*(workspace_key(root, str(p)) for p in restored))
         kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
         commands, discarded = [], 0
         for call, _ in attempt.calls:
@@ -224,15 +235,16 @@ class Calls:
             stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
             if tool.journaled and not stays:
                 continue  # undone above; an identical call in the retry applies it again
-            self._reusable[_call_key(call.name, call.input)].append(result)
+            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
+            # A read of what was just restored saw a write that is gone: the retry reads again.
+            if planned.judgement.access.writes or not undone.conflicts_with(planned.judgement.access):
+                self._reusable[_call_key(call.name, call.input)].append(result)
             if tool.journaled:
                 continue  # its write stays on disk: a command built on it
-            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
             if planned.judgement.access.writes:
                 commands.append(str(call.input.get("command", call.name)))
             else:
                 discarded += 1
-        root = self.workspace.resolve()
         event = TurnRolledBack(
             str(error), number, attempts, retry_in, elapsed=time.monotonic() - attempt.started,
             undone=tuple(str(p.relative_to(root)) for p in restored), discarded=discarded,
