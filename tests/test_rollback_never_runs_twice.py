@@ -104,3 +104,18 @@ def test_a_read_of_a_write_that_was_undone_is_read_again_not_reused(make_agent, 
     (read,) = tool_results(server.requests[2])
     assert "old" in read["content"] and "new" not in read["content"], read
     assert not next(e for e in renderer.of(ToolFinished) if e.id == "t3").reused
+
+
+def test_a_read_after_a_new_write_in_the_retry_is_read_again_not_reused(make_agent, workspace):
+    # The retry first changes a.txt (a call the first attempt did not make), then reads it: the read
+    # comes after the write, so the first attempt's read of a.txt is stale.
+    (workspace / "a.txt").write_text("old\n")
+    first = reply(ToolUse("t1", "read_file", {"path": "a.txt"}), Text("more"))
+    retry = reply(ToolUse("t2", "write_file", {"path": "a.txt", "content": "changed\n"}),
+                  ToolUse("t3", "read_file", {"path": "a.txt"}))
+    server = ScriptedServer([drop_after_block(first, 0), retry, reply(Text("done"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    _, read = tool_results(server.requests[2])
+    assert "changed" in read["content"], read

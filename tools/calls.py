@@ -116,11 +116,13 @@ class Calls:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True,
                                                        facts=Facts(ended="refused")))
-        if earlier := self._reusable.get(_call_key(call.name, call.input)):
+        planned = tool.plan(self.workspace, call.id, call.input)
+        if (earlier := self._reusable.get(_call_key(call.name, call.input))) and not _stale(planned, attempt):
             attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
             attempt.reused.add(call.id)
+            attempt.planned[call.id] = planned
             return self._finished_now(call, result, reused=True)
-        planned = attempt.planned[call.id] = tool.plan(self.workspace, call.id, call.input)
+        attempt.planned[call.id] = planned
         crash_record = CrashRecord(self.transcript, call.id, f"{tool.name} {_shown(call.input)}".strip(),
                                    self.workspace)
 
@@ -267,6 +269,15 @@ def worded(tools: ToolRegistry, update: Event) -> Event:
         case ToolCallReady(name=name, input=args) if (tool := tools.get(name)) is not None:
             return replace(update, status=tool.status(args))
     return update
+
+
+def _stale(planned: PlannedCall, attempt: Attempt) -> bool:
+    """A read that comes after a write this attempt makes anew: an earlier attempt's result would be
+    stale. (A command's result is always reused: it must never run twice.)"""
+    access = planned.judgement.access
+    return not access.writes and any(
+        earlier.judgement.access.writes and earlier.judgement.access.conflicts_with(access)
+        for call_id, earlier in attempt.planned.items() if call_id not in attempt.reused)
 
 
 def _shown(args: dict[str, Any]) -> str:
