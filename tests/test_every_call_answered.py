@@ -161,3 +161,33 @@ def test_an_interrupt_while_a_call_streams_keeps_the_finished_calls_and_drops_th
     assert [b["id"] for b in agent.history[1]["content"] if b["type"] == "tool_use"] == ["t1"]
     assert agent.history[2]["content"][0]["tool_use_id"] == "t1" and "is_error" not in agent.history[2]["content"][0]
     assert [e.id for e in renderer.of(ToolFinished)] == ["t1"]  # t2 never complete, never run
+
+
+def test_a_call_waiting_for_its_question_while_another_is_asked_is_not_run_not_refused(make_agent, workspace):
+    # Ask mode, two writes that do not conflict: both reach the gate, one is asked, the other waits
+    # for the question's turn. Ctrl-C at the question: the asked one was refused by the person; the
+    # other was never asked, so it was not run (the model must not hear that the person said no).
+    asked: list[str] = []
+
+    def confirm(question: str, cancelled: threading.Event) -> str:
+        asked.append(question)
+        cancelled.wait(10)
+        return "no"
+
+    server = ScriptedServer([
+        reply(ToolUse("t1", "write_file", {"path": "one.txt", "content": "1"}),
+              ToolUse("t2", "write_file", {"path": "two.txt", "content": "2"})),
+        reply(Text("ok")),
+    ])
+    with server:
+        agent, renderer = make_agent(server, mode="ask")
+        agent.gate.confirm = confirm
+        interrupt_when(agent, lambda: bool(asked) and bool(renderer.of(TurnCommitted)))
+        assert agent.send("write both").stop_reason == "interrupted"
+    answered_in_order(agent.history)
+    assert len(asked) == 1
+    results = {b["tool_use_id"]: b["content"] for b in agent.history[2]["content"] if b["type"] == "tool_result"}
+    first, second = ("t1", "t2") if asked == ["Writing one.txt?"] else ("t2", "t1")
+    assert results[first].startswith("The person refused this call")
+    assert results[second].startswith("Not run"), results[second]
+    assert not (workspace / "one.txt").exists() and not (workspace / "two.txt").exists()

@@ -39,6 +39,7 @@ from midstream.tools.events import (
     TurnRolledBack,
 )
 from midstream.tools.registry import (
+    NOT_STARTED,
     Access,
     Decision,
     Facts,
@@ -54,7 +55,6 @@ __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
 log = logging.getLogger("midstream.calls")
 
-NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
 NOT_RUN = ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run"))
 _NOT_RUN = Decision(refusal=NOT_STARTED, ended="not_run")
 

@@ -30,6 +30,7 @@ __all__ = [
     "Ending",
     "Facts",
     "Judgement",
+    "NOT_STARTED",
     "Output",
     "PlannedCall",
     "Tool",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 Ending = Literal["ran", "failed", "refused", "stopped", "not_run", "interrupted", "timed_out"]
+
+NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
 
 
 @dataclass(frozen=True)
