@@ -8,13 +8,15 @@ all shows in the session's totals.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from midstream.tools.cli.interrupts import interrupt_turn
 from midstream.tools.conversation.usage import price_for
 from midstream.tools.events import TurnEnded
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import Terminal, drop_after_block, in_order, midstream
+from tests.helpers import Terminal, drop_after_block, in_order, midstream, wait_until
 
 
 def billed(*replies: dict, dropped: set[int] = frozenset()) -> tuple[int, int]:
@@ -122,3 +124,23 @@ def test_json_output_totals_count_a_rolled_back_attempt_once(workspace):
         inputs, outputs, 3)
     price_in, price_out = price_for("claude-sonnet-4-5")
     assert result["total_cost_usd"] == pytest.approx((inputs * price_in + outputs * price_out) / 1e6)
+
+
+def test_an_interrupted_summary_is_counted_once(make_agent):
+    answer = reply(Text("hello"), usage={"input_tokens": 10, "output_tokens": 3})
+    summary = reply(Text("The summary."), usage={"input_tokens": 500, "output_tokens": 40})
+    stalled = summary | {"stall_after": 2, "stall": 30.0}  # answered (message_start), then silent
+    server = ScriptedServer([answer, stalled])
+    with server:
+        agent, _ = make_agent(server)
+        assert agent.send("hi").ok
+
+        def press() -> None:
+            assert wait_until(lambda: "sent:ping" in server.log[-3:] and agent.interruptible, 10)
+            interrupt_turn(agent)
+
+        threading.Thread(target=press, daemon=True).start()
+        assert not agent.compact()
+    inputs, outputs = billed(answer, summary, dropped={1})
+    assert (agent.ledger.session.requests, agent.ledger.session.input, agent.ledger.session.output) == (
+        2, inputs, outputs)
