@@ -160,9 +160,10 @@ class Calls:
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
                 crash_record.finished(result.is_error)
-        except BaseException:
+        except BaseException:  # the scheduler answers it with an internal error; the calls after it go on
             with self._lock:
                 self._live.pop(call.id, None)
+            self._announce_not_run()
             raise
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
