@@ -372,10 +372,13 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
 
 
 def _close(renderer: Renderer, args: argparse.Namespace, session: Usage | None = None) -> None:
-    terminal = sys.modules.get("midstream.tools.ui.terminal")  # loaded only if the renderer is one (rich is slow)
-    is_terminal = terminal is not None and isinstance(renderer, terminal.TerminalRenderer)
-    if is_terminal and session is not None:  # its line at exit: the ledger's whole session, a late /compact too
-        renderer.session = session
+    if "midstream.tools.ui.terminal" not in sys.modules:  # not a terminal renderer (rich is slow to import)
+        renderer.close()
+        return
+    from midstream.tools.ui.terminal import TerminalRenderer
+
+    if isinstance(renderer, TerminalRenderer) and session is not None:
+        renderer.session = session  # its line at exit: the ledger's whole session, a late /compact too
     renderer.close()
-    if args.svg is not None and is_terminal:  # a picture of the terminal needs one
+    if args.svg is not None and isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
         renderer.save_svg(str(args.svg))
