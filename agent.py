@@ -69,8 +69,11 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.hooks.loop import LoopHooks
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.providers import client_for
@@ -199,10 +202,17 @@ class Agent:
         transcript: Transcript | None = None,
         confirm: Callable[[str, threading.Event], str] | None = None,
         model: ModelClient | None = None,
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
-        self.renderer = renderer
+        # Traces see every event the loop shows (tools/tracing.py); off, the renderer is the same object.
+        self.trace = LoopTrace(tracer or NOT_TRACING, model=config.model, provider=config.provider,
+                               max_tokens=config.max_tokens, conversation=transcript.id if transcript else "")
+        self.renderer = renderer = self.trace.observing(renderer)
+        self.hooks = LoopHooks(hooks or Hooks([], config.workspace, isolation=config.isolation, mode=config.mode),
+                               renderer.show, self.trace, before_run=lambda: self.undo.before_call())
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
         self.model = model or client_for(
@@ -237,9 +247,10 @@ class Agent:
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
         self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
-    def close(self) -> None:
+    def close(self, reason: str = "other") -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
         self._stop_tools(kill=True)
+        self.hooks.session_end(reason)
         self.scheduler.shutdown()
         self.model.close()
         if self.transcript:
@@ -249,8 +260,10 @@ class Agent:
         """Go on with another conversation (/clear, /resume); the one before stays on disk."""
         if self.transcript:
             self.transcript.close()
+        self.hooks.session_end("clear")
         self.history, self.transcript = history, transcript
         self._begin_conversation()
+        self.hooks.session_start("resume" if history else "clear")
 
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
@@ -260,6 +273,9 @@ class Agent:
         self.context = self._context_keeper()  # records to this transcript, tells this audit
         self._date_told = _date_told_in(self.history)
         self._reusable.clear()  # results of another conversation's calls are not this one's
+        self.hooks.hooks.session_id = transcript.id if transcript else ""  # what hooks are told on stdin
+        self.hooks.hooks.transcript_path = str(transcript.path) if transcript else ""
+        self.trace.conversation = transcript.id if transcript else ""
 
     def _context_keeper(self) -> ContextKeeper:
         """Clearing and compaction replace messages (never edit them in place), so the commit guard,
@@ -273,7 +289,16 @@ class Agent:
 
     def send(self, text: str) -> TurnEnded:
         """Run one user message to the end: as many model requests as the tools need."""
-        blocks = [{"type": "text", "text": text}]
+        self.trace.begin_turn(text)
+        self.busy, self.interrupting = True, False  # Esc and Ctrl-C stop a UserPromptSubmit hook too
+        try:
+            refused, context = self.hooks.prompt(text, lambda: self.interrupting)
+        finally:
+            self.busy = False
+        if refused is not None:  # not sent, not in history: the person sees why
+            return self._end(None, ok=False, message=f"the UserPromptSubmit hook stopped this message, which was "
+                                                     f"not sent: {refused}")
+        blocks = [*context, {"type": "text", "text": text}]
         today = date_note()
         if self.config.tell_date and today != self._date_told:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
@@ -292,6 +317,7 @@ class Agent:
         """Run the last user message again, after its attempts ran out."""
         if not self.history or self.history[-1]["role"] != "user":
             return self._end(None, ok=False, message="there is no unanswered message to retry")
+        self.trace.begin_turn("")
         return self._run()
 
     def hurry(self) -> None:
@@ -345,6 +371,9 @@ class Agent:
                 case "max_tokens" if reply.calls:
                     continue
                 case "end_turn" | "stop_sequence":
+                    if (go_on := self.hooks.stop(lambda: self.interrupting)) is not None:
+                        self._commit({"role": "user", "content": [{"type": "text", "text": go_on}]})
+                        continue  # a Stop hook sent the model on, and told it why
                     return self._end(reply.stop_reason, ok=True)
                 case "max_tokens":
                     return self._end("max_tokens", ok=False, message="the reply was cut off at max_tokens")
@@ -357,6 +386,7 @@ class Agent:
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = TurnEnded(stop_reason, ok, message)
         self.renderer.show(ended)
+        self.trace.end_turn(ended)
         return ended
 
     def _commit(self, message: dict[str, Any]) -> None:
@@ -438,7 +468,8 @@ class Agent:
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
         try:
-            with self.model.stream(body) as events:
+            traceparent = self.trace.traceparent()
+            with self.model.stream(body, {"traceparent": traceparent} if traceparent else None) as events:
                 for event in self._interruptible(events):
                     for update in assembler.feed(event):
                         self.renderer.show(update)
@@ -540,6 +571,7 @@ class Agent:
 
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
+        self.hooks.stop_all()  # a running hook stops at once, wherever it runs
         if self.interruptible:
             self._aborted = True
             self.model.abort()
@@ -641,7 +673,9 @@ class Agent:
             with self._running_lock:
                 self._running[call.id] = ctx
             try:
-                refusal = self.gate.check(tool, call.input, ctx, call.id)
+                # PreToolUse at dispatch, in this call's worker: side by side with other calls and their hooks.
+                hooked = self.hooks.pre_tool(call.name, call.input, call.id, cancelled=ctx.cancelled)
+                refusal = hooked.refusal.content if hooked.refusal else self.gate.check(tool, call.input, ctx, call.id)
                 if refusal:
                     result = ToolResult(refusal, is_error=True)
                 else:  # running only now: a grace window or a question comes first, on screen too
@@ -655,6 +689,7 @@ class Agent:
                     for path in attempt.wrote.get(call.id, ()):
                         attempt.journal.seal(path)
                     crash_record.finished(result.is_error)
+                    result = self.hooks.post_tool(call.name, call.input, result, call.id, cancelled=ctx.cancelled)
             finally:
                 with self._running_lock:
                     self._running.pop(call.id, None)

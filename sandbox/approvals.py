@@ -46,11 +46,18 @@ class ApprovalStore:
 
     def approved(self, kind: str, workspace: Path, definition: Any) -> bool:
         """Has the person approved exactly this definition for this workspace?"""
-        return fingerprint(kind, workspace, definition) in self._load().get("approved", {})
+        return self.has(fingerprint(kind, workspace, definition))
 
     def approve(self, kind: str, workspace: Path, definition: Any, *, label: str = "") -> None:
         """Remember the person's approval of this exact definition."""
-        key = fingerprint(kind, workspace, definition)
+        self.remember(fingerprint(kind, workspace, definition), kind, workspace, label)
+
+    def has(self, key: str) -> bool:
+        """Is this digest approved (for a caller that hashes its definitions itself, as MCP's specs do)?"""
+        return key in self._load().get("approved", {})
+
+    def remember(self, key: str, kind: str, workspace: Path, label: str = "") -> None:
+        """Approve a digest the caller computed."""
         with self._locked():
             record = self._load()
             record.setdefault("approved", {})[key] = {

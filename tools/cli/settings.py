@@ -6,8 +6,7 @@ environment variable (``ANTHROPIC_MODEL``, or ``OPENAI_MODEL`` with ``provider =
 flag. Keys are the ``key`` column of the option table (tools/cli/options.py); an unknown key or a
 bad value stops the start with one line naming the file and line. A project file comes with the
 repository, so it may tighten safety but not loosen it: a ``mode = "auto"``, ``isolation = "none"``,
-``network = true`` or a shorter ``grace`` there is ignored with a warning. Tables that are not
-options (``[[hooks.EVENT]]``) are kept per file, as written, for the module that reads them.
+``network = true`` or a shorter ``grace`` there is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -23,20 +22,10 @@ from typing import Any
 
 from midstream.tools.cli.options import OPTIONS, SettingError, check_value
 
-__all__ = ["Settings", "Table", "project_settings_file", "resolve", "user_settings_file"]
+__all__ = ["Settings", "project_settings_file", "resolve", "user_settings_file"]
 
 _BY_KEY = {option.key: option for option in OPTIONS if option.key}
-_TABLES = ("hooks",)  # read by their own modules (tools/hooks/config.py), not the option table
-
-
-@dataclass(frozen=True)
-class Table:
-    """One settings file's value for a table key, with the file's text (for line numbers)."""
-
-    path: Path
-    text: str
-    project: bool
-    value: Any
+TABLES = ("hooks",)  # read by their own parts, not options
 
 
 def user_settings_file() -> Path:
@@ -55,7 +44,8 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    tables: dict[str, list[Table]] = field(default_factory=dict)  # key -> the user file's, then the project's
+    # Tables another part reads itself, as (file, is it the project's, value): [[hooks.EVENT]] (tools/hooks/).
+    tables: dict[str, list[tuple[Path, bool, Any]]] = field(default_factory=dict)
 
     def __getitem__(self, dest: str) -> Any:
         return self.values[dest]
@@ -100,8 +90,8 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
 def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
     data, text = _read(path)
     for key, value in data.items():
-        if key in _TABLES:
-            settings.tables.setdefault(key, []).append(Table(path, text, project, value))
+        if key in TABLES:
+            settings.tables.setdefault(key, []).append((path, project, value))
             continue
         line = _line_of(text, key)
         where = f"{path}:{line}" if line else str(path)

@@ -184,9 +184,17 @@ def _parse_group(event: str, group: Any, where: str, project: bool, warnings: li
     return commands
 
 
-def hooks_from_tables(tables: list[Any], warnings: list[str]) -> list[HookCommand]:
-    """Every command of the ``hooks`` tables of the settings files (tools/cli/settings.py's ``Table``s)."""
+def hooks_from_tables(tables: list[tuple[Path, bool, Any]], warnings: list[str]) -> list[HookCommand]:
+    """Every command of the settings files' ``hooks`` tables (tools/cli/settings.py: file, project?, value)."""
     found: list[HookCommand] = []
-    for table in tables:
-        found += parse_hooks(table.value, table.path, table.text, project=table.project, warnings=warnings)
+    for path, project, value in tables:
+        found += parse_hooks(value, path, _text_of(path), project=project, warnings=warnings)
     return found
+
+
+def _text_of(path: Path) -> str:
+    """The settings file's text again, for line numbers only (settings.py has checked it is a regular file)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""

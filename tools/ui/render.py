@@ -27,6 +27,7 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    HookNotice,
     RequestStarted,
     RequestUsage,
     SandboxStatus,
@@ -282,6 +283,8 @@ class PlainRenderer:
                     self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case HookNotice(message=message):
+                    self._note(f"midstream: {message}")
                 case ContextUsed(fraction=fraction):
                     self._context = f" · context {fraction:.0%}" if fraction is not None else ""
                 case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
