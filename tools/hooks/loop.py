@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from midstream.tools.events import HookNotice, ToolProgress
+from midstream.tools.events import HookNotice, ToolProgress, ToolRunning
 from midstream.tools.hooks.config import hook_names
 from midstream.tools.hooks.policy import Hooks, Verdict
 from midstream.tools.registry import ToolResult
@@ -109,18 +109,20 @@ class LoopHooks:
 
     # -- a call ---------------------------------------------------------------------------------
 
-    def _call_run(self, call_id: str, cancelled: Any, writable: bool) -> dict[str, Any]:
+    def _call_run(self, name: str, call_id: str, cancelled: Any, writable: bool) -> dict[str, Any]:
         self.before_run()
         span = self.trace.span_of_call(call_id) if self.trace is not None else None
+        # The hook is what this call is doing now: its status line says so, and counts the hook's time.
         return {"cancelled": cancelled, "parent": span, "writable": writable,
-                "progress": lambda line: self.show(ToolProgress(call_id, line + "…"))}
+                "progress": lambda line: self.show(ToolRunning(call_id, name, line))}
 
     def pre_tool(self, name: str, tool_input: dict[str, Any], call_id: str, *, cancelled: Any,
                  writable: bool = True) -> PreToolOutcome:
         """PreToolUse, at dispatch: run in the call's own worker, side by side with other calls' hooks."""
         if not self.hooks.for_event("PreToolUse", hook_names(name)):
             return PreToolOutcome(Verdict("PreToolUse"))
-        verdict = self.hooks.pre_tool_use(name, tool_input, call_id, **self._call_run(call_id, cancelled, writable))
+        run = self._call_run(name, call_id, cancelled, writable)
+        verdict = self.hooks.pre_tool_use(name, tool_input, call_id, **run)
         self._said(verdict, call_id)
         if verdict.runs:
             self.show(ToolProgress(call_id, f"PreToolUse hooks {verdict.seconds:.1f} s"))
@@ -133,7 +135,7 @@ class LoopHooks:
             return result
         response = {"content": result.content, "is_error": result.is_error, "success": not result.is_error}
         verdict = self.hooks.post_tool_use(name, tool_input, response, call_id,
-                                           **self._call_run(call_id, cancelled, writable))
+                                           **self._call_run(name, call_id, cancelled, writable))
         self._said(verdict, call_id)
         notes = [f"[PostToolUse hook: {text}]" for text in ([verdict.block] if verdict.block else [])]
         notes += [f"[PostToolUse hook context: {text}]" for text in verdict.context]
