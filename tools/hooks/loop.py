@@ -54,6 +54,8 @@ class LoopHooks:
         self.show = show
         self.trace = trace
         self.before_run = before_run  # a snapshot /undo can return to: what a hook writes is part of the turn
+        if trace is not None and trace.enabled:
+            hooks.tracer = trace.tracer  # each run a span, under the turn or the call it ran for
         self._stop_blocks = 0
         self._context: list[str] = []  # SessionStart's context, for the next message
 
