@@ -3,6 +3,7 @@ time is on the call's status line, and its span sits under the call's (the real 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,64 @@ def test_pre_tool_use_hooks_run_while_the_reply_streams_and_side_by_side(workspa
     tools = [span for span in exported.get_finished_spans() if span.name == "execute_tool read_file"]
     assert len(hooks) == 2 and {h.parent.span_id for h in hooks} == {t.context.span_id for t in tools}
     assert all(h.start_time < spans["chat claude-test"].end_time for h in hooks)
+
+
+def _agent(server: ScriptedServer, workspace: Path, hooks: list[HookCommand], **config: object):
+    renderer = RecordingRenderer()
+    asked: list[str] = []
+
+    def confirm(question: str, cancelled: object) -> str:
+        asked.append(question)
+        return "yes"
+
+    settings = dict(workspace=workspace, base_url=server.url, api_key="sk-test", model="claude-test",
+                    system_prompt="You are a test.", prompt_cache=False, tell_date=False, isolation="none", **config)
+    agent = Agent(AgentConfig(**settings), tools=default_registry(), renderer=renderer,  # type: ignore[arg-type]
+                  confirm=confirm, hooks=Hooks(hooks, workspace))
+    return agent, renderer, asked
+
+
+def _answer(tmp_path: Path, decision: str) -> str:
+    path = tmp_path / f"{decision}.json"
+    path.write_text(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": decision,
+                                                       "permissionDecisionReason": "the hook wants a look"}}))
+    return f"cat {path}"
+
+
+@pytest.mark.parametrize(("mode", "decision", "questions", "written"), [
+    ("ask", "allow", [], True),  # the hook approved: ask mode's question is spared
+    ("ask", None, ["Writing new.txt?"], True),  # no hook answer: ask mode asks as always
+    ("auto", "ask", ["Writing new.txt? (the hook wants a look)"], True),  # the hook asks, even in auto mode
+    ("read-only", "allow", [], False),  # allow never loosens read-only mode
+])
+def test_a_hooks_permission_decision_reaches_the_gate(workspace: Path, tmp_path: Path, mode: str,
+                                                      decision: str | None, questions: list[str], written: bool):
+    hooks = [HookCommand("PreToolUse", "Write", _answer(tmp_path, decision))] if decision else []
+    server = ScriptedServer([reply(ToolUse("t1", "write_file", {"path": "new.txt", "content": "x\n"})),
+                             reply(Text("done"))])
+    with server:
+        agent, _, asked = _agent(server, workspace, hooks, mode=mode)
+        try:
+            assert agent.send("write it").ok
+        finally:
+            agent.close()
+    assert asked == questions
+    assert (workspace / "new.txt").exists() is written
+
+
+def test_a_hook_that_asks_with_nobody_to_answer_refuses_the_call(workspace: Path, tmp_path: Path):
+    server = ScriptedServer([reply(ToolUse("t1", "write_file", {"path": "new.txt", "content": "x\n"})),
+                             reply(Text("done"))])
+    with server:
+        renderer = RecordingRenderer()
+        config = AgentConfig(workspace=workspace, base_url=server.url, api_key="sk-test", model="claude-test",
+                             system_prompt="You are a test.", prompt_cache=False, tell_date=False)
+        agent = Agent(config, tools=default_registry(), renderer=renderer,
+                      hooks=Hooks([HookCommand("PreToolUse", "", _answer(tmp_path, "ask"))], workspace))
+        try:
+            assert agent.send("write it").ok
+        finally:
+            agent.close()
+    (result,) = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert result["is_error"] and "PreToolUse hook asks the person" in result["content"]
+    assert "the hook wants a look" in result["content"] and not (workspace / "new.txt").exists()

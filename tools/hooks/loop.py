@@ -123,6 +123,9 @@ class LoopHooks:
         """PreToolUse, at dispatch: run in the call's own worker, side by side with other calls' hooks."""
         if not self.hooks.for_event("PreToolUse", hook_names(name)):
             return PreToolOutcome(Verdict("PreToolUse"))
+        if cancelled.is_set():  # stopped before its hooks began: nothing runs, the hooks neither
+            return PreToolOutcome(Verdict("PreToolUse", block="interrupted by the person before this call ran",
+                                          stopped=True))
         run = self._call_run(name, call_id, cancelled, writable)
         verdict = self.hooks.pre_tool_use(name, tool_input, call_id, **run)
         self._said(verdict, call_id)
@@ -133,8 +136,8 @@ class LoopHooks:
     def post_tool(self, name: str, tool_input: dict[str, Any], result: ToolResult, call_id: str, *,
                   cancelled: Any, writable: bool = True) -> ToolResult:
         """PostToolUse: the result, with what the hooks said for the model appended."""
-        if not self.hooks.for_event("PostToolUse", hook_names(name)):
-            return result
+        if not self.hooks.for_event("PostToolUse", hook_names(name)) or cancelled.is_set():
+            return result  # an interrupted call's hooks do not start after it
         response = {"content": result.content, "is_error": result.is_error, "success": not result.is_error}
         verdict = self.hooks.post_tool_use(name, tool_input, response, call_id,
                                            **self._call_run(name, call_id, cancelled, writable))

@@ -333,6 +333,8 @@ class SummaryRenderer(Quiet):
                 case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
                     self._turns += 1
+                case HookNotice(message=message):  # for the person, not the script reading stdout
+                    print(f"midstream: {message}", file=sys.stderr, flush=True)
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message, session=total):
