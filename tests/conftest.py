@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from midstream.agent import Agent, AgentConfig
-from midstream.tools.events import Event
+from midstream.tools.events import Event, Quiet
 from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer
 
@@ -33,8 +33,8 @@ def program_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
 
 
-class RecordingRenderer:
-    """Keeps every event; optionally mirrors tool starts into a shared order log."""
+class RecordingRenderer(Quiet):
+    """Keeps every event (and the rest of the Renderer protocol as a renderer without a screen does)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
