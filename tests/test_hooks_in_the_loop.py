@@ -217,3 +217,30 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+def test_an_interactive_start_asks_once_for_a_project_hook_and_remembers(workspace: Path):
+    _script(workspace / ".midstream" / "hook.sh", "#!/bin/bash\necho ran >> \"$CLAUDE_PROJECT_DIR/hook-ran\"\n")
+    (workspace / ".midstream" / "settings.toml").write_text(
+        '[[hooks.Stop]]\nhooks = [{ type = "command", command = ".midstream/hook.sh" }]\n')
+    server = ScriptedServer([reply(Text("First.")), reply(Text("Second."))])
+
+    def session(approve: str | None) -> None:
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none"], cwd=str(workspace),
+                              env=program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm"), dimensions=(40, 120),
+                              encoding="utf-8", timeout=30)
+        if approve is not None:
+            child.expect("Stop hook `.midstream/hook.sh`")
+            child.expect(r"\[y/N\]")
+            child.sendline(approve)
+        child.expect("› ")
+        child.sendline("hi")
+        child.expect("First|Second")
+        child.expect("› ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+
+    with server:
+        session("y")
+        session(None)  # approved before: no question, and it runs
+    assert (workspace / "hook-ran").read_text() == "ran\nran\n"
