@@ -244,3 +244,20 @@ def test_an_interactive_start_asks_once_for_a_project_hook_and_remembers(workspa
         session("y")
         session(None)  # approved before: no question, and it runs
     assert (workspace / "hook-ran").read_text() == "ran\nran\n"
+
+
+def test_sigterm_while_a_hook_runs_leaves_no_hook_behind(workspace: Path, tmp_path: Path):
+    pid_file = tmp_path / "hook.pid"
+    hook = _script(tmp_path / "hooks" / "slow.sh", f"#!/bin/bash\necho $$ > {pid_file}\nsleep 300\n")
+    _user_settings(f'[[hooks.UserPromptSubmit]]\nhooks = [{{ type = "command", command = "{hook}", timeout = 600 }}]\n')
+    server = ScriptedServer([reply(Text("never"))])
+    with server:
+        process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "none", "-p", "go"],
+                                   cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        process.terminate()
+        process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10)
+    assert server.requests == []

@@ -145,16 +145,20 @@ def _run(hook: HookCommand, argv: list[str], fds: tuple[int, ...], data: bytes, 
         thread.start()
     ended = "exited"
     deadline = started + hook.timeout
-    while True:
-        try:
-            process.wait(0.05)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if cancelled.is_set() or time.monotonic() > deadline:
-            ended = "stopped" if cancelled.is_set() else "timeout"
-            _stop_group(process)
-            break
+    try:
+        while True:
+            try:
+                process.wait(0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if cancelled.is_set() or time.monotonic() > deadline:
+                ended = "stopped" if cancelled.is_set() else "timeout"
+                _stop_group(process)
+                break
+    except BaseException:  # SIGTERM's SystemExit, a KeyboardInterrupt: no hook of ours outlives us
+        _signal_group(process, signal.SIGKILL)
+        raise
     for thread in threads[1:]:
         thread.join(0.5)
     if any(thread.is_alive() for thread in threads[1:]):  # a background child still holds the pipes
