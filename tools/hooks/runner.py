@@ -136,6 +136,15 @@ def _run(hook: HookCommand, argv: list[str], fds: tuple[int, ...], data: bytes, 
     except OSError as error:
         return HookRun(hook, "not_started", problem=f"{argv[0]}: {error.strerror or error}",
                        seconds=time.monotonic() - started)
+    try:
+        return _wait(hook, process, data, cancelled, started)
+    except BaseException:  # SIGTERM's SystemExit, a KeyboardInterrupt: no hook of ours outlives us
+        _signal_group(process, signal.SIGKILL)
+        raise
+
+
+def _wait(hook: HookCommand, process: subprocess.Popen[bytes], data: bytes, cancelled: threading.Event,
+          started: float) -> HookRun:
     assert process.stdin and process.stdout and process.stderr
     out, err = _Capped(), _Capped()
     threads = [threading.Thread(target=_feed, args=(process.stdin, data), daemon=True),
@@ -145,20 +154,16 @@ def _run(hook: HookCommand, argv: list[str], fds: tuple[int, ...], data: bytes, 
         thread.start()
     ended = "exited"
     deadline = started + hook.timeout
-    try:
-        while True:
-            try:
-                process.wait(0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if cancelled.is_set() or time.monotonic() > deadline:
-                ended = "stopped" if cancelled.is_set() else "timeout"
-                _stop_group(process)
-                break
-    except BaseException:  # SIGTERM's SystemExit, a KeyboardInterrupt: no hook of ours outlives us
-        _signal_group(process, signal.SIGKILL)
-        raise
+    while True:
+        try:
+            process.wait(0.05)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if cancelled.is_set() or time.monotonic() > deadline:
+            ended = "stopped" if cancelled.is_set() else "timeout"
+            _stop_group(process)
+            break
     for thread in threads[1:]:
         thread.join(0.5)
     if any(thread.is_alive() for thread in threads[1:]):  # a background child still holds the pipes
