@@ -17,6 +17,7 @@ from typing import Any
 
 from midstream.agent import Agent, AgentConfig
 from midstream.tools import default_registry
+from midstream.tools.events import Quiet
 from midstream.tools.hooks.config import HookCommand
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
@@ -24,11 +25,8 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUs
 from tests.bench_engine import table
 
 
-class _Quiet:
-    def show(self, event: Any) -> None:
-        pass
-
-    def say(self, line: str, style: str = "") -> None:
+class _Quiet(Quiet):
+    def say(self, text: str, style: str = "") -> None:
         pass
 
 
@@ -40,7 +38,7 @@ def _turn_ms(workspace: Path, hooks: list[HookCommand], tracer: Any = None, turn
     with ScriptedServer(replies) as server:
         config = AgentConfig(workspace=workspace, base_url=server.url, api_key="sk", model="claude-test",
                              system_prompt="bench", prompt_cache=False, tell_date=False, isolation="none")
-        agent = Agent(config, tools=default_registry(), renderer=_Quiet(), hooks=Hooks(hooks, workspace),  # type: ignore[arg-type]
+        agent = Agent(config, tools=default_registry(), renderer=_Quiet(), hooks=Hooks(hooks, workspace),
                       tracer=tracer)
         try:
             for _ in range(turns):

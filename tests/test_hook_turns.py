@@ -14,7 +14,7 @@ from midstream.tools.hooks.loop import MAX_STOP_BLOCKS
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
-from tests.conftest import RecordingRenderer
+from tests.helpers import RecordingRenderer
 
 pytestmark = pytest.mark.process
 

@@ -16,7 +16,7 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUs
 from midstream.tools.tracing_otel import tracer_with
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import RecordingRenderer, wait_until
+from tests.helpers import RecordingRenderer, wait_until
 
 pytestmark = pytest.mark.process
 

@@ -13,7 +13,7 @@ import pexpect
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import program_env, wait_until
 
 pytestmark = pytest.mark.process
 

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 pytestmark = pytest.mark.process
 
