@@ -78,3 +78,18 @@ def test_malformed_hooks_are_one_error_naming_the_file(text: str, says: str):
 ])
 def test_claude_codes_matcher_rule_over_both_names(matcher: str, tool: str, fires: bool):
     assert matches(matcher, hook_names(tool)) is fires
+
+
+@pytest.mark.parametrize(("command", "problem"), [
+    ("./missing.sh", "./missing.sh: no such file"), ("./plain.txt --x", "not executable"),
+    ("no-such-program-anywhere arg", "not found on PATH"), ("./ok.sh", None), ("ls -la", None),
+    ('"$CLAUDE_PROJECT_DIR"/hooks/x.sh', None), ("FOO=1 ./ok.sh", None), ("exit 2", None), ("echo 'x", "not valid"),
+])
+def test_an_unlaunchable_command_is_found_before_it_runs(tmp_path: Path, command: str, problem: str | None):
+    from midstream.tools.hooks.config import HookCommand, launch_problem
+
+    (tmp_path / "plain.txt").write_text("x")
+    (tmp_path / "ok.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "ok.sh").chmod(0o755)
+    found = launch_problem(HookCommand("PreToolUse", "", command), tmp_path, path="/usr/bin:/bin")
+    assert (found is None) if problem is None else (found is not None and problem in found)

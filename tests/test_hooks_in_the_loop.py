@@ -122,8 +122,10 @@ def test_a_hook_that_cannot_launch_is_reported_as_a_configuration_error(workspac
     with server:
         done = midstream(["-p", "go"], workspace, server)
     assert done.returncode == 0, done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "could not start" in line]
+    (line,) = [line for line in done.stderr.splitlines() if "could not start" in line]  # when it was to run
     assert "configuration error" in line and f"{settings}:1" in line
+    (early,) = [line for line in done.stderr.splitlines() if "cannot start" in line]  # and at start, before
+    assert "configuration error" in early and f"{settings}:1" in early
     assert (workspace / "ran").exists()  # not taken as a block: shown, and the call went on
 
 

@@ -212,7 +212,7 @@ def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, i
     if not tables:
         return None
     from midstream.tools.hooks.approve import runnable_hooks
-    from midstream.tools.hooks.config import HookConfigError, hooks_from_tables
+    from midstream.tools.hooks.config import HookConfigError, hooks_from_tables, launch_problem
 
     warnings: list[str] = []
     try:
@@ -229,6 +229,10 @@ def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, i
 
     commands = runnable_hooks(commands, config.workspace, ask=ask if interactive else None,
                               say=lambda line: print(f"midstream: {line}", file=sys.stderr, flush=True))
+    for hook in commands:  # said now, not first at the call it was meant to guard
+        if problem := launch_problem(hook, config.workspace):
+            print(f"midstream: {hook.label()} ({hook.where}) cannot start: {problem} — a configuration error; "
+                  "until it is fixed it fails every time", file=sys.stderr, flush=True)
     return Hooks(commands, config.workspace, isolation=config.isolation, mode=config.mode,
                  session_id=transcript.id, transcript_path=str(transcript.path))
 

@@ -30,6 +30,7 @@ __all__ = [
     "HookConfigError",
     "hook_names",
     "hooks_from_tables",
+    "launch_problem",
     "matches",
     "parse_hooks",
 ]
@@ -198,3 +199,34 @@ def _text_of(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ""
+
+
+_BUILTINS = frozenset(": . source exit cd export set unset eval exec test [ [[ if for while until case { ( ! true "
+                      "false echo printf read return shift trap umask wait command builtin local declare typeset let "
+                      "time type hash alias".split())
+
+
+def launch_problem(hook: HookCommand, workspace: Path, path: str | None = None) -> str | None:
+    """Why the command's program cannot start, when that can be told without running it (a missing or
+    non-executable script, a program not on PATH); None when it looks startable or cannot be told."""
+    import os
+    import shlex
+    import shutil
+
+    try:
+        words = shlex.split(hook.command)
+    except ValueError as error:
+        return f"the command is not valid shell ({error})"
+    words = [word for word in words if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word)]  # VAR=value prefixes
+    if not words or words[0] in _BUILTINS or any(c in words[0] for c in "$`*?"):
+        return None
+    program = os.path.expanduser(words[0])
+    if "/" not in program:
+        found = shutil.which(program, path=path if path is not None else os.environ.get("PATH", os.defpath))
+        return None if found else f"{program}: not found on PATH"
+    target = workspace / program
+    if not target.exists():
+        return f"{words[0]}: no such file"
+    if not os.access(target, os.X_OK) or target.is_dir():
+        return f"{words[0]}: not executable (chmod +x it, or run it through its interpreter)"
+    return None
