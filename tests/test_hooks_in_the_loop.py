@@ -94,7 +94,10 @@ def test_stdin_carries_claude_codes_fields_and_post_tool_use_sees_the_result(wor
     assert pre["tool_name"] == "Bash" and pre["midstream_tool_name"] == "bash" and pre["tool_use_id"] == "t1"
     assert pre["tool_input"] == {"command": "echo from-the-command"}
     assert post["tool_input"] == pre["tool_input"]
-    assert "from-the-command" in post["tool_response"]["content"] and post["tool_response"]["is_error"] is False
+    response = post["tool_response"]
+    assert "from-the-command" in response["content"] and response["is_error"] is False
+    assert "from-the-command" in response["stdout"] and response["exit_status"] == 0  # as Claude Code's Bash has it
+    assert response["interrupted"] is False and response["ended"] == "ran"
     assert end["reason"] == "other"
 
 

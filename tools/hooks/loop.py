@@ -138,7 +138,7 @@ class LoopHooks:
         """PostToolUse: the result, with what the hooks said for the model appended."""
         if not self.hooks.for_event("PostToolUse", hook_names(name)) or cancelled.is_set():
             return result  # an interrupted call's hooks do not start after it
-        response = {"content": result.content, "is_error": result.is_error, "success": not result.is_error}
+        response = _response(name, tool_input, result, self.hooks.workspace)
         verdict = self.hooks.post_tool_use(name, tool_input, response, call_id,
                                            **self._call_run(name, call_id, cancelled, writable))
         self._said(verdict, call_id)
@@ -151,3 +151,19 @@ class LoopHooks:
     def stop_all(self) -> None:
         """Esc or Ctrl-C: every running hook stops."""
         self.hooks.stop_all()
+
+
+def _response(name: str, tool_input: dict[str, Any], result: ToolResult, workspace: Any) -> dict[str, Any]:
+    """``tool_response``: the result and its facts, with the keys Claude Code's hooks read for the same tool."""
+    facts = result.facts
+    response: dict[str, Any] = {"content": result.content, "is_error": result.is_error, "success": not result.is_error,
+                                "ended": facts.ended}
+    if facts.exit_status is not None:
+        response["exit_status"] = facts.exit_status
+    if name == "bash":  # Claude Code's Bash: stdout (ours has stderr merged in), stderr, interrupted
+        response.update(stdout=result.content, stderr="", interrupted=facts.ended == "interrupted")
+    if name in ("write_file", "edit_file", "read_file") and isinstance(tool_input.get("path"), str):
+        response["filePath"] = str(workspace.resolve() / tool_input["path"])
+    if facts.diff:
+        response["diff"] = facts.diff
+    return response
