@@ -187,7 +187,8 @@ def test_a_formatter_hooks_edit_is_undone_with_the_turn(workspace: Path, tmp_pat
     assert not (workspace / "formatted.log").exists()  # what the hook created goes back too
 
 
-def test_a_slow_hook_is_stopped_by_ctrl_c_in_a_pty(workspace: Path, tmp_path: Path):
+@pytest.mark.parametrize("key", ["ctrl-c", "esc"])
+def test_a_slow_hook_is_stopped_by_ctrl_c_or_esc_in_a_pty(workspace: Path, tmp_path: Path, key: str):
     pid_file = tmp_path / "hook.pid"
     hook = _script(tmp_path / "hooks" / "slow.sh", f"#!/bin/bash\necho $$ > {pid_file}\nsleep 300\n")
     _user_settings(f'[[hooks.PreToolUse]]\nmatcher = "Bash"\nhooks = [{{ type = "command", command = "{hook}", '
@@ -202,7 +203,10 @@ def test_a_slow_hook_is_stopped_by_ctrl_c_in_a_pty(workspace: Path, tmp_path: Pa
         assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
         child.expect("PreToolUse hook")  # the hook is on the call's status line while it runs
         pid = int(pid_file.read_text())
-        child.sendintr()
+        if key == "esc":
+            child.send("\x1b")
+        else:
+            child.sendintr()
         child.expect("interrupted")
         child.expect("› ")
         assert wait_until(lambda: not _alive(pid), 10)
