@@ -214,6 +214,7 @@ class Agent:
         )
         self.calls = Calls(config.workspace, tools, self.scheduler, self.gate, self.renderer)
         # Claude Code's hooks (tools/hooks/): PreToolUse and PostToolUse run in tools/calls.py, the rest here.
+        self.calls.trace = self.trace
         self.hooks = self.calls.hooks = LoopHooks(
             hooks or Hooks([], config.workspace, isolation=config.isolation, mode=config.mode), self.renderer.show,
             self.trace, before_run=lambda: self.undo.before_call())

@@ -164,3 +164,27 @@ def test_a_collector_that_is_not_there_is_one_warning_line_and_shutdown_returns(
     done.join(30)
     assert not done.is_alive()
     assert len(said) == 1 and f"127.0.0.1:{port}" in said[0] and said[0].startswith("warning: traces could not")
+
+
+def test_while_a_call_runs_its_span_is_the_threads_current_one(exported):
+    """So libraries that trace themselves (the MCP SDK's client spans) nest under the call."""
+    from opentelemetry import trace as otel
+
+    trace = _trace(exported)
+    trace.begin_turn("hi")
+    trace.saw(RequestStarted(1, 1))
+    trace.saw(ToolCallReady(0, "t1", "mcp__srv__read", {}))
+    seen = {}
+
+    def in_the_worker() -> None:
+        with trace.running("t1"):
+            seen["inside"] = otel.get_current_span().get_span_context().span_id
+        seen["after"] = otel.get_current_span().get_span_context().span_id
+
+    worker = threading.Thread(target=in_the_worker)
+    worker.start()
+    worker.join()
+    trace.saw(ToolFinished("t1", "mcp__srv__read", ToolResult("ok"), 0.0))
+    trace.end_turn(TurnEnded("end_turn", True))
+    (tool,) = [s for s in exported.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert seen == {"inside": tool.context.span_id, "after": 0}

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from midstream.tools.events import (
 from midstream.tools.hooks.loop import LoopHooks
 from midstream.tools.registry import Decision, Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.tracing import LoopTrace
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
@@ -84,6 +86,7 @@ class Calls:
         self.undo: TurnSnapshots | None = None  # this conversation's: set by the agent
         self.transcript: Transcript | None = None
         self.hooks: LoopHooks | None = None  # PreToolUse and PostToolUse (tools/hooks/): set by the agent
+        self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -149,7 +152,8 @@ class Calls:
                 if writes and self.undo is not None:
                     self.undo.before_call()  # a snapshot /undo can return to
                 crash_record.started()
-                result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
+                with self.trace.running(call.id) if self.trace is not None else nullcontext():
+                    result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
                 crash_record.finished(result.is_error)

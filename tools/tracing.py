@@ -15,6 +15,7 @@ Prompt and output text stay out unless ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -57,6 +58,7 @@ class Tracer(Protocol):
 
     def start(self, name: str, *, parent: Span | None = None, attributes: Mapping[str, Any] | None = None,
               kind: str = "internal") -> Span: ...
+    def activated(self, span: Span) -> contextlib.AbstractContextManager[None]: ...
     def shutdown(self) -> None: ...
 
 
@@ -78,6 +80,9 @@ class _NotTracing:
     def start(self, name: str, *, parent: Span | None = None, attributes: Mapping[str, Any] | None = None,
               kind: str = "internal") -> Span:
         return NO_SPAN
+
+    def activated(self, span: Span) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def shutdown(self) -> None:
         pass
@@ -183,6 +188,12 @@ class LoopTrace:
         with self._lock:
             span = self._chat or self._turn
             return span.traceparent() if span is not None else None
+
+    def running(self, call_id: str) -> contextlib.AbstractContextManager[None]:
+        """While a call runs, its span is this thread's current one: what the call's libraries trace
+        themselves (the MCP SDK's client spans) nests under it."""
+        span = self.span_of_call(call_id)
+        return self.tracer.activated(span) if span is not None else contextlib.nullcontext()
 
     def span_of_call(self, call_id: str) -> Span | None:
         """A call's ``execute_tool`` span, for its hooks to nest under."""

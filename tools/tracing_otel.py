@@ -10,13 +10,14 @@ the exit (``-p`` included).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -121,6 +122,18 @@ class OtelTracer:
         return _OtelSpan(self._tracer.start_span(name, context=context, kind=_KINDS.get(kind, SpanKind.INTERNAL),
                                                  attributes=clean))
 
+    @contextlib.contextmanager
+    def activated(self, span: Any) -> Iterator[None]:
+        """``span`` as this thread's current span (for libraries that trace themselves), then as before."""
+        if not isinstance(span, _OtelSpan):
+            yield
+            return
+        token = attach(trace.set_span_in_context(span.span))
+        try:
+            yield
+        finally:
+            detach(token)
+
     def shutdown(self) -> None:
         """Export what is left, then stop; never waits much longer than one export's timeout."""
         if self._closed:
@@ -164,8 +177,10 @@ def otlp_tracer(env: Mapping[str, str], *, warn: Callable[[str], None], version:
     exporter = OTLPSpanExporter(timeout=timeout)
     where = getattr(exporter, "_endpoint", "") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the collector")
     processor = BatchSpanProcessor(_WarnOnce(exporter, where, said, warn), schedule_delay_millis=1000)
-    return tracer_with(processor, capture_content=_capture(env), timeout=timeout, version=version,
-                       service=env.get("OTEL_SERVICE_NAME", "").strip() or "midstream")
+    tracer = tracer_with(processor, capture_content=_capture(env), timeout=timeout, version=version,
+                         service=env.get("OTEL_SERVICE_NAME", "").strip() or "midstream")
+    trace.set_tracer_provider(tracer.provider)  # libraries that trace themselves (the MCP SDK) export with us
+    return tracer
 
 
 def _capture(env: Mapping[str, str]) -> bool:
