@@ -270,3 +270,24 @@ def test_sigterm_while_a_hook_runs_leaves_no_hook_behind(workspace: Path, tmp_pa
     assert process.returncode != 0
     assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10)
     assert server.requests == []
+
+
+def test_a_failing_hook_is_shown_and_the_call_goes_on_unless_it_is_fail_closed(workspace: Path, tmp_path: Path):
+    broken = _script(tmp_path / "hooks" / "broken.sh", "#!/bin/bash\necho 'jq: parse error' >&2\nexit 1\n")
+    context = "echo '{\\\"hookSpecificOutput\\\": {\\\"additionalContext\\\": \\\"this repo uses tabs\\\"}}'"
+    _user_settings(f'[[hooks.PreToolUse]]\nmatcher = "Bash"\nhooks = [{{ type = "command", command = "{broken}" }}]\n'
+                   f'[[hooks.PreToolUse]]\nmatcher = "Write"\nhooks = [{{ type = "command", command = "{broken}", '
+                   'fail_closed = true }]\n'
+                   f'[[hooks.PreToolUse]]\nmatcher = "Bash"\nhooks = [{{ type = "command", command = "{context}" }}]\n')
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "touch ran"}),
+                                   ToolUse("t2", "write_file", {"path": "new.txt", "content": "x"})),
+                             reply(Text("ok"))])
+    with server:
+        done = midstream(["-p", "go"], workspace, server)
+    assert done.returncode == 0, done.stderr
+    shown = [line for line in done.stderr.splitlines() if line.startswith("midstream: PreToolUse hook")]
+    assert len(shown) == 2 and all("failed with exit status 1: jq: parse error" in line for line in shown)
+    ran, refused = _results(server, 1)
+    assert (workspace / "ran").exists() and not ran.get("is_error")  # fails open: shown, and the call goes on
+    assert "[PreToolUse hook context: this repo uses tabs]" in ran["content"]
+    assert refused["is_error"] and "fail_closed" in refused["content"] and not (workspace / "new.txt").exists()

@@ -159,7 +159,7 @@ class Calls:
                 crash_record.finished(result.is_error)
                 if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
                     result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
-                                                  writable=writable)
+                                                  writable=writable, pre=hooked)
         finally:
             with self._lock:
                 self._running.pop(call.id, None)

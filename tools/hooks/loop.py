@@ -134,16 +134,17 @@ class LoopHooks:
         return PreToolOutcome(verdict)
 
     def post_tool(self, name: str, tool_input: dict[str, Any], result: ToolResult, call_id: str, *,
-                  cancelled: Any, writable: bool = True) -> ToolResult:
-        """PostToolUse: the result, with what the hooks said for the model appended."""
-        if not self.hooks.for_event("PostToolUse", hook_names(name)) or cancelled.is_set():
-            return result  # an interrupted call's hooks do not start after it
-        response = _response(name, tool_input, result, self.hooks.workspace)
-        verdict = self.hooks.post_tool_use(name, tool_input, response, call_id,
-                                           **self._call_run(name, call_id, cancelled, writable))
-        self._said(verdict, call_id)
-        notes = [f"[PostToolUse hook: {text}]" for text in ([verdict.block] if verdict.block else [])]
-        notes += [f"[PostToolUse hook context: {text}]" for text in verdict.context]
+                  cancelled: Any, writable: bool = True, pre: PreToolOutcome | None = None) -> ToolResult:
+        """PostToolUse: the result, with what the hooks (these, and ``pre``'s context) said for the model."""
+        notes = [f"[PreToolUse hook context: {text}]" for text in (pre.context if pre is not None else ())]
+        if self.hooks.for_event("PostToolUse", hook_names(name)) and not cancelled.is_set():
+            # (an interrupted call's hooks do not start after it)
+            response = _response(name, tool_input, result, self.hooks.workspace)
+            verdict = self.hooks.post_tool_use(name, tool_input, response, call_id,
+                                               **self._call_run(name, call_id, cancelled, writable))
+            self._said(verdict, call_id)
+            notes += [f"[PostToolUse hook: {text}]" for text in ([verdict.block] if verdict.block else [])]
+            notes += [f"[PostToolUse hook context: {text}]" for text in verdict.context]
         if not notes:
             return result
         return replace(result, content="\n".join([result.content, *notes]))
