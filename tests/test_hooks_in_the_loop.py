@@ -291,3 +291,18 @@ def test_a_failing_hook_is_shown_and_the_call_goes_on_unless_it_is_fail_closed(w
     assert (workspace / "ran").exists() and not ran.get("is_error")  # fails open: shown, and the call goes on
     assert "[PreToolUse hook context: this repo uses tabs]" in ran["content"]
     assert refused["is_error"] and "fail_closed" in refused["content"] and not (workspace / "new.txt").exists()
+
+
+def test_what_a_hook_writes_after_a_read_is_undone_with_the_turn(workspace: Path, tmp_path: Path):
+    (workspace / "notes.txt").write_text("hello\n")
+    _repo(workspace)
+    _user_settings('[[hooks.PostToolUse]]\nmatcher = "Read"\nhooks = [{ type = "command", '
+                   'command = "echo seen > read.log" }]\n')
+    server = ScriptedServer([reply(ToolUse("t1", "read_file", {"path": "notes.txt"})), reply(Text("Read."))])
+    with server:
+        assert midstream(["-p", "read"], workspace, server).returncode == 0
+    assert (workspace / "read.log").read_text() == "seen\n"
+    undone = subprocess.run([sys.executable, "-m", "midstream", "--undo"], cwd=workspace, env=program_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert undone.returncode == 0, undone.stderr
+    assert not (workspace / "read.log").exists() and (workspace / "notes.txt").read_text() == "hello\n"
