@@ -188,3 +188,16 @@ def test_while_a_call_runs_its_span_is_the_threads_current_one(exported):
     trace.end_turn(TurnEnded("end_turn", True))
     (tool,) = [s for s in exported.get_finished_spans() if s.name.startswith("execute_tool")]
     assert seen == {"inside": tool.context.span_id, "after": 0}
+
+
+def test_without_the_otel_extra_traces_are_one_line_and_off(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    # As if the extra were not installed (opentelemetry-api alone often is, brought by another package).
+    monkeypatch.delitem(sys.modules, "midstream.tools.tracing_otel", raising=False)
+    for name in ("opentelemetry.sdk", "opentelemetry.sdk.trace",
+                 "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+        monkeypatch.setitem(sys.modules, name, None)
+    said: list[str] = []
+    assert from_environment({"OTEL_TRACES_EXPORTER": "otlp"}, warn=said.append) is NOT_TRACING
+    assert len(said) == 1 and "pip install 'midstream[otel]'" in said[0]

@@ -111,12 +111,12 @@ def from_environment(environ: Mapping[str, str] | None = None, *, warn: Callable
         return NOT_TRACING
     try:
         from midstream.tools import tracing_otel
-    except ImportError as missing:
+
+        return tracing_otel.otlp_tracer(env, warn=warn, version=version)
+    except ImportError as missing:  # the SDK, or its OTLP/HTTP exporter
         warn(f"OTEL_TRACES_EXPORTER=otlp, but OpenTelemetry is not installed ({missing.name}): "
              "pip install 'midstream[otel]'; traces are off")
         return NOT_TRACING
-    try:
-        return tracing_otel.otlp_tracer(env, warn=warn, version=version)
     except Exception as error:  # a bad endpoint or header value: traces off, the session goes on
         warn(f"traces are off: the OTLP exporter could not be set up ({type(error).__name__}: {error})")
         return NOT_TRACING
