@@ -18,6 +18,7 @@ other than ``command``, are ignored with a warning; anything else malformed stop
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,7 @@ def matches(matcher: str, names: tuple[str, ...]) -> bool:
     return any(compiled.search(name) for name in names)
 
 
+@functools.lru_cache(maxsize=256)
 def _compile(pattern: str) -> Any:
     import re2
 
