@@ -277,6 +277,8 @@ class Agent:
             refused, context = self.hooks.prompt(text, lambda: self.interrupting)
         finally:
             self.busy = False
+        if refused is not None and self.interrupting:  # Esc or Ctrl-C while the hook ran
+            return self._end("interrupted", ok=False, message="interrupted; the message was not sent")
         if refused is not None:  # not sent, not in history: the person sees why
             return self._end(None, ok=False, message=f"the UserPromptSubmit hook stopped this message, which was "
                                                      f"not sent: {refused}")

@@ -306,3 +306,22 @@ def test_what_a_hook_writes_after_a_read_is_undone_with_the_turn(workspace: Path
                             capture_output=True, text=True, timeout=60)
     assert undone.returncode == 0, undone.stderr
     assert not (workspace / "read.log").exists() and (workspace / "notes.txt").read_text() == "hello\n"
+
+
+def test_ctrl_c_during_a_prompt_hook_in_p_sends_nothing_and_exits_130(workspace: Path, tmp_path: Path):
+    import signal
+
+    pid_file = tmp_path / "hook.pid"
+    hook = _script(tmp_path / "hooks" / "slow.sh", f"#!/bin/bash\necho $$ > {pid_file}\nsleep 300\n")
+    _user_settings(f'[[hooks.UserPromptSubmit]]\nhooks = [{{ type = "command", command = "{hook}", timeout = 600 }}]\n')
+    server = ScriptedServer([reply(Text("never"))])
+    with server:
+        process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "none", "-p", "go"],
+                                   cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and server.requests == []
+    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10)
