@@ -347,6 +347,8 @@ class Agent:
                 except KeyboardInterrupt:
                     return self._stop_for_the_person(None, reply.calls)
                 self._commit({"role": "user", "content": self.calls.results(reply.calls)})
+                if (why := self.hooks.take_stop()) is not None:  # a hook answered continue = false
+                    return self._end(None, ok=False, message=f"a hook ended the turn: {why}")
             elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
                 return self._stop_for_the_person(None, [])
             match reply.stop_reason:

@@ -87,3 +87,22 @@ def test_a_refused_message_leaves_history_as_it_was_and_the_next_one_goes(worksp
     assert sent.ok and len(server.requests) == 1
     assert _texts(server.requests[0]["body"]["messages"][0]) == ["hello"]
     assert [e.ok for e in renderer.of(TurnEnded)] == [False, True]
+
+
+def test_continue_false_ends_the_turn_after_the_calls_with_its_reason(workspace: Path):
+    from midstream.tools.testing.scripted_server import ToolUse
+
+    answer = '{"continue": false, "stopReason": "the policy server says stop"}'
+    hook = HookCommand("PreToolUse", "Bash", f"echo '{answer}'")
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "touch ran"})), reply(Text("never"))])
+    with server:
+        agent, _ = _agent(server, workspace, hook)
+        try:
+            ended = agent.send("go")
+            history = list(agent.history)
+        finally:
+            agent.close()
+    assert not ended.ok and ended.message == "a hook ended the turn: the policy server says stop"
+    assert len(server.requests) == 1 and not (workspace / "ran").exists()
+    (result,) = [b for b in history[-1]["content"] if b["type"] == "tool_result"]  # every tool_use answered
+    assert result["is_error"] and "the policy server says stop" in result["content"]

@@ -58,6 +58,7 @@ class LoopHooks:
             hooks.tracer = trace.tracer  # each run a span, under the turn or the call it ran for
         self._stop_blocks = 0
         self._context: list[str] = []  # SessionStart's context, for the next message
+        self._ended: str | None = None  # a hook answered continue = false: the turn ends after these calls
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
@@ -65,7 +66,14 @@ class LoopHooks:
     def _said(self, verdict: Verdict, call_id: str = "") -> Verdict:
         for notice in verdict.notices:
             self.show(HookNotice(verdict.event, notice, call_id))
+        if verdict.stop is not None:
+            self._ended = self._ended or verdict.stop
         return verdict
+
+    def take_stop(self) -> str | None:
+        """Why a hook ended the turn (``continue = false``, its ``stopReason``), once; None if none did."""
+        ended, self._ended = self._ended, None
+        return ended
 
     def _turn_span(self) -> Any:
         return self.trace.turn_span if self.trace is not None else None
@@ -84,7 +92,7 @@ class LoopHooks:
 
     def prompt(self, text: str, interrupting: Callable[[], bool]) -> tuple[str | None, list[dict[str, Any]]]:
         """UserPromptSubmit: (why the message is not sent, or None; text blocks to send before it)."""
-        self._stop_blocks = 0
+        self._stop_blocks, self._ended = 0, None
         verdict = self._said(self.hooks.user_prompt_submit(text, cancelled=_Flag(interrupting),
                                                            parent=self._turn_span()))
         context, self._context = self._context, []
@@ -127,8 +135,7 @@ class LoopHooks:
             return PreToolOutcome(Verdict("PreToolUse", block="interrupted by the person before this call ran",
                                           stopped=True))
         run = self._call_run(name, call_id, cancelled, writable)
-        verdict = self.hooks.pre_tool_use(name, tool_input, call_id, **run)
-        self._said(verdict, call_id)
+        verdict = self._said(self.hooks.pre_tool_use(name, tool_input, call_id, **run), call_id)
         if verdict.runs:
             self.show(ToolProgress(call_id, f"PreToolUse hooks {verdict.seconds:.1f} s"))
         return PreToolOutcome(verdict)
