@@ -1,41 +1,39 @@
 """Approvals of code a repository brings: project hooks and project MCP servers run only after the
-person approved that exact definition.
+person approved that exact definition, and both are remembered here, in one store.
 
-A definition's fingerprint is the SHA-256 of its kind, the workspace it belongs to and its canonical
-JSON: one changed byte, another checkout or another kind needs a new approval. Approved fingerprints
-live in ``approvals.json`` in midstream's state directory (which no command can write: the sandbox
-never shows it), written atomically under a lock, so two sessions approving at once both count. A
-file that cannot be read or parsed approves nothing; it is never a reason to run unapproved code.
+A definition is remembered by a digest: for a hook, ``fingerprint`` (the SHA-256 of its kind, the
+resolved workspace and its canonical JSON); an MCP server hashes its own spec the same way. One
+changed byte, another checkout or another kind needs a new approval. The file (``approvals.json``
+in midstream's private state directory, which no sandboxed command can see) is a JSON object of
+digest -> who and when, written under a lock with an atomic, fsynced replace, so two sessions
+approving at once both count. A file that cannot be read approves nothing; it is never a reason to
+run unapproved code, and the next approval rewrites it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
-import logging
 import os
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ApprovalStore", "fingerprint"]
+from midstream.sandbox.private import private_dir, private_file
 
-log = logging.getLogger("midstream.approvals")
+__all__ = ["ApprovalStore", "fingerprint"]
 
 
 def fingerprint(kind: str, workspace: Path, definition: Any) -> str:
-    """The hash an approval is remembered by: kind, resolved workspace and the definition's canonical JSON."""
+    """The digest a definition is approved by: kind, resolved workspace and the definition's canonical JSON."""
     canonical = json.dumps([kind, str(workspace.resolve()), definition], sort_keys=True, ensure_ascii=False,
                            separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ApprovalStore:
-    """The person's approvals of project-defined hooks and MCP servers, by fingerprint."""
+    """The person's approvals of project-defined hooks and MCP servers, by digest."""
 
     def __init__(self, path: Path | None = None) -> None:
         if path is None:
@@ -44,50 +42,27 @@ class ApprovalStore:
             path = state_dir() / "approvals.json"
         self.path = path
 
-    def approved(self, kind: str, workspace: Path, definition: Any) -> bool:
-        """Has the person approved exactly this definition for this workspace?"""
-        return self.has(fingerprint(kind, workspace, definition))
+    def approved(self, digest: str) -> bool:
+        """Has the person approved the definition with this digest?"""
+        return digest in self._read()
 
-    def approve(self, kind: str, workspace: Path, definition: Any, *, label: str = "") -> None:
-        """Remember the person's approval of this exact definition."""
-        self.remember(fingerprint(kind, workspace, definition), kind, workspace, label)
+    def approve(self, digest: str, name: str, workspace: Path) -> None:
+        """Remember the person's yes to this digest (``name`` says what it was, for a person reading the file)."""
+        private_dir(self.path.parent)
+        with os.fdopen(private_file(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT), "r+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            records = self._read()
+            records[digest] = {"name": name, "workspace": str(workspace), "approved": time.time()}
+            temporary = self.path.with_suffix(f".{os.getpid()}.{id(records)}.tmp")
+            with os.fdopen(private_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as out:
+                json.dump(records, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
 
-    def has(self, key: str) -> bool:
-        """Is this digest approved (for a caller that hashes its definitions itself, as MCP's specs do)?"""
-        return key in self._load().get("approved", {})
-
-    def remember(self, key: str, kind: str, workspace: Path, label: str = "") -> None:
-        """Approve a digest the caller computed."""
-        with self._locked():
-            record = self._load()
-            record.setdefault("approved", {})[key] = {
-                "kind": kind, "workspace": str(workspace.resolve()), "label": label, "at": time.time()}
-            self._save(record)
-
-    def _load(self) -> dict[str, Any]:
+    def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": 1, "approved": {}}
-        except (OSError, ValueError) as error:
-            log.warning("approvals file %s unreadable, nothing counts as approved: %s", self.path, error)
-            return {"version": 1, "approved": {}}
-        if not isinstance(data, dict) or not isinstance(data.get("approved"), dict):
-            return {"version": 1, "approved": {}}
-        return data
-
-    def _save(self, record: dict[str, Any]) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        temporary.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, self.path)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        except (OSError, ValueError):
+            return {}  # nothing approved (a damaged file approves nothing, and is rewritten on the next yes)
+        return data if isinstance(data, dict) else {}

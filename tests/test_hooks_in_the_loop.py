@@ -147,14 +147,15 @@ def test_a_project_hook_does_not_run_in_p_and_one_line_says_so(workspace: Path):
 
 
 def test_an_approved_project_hook_runs_until_its_definition_changes(workspace: Path):
-    from midstream.sandbox.approvals import ApprovalStore
+    from midstream.sandbox.approvals import ApprovalStore, fingerprint
     from midstream.tools.hooks.approve import KIND
     from midstream.tools.hooks.config import HookCommand
 
     _script(workspace / ".midstream" / "hook.sh", "#!/bin/bash\necho x >> \"$CLAUDE_PROJECT_DIR/hook-ran\"\n")
     settings = workspace / ".midstream" / "settings.toml"
     settings.write_text('[[hooks.Stop]]\nhooks = [{ type = "command", command = ".midstream/hook.sh" }]\n')
-    ApprovalStore().approve(KIND, workspace, HookCommand("Stop", "", ".midstream/hook.sh").definition())
+    hook = HookCommand("Stop", "", ".midstream/hook.sh")
+    ApprovalStore().approve(fingerprint(KIND, workspace, hook.definition()), hook.label(), workspace)
     server = ScriptedServer([reply(Text("ok")), reply(Text("ok"))])
     with server:
         assert midstream(["-p", "go"], workspace, server).returncode == 0

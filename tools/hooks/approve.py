@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from midstream.sandbox.approvals import ApprovalStore
+from midstream.sandbox.approvals import ApprovalStore, fingerprint
 from midstream.tools.hooks.config import HookCommand
 
 __all__ = ["KIND", "runnable_hooks"]
@@ -26,7 +26,7 @@ def runnable_hooks(commands: list[HookCommand], workspace: Path, *, ask: Callabl
     if not project:
         return commands
     store = store or ApprovalStore()
-    pending = [hook for hook in project if not store.approved(KIND, workspace, hook.definition())]
+    pending = [hook for hook in project if not store.approved(fingerprint(KIND, workspace, hook.definition()))]
     if not pending:
         return commands
     plural = "s" if len(pending) != 1 else ""
@@ -39,7 +39,7 @@ def runnable_hooks(commands: list[HookCommand], workspace: Path, *, ask: Callabl
     if ask(f"This repository's settings define {len(pending)} hook{plural} that run shell commands "
            f"(inside the sandbox):\n{listing}\nRun {'them' if plural else 'it'} in this repository from now on?"):
         for hook in pending:
-            store.approve(KIND, workspace, hook.definition(), label=hook.label())
+            store.approve(fingerprint(KIND, workspace, hook.definition()), hook.label(), workspace)
         return commands
     say(f"project hook{plural} not approved: {'they' if plural else 'it'} will not run in this session")
     return [hook for hook in commands if hook not in pending]
