@@ -20,6 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from midstream.tools.events import (
     ToolRunning,
     TurnRolledBack,
 )
+from midstream.tools.hooks.loop import LoopHooks
 from midstream.tools.registry import (
     NOT_STARTED,
     Access,
@@ -50,6 +52,7 @@ from midstream.tools.registry import (
     workspace_key,
 )
 from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.tracing import LoopTrace
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
@@ -93,6 +96,8 @@ class Calls:
         self.renderer = renderer
         self.undo: TurnSnapshots | None = None  # this conversation's: set by the agent
         self.transcript: Transcript | None = None
+        self.hooks: LoopHooks | None = None  # PreToolUse and PostToolUse (tools/hooks/): set by the agent
+        self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched, not yet finished, in order
@@ -143,7 +148,18 @@ class Calls:
     def _run(self, call: PlannedCall, ctx: ToolContext, crash_record: CrashRecord, attempt: Attempt) -> ToolResult:
         started = time.monotonic()
         try:
-            decision = ctx.decision = _NOT_RUN if ctx.cancelled.is_set() else self.gate.decide(call, ctx)
+            # PreToolUse at dispatch, in this call's worker: side by side with other calls and their hooks.
+            writable = self.gate.mode != "read-only"  # what a project hook may write in the workspace
+            hooked = self.hooks.pre_tool(call.tool.name, call.input, call.id, cancelled=ctx.cancelled,
+                                         writable=writable) if self.hooks and not ctx.cancelled.is_set() else None
+            if ctx.cancelled.is_set():  # stopped while it waited for a free worker (or its hook): it never starts
+                decision = ctx.decision = _NOT_RUN
+            elif hooked is not None and hooked.refusal is not None:
+                decision = ctx.decision = Decision(refusal=hooked.refusal.content,
+                                                   ended="interrupted" if hooked.verdict.stopped else "refused")
+            else:
+                decision = ctx.decision = self.gate.decide(
+                    call, ctx, hook=hooked.verdict.permission if hooked else None, why=hooked.reason if hooked else "")
             if decision.refusal is None and ctx.cancelled.is_set():
                 decision = _NOT_RUN  # stopped while the gate let it through: it has not started, so it never will
             if decision.refusal is not None:
@@ -156,10 +172,14 @@ class Calls:
                 if writes and self.undo is not None:
                     self.undo.before_call()  # a snapshot /undo can return to
                 crash_record.started()
-                result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
+                with self.trace.running(call.id) if self.trace is not None else nullcontext():
+                    result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
                 crash_record.finished(result.is_error)
+                if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
+                    result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
+                                                  writable=writable, pre=hooked)
         except BaseException:  # the scheduler answers it with an internal error; the calls after it go on
             with self._lock:
                 self._live.pop(call.id, None)
