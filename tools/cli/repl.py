@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
+from midstream.tools.cli.attach import Pastes, attach_mentions
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
@@ -27,6 +28,8 @@ class Interactive:
         self.agent = agent
         self.renderer = renderer
         self.keys = keys
+        self.pastes = Pastes()  # folded pastes, typed at the prompt or during a turn
+        keys.fold = self.pastes.fold
         self.shell_notes: list[str] = []  # `!command` outputs the model gets with the next message
         self._queued: list[str] = []  # whole lines typed while the model worked
         self._prefill = ""  # and the unfinished one
@@ -61,11 +64,19 @@ class Interactive:
         while (line := self.keys.next_message()) is not None:
             self._queued.append(line)
         self._prefill = self.keys.leftover()
+        if self._queued and getattr(ended, "stop_reason", None) == "interrupted":
+            # Stopped by the person: what they queued is not sent behind their back; it waits in the
+            # prompt, to send, edit or drop (Esc Esc).
+            self._prefill = "\n".join([*self._queued, self._prefill]).strip("\n")
+            self._queued = []
         if self.keys.take_eof() and not self._prefill.strip():
             self._leaving = True  # Ctrl-D on an empty line, typed ahead: leave once the lines before it ran
         return ended
 
     def send(self, text: str) -> TurnEnded:
+        text, notes = attach_mentions(self.pastes.expand(text), self.agent.config.workspace)
+        for note in notes:
+            self.say(note, style="dim")
         if self.shell_notes:
             text = "\n\n".join([*self.shell_notes, text])
             self.shell_notes = []
@@ -101,12 +112,14 @@ class Interactive:
         from midstream.tools.cli.prompt import Prompt
 
         if first_message and first_message.strip():
+            self.say(f"› {first_message}", style="bold")  # the task in the scrollback, as if typed
             self.send(first_message)
-        prompt = Prompt(self.agent.config.workspace)
+        commands = {name: command.help for name, command in slash.COMMANDS.items()}
+        prompt = Prompt(self.agent.config.workspace, self.pastes, commands)
         while True:
             if self._queued:
                 text: str | None = self._queued.pop(0)
-                self.say(f"› {text}  (queued)", style="")  # typed during the last turn, sent now
+                self.say(f"› {text}  (queued)", style="bold")  # typed during the last turn, sent now
             elif self._leaving:
                 return 0
             else:
