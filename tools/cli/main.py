@@ -156,8 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
+    # Esc at a question says no and stops the turn, as it stops a reply.
+    confirm = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config))
+                  confirm=confirm, model=_model_client(args, config))
     agent_box.append(agent)
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import sys
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -143,24 +145,81 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
+def confirmer(renderer: Renderer,
+              on_escape: Callable[[], None] | None = None) -> Callable[[str, threading.Event], str]:
     """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
 
-    The renderer's ``suspended()`` also hands the terminal back from the type-ahead (line mode, echo)
-    while the question is open: the type-ahead registers itself among its suspend hooks.
+    The answer is a line (``y``, ``yes``, ``a`` … then Enter); Esc answers "no" at once and calls
+    ``on_escape``, which stops the turn, so no further question follows (as in Claude Code and Codex).
+    The renderer's ``suspended()`` also hands the terminal back from the type-ahead while the
+    question is open: the type-ahead registers itself among its suspend hooks.
     """
     suspended: Callable[[], Any] = getattr(renderer, "suspended", contextlib.nullcontext)
 
     def confirm(question: str, cancelled: threading.Event) -> str:
         with suspended():
-            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session (Esc: no, and stop): ")
             sys.stderr.flush()
-            while not cancelled.is_set():
-                ready, _, _ = select.select([sys.stdin], [], [], 0.1)
-                if ready:
-                    answer = sys.stdin.readline().strip().lower()
-                    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+            line = _read_answer(cancelled)
+            if line is None:  # Esc
+                sys.stderr.write("no (Esc: the turn stops)\n")
+                sys.stderr.flush()
+                if on_escape is not None:
+                    on_escape()
+                return "no"
             sys.stderr.write("\n")
-            return "no"
+            sys.stderr.flush()
+            return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(line.strip().lower(), "no")
 
     return confirm
+
+
+def _read_answer(cancelled: threading.Event) -> str | None:
+    """A line typed on stdin, echoed as it is typed; None for Esc; "" once ``cancelled`` is set."""
+    fd = sys.stdin.fileno()
+    with _keys_mode(fd) as keys:
+        typed = ""
+        while not cancelled.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(fd, 1024)
+            if not data:
+                return typed
+            if not keys:  # no terminal: a line as it comes
+                return data.decode(errors="replace").splitlines()[0] if data.strip() else ""
+            text = data.decode(errors="replace")
+            if text == "\x1b":  # Esc alone in a read; an arrow key is longer
+                return None
+            for char in text:
+                if char in "\r\n":
+                    return typed
+                if char in "\x7f\b":
+                    if typed:
+                        typed = typed[:-1]
+                        sys.stderr.write("\b \b")
+                elif char >= " " and char != "\x1b":
+                    typed += char
+                    sys.stderr.write(char)
+            sys.stderr.flush()
+        sys.stderr.write("\n")
+        return ""
+
+
+@contextlib.contextmanager
+def _keys_mode(fd: int) -> Iterator[bool]:
+    """Keys one by one, not echoed by the terminal (we echo), Ctrl-C still a signal; False: no terminal."""
+    try:
+        saved = termios.tcgetattr(fd)
+    except (termios.error, ValueError, OSError):
+        yield False
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
+    quiet[6] = list(saved[6])
+    quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
