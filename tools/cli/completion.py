@@ -96,6 +96,27 @@ def key_bindings(prompt: Prompt) -> KeyBindings:
             return
         prompt.escape(event.current_buffer)
 
+    @keys.add("tab")
+    def _tab(event: Any) -> None:
+        # Computed here, synchronously: prompt_toolkit's own Tab completes in a task, so a key typed
+        # right after Tab (Enter) could be handled before the completion landed.
+        buffer = event.current_buffer
+        if buffer.complete_state:
+            buffer.complete_next()
+            return
+        found = list(buffer.completer.get_completions(buffer.document, CompleteEvent(completion_requested=True)))
+        if len(found) == 1:
+            buffer.delete_before_cursor(-found[0].start_position)
+            buffer.insert_text(found[0].text)
+            return
+        if found:
+            typed = buffer.document.text_before_cursor[len(buffer.document.text_before_cursor)
+                                                        + found[0].start_position:]
+            common = os.path.commonprefix([c.text for c in found])
+            if all(c.start_position == found[0].start_position for c in found) and common.startswith(typed):
+                buffer.insert_text(common[len(typed):])
+            buffer.start_completion(insert_common_part=False)
+
     @keys.add(Keys.BracketedPaste)
     def _paste(event: Any) -> None:
         event.current_buffer.insert_text(prompt.pastes.fold(event.data))

@@ -8,6 +8,7 @@ import select
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -153,7 +154,7 @@ def confirmer(renderer: Renderer,
     """
     def confirm(question: str, cancelled: threading.Event) -> str:
         with renderer.suspended():
-            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session (Esc: no, and stop): ")
+            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             line = _read_answer(cancelled)
             if line is None:  # Esc
@@ -161,6 +162,10 @@ def confirmer(renderer: Renderer,
                 sys.stderr.flush()
                 if on_escape is not None:
                     on_escape()
+                    # Hold the question's turn until the stop reached the calls: a call waiting to ask
+                    # next then finds itself cancelled, and is never asked.
+                    cancelled.wait(2.0)
+                    time.sleep(0.02)
                 return "no"
             sys.stderr.write("\n")
             sys.stderr.flush()
