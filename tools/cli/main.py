@@ -255,13 +255,14 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
     """stream-json's first line, as Claude Code's ``system``/``init``: what applies to this run."""
+    from midstream.tools.ui.stream_json import init_line
+
     config = agent.config
-    record = {
-        "type": "system", "subtype": "init", "event": "SessionStarted",
-        "session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
-        "mode": config.mode, "refuse_destructive": config.refuse_destructive, "mode_reason": why_mode,
-        "sandbox": sandbox_state(config), "cwd": str(config.workspace), "tools": tools.names(),
-    }
+    record = init_line(
+        session_id=agent.transcript.id if agent.transcript else None, model=config.model,
+        mode=config.mode, refuse_destructive=config.refuse_destructive, mode_reason=why_mode,
+        sandbox=sandbox_state(config), cwd=str(config.workspace), tools=tools.names(),
+    )
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
@@ -367,9 +368,9 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
 def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
-        from midstream.tools.ui.render import JsonRenderer
+        from midstream.tools.ui.stream_json import StreamJsonRenderer
 
-        return JsonRenderer()
+        return StreamJsonRenderer(session_id=session_id)
     if output_format == "json":
         from midstream.tools.ui.render import SummaryRenderer
 
