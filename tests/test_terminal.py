@@ -65,6 +65,11 @@ def region_text(renderer: TerminalRenderer) -> str:
     return capture.export_text()
 
 
+def live_rows(renderer: TerminalRenderer) -> list[str]:
+    """The region's rows but the turn's status line (``✻ Working… · esc to interrupt``)."""
+    return [row for row in region_text(renderer).splitlines() if row.strip() and "to interrupt" not in row]
+
+
 def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_stays_live():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
@@ -79,7 +84,7 @@ def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_
     assert "Some \x1b[1mbold\x1b[0m text\n" in out
     assert "and \x1b[1;36mcode\x1b[0m on a line\n" in out
     assert out.count("Title") == 1  # printed once, never redrawn
-    assert region_text(renderer).strip() == ""
+    assert live_rows(renderer) == []  # only the status line is left
     renderer.show(TurnEnded("end_turn", True))
 
 
@@ -121,7 +126,7 @@ def test_tool_status_lines_fill_in_run_and_are_replaced_by_outcomes():
     renderer.show(finished("b", "bash", {"command": "pytest -q"}, ToolResult(
         "..F\n1 failed, 11 passed\n[exit status 1]", True, Facts("failed", 1, detail="1 failed, 11 passed")), 2.0))
     assert "✗ Ran `pytest -q`: exit 1 (1 failed, 11 passed)" in sink.getvalue()
-    assert region_text(renderer).strip() == ""
+    assert live_rows(renderer) == []  # only the status line is left
     renderer.show(TurnEnded("end_turn", True))
 
 

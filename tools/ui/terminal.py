@@ -36,6 +36,7 @@ from midstream.tools.events import (
     ContextUsed,
     Event,
     RequestStarted,
+    RequestUsage,
     SandboxStatus,
     TextDelta,
     ThinkingDelta,
@@ -62,6 +63,7 @@ from midstream.tools.ui.render import (
     preview_rows,
     shorten,
 )
+from midstream.tools.ui.status import WorkStatus
 from rich.console import Console, Group
 from rich.text import Text
 
@@ -112,6 +114,7 @@ class TerminalRenderer:
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
+        self._status = WorkStatus("esc" if interactive else "ctrl-c")
         self._streamed = False  # something of the current reply has arrived
         self._typed = ""  # what the person is typing while the turn runs (see tools/cli/typeahead.py)
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
@@ -180,15 +183,17 @@ class TerminalRenderer:
                 self._commit_partial(discarded=False)
                 self._streamed, self._fence = False, None
                 self._waiting_since = time.monotonic()
+                self._status.request_started()
                 self._printer.start()
             case TextDelta(text=text):
                 text = visible(text)
-                self._streamed = True
+                self._came_through(text)
                 first = self._waiting_since is not None
                 self._waiting_since = None
                 self._add_text(text)
                 self._printer.touch(now=first)  # the first text is shown at once, the rest coalesced
             case ThinkingDelta(text=text):
+                self._came_through(text)
                 self._waiting_since = None
                 self._thinking_started = self._thinking_started or time.monotonic()
                 self._thinking.append(visible(text))
@@ -200,11 +205,12 @@ class TerminalRenderer:
                 self._end_thinking()
             case ToolCallStarted(id=call_id, name=name, template=template, target=target):
                 self._waiting_since = None
-                self._streamed = True
+                self._came_through("")
                 self._commit_partial(discarded=False)
                 self._tools[call_id] = _ToolLine(name, template=template, target=target)
                 self._printer.touch()
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
+                self._status.streamed(piece)
                 self._tools[call_id].partial.append(piece)
                 self._printer.touch()
             case ToolCallReady(id=call_id, name=name, status=status):
@@ -230,6 +236,8 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
+            case RequestUsage(usage=usage):
+                self._status.billed(usage)
             case TurnCommitted():
                 self._commit_partial(discarded=False)
             case CacheMissed(message=message):
@@ -246,14 +254,22 @@ class TerminalRenderer:
                 self._fence = None  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
-                said = describe_rollback(rolled, streamed=self._streamed)
-                said = f"partial reply discarded: {said}" if self._streamed else said
-                self._print(Text(visible(f"↺ {said}"), style="yellow"))
+                self._waiting_since = None  # the wait is the backoff's now, shown on the retry line
+                quiet = not (self._streamed or rolled.undone or rolled.discarded or rolled.commands or rolled.kept)
+                if (before := self._status.rolled_back(rolled, quiet=quiet)) is not None:
+                    self._print(Text(visible(before), style="yellow"))
+                if not quiet or rolled.retry_in is None:
+                    said = describe_rollback(rolled, streamed=self._streamed)
+                    said = f"partial reply discarded: {said}" if self._streamed else said
+                    self._print(Text(visible(f"↺ {said}"), style="yellow"))
             case TurnEnded(ok=ok, message=message, usage=spent, session=session):
                 self._commit_partial(discarded=False)
                 self._fence = None
                 self._end_tools_left()
                 self._waiting_since = None
+                if (retried := self._status.came_through()) is not None:
+                    self._print(Text(visible(retried), style="yellow"))
+                self._status.ended()
                 if not ok and message:
                     shown = message if self.interactive else headless(message)
                     self._print(Text(f"✗ {visible(shown)}", style="bold red"))
@@ -261,6 +277,13 @@ class TerminalRenderer:
                     self._print(Text(f"  {spent.describe()}{self._context}", style="dim"))
                 self.session = session
                 self._printer.stop()
+
+    def _came_through(self, text: str) -> None:
+        """Something of the reply arrived: retries before it are one printed line; the status counts it."""
+        self._streamed = True
+        self._status.streamed(text)
+        if (retried := self._status.came_through()) is not None:
+            self._print(Text(visible(retried), style="yellow"))
 
     # -- text ---------------------------------------------------------------------------------------
 
@@ -352,6 +375,9 @@ class TerminalRenderer:
         now = time.monotonic()
         parts: list[Any] = []
         animated = False
+        if self._status.retrying is not None:
+            parts.append(_row(self._status.retrying.row(now), "yellow"))
+            animated = True
         if self._waiting_since is not None:
             parts.append(_row(f"{_spin(now)} Thinking… {now - self._waiting_since:.1f} s", "dim"))
             animated = True
@@ -370,6 +396,10 @@ class TerminalRenderer:
                 parts.append(self._tool_row(line, now))
             if len(lines) > TOOL_ROWS:
                 parts.append(_row(f"  … {len(lines) - TOOL_ROWS} more calls", "dim"))
+        if self._waiting_since is None and self._status.retrying is None:
+            if (status := self._status.row(now, _spin(now))) is not None:
+                parts.append(_row(status, "dim"))
+                animated = True
         if self._queued:
             for message in self._queued:
                 parts.append(_row(f"⏎ queued: {message}", "cyan"))

@@ -1,0 +1,117 @@
+"""What a person sees while a reply streams, in a real pty read through pyte: the status line, a resize that
+leaves every line once in the scrollback, retries on one updating line, Markdown tables and diffs."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pyte
+import pytest
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+pytestmark = pytest.mark.process
+
+ROWS = 30
+
+
+class Terminal:
+    """The program in a pty; its bytes replayed into pyte, resized where the pty was."""
+
+    def __init__(self, server: ScriptedServer, workspace: Path, columns: int, *args: str) -> None:
+        self.columns = columns
+        self.bytes = io.BytesIO()
+        self.resizes: list[tuple[int, int]] = []  # (byte offset, new columns)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+        mode = [] if "--mode" in args else ["--mode", "auto"]
+        self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *mode, *args],
+                                   cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
+                                   dimensions=(ROWS, columns), timeout=20)
+        self.child.logfile_read = self.bytes
+
+    def expect(self, pattern: str) -> None:
+        self.child.expect(pattern.encode())
+
+    def resize(self, columns: int) -> None:
+        self.child.read_nonblocking(100_000, timeout=0.2)  # what was written at the old size, read at it
+        self.resizes.append((len(self.bytes.getvalue()), columns))
+        self.child.setwinsize(ROWS, columns)
+
+    def finish(self) -> None:
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+
+    def lines(self) -> list[str]:
+        screen = pyte.HistoryScreen(self.columns, ROWS, history=100_000)
+        stream = pyte.ByteStream(screen)
+        data, position = self.bytes.getvalue(), 0
+        for offset, columns in self.resizes:
+            stream.feed(data[position:offset])
+            screen.resize(ROWS, columns)
+            position = offset
+        stream.feed(data[position:])
+        rows = ["".join(line[x].data for x in range(max(line.keys(), default=-1) + 1)).rstrip()
+                for line in screen.history.top]
+        rows += [line.rstrip() for line in screen.display]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_resize_while_a_reply_streams_leaves_every_line_once(workspace, columns):
+    text = "".join(f"Line {i} of the reply, long enough to be a real sentence here.\n" for i in range(40))
+    server = ScriptedServer([reply(Text(text, chunk=16, delay=0.01), ToolUse("t1", "bash", {"command": "sleep 1"})),
+                             reply(Text("All streamed."))])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "stream it")
+        term.expect("Line 12 of")
+        term.resize(100 if columns == 80 else 90)
+        term.expect("Line 25 of")
+        term.resize(columns)
+        term.finish()
+    rows = term.lines()
+    for i in range(40):
+        found = [row for row in rows if row.startswith(f"Line {i} of the reply")]
+        assert len(found) == 1, (i, rows)
+    assert not any("Thinking" in row or "esc to interrupt" in row or "Running" in row for row in rows), rows
+    assert any(row.startswith("All streamed.") for row in rows)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_status_line_shows_while_text_streams(workspace, columns):
+    text = "".join(f"word{i} " for i in range(300))
+    server = ScriptedServer([reply(Text(text, chunk=8, delay=0.02)), reply(Text("done"))])
+    with server:
+        term = Terminal(server, workspace, columns)
+        term.expect("› ")
+        term.child.sendline("talk")
+        term.expect("word40 ")
+        time.sleep(0.3)
+        term.child.read_nonblocking(100_000, timeout=0.2)
+        screen = pyte.Screen(columns, ROWS)
+        pyte.ByteStream(screen).feed(term.bytes.getvalue())
+        status = [row for row in screen.display if "esc to interrupt" in row]
+        assert len(status) == 1 and "tokens" in status[0] and " s" in status[0], screen.display
+        term.child.send("\x1b")
+        term.expect("interrupted")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    assert not any("esc to interrupt" in row for row in term.lines())  # the status line is never printed
+
+
+def test_retries_update_one_line(workspace):
+    overloaded = {"status": 529, "error": {"type": "overloaded_error", "message": "busy"}}
+    server = ScriptedServer([overloaded, overloaded, overloaded, reply(Text("Finally here."))])
+    with server:
+        term = Terminal(server, workspace, 100, "-p", "go", "--max-attempts", "5")
+        term.finish()
+    rows = term.lines()
+    assert any(row.startswith("Finally here.") for row in rows), rows
+    retry_rows = [row for row in rows if "retry" in row or "529" in row]
+    assert len(retry_rows) <= 1, rows
