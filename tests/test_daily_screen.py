@@ -115,3 +115,28 @@ def test_retries_update_one_line(workspace):
     assert any(row.startswith("Finally here.") for row in rows), rows
     retry_rows = [row for row in rows if "retry" in row or "529" in row]
     assert len(retry_rows) <= 1, rows
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_markdown_table_is_drawn_with_box_characters_and_fences_are_hidden(workspace, columns):
+    note = "a note long enough that at eighty columns it has to wrap inside its own cell, twice over"
+    text = ("Sizes:\n| Name | Size | Note |\n|------|-----:|:-----|\n"
+            f"| alpha | 12 | {note} |\n| **beta** | 3 | short |\n\nCode:\n```python\ndef f():\n    return 1\n```\nend\n"
+            "- a bullet whose text is long enough to wrap at eighty columns and at one hundred and twenty "
+            "columns as well, so its continuation shows\n")
+    server = ScriptedServer([reply(Text(text, chunk=7, delay=0.002))])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "sizes")
+        term.finish()
+    rows = term.lines()
+    assert not any("|---" in row or row.startswith("|") or "```" in row for row in rows), rows
+    top = next(i for i, row in enumerate(rows) if row.startswith("╭"))
+    assert "Name" in rows[top + 1] and "│" in rows[top + 1] and rows[top + 2].startswith("├")
+    body = rows[top + 3:next(i for i, row in enumerate(rows) if row.startswith("╰"))]
+    assert body[0].startswith("│ alpha") and "12 │" in body[0]
+    cells = " ".join(row.split("│")[3].strip() for row in body if row.count("│") >= 4)
+    assert note in cells and (len(body) >= 3 or columns > 100)  # at 80 the note wraps within its cell
+    assert all(len(row) <= columns for row in rows)
+    assert any(row.strip() == "def f():" for row in rows) and any(row.strip() == "return 1" for row in rows)
+    bullet = next(i for i, row in enumerate(rows) if row.startswith("• a bullet"))
+    assert rows[bullet + 1].startswith("  ") and rows[bullet + 1].strip()  # the continuation keeps the indent

@@ -100,8 +100,9 @@ def a_busy_reply(run: int) -> list[dict]:
 
 
 def wanted_lines(run: int, tool_line: str) -> list[str]:
+    # The fence lines are hidden behind the highlighted block (they were printed as typed before).
     return [f"› run {run}", f"Run {run}: first line of prose.", f"A second line, run {run}.", "Then some code:",
-            "```python", f"  def run_{run}():", f"      return {run}", "```", f"After the code, run {run}.",
+            f"  def run_{run}():", f"      return {run}", f"After the code, run {run}.",
             f"Last line of run {run}.", tool_line, f"Finished run {run}."]
 
 

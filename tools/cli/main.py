@@ -250,7 +250,8 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help", style="dim")
+    say("Enter sends · Alt-Enter or \\ then Enter: a new line · Tab completes · @path attaches a file", style="dim")
+    say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:

@@ -52,7 +52,7 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.lines import FENCE, code_line, markdown_line, visible
+from midstream.tools.ui.lines import Blocks, visible
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
@@ -110,7 +110,7 @@ class TerminalRenderer:
         self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
         self._partial = ""  # the unfinished line, shown raw in the region
-        self._fence: str | None = None  # the language of an open code block ("" when unnamed)
+        self._md = Blocks()  # the open code fence and a table's rows held back (tools/ui/lines.py)
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
@@ -181,7 +181,8 @@ class TerminalRenderer:
         match event:
             case RequestStarted():
                 self._commit_partial(discarded=False)
-                self._streamed, self._fence = False, None
+                self._streamed = False
+                self._md.reset()
                 self._waiting_since = time.monotonic()
                 self._status.request_started()
                 self._printer.start()
@@ -200,7 +201,8 @@ class TerminalRenderer:
                 self._printer.touch()
             case BlockStopped(block_type="text"):
                 self._commit_partial(discarded=False)
-                self._fence = None
+                self._print(*self._md.flush())
+                self._md.reset()
             case BlockStopped(block_type="thinking"):
                 self._end_thinking()
             case ToolCallStarted(id=call_id, name=name, template=template, target=target):
@@ -251,7 +253,7 @@ class TerminalRenderer:
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 self._commit_partial(discarded=True)
-                self._fence = None  # the retry starts its text afresh, outside any code block
+                self._md.reset()  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
                 self._tools.clear()
                 self._waiting_since = None  # the wait is the backoff's now, shown on the retry line
@@ -264,7 +266,8 @@ class TerminalRenderer:
                     self._print(Text(visible(f"↺ {said}"), style="yellow"))
             case TurnEnded(ok=ok, message=message, usage=spent, session=session):
                 self._commit_partial(discarded=False)
-                self._fence = None
+                self._print(*self._md.flush())
+                self._md.reset()
                 self._end_tools_left()
                 self._waiting_since = None
                 if (retried := self._status.came_through()) is not None:
@@ -292,24 +295,22 @@ class TerminalRenderer:
             self._partial += text
             return
         *finished, self._partial = (self._partial + text).split("\n")
-        self._print(*[self._styled(line) for line in finished])
-
-    def _styled(self, line: str) -> Text:
-        """A finished line as it is printed: inside a code fence highlighted, else Markdown."""
-        styled = _style_line(line, self._fence)
-        if (fence := FENCE.match(line)) is not None:
-            self._fence = fence.group(2) if self._fence is None else None
-        return styled
+        self._print(*[shown for line in finished for shown in self._md.feed(line)])
 
     def _commit_partial(self, *, discarded: bool) -> None:
         """Print the unfinished line as it stands, so nothing shown is lost and nothing is glued."""
+        if discarded and self._md.held:  # a table cut off: its rows as they came, struck through
+            rows, self._md.held = self._md.held, []
+            self._print(*[Text(row, style="dim strike") for row in rows])
         if not self._partial:
             return
         line, self._partial = self._partial, ""
-        styled = self._styled(line)
+        shown = self._md.feed(line) + self._md.flush()
         if discarded:
-            styled.stylize("dim strike")
-        self._print(styled)
+            for item in shown:
+                if isinstance(item, Text):
+                    item.stylize("dim strike")
+        self._print(*shown)
 
     def _end_thinking(self) -> None:
         text = "".join(self._thinking).strip()
@@ -388,7 +389,9 @@ class TerminalRenderer:
             width = max(20, self.console.width)
             rows = max(1, self.console.height // 3)
             tail = self._partial[-(width * rows):]  # a very long line shows its end; it prints whole
-            parts.append(_style_line(tail, self._fence))
+            parts.append(self._md.live(tail))
+        elif self._md.held:
+            parts.append(self._md.live(""))
         if self._tools:
             animated = True
             lines = list(self._tools.values())
@@ -434,15 +437,6 @@ _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 def _spin(now: float) -> str:
     return _FRAMES[int(now * 10) % len(_FRAMES)]
-
-
-def _style_line(line: str, fence: str | None) -> Text:
-    """A line inside a code fence highlighted, a fence marker dim, any other line as Markdown."""
-    if FENCE.match(line):
-        return Text(line.strip(), style="dim")
-    if fence is not None:
-        return code_line(line, fence)
-    return markdown_line(line)
 
 
 def _diff_row(row: str) -> Text:
