@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from rich import box
 from rich.style import Style
@@ -137,8 +137,8 @@ def table(rows: list[str]) -> Table | None:
     drawn = Table(box=box.ROUNDED, show_header=True, header_style="bold", expand=False, pad_edge=True)
     for index, title in enumerate(header):
         spec = aligns[index].strip() if index < len(aligns) else ""
-        justify = ("center" if spec.startswith(":") and spec.endswith(":") else
-                   "right" if spec.endswith(":") else "left")
+        justify: Literal["left", "center", "right"] = (
+            "center" if spec.startswith(":") and spec.endswith(":") else "right" if spec.endswith(":") else "left")
         drawn.add_column(inline(title), justify=justify, overflow="fold")
     for row in rows[2:]:
         cells = _cells(row)
