@@ -4,7 +4,6 @@ leaves every line once in the scrollback, retries on one updating line, Markdown
 from __future__ import annotations
 
 import io
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ import pexpect
 import pyte
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.helpers import program_env
 
 pytestmark = pytest.mark.process
 
@@ -26,7 +27,7 @@ class Terminal:
         self.columns = columns
         self.bytes = io.BytesIO()
         self.resizes: list[tuple[int, int]] = []  # (byte offset, new columns)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+        env = program_env()
         mode = [] if "--mode" in args else ["--mode", "auto"]
         self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *mode, *args],
                                    cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
