@@ -141,3 +141,43 @@ def test_a_markdown_table_is_drawn_with_box_characters_and_fences_are_hidden(wor
     assert any(row.strip() == "def f():" for row in rows) and any(row.strip() == "return 1" for row in rows)
     bullet = next(i for i, row in enumerate(rows) if row.startswith("• a bullet"))
     assert rows[bullet + 1].startswith("  ") and rows[bullet + 1].strip()  # the continuation keeps the indent
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_40_line_edit_and_an_overwrite_show_both_sides_and_diff_shows_all(workspace, columns):
+    old = "".join(f"value_{i} = {i}\n" for i in range(40))
+    new = "".join(f"value_{i} = {i * 2}\n" for i in range(40))
+    (workspace / "table.py").write_text(old)
+    (workspace / "big.py").write_text("".join(f"line_{i} = 'old'\n" for i in range(30)))
+    server = ScriptedServer([
+        reply(ToolUse("e1", "edit_file", {"path": "table.py", "old_string": old, "new_string": new})),
+        reply(ToolUse("w1", "write_file", {"path": "big.py", "content": "".join(f"line_{i} = 'new'\n"
+                                                                                for i in range(30))})),
+        reply(Text("Both changed.")),
+    ])
+    with server:
+        term = Terminal(server, workspace, columns)
+        term.expect("› ")
+        term.child.sendline("change them")
+        term.expect("Both changed.")
+        term.expect("› ")
+        term.child.send("/diff 2\r")  # the edit's, whole
+        term.expect("value_39 = 78")
+        term.expect("› ")
+        term.child.send("\x0f")  # Ctrl-O on an empty line: the last folded diff (the overwrite's), whole
+        term.expect("line_29 = 'new'")
+        term.expect("› ")
+        term.child.sendeof()
+        term.finish()
+    rows = term.lines()
+    edited = rows.index("✓ Edited table.py")
+    fold_end = next(i for i in range(edited, len(rows)) if "more rows folded" in rows[i])
+    folded = rows[edited:fold_end]
+    assert any(row.lstrip().startswith("2 - value_1 = 1") for row in folded), folded
+    assert any(row.lstrip().startswith("2 + value_1 = 2") for row in folded), folded  # added lines before the fold
+    wrote = next(i for i, row in enumerate(rows) if row.startswith("✓ Wrote big.py") or row.startswith("✓ Overwrote"))
+    after = rows[wrote + 1:wrote + 20]
+    assert any("- line_0 = 'old'" in row for row in after) and any("+ line_0 = 'new'" in row for row in after), after
+    whole = rows[next(i for i, row in enumerate(rows) if row == "Edited table.py: the whole diff"):]
+    assert any(row.lstrip().startswith("40 + value_39 = 78") for row in whole), whole
+    assert any("30 + line_29 = 'new'" in row for row in rows[-40:]), rows[-40:]

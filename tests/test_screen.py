@@ -185,11 +185,14 @@ def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(
         term.child.sendeof()
         term.finish()
     rows = term.lines()
-    assert in_order(rows, ["? Editing calc.py would change:", "    -    return a - b", "    +    return a + b",
-                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    -    return a - b"]) == [], rows
-    assert in_order(rows, ["? Editing table.py would change:", "    -value_1 = 1",
-                           "    … 68 more lines (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
-                           "    -value_1 = 1", "    … 68 more lines (+39 -39 in all)"]) == [], rows
+    # Numbered rows of both sides; a long diff folded so that added lines show beside the removed ones
+    # (it showed its first 12 rows, all removals, before).
+    assert in_order(rows, ["? Editing calc.py would change:", "    2 -     return a - b", "    2 +     return a + b",
+                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    2 -     return a - b"]) == [], rows
+    assert in_order(rows, ["? Editing table.py would change:", "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
+                           "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)"]) == [], rows
     assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
                            "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
     assert (workspace / "table.py").read_text() == new

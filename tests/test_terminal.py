@@ -139,8 +139,8 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
     renderer.show(finished("e", "edit_file", {"path": "a.py"}, ToolResult(
         f"Edited a.py: replaced 1 occurrence.\n{diff}", facts=Facts(diff=diff)), 0.0))
     out = sink.getvalue()
-    assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
-    assert "more line" not in out  # a short diff is shown whole
+    assert "✓ Edited a.py" in out and "1 - x = 1" in out and "1 + x = 2" in out  # numbered, both sides
+    assert "folded" not in out  # a short diff is shown whole
     renderer.show(ToolGrace("r", "rm -rf build/", ("build/ (1,204 files)",), 3.0))
     region = region_text(renderer)
     assert "rm -rf build/ → build/ (1,204 files)" in region and "runs in" in region and "Ctrl-C" in region

@@ -37,6 +37,7 @@ from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MOD
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
+    from midstream.tools.ui.diffs import DiffLog
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
@@ -152,8 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     transcript, history = _open_session(args, config)
     cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
+    diffs = None
+    if task is None:  # a person may ask for what the terminal folds (/diff); -p never imports it
+        from midstream.tools.ui.diffs import DiffLog
+
+        diffs = DiffLog()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
-                         session_id=transcript.id)
+                         session_id=transcript.id, diffs=diffs)
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
 
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
     renderer.show(startup_status(config.isolation, config.network))
-    session = Interactive(agent, renderer, keys)
+    session = Interactive(agent, renderer, keys, diffs=diffs)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
@@ -366,7 +372,8 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
+def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "",
+              diffs: DiffLog | None = None) -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
         from midstream.tools.ui.stream_json import StreamJsonRenderer
@@ -380,7 +387,8 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
         from midstream.tools.ui.terminal import TerminalRenderer
         from rich.console import Console
 
-        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming)
+        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming,
+                                diffs=diffs)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(stream_text=streaming)

@@ -10,7 +10,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
@@ -18,6 +18,10 @@ from midstream.tools.cli.attach import Pastes, attach_mentions
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
+
+if TYPE_CHECKING:
+    from midstream.tools.ui.diffs import DiffLog
+    from rich.text import Text
 
 __all__ = ["Interactive", "confirmer"]
 
@@ -27,8 +31,9 @@ T = TypeVar("T")
 class Interactive:
     """One person at a terminal: reads messages, runs turns, catches commands."""
 
-    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead) -> None:
+    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead, diffs: DiffLog | None = None) -> None:
         self.agent = agent
+        self.diffs = diffs  # the diffs shown folded, for /diff
         self.renderer = renderer
         self.keys = keys
         self.pastes = Pastes()  # folded pastes, typed at the prompt or during a turn
@@ -50,6 +55,11 @@ class Interactive:
             yield
         finally:
             self._waiting.clear()
+
+    def show(self, rows: list[Text]) -> None:
+        """Rows of our own (a whole diff), each in its one style."""
+        for row in rows:
+            self.renderer.say(row.plain, style=str(row.style) or "none")
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""

@@ -111,6 +111,21 @@ def _resume(session: Interactive, rest: str) -> None:
     session.resume(rest or None)
 
 
+def _diff(session: Interactive, rest: str) -> None:
+    """The last folded diff (or the Nth last) printed whole."""
+    from midstream.tools.ui.diffs import full
+
+    back = int(rest) if rest.isdigit() else 1
+    found = session.diffs.get(back) if session.diffs is not None else None
+    if found is None:
+        kept = len(session.diffs) if session.diffs is not None else 0
+        session.say("no folded diff to show" if not kept else f"only {kept} folded diff{'s' * (kept != 1)} so far")
+        return
+    title, diff = found
+    session.renderer.say(f"{title}: the whole diff", style="bold")
+    session.show(full(diff))
+
+
 def _exit(session: Interactive, rest: str) -> str:
     return LEAVE
 
@@ -125,6 +140,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
+    Command("diff", "/diff [N]", "show the last folded diff whole (N: the Nth last); Ctrl-O on an empty line too",
+            _diff),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}
 COMMANDS["quit"] = COMMANDS["exit"]

@@ -52,12 +52,12 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.ui.diffs import DiffLog, fold
 from midstream.tools.ui.lines import Blocks, visible
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
     describe_rollback,
-    diff_rows,
     headless,
     outcome_line,
     preview_rows,
@@ -70,7 +70,7 @@ from rich.text import Text
 __all__ = ["TerminalRenderer"]
 
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
-DIFF_ROWS = 12  # rows of an edit's diff shown under its outcome; the rest is counted, not hidden
+DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
@@ -98,11 +98,13 @@ class TerminalRenderer:
         refresh_per_second: float = 40,
         record: bool = False,
         interactive: bool = True,
+        diffs: DiffLog | None = None,
     ) -> None:
         self.console = console or Console(highlight=False)
         # For --svg, a second console records what is printed for good (the region's redraws are
         # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
+        self.diffs = diffs if diffs is not None else DiffLog()  # folded diffs, for /diff
         self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
         self._lock = threading.RLock()
         self._printer = LivePrinter(self.console, self._region_parts, self._lock,
@@ -231,8 +233,14 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolAsking(name=name, input=args, workspace=workspace, status=status):
                 status = visible(status or name)
-                rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
-                self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
+                rows = preview_rows(name, args, Path(workspace), 10**6)
+                if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
+                    shown = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
+                    if len(rows) > DIFF_ROWS + 1:
+                        shown.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                else:
+                    shown = self._diff(f"{status} (would change)", "\n".join(rows))
+                self._print(Text(f"? {status} would change:", style="bold yellow"), *shown)
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)
                 self._printer.touch()
@@ -331,14 +339,14 @@ class TerminalRenderer:
         style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
         rows: list[Any] = [Text(text, style=style)]
         if result.facts.diff and not result.is_error:
-            rows += self._diff(result.facts.diff)
+            rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
         self._print(*rows)
 
-    def _diff(self, diff: str) -> list[Text]:
-        shown, more, added, removed = diff_rows(diff, DIFF_ROWS)
-        rows = [_diff_row(row) for row in shown]
-        if more:
-            rows.append(Text(f"    … {more} more line{'s' * (more != 1)} (+{added} -{removed} in all)", style="dim"))
+    def _diff(self, title: str, diff: str) -> list[Text]:
+        """The diff folded to its budget; a folded one is kept for /diff."""
+        rows, folded = fold(diff)
+        if folded:
+            self.diffs.add(title, diff)
         return rows
 
     def _end_tools_left(self) -> None:
