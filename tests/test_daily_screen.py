@@ -181,3 +181,19 @@ def test_a_40_line_edit_and_an_overwrite_show_both_sides_and_diff_shows_all(work
     whole = rows[next(i for i, row in enumerate(rows) if row == "Edited table.py: the whole diff"):]
     assert any(row.lstrip().startswith("40 + value_39 = 78") for row in whole), whole
     assert any("30 + line_29 = 'new'" in row for row in rows[-40:]), rows[-40:]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_parallel_reads_are_one_line_with_the_count(workspace, columns):
+    for i in range(12):
+        (workspace / f"f{i}.py").write_text(f"x = {i}\ny = 2\n")
+    reads = [ToolUse(f"r{i}", "read_file", {"path": f"f{i}.py"}) for i in range(12)]
+    missing = ToolUse("m", "read_file", {"path": "missing.py"})
+    server = ScriptedServer([reply(*reads, missing), reply(Text("Read all."))])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "read them")
+        term.finish()
+    rows = term.lines()
+    grouped = [row for row in rows if row.startswith("✓ Read 12 files (24 lines): ")]
+    assert len(grouped) == 1 and not any(row.startswith("✓ Read f") for row in rows), rows
+    assert any(row.startswith("✗ Reading missing.py") for row in rows), rows  # a failure keeps its own line

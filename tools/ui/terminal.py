@@ -71,6 +71,9 @@ __all__ = ["TerminalRenderer"]
 
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
 DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
+GROUP_AT = 3  # calls of one kind finished together from this many on are one line
+_GROUPS = {"read_file": ("Read", "files"), "list_dir": ("Listed", "folders"), "glob": ("Searched", "patterns"),
+           "grep": ("Searched", "patterns"), "bash": ("Ran", "commands")}
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
@@ -111,6 +114,7 @@ class TerminalRenderer:
                                     min_interval=1 / refresh_per_second, on_print=self._record)
         self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
+        self._group: dict[str, list[ToolFinished]] = {}  # finished calls held until the last of their kind
         self._partial = ""  # the unfinished line, shown raw in the region
         self._md = Blocks()  # the open code fence and a table's rows held back (tools/ui/lines.py)
         self._thinking: list[str] = []
@@ -263,6 +267,7 @@ class TerminalRenderer:
                 self._commit_partial(discarded=True)
                 self._md.reset()  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
+                self._flush_groups()
                 self._tools.clear()
                 self._waiting_since = None  # the wait is the backoff's now, shown on the retry line
                 quiet = not (self._streamed or rolled.undone or rolled.discarded or rolled.commands or rolled.kept)
@@ -276,6 +281,7 @@ class TerminalRenderer:
                 self._commit_partial(discarded=False)
                 self._print(*self._md.flush())
                 self._md.reset()
+                self._flush_groups()
                 self._end_tools_left()
                 self._waiting_since = None
                 if (retried := self._status.came_through()) is not None:
@@ -333,6 +339,13 @@ class TerminalRenderer:
     def _finish_tool(self, finished: ToolFinished) -> None:
         self._tools.pop(finished.id, None)
         result = finished.result
+        if not result.is_error and not result.facts.diff and not finished.reused:
+            # Calls of one kind side by side are one line once the last of them is done: "Read 12 files".
+            self._group.setdefault(finished.name, []).append(finished)
+            if any(line.name == finished.name for line in self._tools.values()):
+                return
+            self._print(*self._grouped(self._group.pop(finished.name)))
+            return
         text = visible(outcome_line(finished))
         if finished.reused:
             text += " · reused from before the rollback"
@@ -341,6 +354,25 @@ class TerminalRenderer:
         if result.facts.diff and not result.is_error:
             rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
         self._print(*rows)
+
+    def _grouped(self, calls: list[ToolFinished]) -> list[Text]:
+        """Each call's line, or one line for three or more: ``✓ Read 12 files (340 lines): a.py, b.py …``."""
+        if len(calls) < GROUP_AT:
+            return [Text(visible(outcome_line(call)), style="green") for call in calls]
+        verb, noun = _GROUPS.get(calls[0].name, ("", "calls"))
+        verb = verb or (calls[0].done or calls[0].name).split(" ", 1)[0]
+        targets = [(call.done or call.name).split(" ", 1)[-1] for call in calls]
+        lines = [call.result.facts.lines for call in calls]
+        counts = [call.result.facts.count for call in calls]
+        total = (f" ({sum(n or 0 for n in lines):,} lines)" if any(n is not None for n in lines) else
+                 f" ({sum(n or 0 for n in counts):,} found)" if any(n is not None for n in counts) else "")
+        shown = ", ".join(targets[:4]) + (f" +{len(targets) - 4} more" if len(targets) > 4 else "")
+        return [Text(visible(f"✓ {verb} {len(calls)} {noun}{total}: {shown}"), style="green", no_wrap=True,
+                     overflow="ellipsis")]
+
+    def _flush_groups(self) -> None:
+        for name in list(self._group):
+            self._print(*self._grouped(self._group.pop(name)))
 
     def _diff(self, title: str, diff: str) -> list[Text]:
         """The diff folded to its budget; a folded one is kept for /diff."""
