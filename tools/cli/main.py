@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         diffs = DiffLog()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
-                         session_id=transcript.id, diffs=diffs)
+                         session_id=transcript.id, diffs=diffs, theme=settings["theme"])
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
 
@@ -178,11 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     renderer.show(startup_status(config.isolation, config.network))
     session = Interactive(agent, renderer, keys, diffs=diffs)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
+    if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
+        session.say(f"replaying {args.replay} · {why_mode}", style="dim")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
         if task is not None:
             return _exit_code(agent.send(task))
-        return session.run(args.prompt)
+        code = session.run(args.prompt)
+        if agent.history and agent.transcript is not None:  # the way back, said on the way out
+            session.say(f"resume this session: midstream -c (or --resume {agent.transcript.id})", style="dim")
+        return code
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
@@ -373,7 +378,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
 
 
 def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "",
-              diffs: DiffLog | None = None) -> Renderer:
+              diffs: DiffLog | None = None, theme: str = "auto") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
         from midstream.tools.ui.stream_json import StreamJsonRenderer
@@ -384,9 +389,12 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
 
         return SummaryRenderer(session_id=session_id)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from midstream.tools.ui.lines import set_theme
         from midstream.tools.ui.terminal import TerminalRenderer
+        from midstream.tools.ui.theme import background
         from rich.console import Console
 
+        set_theme(background(theme, ask=streaming))
         return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming,
                                 diffs=diffs)
     from midstream.tools.ui.render import PlainRenderer

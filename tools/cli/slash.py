@@ -36,15 +36,30 @@ class Command:
 
 
 def _help(session: Interactive, rest: str) -> None:
-    width = max(len(c.usage) for c in COMMANDS.values())
-    lines = [f"  {c.usage:<{width}}  {c.help}" for c in COMMANDS.values()]
-    lines.append(f"  {'!COMMAND':<{width}}  run a shell command in the sandbox; the model sees its output next")
+    import shutil
+    import textwrap
+
+    commands = list(dict.fromkeys(COMMANDS.values()))  # /quit is /exit: listed once
+    rows = [(c.usage + (" (/quit)" if c.name == "exit" else ""), c.help) for c in commands]
+    rows.append(("!COMMAND", "run a shell command in the sandbox; the model sees its output next"))
+    width = max(len(usage) for usage, _ in rows)
+    columns = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+    lines = []
+    for usage, text in rows:  # a help text that wraps keeps its column
+        wrapped = textwrap.wrap(text, max(20, columns - width - 4)) or [""]
+        lines.append(f"  {usage:<{width}}  {wrapped[0]}")
+        lines += [f"  {'':<{width}}  {more}" for more in wrapped[1:]]
     session.say("Commands:\n" + "\n".join(lines) + "\n" + KEYS_HELP, style="")
 
 
-KEYS_HELP = """Keys: Esc or Ctrl-C stops what is running (a reply, tools, a destructive command's countdown).
-      Ctrl-C twice on an empty prompt, or Ctrl-D, leaves. End a line with \\ to go on.
-Session: saved as you go; `midstream -c` picks it up again, `midstream --resume` lists sessions."""
+KEYS_HELP = """Keys: Enter sends; Alt-Enter, or \\ then Enter, starts a new line.
+      Tab completes /commands and paths; @path attaches a file or a listing.
+      A long paste is one [pasted N lines]: Ctrl-O shows it (empty line: /diff).
+      Esc or Ctrl-C stops a reply, tools, a countdown; Esc at a question: no.
+      Esc Esc clears the line. Up: history (in a reply: the last queued line).
+      Ctrl-C twice on an empty prompt, or Ctrl-D, leaves.
+Session: saved as you go; `midstream -c` picks it up again,
+         `midstream --resume` lists this workspace's sessions."""
 
 
 def _clear(session: Interactive, rest: str) -> None:

@@ -193,8 +193,10 @@ _theme = ["monokai"]
 
 
 def set_theme(name: str) -> None:
-    """``dark`` or ``light``: the colours code is highlighted in."""
+    """``dark`` or ``light``: the colours code is highlighted in, and inline code's."""
+    global CODE_STYLE
     _theme[0] = _THEMES.get(name, "monokai")
+    CODE_STYLE = "bold blue" if name == "light" else "bold cyan"
     _highlighter.cache_clear()
 
 
