@@ -221,6 +221,9 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     other.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
     other.add_argument("--replay", type=Path, metavar="DIR",
                        help="answer from a --record recording instead (read-only unless --mode is given)")
+    other.add_argument("--mcp-config", action="append", default=[], metavar="FILE",
+                       help="MCP servers from this JSON file (Claude Code's .mcp.json shape) or inline JSON; "
+                            "may be repeated; they start in -p too")
     return parser
 
 
