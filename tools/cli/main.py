@@ -269,7 +269,7 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    say("Enter sends · Alt-Enter or \\ then Enter: a new line · Tab completes · @path attaches a file", style="dim")
+    say("Enter sends · Alt-Enter or \\ Enter: a new line · Tab completes · @path attaches", style="dim")
     say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
 
 
