@@ -49,7 +49,8 @@ from typing import Any
 from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import SHELL_TOOLS, Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.transaction import transactions_unavailable
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
@@ -155,6 +156,7 @@ class _Attempt:
     wrote: dict[str, list[Path]] = field(default_factory=dict)  # call id -> paths a file tool wrote
     reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
     started: float = field(default_factory=time.monotonic)
+    discard: threading.Event = field(default_factory=threading.Event)  # the reply broke off: pending changes go
 
 
 @dataclass
@@ -255,7 +257,8 @@ class Agent:
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
         config, transcript = self.config, self.transcript
-        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.undo = TurnUndo(config.workspace, transcript.id if transcript else None,  # see /undo
+                             overlay=lambda: self.transactions)
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = self._context_keeper()  # records to this transcript, tells this audit
         self._date_told = _date_told_in(self.history)
@@ -302,10 +305,18 @@ class Agent:
         self._leave = True
         self._stop_tools(kill=True)
 
+    @property
+    def transactions(self) -> bool:
+        """Do shell commands run as transactions here (an overlay of the workspace)? Decided once."""
+        return not transactions_unavailable(self.config.workspace.resolve(), self.config.isolation)
+
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
         try:
             return self._requests_until_done()
+        except BaseException:  # SIGTERM, SIGHUP, an exit: a change set waiting for its countdown is discarded
+            self._discard_pending()
+            raise
         finally:
             self.undo.end_turn()
             self.busy = False
@@ -454,10 +465,12 @@ class Agent:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self._stop_tools(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+            attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
             wait([future for _, future in attempt.calls])  # running calls may finish: see below
             raise
         except BaseException:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
+            attempt.discard.set()  # but what waits in a countdown is discarded
             wait([future for _, future in attempt.calls])
             raise
         finally:
@@ -572,6 +585,14 @@ class Agent:
             raise KeyboardInterrupt  # the person pressed Ctrl-C twice: leave once all is saved
         return ended
 
+    def _discard_pending(self) -> None:
+        """Every running call's countdown or question ends, discarding its change set."""
+        with self._running_lock:
+            running = list(self._running.values())
+        for ctx in running:
+            if isinstance(discard := ctx.extras.get("discard"), threading.Event):
+                discard.set()
+
     def _stop_tools(self, *, kill: bool) -> None:
         """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
         self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True))
@@ -627,6 +648,7 @@ class Agent:
 
         def before_write(path: Path) -> None:
             attempt.journal.record(path)
+            self.undo.before_write(path)  # the turn's undo record keeps the original
             attempt.wrote.setdefault(call.id, []).append(path)
             crash_record.file_changed(path)
 
@@ -636,7 +658,9 @@ class Agent:
                 workspace,
                 report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
                 before_write=before_write,
-                extras={"isolation": self.config.isolation, "network": self.config.network},
+                extras={"isolation": self.config.isolation, "network": self.config.network, "undo": self.undo,
+                        "discard": attempt.discard,
+                        "transactions": call.name in SHELL_TOOLS and self.transactions},
             )
             with self._running_lock:
                 self._running[call.id] = ctx
@@ -648,12 +672,14 @@ class Agent:
                     self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
                     # A command's text is only read by a speed bump (sed 'w f' reads as read-only): unless the
                     # kernel binds the workspace read-only for it, it may write, so /undo must be able to return.
-                    if access.writes or (call.name in SHELL_TOOLS and ctx.extras.get("writable", True)):
-                        self.undo.before_call()  # a snapshot /undo can return to
+                    if not ctx.extras["transactions"] and (
+                            access.writes or (call.name in SHELL_TOOLS and ctx.extras.get("writable", True))):
+                        self.undo.before_call()  # without overlays: a snapshot /undo can return to
                     crash_record.started()
                     result = attempt.ran[call.id] = tool.run(ctx, call.input)
                     for path in attempt.wrote.get(call.id, ()):
                         attempt.journal.seal(path)
+                        self.undo.after_write(path)
                     crash_record.finished(result.is_error)
             finally:
                 with self._running_lock:

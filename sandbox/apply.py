@@ -37,7 +37,7 @@ from midstream.sandbox.changeset import Change, ChangeSet
 from midstream.sandbox.overlay import Layer
 from midstream.sandbox.record import Entry, UndoRecord, signature
 
-__all__ = ["Applied", "apply_changes", "start_stamp"]
+__all__ = ["Applied", "apply_changes", "keep_original", "start_stamp"]
 
 
 @dataclass
@@ -173,11 +173,11 @@ def _apply_one(change: Change, entry: Entry, layer: Layer, root: Path, record: U
         return
     _clean(source)
     if change.kind == "modified":
-        _keep_original(target, record.stash(entry.seq))
+        keep_original(target, record.stash(entry.seq))
     _place(source, target)
 
 
-def _keep_original(target: Path, stash: Path) -> None:
+def keep_original(target: Path, stash: Path) -> None:
     """The original's inode into the stash: a hard link, or a copy where links cannot be made."""
     stash.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -25,6 +25,7 @@ from midstream.sandbox.allowlist import why_not
 from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
 from midstream.sandbox.isolation import INSTALL_HINT, probe
 from midstream.sandbox.policy import classify, destructive_targets
+from midstream.sandbox.review import Stops, outside_effects, review
 from midstream.sandbox.shellparse import parse_script
 from midstream.tools.events import ToolAsking, ToolGrace
 from midstream.tools.registry import Tool, ToolContext
@@ -52,6 +53,8 @@ class Gate:
 
     def check(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
         workspace = ctx.workspace
+        if tool.name in SHELL_TOOLS and ctx.extras.get("transactions") and self.mode != "read-only":
+            return self._transaction(args, ctx, call_id)  # read-only keeps the read-only bind: nothing to apply
         writes = bool(tool.access(workspace, args).writes)
         if tool.name in SHELL_TOOLS and self.mode != "auto":
             return self._command(tool, args, ctx, writes, call_id)
@@ -69,6 +72,45 @@ class Gate:
                     "Do the rest without it and say in your answer that it needs the person, or a run with "
                     "--mode auto.")
         return self._grace(tool, args, ctx, call_id) if self.grace_seconds > 0 else None
+
+    def _transaction(self, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
+        """A command that runs in an overlay: judged by its change set once it ran (sandbox/review.py);
+        before it runs, only what no overlay holds back, which needs the network."""
+        command = str(args.get("command", ""))
+        stops = Stops(ctx.cancelled, ctx.extras.get("discard"))
+        ctx.extras["review"] = lambda changes: review(
+            changes, mode=self.mode, command=command, call_id=call_id, stops=stops, announce=self.announce,
+            confirm=self.confirm, refuse_destructive=self.refuse_destructive, grace_seconds=self.grace_seconds)
+        outside = outside_effects(command) if ctx.extras.get("network") else ()
+        if not outside:
+            return None
+        if self.mode == "ask":
+            return self._ask_before(command, outside, ctx, call_id)
+        if self.refuse_destructive:
+            return (f"Refused: this command acts beyond the workspace ({'; '.join(outside)}), which no sandbox can "
+                    "take back, and in this non-interactive run nobody can stop it during a countdown. Do the rest "
+                    "without it and say in your answer that it needs the person, or a run with --mode auto.")
+        if self.grace_seconds <= 0:
+            return None
+        self.announce(ToolGrace(call_id, command, outside, self.grace_seconds))
+        if who := stops.wait(self.grace_seconds):
+            return (f"This command was stopped by {who} during its {self.grace_seconds:g} s countdown (it acts "
+                    "beyond the workspace); nothing was run. Do not retry it; ask what to do instead.")
+        return None
+
+    def _ask_before(self, command: str, outside: tuple[str, ...], ctx: ToolContext, call_id: str) -> str | None:
+        """Ask mode with the network on: a command that can reach outside is asked before it runs."""
+        if self.confirm is None:
+            return (f"Refused: this command acts beyond the workspace ({'; '.join(outside)}) and needs the "
+                    "person's confirmation (ask mode); nobody can answer in this non-interactive run.")
+        with self._asking:
+            if not ctx.cancelled.is_set():
+                self.announce(ToolAsking(call_id, "bash", {"command": command}, str(ctx.workspace),
+                                         changes=tuple(f"acts beyond the workspace: {why}" for why in outside)))
+            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"Run `{command}`?", ctx.cancelled)
+        if answer in ("yes", "always"):
+            return None
+        return "The person refused this call. Do not retry it; ask them what they want instead."
 
     def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool,
                  call_id: str) -> str | None:
@@ -116,9 +158,9 @@ class Gate:
         # What it would destroy; when that cannot be listed ("cannot tell", kill -1 …), why it is destructive.
         targets = tuple(destructive_targets(command, Path(ctx.workspace))) or classify(command, ctx.workspace).reasons
         self.announce(ToolGrace(call_id, command, targets, self.grace_seconds))
-        if ctx.cancelled.wait(self.grace_seconds):
-            return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
-                    "nothing was run. Do not retry it; ask them what to do instead.")
+        if who := Stops(ctx.cancelled, ctx.extras.get("discard")).wait(self.grace_seconds):
+            return (f"This destructive call was stopped by {who} during its {self.grace_seconds:g} s grace "
+                    "window; nothing was run. Do not retry it; ask what to do instead.")
         return None
 
 

@@ -11,17 +11,45 @@ Leaving the block removes the layer whatever happened, so a change set nobody ap
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from midstream.sandbox.apply import Applied, apply_changes, start_stamp
 from midstream.sandbox.changeset import ChangeSet, GitView, read_changes
-from midstream.sandbox.overlay import Layer, Store, overlay_argv, store_for
+from midstream.sandbox.overlay import Layer, Store, overlay_argv, overlay_works, store_for
 from midstream.sandbox.record import UndoRecord
+from midstream.tools.events import SandboxStatus
 
-__all__ = ["Transaction", "protected_relative"]
+__all__ = ["Transaction", "protected_relative", "transaction_status", "transactions_unavailable"]
+
+
+def transaction_status(status: SandboxStatus, workspace: Path, isolation: str) -> SandboxStatus:
+    """The start-up line, saying whether commands run as transactions (and undo is exact) or not, and why."""
+    if not status.confined:
+        return replace(status, message=status.message + "; undo uses git snapshots (ignored files not covered)")
+    why = transactions_unavailable(workspace.resolve(), isolation)
+    if why:
+        return replace(status, message=f"{status.message}; no copy-on-write view here ({why}): commands write the "
+                                       "workspace directly and undo uses git snapshots")
+    return replace(status, message=f"{status.message}, over a copy-on-write view of the workspace: each command's "
+                                   "changes are seen before they are applied")
+
+
+@functools.lru_cache(maxsize=8)
+def transactions_unavailable(workspace: Path, isolation: str) -> str:
+    """"" when shell commands can run as transactions in ``workspace``, else why not (for the start-up line)."""
+    from midstream.sandbox.isolation import probe, sandboxed
+
+    if isolation == "none":
+        return "--isolation none"
+    found = probe()
+    if not found.available:
+        return found.reason
+    with sandboxed(["true"], workspace, isolation) as (argv, fds):
+        return overlay_works(workspace, argv, fds)
 
 
 def protected_relative(workspace: Path) -> frozenset[str]:

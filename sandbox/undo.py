@@ -16,15 +16,20 @@ sandbox/snapshots.py, as before.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.changeset import GitView
 from midstream.sandbox.record import Entry, UndoRecord, signature
-from midstream.sandbox.snapshots import UndoReport
+from midstream.sandbox.snapshots import TurnSnapshots, UndoReport
 
-__all__ = ["undo_record"]
+__all__ = ["TurnUndo", "undo_last_turn", "undo_record"]
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -139,3 +144,141 @@ def _already_before(entry: Entry, target: Path, record: UndoRecord) -> bool:
     if entry.before == "stash":
         return _same_bytes(target, record.stash(entry.seq))
     return False
+
+
+class TurnUndo:
+    """The session's undo as the loop holds it: the record over overlays, or git snapshots as the fallback.
+
+    With overlays (``record`` set), a file tool's write is recorded by ``before_write``/``after_write``
+    and a command's change set when it is applied; no git process runs for undo at all. Without them,
+    ``before_call`` takes a snapshot before each writing call, as before.
+    """
+
+    def __init__(self, workspace: Path, session_id: str | None = None, *,
+                 overlay: bool | Callable[[], bool] = False, store_root: Path | None = None) -> None:
+        self.workspace = workspace.resolve()
+        self.session = session_id or ("unsaved-" + secrets.token_hex(4))
+        self._overlay = overlay  # decided at first use: the probe runs a sandbox, off the start-up path
+        self._store_root = store_root
+        self._decided: tuple[UndoRecord | None, TurnSnapshots | None] | None = None
+        self._writes: dict[Path, Entry] = {}
+        self._lock = threading.RLock()
+        self.git = GitView(self.workspace)  # what git can give back: HEAD's listing, read once per HEAD
+
+    def _decide(self) -> tuple[UndoRecord | None, TurnSnapshots | None]:
+        with self._lock:
+            if self._decided is None:
+                from midstream.sandbox.overlay import store_for
+
+                overlay = self._overlay() if callable(self._overlay) else self._overlay
+                if overlay:
+                    root = self._store_root or store_for(self.workspace).root
+                    self._decided = (UndoRecord(root, self.session), None)
+                else:
+                    self._decided = (None, TurnSnapshots(self.workspace, self.session))
+            return self._decided
+
+    @property
+    def record(self) -> UndoRecord | None:
+        """The undo record, when commands run as transactions."""
+        return self._decide()[0]
+
+    @property
+    def snapshots(self) -> TurnSnapshots | None:
+        """The git snapshots, when they do not."""
+        return self._decide()[1]
+
+    def warm(self) -> None:
+        """Decide (and, for snapshots, build the index) in the background, before the first message needs it."""
+        def decide() -> None:
+            if snapshots := self.snapshots:
+                snapshots.warm()
+
+        threading.Thread(target=decide, name="undo-decide", daemon=True).start()
+
+    def begin_turn(self) -> None:
+        if self.record:
+            self.record.begin_turn()
+        if self.snapshots:
+            self.snapshots.begin_turn()
+
+    def before_call(self) -> None:
+        """A call that may write runs outside any overlay: the fallback's snapshot."""
+        if self.snapshots:
+            self.snapshots.before_call()
+
+    def end_turn(self) -> None:
+        if self.snapshots:
+            self.snapshots.end_turn()
+
+    def before_write(self, path: Path) -> None:
+        """A file tool is about to write ``path``: keep its original (a hard link) in the record."""
+        if self.record is None:
+            return
+        rel = str(path.resolve().relative_to(self.workspace)) if path.is_absolute() else str(path)
+        target = self.workspace / rel
+        with self._lock:
+            exists = os.path.lexists(target) and not target.is_dir()
+            [entry] = self.record.intend([(rel, "stash" if exists else "absent", signature(target),
+                                           0, "file tool")])
+            if exists:
+                from midstream.sandbox.apply import keep_original
+
+                keep_original(target, self.record.stash(entry.seq))
+            self._writes[target] = entry
+
+    def after_write(self, path: Path) -> None:
+        """The file tool wrote ``path``: what it left there."""
+        if self.record is None:
+            return
+        with self._lock:
+            entry = self._writes.pop(self.workspace / path.resolve().relative_to(self.workspace), None)
+        if entry is not None:
+            entry.after = signature(self.workspace / entry.path)
+            self.record.done([entry])
+
+    def pending_note(self) -> str | None:
+        if self.snapshots:
+            return self.snapshots.pending_note()
+        assert self.record is not None
+        notes = self.record.dir / "notes.json"
+        try:
+            found = json.loads(notes.read_text())
+            notes.unlink()
+        except (OSError, ValueError):
+            return None
+        return "\n".join(found) or None
+
+    def undo(self) -> UndoReport:
+        if self.snapshots:
+            return self.snapshots.undo()
+        assert self.record is not None
+        try:
+            report = undo_record(self.workspace, self.record)
+        except OSError as error:
+            return UndoReport(False, f"Undo failed part way: {error}")
+        if report.undone:
+            summary = ", ".join(f"{what} {path}" for what, path in report.files[:50]) or "no files needed changing"
+            _add_note(self.record, f"[The person undid your last turn (/undo): the workspace files it changed, by "
+                                   f"file tools and shell commands alike, are back as they were before it "
+                                   f"({summary}). Effects outside the workspace (network, other processes) were "
+                                   "not undone. Read files again before relying on what you saw in that turn.]")
+        return report
+
+
+def _add_note(record: UndoRecord, note: str) -> None:
+    path = record.dir / "notes.json"
+    try:
+        notes = json.loads(path.read_text())
+    except (OSError, ValueError):
+        notes = []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*notes, note]))
+
+
+def undo_last_turn(workspace: Path, session_id: str) -> UndoReport:
+    """``--undo``: the session's last turn, by its record if commands ran in overlays, else its snapshots."""
+    from midstream.sandbox.overlay import store_for
+
+    record_log = store_for(workspace.resolve()).root / "sessions" / session_id / "record.jsonl"
+    return TurnUndo(workspace, session_id, overlay=record_log.exists()).undo()

@@ -123,6 +123,7 @@ class ToolAsking:
     name: str
     input: dict[str, Any]
     workspace: str
+    changes: tuple[str, ...] = ()  # a command's observed change set (its lines, then diffs), when it already ran
 
 
 @dataclass(frozen=True)

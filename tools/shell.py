@@ -21,7 +21,9 @@ from typing import Any
 
 from midstream.sandbox.changes import changed_since, describe_changes
 from midstream.sandbox.isolation import command_environment, sandboxed
+from midstream.sandbox.overlay import MOUNT_FAILED
 from midstream.sandbox.policy import classify
+from midstream.sandbox.transaction import Transaction
 from midstream.tools.registry import Access, ToolContext, ToolError, tool
 
 __all__ = ["CappedOutput", "bash"]
@@ -144,6 +146,8 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     mode = ctx.extras.get("isolation", "auto")
     writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
     shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
+    if ctx.extras.get("transactions") and ctx.extras.get("review"):
+        return _transacted(ctx, [*shell, "-c", command], command, timeout, network)
     with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
@@ -158,8 +162,47 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     return result
 
 
+def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, network: bool) -> str:
+    """Run in an overlay of the workspace; then its change set is reviewed, and applied or discarded."""
+    undo = ctx.extras["undo"]
+    with Transaction.begin(ctx.workspace) as tx:
+        with sandboxed(argv, ctx.workspace, "bwrap", writable=True, network=network) as (sandbox, fds):
+            output = CappedOutput()
+            ending, status = _run(ctx, tx.wrap(sandbox), fds, output, timeout, interrupted=_discarded)
+        changes = tx.changes(None if ctx.cancelled.is_set() else undo.git)  # git is asked only to decide
+        discarded = not changes.empty  # until it is applied
+        if ctx.cancelled.is_set():
+            note = (f"[ran in isolation; stopped by the person, so its changes ({changes.summary()}) were discarded: "
+                    "nothing reached the workspace]" if not changes.empty else "")
+        else:
+            verdict = ctx.extras["review"](changes)
+            note = verdict.note
+            if verdict.apply:
+                discarded = False
+                applied = tx.apply(undo.record, source=command)
+                note = "\n".join([f"[applied to the workspace: {changes.summary()}]", *applied.lines()])
+    text = output.text().rstrip("\n")
+    result = f"{text}\n" if text else ""
+    result += ending + "\n" if ending else ""
+    if status == MOUNT_FAILED and not text.strip():
+        result += "[the copy-on-write view of the workspace could not be set up; the command did not run]\n"
+    elif status != 0 and (why := _explain(output, network, True, True)):
+        result += why + "\n"
+    result += f"[exit status {status}]"
+    result += f"\n{note}" if note else ""
+    if ending or status != 0 or discarded:  # what it did did not happen: never a plain success
+        raise ToolError(result)
+    return result
+
+
+def _discarded(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
+    return (f"[Interrupted by the person after {seconds:.1f} s: the command was stopped (SIGINT, then SIGTERM and "
+            "SIGKILL as needed). It ran in isolation, so whatever part of its work it did was discarded. Do not "
+            "run it again unless the person asks you to.]")
+
+
 def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
-         timeout: int) -> tuple[str, int | None]:
+         timeout: int, interrupted: Any = None) -> tuple[str, int | None]:
     """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
@@ -181,7 +224,7 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
-            ending = _interrupted(ctx, time.monotonic() - started, started_ns, process)
+            ending = (interrupted or _interrupted)(ctx, time.monotonic() - started, started_ns, process)
             break
         if time.monotonic() - started > timeout:
             _kill_group(process)

@@ -62,6 +62,8 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
         return f"○ {status}: not run (the turn was interrupted before it started)"
     if is_error and "grace window" in content:
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
+    if is_error and (isolated := next((line for line in lines if line.startswith("[ran in isolation")), "")):
+        return f"✗ {done}: {shorten(isolated.strip('[]'), 160)}"  # a change set discarded or refused
     if is_error:
         status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
         exit_code = _exit_words(status_line)
@@ -75,7 +77,8 @@ def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> s
         numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
         return f"✓ {done} ({numbered} line{'s' * (numbered != 1)})"
     if verb == "Running":
-        return f"✓ {done} ({seconds:.1f} s)"
+        applied = next((line[1:-1] for line in lines if line.startswith("[applied to the workspace: ")), "")
+        return f"✓ {done} ({seconds:.1f} s)" + (f" · {applied.replace(' to the workspace', '')}" if applied else "")
     return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
 
 
@@ -246,8 +249,8 @@ class PlainRenderer:
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
-                case ToolAsking(name=name, input=args, workspace=workspace):
-                    for row in preview_rows(name, args, Path(workspace)):
+                case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
+                    for row in changes or preview_rows(name, args, Path(workspace)):
                         self._note(f"    {row}")
                 case ToolCallReady(id=call_id, name=name, input=args):
                     target = args.get("path") or args.get("command") or args.get("pattern") or ""

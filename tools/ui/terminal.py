@@ -225,9 +225,10 @@ class TerminalRenderer:
                 line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
                 self._printer.touch()
-            case ToolAsking(name=name, input=args, workspace=workspace):
+            case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
                 status = visible(self._status_for(name, args))
-                rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
+                rows = [visible(r) for r in changes[:DIFF_ROWS]] if changes else preview_rows(
+                    name, args, Path(workspace), DIFF_ROWS)
                 self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)
