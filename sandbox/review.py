@@ -81,7 +81,8 @@ def review(changes: ChangeSet, *, mode: str, command: str, call_id: str, stops: 
         if confirm is None:
             return Verdict(False, f"[ran in isolation; its changes ({summary}) need the person's approval (ask mode) "
                                   "and nobody can answer in this non-interactive run, so they were discarded]")
-        announce(ToolAsking(call_id, "bash", {"command": command}, "", changes=tuple(_shown(changes))))
+        announce(ToolAsking(call_id, "bash", {"command": command}, "", f"Running `{_short(command)}`",
+                            changes=tuple(_shown(changes))))
         answer = "no" if stops.who() else confirm(f"Apply what `{_short(command)}` changed ({summary})?",
                                                   stops.cancelled)
         if answer in ("yes", "always") and not stops.who():

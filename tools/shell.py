@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,17 @@ from midstream.sandbox.isolation import command_environment, sandboxed
 from midstream.sandbox.overlay import MOUNT_FAILED
 from midstream.sandbox.policy import classify
 from midstream.sandbox.transaction import Transaction
-from midstream.tools.registry import Access, ToolContext, ToolError, tool
+from midstream.tools.registry import (
+    Access,
+    Ending,
+    Facts,
+    Judgement,
+    Output,
+    ToolContext,
+    ToolError,
+    Wording,
+    tool,
+)
 
 __all__ = ["CappedOutput", "bash"]
 
@@ -97,13 +108,11 @@ class CappedOutput:
                 f"{self.tail.decode('utf-8', 'replace')}")
 
 
-def _access(workspace: Path, args: dict[str, Any]) -> Access:
-    read_only = classify(str(args.get("command", "")), workspace).read_only
-    return Access.whole_workspace(read_only=read_only)
-
-
-def _destructive(workspace: Path, args: dict[str, Any]) -> bool:
-    return classify(str(args.get("command", "")), workspace).destructive
+def _judge(workspace: Path, args: dict[str, Any]) -> Judgement:
+    """The command read once: whether it may run beside other calls, and whether it is destructive."""
+    judged = classify(str(args.get("command", "")), workspace)
+    return Judgement(Access.whole_workspace(read_only=judged.read_only), judged.destructive, judged.reasons,
+                     judged.findings)
 
 
 def _short(command: str, width: int = 60) -> str:
@@ -131,68 +140,76 @@ def _kill_group(process: subprocess.Popen[bytes], signals: tuple[signal.Signals,
 
 
 @tool(
-    status=lambda args: f"Running `{_short(str(args.get('command', '…')))}`",
-    access=_access,
-    destructive=_destructive,
+    wording=Wording("Running", "Ran", target="command", shown=lambda command: f"`{_short(command)}`"),
+    judge=_judge,
     params={
         "command": "The shell command (bash syntax), run in the workspace root.",
         "timeout": f"Seconds before the command is stopped (default {DEFAULT_TIMEOUT}, at most {MAX_TIMEOUT}).",
     },
 )
-def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
+def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Output:
     """Run a shell command in the workspace and return its output (stdout and stderr merged) and exit status."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise ToolError(f"timeout must be between 1 and {MAX_TIMEOUT} seconds.")
-    mode = ctx.extras.get("isolation", "auto")
-    writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
-    shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
-    if ctx.extras.get("transactions") and ctx.extras.get("review"):
+    decision = ctx.decision
+    writable, network = decision.writable, decision.network
+    shell = ["bash", "-f", "+B"] if decision.literal else ["bash"]  # see permissions.Gate._command
+    if decision.review is not None and ctx.undo is not None:
         return _transacted(ctx, [*shell, "-c", command], command, timeout, network)
-    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
+    with sandboxed([*shell, "-c", command], ctx.workspace, decision.isolation, writable=writable,
+                   network=network) as (argv, fds):
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
-    result += ending + "\n" if ending else ""
+    result += ending.text + "\n" if ending.text else ""
     if status != 0 and (why := _explain(output, network, writable, argv[0] != "bash")):
         result += why + "\n"
     result += f"[exit status {status}]"
-    if ending or status != 0:
-        raise ToolError(result)
-    return result
+    facts = Facts(ended=ending.ended if ending.text else "ran" if status == 0 else "failed", exit_status=status,
+                  detail=_detail(output))
+    if ending.text or status != 0:
+        raise ToolError(result, facts)
+    return Output(result, facts)
 
 
-def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, network: bool) -> str:
-    """Run in an overlay of the workspace; then its change set is reviewed, and applied or discarded."""
-    undo = ctx.extras["undo"]
+def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, network: bool) -> Output:
+    """Run in an overlay of the workspace (sandbox/transaction.py); its change set is then reviewed by the
+    gate's decision, and applied or discarded. Nothing of it reaches the workspace before that."""
+    undo = ctx.undo
     with Transaction.begin(ctx.workspace) as tx:
         with sandboxed(argv, ctx.workspace, "bwrap", writable=True, network=network) as (sandbox, fds):
             output = CappedOutput()
             ending, status = _run(ctx, tx.wrap(sandbox), fds, output, timeout, interrupted=_discarded)
-        changes = tx.changes(None if ctx.cancelled.is_set() else undo.git)  # git is asked only to decide
-        discarded = not changes.empty  # until it is applied
-        if ctx.cancelled.is_set():
-            note = (f"[ran in isolation; stopped by the person, so its changes ({changes.summary()}) were discarded: "
-                    "nothing reached the workspace]" if not changes.empty else "")
+        stopped = ctx.cancelled.is_set()
+        changes = tx.changes(None if stopped else undo.git)  # git is asked only to decide
+        applied, note = "", ""
+        if stopped:
+            if not changes.empty:
+                note = (f"[ran in isolation; stopped by the person, so its changes ({changes.summary()}) were "
+                        "discarded: nothing reached the workspace]")
         else:
-            verdict = ctx.extras["review"](changes)
+            verdict = ctx.decision.review(changes)
             note = verdict.note
             if verdict.apply:
-                discarded = False
-                applied = tx.apply(undo.record, source=command)
-                note = "\n".join([f"[applied to the workspace: {changes.summary()}]", *applied.lines()])
+                done = tx.apply(undo.record, source=command)
+                applied = changes.summary()
+                note = "\n".join([f"[applied to the workspace: {applied}]", *done.lines()])
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
-    result += ending + "\n" if ending else ""
+    result += ending.text + "\n" if ending.text else ""
     if status == MOUNT_FAILED and not text.strip():
         result += "[the copy-on-write view of the workspace could not be set up; the command did not run]\n"
     elif status != 0 and (why := _explain(output, network, True, True)):
         result += why + "\n"
-    result += f"[exit status {status}]"
-    result += f"\n{note}" if note else ""
-    if ending or status != 0 or discarded:  # what it did did not happen: never a plain success
-        raise ToolError(result)
-    return result
+    result += f"[exit status {status}]" + (f"\n{note}" if note else "")
+    discarded = not changes.empty and not applied
+    ended: Ending = ending.ended if ending.text else "discarded" if discarded else "ran" if status == 0 else "failed"
+    facts = Facts(ended=ended, exit_status=status, applied=applied,
+                  detail=note.strip("[]") if discarded and not ending.text else _detail(output))
+    if ending.text or status != 0 or discarded:  # what it did did not happen: never a plain success
+        raise ToolError(result, facts)
+    return Output(result, facts)
 
 
 def _discarded(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
@@ -201,8 +218,28 @@ def _discarded(ctx: ToolContext, seconds: float, started_ns: int, process: subpr
             "run it again unless the person asks you to.]")
 
 
+_TEST_COUNTS = re.compile(rb"\d+ failed(?:, \d+ passed)?")
+
+
+def _detail(output: CappedOutput) -> str:
+    """The line worth showing beside a command's outcome: a test run's counts, else its last line."""
+    seen = bytes(output.head + output.tail)
+    if counts := _TEST_COUNTS.search(seen):
+        return counts.group(0).decode()
+    last = next((line for line in reversed(seen.splitlines()) if line.strip()), b"")
+    return last.decode("utf-8", "replace")[-200:]
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a command ended when it did not simply exit: the note for the model, and the fact."""
+
+    text: str = ""
+    ended: Ending = "ran"
+
+
 def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
-         timeout: int, interrupted: Any = None) -> tuple[str, int | None]:
+         timeout: int, interrupted: Any = None) -> tuple[_Ending, int | None]:
     """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
@@ -210,10 +247,10 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
         argv, cwd=ctx.workspace, env=command_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
-    ctx.extras["process"] = process  # so an interrupt can reach the group
+    ctx.on_kill(lambda: _kill_now(process))  # the second Ctrl-C ends the whole group at once
     reader = threading.Thread(target=_pump, args=(process, output, ctx), daemon=True)
     reader.start()
-    ending = ""
+    ending = _Ending()
     exited = threading.Event()  # set the moment the process ends (Popen.wait(timeout) polls with growing sleeps)
 
     def wait_for_exit() -> None:
@@ -224,11 +261,12 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
-            ending = (interrupted or _interrupted)(ctx, time.monotonic() - started, started_ns, process)
+            said = (interrupted or _interrupted)(ctx, time.monotonic() - started, started_ns, process)
+            ending = _Ending(said, "interrupted")
             break
         if time.monotonic() - started > timeout:
             _kill_group(process)
-            ending = f"[timed out after {timeout} s; process group terminated]"
+            ending = _Ending(f"[timed out after {timeout} s; process group terminated]", "timed_out")
             break
     reader.join(0.5)
     if reader.is_alive():
@@ -236,14 +274,24 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
         _kill_group(process, ON_TIMEOUT, grace=0.5)
         reader.join(2.0)
         if reader.is_alive():  # e.g. `setsid -f`: it left the process group, so the signals missed it
-            ending = ending or ("[background processes the command started are still running: they left its "
-                                "process group, so they could not be stopped, and still hold its output open]")
+            ending = ending if ending.text else _Ending(
+                "[background processes the command started are still running: they left its process group, so "
+                "they could not be stopped, and still hold its output open]", "failed")
         else:
-            ending = ending or "[background processes still running after the command ended were stopped]"
+            ending = ending if ending.text else _Ending(
+                "[background processes still running after the command ended were stopped]", "failed")
     if not reader.is_alive():
         assert process.stdout is not None
         process.stdout.close()
     return ending, process.returncode
+
+
+def _kill_now(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _interrupted(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
