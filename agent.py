@@ -44,6 +44,7 @@ from typing import Any
 
 from midstream.prompts import build_system_blocks, date_note, date_told_in
 from midstream.sandbox.permissions import Gate
+from midstream.sandbox.spare import close_spares
 from midstream.sandbox.transaction import transactions_unavailable
 from midstream.sandbox.undo import TurnUndo
 from midstream.tools.calls import Attempt, Calls, Dispatched
@@ -221,6 +222,7 @@ class Agent:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
         self.calls.stop(kill=True)
         self.scheduler.shutdown()
+        close_spares()  # the sandboxes set up ahead of time for the next command
         self.model.close()
         if self.transcript:
             self.transcript.close()

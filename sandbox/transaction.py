@@ -77,9 +77,10 @@ class Transaction:
 
     @classmethod
     @contextmanager
-    def begin(cls, workspace: Path, store: Store | None = None) -> Iterator[Transaction]:
+    def begin(cls, workspace: Path, store: Store | None = None, layer: Layer | None = None) -> Iterator[Transaction]:
+        """A transaction over a fresh layer (or ``layer``: a spare sandbox's, made ahead of time)."""
         store = store or store_for(workspace.resolve())
-        layer = store.new_layer()
+        layer = layer or store.new_layer()
         try:
             yield cls(workspace.resolve(), store, layer, start_stamp(layer))
         finally:

@@ -236,3 +236,19 @@ def test_the_person_interrupting_a_command_discards_its_changes(make_agent, repo
     assert len(list((repo / "data").iterdir())) == 50 and not (repo / "half.txt").exists()
     (finished,) = renderer.of(ToolFinished)
     assert "ran in isolation, so whatever part of its work it did was discarded" in finished.result.content
+
+
+def test_the_sandbox_set_up_ahead_sees_the_workspace_as_it_is_when_the_command_comes(make_agent, repo: Path) -> None:
+    calls = [ToolUse("t1", "bash", {"command": "echo one > a.txt"}),
+             ToolUse("t2", "write_file", {"path": "a.txt", "content": "two\n"}),
+             ToolUse("t3", "bash", {"command": "cat a.txt; ls data | wc -l; echo three >> a.txt"})]
+    server = ScriptedServer([reply(*calls), reply(Text("ok"))])
+    (repo / "data" / "row0.bin").unlink()  # changed before the first command: seen by every later one
+    with server:
+        agent, _ = make_agent(server, workers=1)
+        agent.send("go")
+    first, written, third = results(server)
+    assert "two\n49\n" in third["content"]
+    assert (repo / "a.txt").read_text() == "two\nthree\n"
+    report = agent.undo.undo()  # the command, the file tool and the command again, newest first
+    assert report.undone and not (repo / "a.txt").exists(), report.lines()

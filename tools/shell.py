@@ -10,12 +10,14 @@ read-only there, the result says why and what to do.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from midstream.sandbox.changes import changed_since, describe_changes
 from midstream.sandbox.isolation import command_environment, sandboxed
 from midstream.sandbox.overlay import MOUNT_FAILED
 from midstream.sandbox.policy import classify
+from midstream.sandbox.spare import make_spare, take_spare
 from midstream.sandbox.transaction import Transaction
 from midstream.tools.registry import (
     Access,
@@ -38,6 +41,8 @@ from midstream.tools.registry import (
 )
 
 __all__ = ["CappedOutput", "bash"]
+
+_log = logging.getLogger("midstream.shell")
 
 DEFAULT_TIMEOUT = 120
 MAX_TIMEOUT = 600
@@ -177,10 +182,15 @@ def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, n
     """Run in an overlay of the workspace (sandbox/transaction.py); its change set is then reviewed by the
     gate's decision, and applied or discarded. Nothing of it reaches the workspace before that."""
     undo = ctx.undo
-    with Transaction.begin(ctx.workspace) as tx:
-        with sandboxed(argv, ctx.workspace, "bwrap", writable=True, network=network) as (sandbox, fds):
-            output = CappedOutput()
-            ending, status = _run(ctx, tx.wrap(sandbox), fds, output, timeout, interrupted=_discarded)
+    spare = take_spare(ctx.workspace, network=network) if argv[:2] == ["bash", "-c"] else None
+    with Transaction.begin(ctx.workspace, layer=spare.layer if spare else None) as tx:
+        output = CappedOutput()
+        if spare is not None:  # set up ahead of time: handing the command over is one write
+            ending, status = _run(ctx, [], (), output, timeout, interrupted=_discarded,
+                                  launch=lambda: spare.hand_over(command))
+        else:
+            with sandboxed(argv, ctx.workspace, "bwrap", writable=True, network=network) as (sandbox, fds):
+                ending, status = _run(ctx, tx.wrap(sandbox), fds, output, timeout, interrupted=_discarded)
         stopped = ctx.cancelled.is_set()
         changes = tx.changes(None if stopped else undo.git)  # git is asked only to decide
         applied, note = "", ""
@@ -203,6 +213,10 @@ def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, n
     elif status != 0 and (why := _explain(output, network, True, True)):
         result += why + "\n"
     result += f"[exit status {status}]" + (f"\n{note}" if note else "")
+    try:
+        make_spare(ctx.workspace, tx.store, network=network)  # the next command's sandbox, ready before it comes
+    except (OSError, subprocess.SubprocessError) as error:
+        _log.warning("no spare sandbox: %s", error)
     discarded = not changes.empty and not applied
     ended: Ending = ending.ended if ending.text else "discarded" if discarded else "ran" if status == 0 else "failed"
     facts = Facts(ended=ended, exit_status=status, applied=applied,
@@ -239,11 +253,13 @@ class _Ending:
 
 
 def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
-         timeout: int, interrupted: Any = None) -> tuple[_Ending, int | None]:
-    """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
+         timeout: int, interrupted: Any = None,
+         launch: Callable[[], subprocess.Popen[bytes]] | None = None) -> tuple[_Ending, int | None]:
+    """Run ``argv`` (or what ``launch`` starts) to its end, a timeout or an interrupt; return (how it ended,
+    exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
-    process = subprocess.Popen(
+    process = launch() if launch is not None else subprocess.Popen(
         argv, cwd=ctx.workspace, env=command_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
