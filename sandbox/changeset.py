@@ -38,6 +38,7 @@ __all__ = ["Change", "ChangeSet", "GitView", "read_changes"]
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 _DIFF_BYTES = 256 * 1024
 _DIFF_LINES = 80
+_DIFF_FILES = 20
 _OPAQUE = "user.overlay.opaque"
 
 
@@ -230,9 +231,18 @@ def read_changes(upper: Path, workspace: Path, *, skip: frozenset[str] = frozens
                 continue
             found.changes.extend(_file(rel, entry.path, info, lower_path, lower))
     _find_moves(found, top, root)
+    _add_diffs(found, top, root)
     if git is not None and found.changes:
         git.judge(found, root)
     return found
+
+
+def _add_diffs(found: ChangeSet, top: str, root: str) -> None:
+    """Diffs for the first modified text files: what a question shows, never 10,000 of them."""
+    for change in [c for c in found.changes if c.kind == "modified" and not c.link][:_DIFF_FILES]:
+        old, new = os.path.join(root, change.path), os.path.join(top, change.path)
+        if os.path.isfile(old) and os.path.isfile(new) and not os.path.islink(old):
+            change.diff = _diff(change.path, old, new)
 
 
 def _deleted(rel: str, path: str, info: os.stat_result) -> Change:
@@ -260,8 +270,6 @@ def _file(rel: str, path: str, info: os.stat_result, lower_path: str, lower: os.
         same = False
     if not same:
         new.kind = "modified"
-        if stat.S_ISREG(info.st_mode) and stat.S_ISREG(lower.st_mode):
-            new.diff = _diff(rel, lower_path, path)
     else:
         new.kind = "mode" if new.old_mode != new.new_mode else "touched"
     return [new]

@@ -44,7 +44,9 @@ from pathlib import Path
 __all__ = ["Layer", "OverlayUnavailable", "Store", "overlay_argv", "overlay_works", "store_for"]
 
 # $1 workspace, $2 store (hidden), $3 upper, $4 work; then the sandbox argv.
-_SCRIPT = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$3,workdir=$4,userxattr" "$1" || exit 125; '
+# volatile: the layer is scratch (a crash discards it anyway), so copy-up skips its fsync of every file,
+# which made rewriting 10,000 files 30 times slower than outside the overlay.
+_SCRIPT = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$3,workdir=$4,userxattr,volatile" "$1" || exit 125; '
            'mount -t tmpfs -o size=4k,mode=000 midstream-hidden "$2" || exit 125; shift 4; exec "$@"')
 MOUNT_FAILED = 125  # the script's own exit status: the overlay could not be set up
 

@@ -74,7 +74,11 @@ def _restore(entry: Entry, target: Path, record: UndoRecord) -> str:
         raise FileNotFoundError(f"the original of {entry.path} is missing from the undo record")
     if os.path.lexists(target):
         if not target.is_dir() or target.is_symlink():
-            os.replace(stash, target)  # one step: the path is never missing
+            # The turn's version is kept (a hard link aside: freeing it here is what costs), and the original
+            # replaces it in one step: the path is never missing.
+            with contextlib.suppress(OSError):
+                os.link(target, aside, follow_symlinks=False)
+            os.replace(stash, target)
             return "restored"
         _aside(target, aside)
     target.parent.mkdir(parents=True, exist_ok=True)

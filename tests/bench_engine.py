@@ -230,6 +230,52 @@ def bench_command_start(workspace: str) -> None:
           ["how commands run", "median ms", "2nd worst ms", "max ms"], rows)
 
 
+def bench_apply(workspace: str, files: int = 10_000) -> None:
+    """A command that rewrites 10,000 files: its run in the overlay, reading, applying and undoing its change set."""
+    import shutil
+    import subprocess as sp
+
+    from midstream.sandbox.changeset import GitView
+    from midstream.sandbox.isolation import command_environment, sandboxed
+    from midstream.sandbox.record import UndoRecord
+    from midstream.sandbox.transaction import Transaction
+    from midstream.sandbox.undo import undo_record
+
+    root = Path(workspace) / "many"
+    root.mkdir()
+    os.environ["XDG_STATE_HOME"] = str(Path(workspace) / ".state")
+    (root / "d").mkdir()
+    for i in range(files):
+        (root / "d" / f"f{i}").write_text(f"{i}\n")
+    command = "python3 -c \"import os\nfor n in os.listdir('d'): open('d/'+n, 'a').write('x')\""
+    rows = []
+    started = time.perf_counter()
+    sp.run(["bash", "-c", command], cwd=root, check=True)
+    rows.append(["the command, unsandboxed (baseline)", (time.perf_counter() - started) * 1000])
+    record = UndoRecord(Path(workspace) / ".state" / "bench", "bench")
+    with Transaction.begin(root) as tx:
+        with sandboxed(["bash", "-c", command], root, "bwrap") as (argv, fds):
+            started = time.perf_counter()
+            sp.run(tx.wrap(argv), cwd=root, env=command_environment(), pass_fds=fds, check=True)
+            rows.append(["the command in bwrap + overlay (copy-up of every file)",
+                         (time.perf_counter() - started) * 1000])
+        started = time.perf_counter()
+        changes = tx.changes(GitView(root))
+        rows.append([f"reading the change set ({changes.summary()})", (time.perf_counter() - started) * 1000])
+        started = time.perf_counter()
+        applied = tx.apply(record)
+        rows.append([f"applying it ({len(applied.applied):,} paths: link aside, rename in)",
+                     (time.perf_counter() - started) * 1000])
+    started = time.perf_counter()
+    report = undo_record(root, record)
+    rows.append([f"undoing it ({len(report.files):,} paths)", (time.perf_counter() - started) * 1000])
+    copy = Path(workspace) / "copy"
+    started = time.perf_counter()
+    shutil.copytree(root / "d", copy)
+    rows.append(["for scale: copying the directory (shutil.copytree)", (time.perf_counter() - started) * 1000])
+    table(f"A command that rewrites {files:,} files, as a transaction", ["step", "ms"], rows)
+
+
 # -- assembly cost -----------------------------------------------------------------------------
 
 def _big_tool_reply(size: int) -> dict[str, Any]:
@@ -391,6 +437,8 @@ def main() -> None:
     if args.commands:
         with tempfile.TemporaryDirectory() as workspace:
             bench_command_start(workspace)
+        with tempfile.TemporaryDirectory() as workspace:
+            bench_apply(workspace)
         return
     with tempfile.TemporaryDirectory() as workspace:
         bench_overlap(workspace)
@@ -398,6 +446,8 @@ def main() -> None:
         bench_dispatch(workspace)
     with tempfile.TemporaryDirectory() as workspace:
         bench_command_start(workspace)
+    with tempfile.TemporaryDirectory() as workspace:
+        bench_apply(workspace)
     with tempfile.TemporaryDirectory() as workspace:
         bench_assembly(args.quick)
         bench_chat_assembly()

@@ -335,3 +335,20 @@ with Transaction.begin(ws) as tx:
     report = undo_record(ws, UndoRecord(store, "s"))
     assert report.undone or changed == 0
     assert {k: v[:2] for k, v in tree(ws).items()} == {k: v[:2] for k, v in before.items()}
+
+
+def test_ten_thousand_changed_files_apply_and_undo_correctly(ws: Path, tmp_path: Path) -> None:
+    many = ws / "many"
+    many.mkdir()
+    for i in range(10_000):
+        (many / f"f{i}").write_text(f"{i}\n")
+    record = UndoRecord(tmp_path / "store", "s")
+    record.begin_turn()
+    script = "import os\nfor n in os.listdir('many'): open('many/' + n, 'a').write('x')\nos.mkdir('fresh')\n" \
+             "for i in range(10000): open(f'fresh/{i}', 'w').write(str(i))"
+    changes = run(ws, f"python3 -c \"{script}\"", apply=record)
+    assert changes.counts() == {"modified": 10_000, "created": 10_000}
+    assert all((many / f"f{i}").read_text() == f"{i}\nx" for i in range(10_000))
+    assert (ws / "fresh" / "9999").read_text() == "9999"
+    assert undo_record(ws, record).undone
+    assert all((many / f"f{i}").read_text() == f"{i}\n" for i in range(10_000)) and not (ws / "fresh").exists()
