@@ -93,7 +93,12 @@ def apply_changes(changes: ChangeSet, layer: Layer, workspace: Path, record: Und
         items = [(c.path, _before(c), _before_signature(c, root), c.old_mode, source) for c in plan]
         entries = record.intend(items)
         finished: list[Entry] = []
+        real: dict[str, bool] = {}
         for change, entry in zip(plan, entries, strict=True):
+            if not _parents_real(root, change.path, real):
+                done.failed.append((change.path, "a directory on its path is no longer a directory (a link now?); "
+                                                 "nothing was written through it"))
+                continue
             try:
                 _apply_one(change, entry, layer, root, record)
             except OSError as error:
@@ -104,6 +109,20 @@ def apply_changes(changes: ChangeSet, layer: Layer, workspace: Path, record: Und
             done.applied.append(change.path)
         record.done(finished)
     return done
+
+
+def _parents_real(root: Path, rel: str, known: dict[str, bool]) -> bool:
+    """Is every directory on the way to ``rel`` a real directory, no link? A rename must never land
+    outside the workspace because a directory was swapped for a link after the command ran."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        if prefix not in known:
+            info = _lstat(root / prefix)
+            known[prefix] = info is not None and stat.S_ISDIR(info.st_mode)
+        if not known[prefix]:
+            return False
+    return True
 
 
 def _before_signature(change: Change, root: Path) -> list | None:

@@ -64,7 +64,7 @@ class Stops:
 
 
 def review(changes: ChangeSet, *, mode: str, command: str, call_id: str, stops: Stops,
-           announce: Callable[[object], None], confirm: Callable[[str, threading.Event], str] | None,
+           announce: Callable[[ToolGrace | ToolAsking], None], confirm: Callable[[str, threading.Event], str] | None,
            refuse_destructive: bool = False, grace_seconds: float = 3.0) -> Verdict:
     """Decide about an observed change set (see the module docstring)."""
     if changes.empty:

@@ -352,3 +352,29 @@ def test_ten_thousand_changed_files_apply_and_undo_correctly(ws: Path, tmp_path:
     assert (ws / "fresh" / "9999").read_text() == "9999"
     assert undo_record(ws, record).undone
     assert all((many / f"f{i}").read_text() == f"{i}\n" for i in range(10_000)) and not (ws / "fresh").exists()
+
+
+@pytest.mark.parametrize("when", ["before reading", "during the countdown"])
+def test_a_directory_swapped_for_a_link_after_the_command_is_never_written_through(ws: Path, tmp_path: Path,
+                                                                                 when: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    record = UndoRecord(tmp_path / "store", "s")
+
+    def swap() -> None:
+        shutil.rmtree(ws / "lib")
+        (ws / "lib").symlink_to(outside)
+
+    with Transaction.begin(ws) as tx:
+        with sandboxed(["bash", "-c", "echo evil > lib/new.py; echo x >> lib/a.py"], ws, "bwrap") as (argv, fds):
+            subprocess.run(tx.wrap(argv), env=command_environment(), pass_fds=fds, check=True)
+        if when == "before reading":
+            swap()
+        tx.changes(GitView(ws))
+        if when == "during the countdown":
+            swap()
+        applied = tx.apply(record)
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    assert (ws / "lib").is_symlink() and not applied.applied
+    refused = {p for p, _ in applied.conflicts} | {p for p, _ in applied.failed}
+    assert refused == ({"lib"} if when == "before reading" else {"lib/a.py", "lib/new.py"})

@@ -171,12 +171,15 @@ def _spawn_print_mode(server: ScriptedServer, repo: Path, *extra: str) -> subpro
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_during_the_countdown_applies_nothing(repo: Path, sig: signal.Signals) -> None:
-    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "awk 'BEGIN{system(\"rm -rf data\")}'"})),
+@pytest.mark.parametrize(("sig", "isolation"), [(signal.SIGTERM, "auto"), (signal.SIGHUP, "auto"),
+                                                 (signal.SIGTERM, "none"), (signal.SIGHUP, "none")])
+def test_a_signal_during_the_countdown_applies_nothing(repo: Path, sig: signal.Signals, isolation: str) -> None:
+    """With overlays the change set is counting down; without (the fallback) the command itself is."""
+    command = "awk 'BEGIN{system(\"rm -rf data\")}'" if isolation == "auto" else "rm -rf data"
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": command})),
                              reply(Text("ok")), reply(Text("continued"))])
     with server:
-        process = _spawn_print_mode(server, repo)
+        process = _spawn_print_mode(server, repo, "--isolation", isolation)
         assert wait_until(lambda: any("sent:message_stop" in line for line in server.log), 30)
         time.sleep(1.5)  # the command ran in its overlay; its change set is counting down (60 s)
         assert len(list((repo / "data").iterdir())) == 50

@@ -199,7 +199,9 @@ def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, n
                 note = (f"[ran in isolation; stopped by the person, so its changes ({changes.summary()}) were "
                         "discarded: nothing reached the workspace]")
         else:
-            verdict = ctx.decision.review(changes)
+            review = ctx.decision.review
+            assert review is not None  # bash() comes here only with one
+            verdict = review(changes)
             note = verdict.note
             if verdict.apply:
                 done = tx.apply(undo.record, source=command)
