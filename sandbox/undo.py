@@ -200,11 +200,17 @@ class TurnUndo:
 
         threading.Thread(target=decide, name="undo-decide", daemon=True).start()
 
+    def _decided_now(self) -> tuple[UndoRecord | None, TurnSnapshots | None]:
+        """What is decided so far, deciding nothing: a turn that writes nothing starts no probe."""
+        with self._lock:
+            return self._decided or (None, None)
+
     def begin_turn(self) -> None:
-        if self.record:
-            self.record.begin_turn()
-        if self.snapshots:
-            self.snapshots.begin_turn()
+        record, snapshots = self._decided_now()  # undecided: both start a fresh turn anyway
+        if record:
+            record.begin_turn()
+        if snapshots:
+            snapshots.begin_turn()
 
     def before_call(self) -> None:
         """A call that may write runs outside any overlay: the fallback's snapshot."""
@@ -212,8 +218,8 @@ class TurnUndo:
             self.snapshots.before_call()
 
     def end_turn(self) -> None:
-        if self.snapshots:
-            self.snapshots.end_turn()
+        if snapshots := self._decided_now()[1]:
+            snapshots.end_turn()
 
     def before_write(self, path: Path) -> None:
         """A file tool is about to write ``path``: keep its original (a hard link) in the record."""
@@ -242,10 +248,16 @@ class TurnUndo:
             self.record.done([entry])
 
     def pending_note(self) -> str | None:
-        if self.snapshots:
-            return self.snapshots.pending_note()
-        assert self.record is not None
-        notes = self.record.dir / "notes.json"
+        """What the model must hear about undone turns, from either kind of record, deciding nothing."""
+        from midstream.sandbox.overlay import store_for
+
+        record, snapshots = self._decided_now()
+        if snapshots or record is None:
+            said = (snapshots or TurnSnapshots(self.workspace, self.session)).pending_note()
+            if said or snapshots:
+                return said
+        root = self._store_root or store_for(self.workspace).root
+        notes = (record.dir if record else root / "sessions" / self.session) / "notes.json"
         try:
             found = json.loads(notes.read_text())
             notes.unlink()

@@ -20,7 +20,7 @@ from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.events import ToolAsking, ToolFinished, ToolGrace
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import program_env, wait_until
 
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")]
