@@ -111,6 +111,8 @@ def describe(change: Change) -> str:
     name = change.path + ("/" if change.tree else "")
     size = _size(change.old_size if change.kind == "deleted" else change.new_size)
     detail = f"{change.files} file{'s' if change.files != 1 else ''}, {size}" if change.tree else size
+    if change.tree and change.files == 0:
+        detail = ""
     if change.kind == "deleted" and change.moved_to:
         return f"moves {name} to {change.moved_to}"
     if change.kind == "modified":
@@ -404,6 +406,8 @@ class GitView:
                         reasons[why] = reasons.get(why, 0) + 1
             change.lost = sum(reasons.values())
             change.why = "; ".join(f"{n} {w}" if len(reasons) > 1 else w for w, n in reasons.items())
+            if change.files == 0:  # an empty directory: git never holds one, so it cannot give it back
+                change.lost, change.why = 1, "an empty directory: not in git"
 
     def _tracked(self, rel: str) -> bool:
         blobs = self._blobs() or {}
