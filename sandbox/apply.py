@@ -37,7 +37,7 @@ from midstream.sandbox.changeset import Change, ChangeSet
 from midstream.sandbox.overlay import Layer
 from midstream.sandbox.record import Entry, UndoRecord, signature
 
-__all__ = ["Applied", "apply_changes", "keep_original", "start_stamp"]
+__all__ = ["Applied", "apply_changes", "keep_original", "move", "place", "start_stamp"]
 
 
 @dataclass
@@ -193,7 +193,7 @@ def _apply_one(change: Change, entry: Entry, layer: Layer, root: Path, record: U
     _clean(source)
     if change.kind == "modified":
         keep_original(target, record.stash(entry.seq))
-    _place(source, target)
+    place(source, target)
 
 
 def keep_original(target: Path, stash: Path) -> None:
@@ -207,8 +207,8 @@ def keep_original(target: Path, stash: Path) -> None:
         _copy(target, stash)
 
 
-def _place(source: Path, target: Path) -> None:
-    """``source`` at ``target``, in one step a reader cannot see half of."""
+def place(source: Path, target: Path) -> None:
+    """``source`` at ``target`` (replacing a file there), in one step a reader cannot see half of."""
     try:
         os.rename(source, target)
     except OSError as error:
@@ -217,6 +217,19 @@ def _place(source: Path, target: Path) -> None:
         temporary = target.with_name(f".{target.name}.midstream-apply")
         _copy(source, temporary)
         os.rename(temporary, target)
+        _remove(source)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename, or copy and remove across filesystems."""
+    _move(source, target)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -227,10 +240,7 @@ def _move(source: Path, target: Path) -> None:
         if error.errno != errno.EXDEV:
             raise
         _copy(source, target)
-        if source.is_dir() and not source.is_symlink():
-            shutil.rmtree(source)
-        else:
-            source.unlink()
+        _remove(source)
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -147,8 +147,10 @@ def _choose(workspace: Path, root: Path | None) -> tuple[Path, bool]:
 
 @functools.lru_cache(maxsize=8)
 def store_for(workspace: Path) -> Store:
-    """The one store of a workspace in this process."""
-    return Store(workspace)
+    """The one store of a workspace in this process (layers a killed midstream left are removed first)."""
+    store = Store(workspace)
+    store.remove_stale()
+    return store
 
 
 def overlay_argv(sandbox: list[str], workspace: Path, store: Store, layer: Layer) -> list[str]:

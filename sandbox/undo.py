@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from midstream.sandbox.apply import move, place
 from midstream.sandbox.changeset import GitView
 from midstream.sandbox.record import Entry, UndoRecord, signature
 from midstream.sandbox.snapshots import TurnSnapshots, UndoReport
@@ -57,7 +58,7 @@ def _aside(path: Path, stash: Path) -> None:
             shutil.rmtree(stash)
         else:
             stash.unlink()
-    os.rename(path, stash)
+    move(path, stash)
 
 
 def _restore(entry: Entry, target: Path, record: UndoRecord) -> str:
@@ -78,11 +79,11 @@ def _restore(entry: Entry, target: Path, record: UndoRecord) -> str:
             # replaces it in one step: the path is never missing.
             with contextlib.suppress(OSError):
                 os.link(target, aside, follow_symlinks=False)
-            os.replace(stash, target)
+            place(stash, target)
             return "restored"
         _aside(target, aside)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(stash, target)
+    place(stash, target)
     return "restored"
 
 

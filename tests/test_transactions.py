@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -378,3 +379,30 @@ def test_a_directory_swapped_for_a_link_after_the_command_is_never_written_throu
     assert (ws / "lib").is_symlink() and not applied.applied
     refused = {p for p, _ in applied.conflicts} | {p for p, _ in applied.failed}
     assert refused == ({"lib"} if when == "before reading" else {"lib/a.py", "lib/new.py"})
+
+
+def test_a_store_on_another_filesystem_applies_by_copying(ws: Path, tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == ws.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) on this machine")
+    from midstream.sandbox.overlay import Store
+
+    root = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        store = Store(ws, root)
+        assert not store.same_filesystem
+        record = UndoRecord(store.root, "s")
+        record.begin_turn()
+        before = tree(ws)
+        with Transaction.begin(ws, store) as tx:
+            with sandboxed(["bash", "-c", "rm -rf data; echo x >> tracked.py; mkdir n && echo 1 > n/one"], ws,
+                           "bwrap") as (argv, fds):
+                subprocess.run(tx.wrap(argv), env=command_environment(), pass_fds=fds, check=True)
+            tx.changes(GitView(ws))
+            applied = tx.apply(record)
+        assert not applied.failed and not (ws / "data").exists() and (ws / "n" / "one").read_text() == "1\n"
+        assert (ws / "tracked.py").read_text() == "print('committed')\nx\n"
+        assert undo_record(ws, record).undone
+        assert {k: v[:2] for k, v in tree(ws).items()} == {k: v[:2] for k, v in before.items()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
