@@ -159,7 +159,7 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Outp
     decision = ctx.decision
     writable, network = decision.writable, decision.network
     shell = ["bash", "-f", "+B"] if decision.literal else ["bash"]  # see permissions.Gate._command
-    if decision.review is not None and ctx.undo is not None:
+    if decision.review is not None and ctx.undo is not None and ctx.undo.record is not None:
         return _transacted(ctx, [*shell, "-c", command], command, timeout, network)
     with sandboxed([*shell, "-c", command], ctx.workspace, decision.isolation, writable=writable,
                    network=network) as (argv, fds):
