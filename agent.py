@@ -289,6 +289,9 @@ class Agent:
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
         try:
+            self.tools.between_turns(lambda: self.interrupting)  # MCP tools join here, never within a turn
+            if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
+                return self._stop_for_the_person(None, [])
             return self._requests_until_done()
         except BaseException:  # SIGTERM, SIGHUP, an exit: a change set waiting in its countdown is discarded
             self.calls.discard_pending()
