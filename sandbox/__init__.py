@@ -24,4 +24,5 @@
 - ``snapshots``    the fallback without overlays: workspace snapshots as git trees
 - ``changes``      which files changed since a moment (what an interrupted command did)
 - ``private``      files only the person can read: transcripts, logs, recordings, history
+- ``approvals``    the person's approvals of project hooks and MCP servers, by exact definition
 """
