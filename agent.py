@@ -44,7 +44,9 @@ from typing import Any
 
 from midstream.prompts import build_system_blocks, date_note, date_told_in
 from midstream.sandbox.permissions import Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.spare import close_spares
+from midstream.sandbox.transaction import transactions_unavailable
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.calls import Attempt, Calls, Dispatched
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
@@ -234,6 +236,7 @@ class Agent:
         self.calls.stop(kill=True)
         self.hooks.session_end(reason)
         self.scheduler.shutdown()
+        close_spares()  # the sandboxes set up ahead of time for the next command
         self.model.close()
         if self.transcript:
             self.transcript.close()
@@ -250,7 +253,8 @@ class Agent:
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
         config, transcript = self.config, self.transcript
-        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.undo = TurnUndo(config.workspace, transcript.id if transcript else None,  # see /undo
+                             overlay=lambda: not transactions_unavailable(config.workspace.resolve(), config.isolation))
         self.calls.undo, self.calls.transcript = self.undo, transcript
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = self._context_keeper()  # records to this transcript, tells this audit
@@ -320,6 +324,9 @@ class Agent:
             if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
                 return self._stop_for_the_person(None, [])
             return self._requests_until_done()
+        except BaseException:  # SIGTERM, SIGHUP, an exit: a change set waiting in its countdown is discarded
+            self.calls.discard_pending()
+            raise
         finally:
             self.undo.end_turn()
             self.busy = False
@@ -469,10 +476,12 @@ class Agent:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+            attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
             wait(attempt.futures())  # running calls may finish: see below
             raise
         except BaseException:
-            # Calls already running are allowed to finish: a half-done command is worse than a done one.
+            # Calls already running are allowed to finish: a half-done command is worse than a done one,
+            attempt.discard.set()  # but a change set waiting in a countdown is discarded
             wait(attempt.futures())
             raise
         finally:
@@ -484,6 +493,7 @@ class Agent:
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
         repaired = repair_reply(message)
         if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
+            attempt.discard.set()
             wait(attempt.futures())
             raise RetryableModelError("malformed reply: " + "; ".join(problems))
         return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)

@@ -135,6 +135,7 @@ class ToolAsking:
     input: dict[str, Any]
     workspace: str
     status: str = ""
+    changes: tuple[str, ...] = ()  # a command's observed change set (its lines, then diffs), when it already ran
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.undo:
         return _undo_latest(args.cwd.resolve(), args.resume or None)
     from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
+    from midstream.sandbox.transaction import transaction_status
 
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
         threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
@@ -187,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
-    renderer.show(startup_status(config.isolation, config.network))
+    renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
+                                     config.isolation))
     session = Interactive(agent, renderer, keys, diffs=diffs)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
@@ -331,12 +333,19 @@ def _exit_code(ended: TurnEnded) -> int:
 
 def _undo_latest(workspace: Path, session_id: str | None) -> int:
     """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
-    from midstream.sandbox.snapshots import undo_last_turn
+    from midstream.sandbox.undo import undo_last_turn
 
     path = sessions.find(workspace, session_id)  # the session `-c` would pick up, not an empty newer one
     if path is None:
         raise _fail(f"found no session for {workspace} to undo.")
-    report = undo_last_turn(workspace, path.stem)
+    try:
+        held = Transcript(path)  # the session's lock: never undo a turn another process is still running
+    except SessionInUse as error:
+        raise _fail(f"--undo refused: {error}") from None
+    try:
+        report = undo_last_turn(workspace, path.stem)
+    finally:
+        held.close()
     print("\n".join(report.lines()), file=sys.stderr, flush=True)
     return 0 if report.undone else 1
 

@@ -57,6 +57,8 @@ def outcome_line(finished: ToolFinished) -> str:
         return f"○ {status}: not run (the turn was interrupted before it started)"
     if facts.ended == "stopped":
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
+    if facts.ended == "discarded":  # ran in isolation; what it changed never reached the workspace
+        return f"✗ {done}: {shorten(facts.detail, 160)}"
     if result.is_error:
         if facts.exit_status is None:  # the tool refused or failed before anything ran: say what it tried
             first = result.content.splitlines()[:1]
@@ -66,7 +68,7 @@ def outcome_line(finished: ToolFinished) -> str:
         how = "timed out" if facts.ended == "timed_out" else _exit_words(facts.exit_status)
         return f"✗ {done}: {how}" + (f" ({detail})" if detail else "")
     if facts.exit_status is not None:
-        return f"✓ {done} ({finished.seconds:.1f} s)"
+        return f"✓ {done} ({finished.seconds:.1f} s)" + (f" · applied {facts.applied}" if facts.applied else "")
     return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
 
 
@@ -227,8 +229,8 @@ class PlainRenderer(Quiet):
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
-                case ToolAsking(name=name, input=args, workspace=workspace):
-                    for row in preview_rows(name, args, Path(workspace)):
+                case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
+                    for row in changes or preview_rows(name, args, Path(workspace)):
                         self._note(f"    {row}")
                 case ToolCallReady(id=call_id, name=name, input=args):
                     target = args.get("path") or args.get("command") or args.get("pattern") or ""
