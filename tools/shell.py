@@ -144,9 +144,11 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     mode = ctx.extras.get("isolation", "auto")
     writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
     shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
-    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
+    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as run:
+        argv, fds = run
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
+        ending = run.verdict() or ending  # a process or memory limit ended it: say which
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
     result += ending + "\n" if ending else ""
