@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "Running", "default_limits", "mechanism", "start"]
+__all__ = ["Limits", "Running", "configure", "default_limits", "mechanism", "start"]
 
 _GiB = 1 << 30
 _counter = itertools.count()
@@ -42,8 +42,18 @@ class Limits:
     memory: int = 8 * _GiB
 
 
+_chosen: list[Limits] = []
+
+
+def configure(limits: Limits) -> None:
+    """Set the limits every later command gets (the settings, or a test)."""
+    _chosen[:] = [limits]
+
+
 def default_limits() -> Limits:
-    """The processes default, and half the machine's memory up to 8 GiB."""
+    """The configured limits, else the processes default and half the machine's memory up to 8 GiB."""
+    if _chosen:
+        return _chosen[0]
     total = 0
     with contextlib.suppress(OSError, ValueError):
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -117,7 +127,9 @@ class Running:
         self.kind = kind if self.groups else "rlimits"
         # rlimits inside the sandbox, after its user namespace exists: RLIMIT_NPROC then counts the
         # command's own processes, not every process of the person's uid.
-        self.inner = [prlimit, f"--data={limits.memory}", f"--nproc={limits.processes}", "--"] if prlimit else []
+        # RLIMIT_DATA only without a memory cgroup: with one, the cgroup's OOM kill is the clearer end.
+        data = [f"--data={limits.memory}"] if self.kind == "rlimits" else []
+        self.inner = [prlimit, *data, f"--nproc={limits.processes}", "--"] if prlimit else []
         joins = [str(g / "cgroup.procs") for g in self.groups]
         self.wrapper = [sh, "-c", _JOIN, "midstream-limits", *joins, "--"] if joins else []
         self._hit = ""
