@@ -216,4 +216,6 @@ def startup_status(isolation: str, network: bool) -> SandboxStatus:
         return SandboxStatus(False, f"no sandbox: {found.reason} ({INSTALL_HINT}); shell commands run unconfined",
                              network=True)
     where = "with the network" if network else "without network (--network allows it)"
-    return SandboxStatus(True, f"shell commands run in bubblewrap, {where}", network=network)
+    weak = ("; no process limit applies (root without a writable cgroup): a fork bomb runs until its timeout"
+            if limits.mechanism() == "rlimits" and os.geteuid() == 0 else "")
+    return SandboxStatus(True, f"shell commands run in bubblewrap, {where}{weak}", network=network)

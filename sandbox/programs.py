@@ -30,7 +30,7 @@ def untrusted_dirs() -> list[Path]:
     """Directories whose programs midstream never runs itself."""
     from midstream.sandbox.hostview import package_cache_root
 
-    return [*_untrusted, Path.cwd().resolve(), package_cache_root()]
+    return [*_untrusted, package_cache_root()]
 
 
 def _inside(path: Path, root: Path) -> bool:

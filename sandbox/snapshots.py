@@ -65,6 +65,14 @@ class SnapshotError(RuntimeError):
     """git could not take or restore a snapshot."""
 
 
+def _embedded_repositories(workspace: Path) -> set[bytes]:
+    """Workspace-relative directories holding a repository of their own (looked for on every snapshot)."""
+    from midstream.sandbox.protected import nested_repositories
+
+    return {os.fsencode(path.parent.relative_to(workspace)) for path in nested_repositories(workspace)
+            if path.name == ".git"}
+
+
 class TooLarge(SnapshotError):
     """The workspace holds more new data than a snapshot should copy."""
 
@@ -186,7 +194,8 @@ class SnapshotStore:
         untracked: list[bytes] = []
         walker.start()
         try:
-            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv").stdout
+            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv",
+                                  "--ignore-submodules=all").stdout
         finally:
             walker.join()
         if not untracked:
@@ -195,8 +204,9 @@ class SnapshotStore:
         huge: list[str] = []
         new_bytes = 0
         entries = [(b"C", n) for n in differing.split(b"\0")] + [(b"?", n) for n in untracked[0].split(b"\0")]
+        embedded = _embedded_repositories(self.workspace)  # never entered: each runs git under its own config
         for tag, name in entries:
-            if not name:
+            if not name or name.rstrip(b"/") in embedded:
                 continue
             if tag == b"?":
                 with contextlib.suppress(OSError):
@@ -216,6 +226,7 @@ class SnapshotStore:
                               "--pathspec-file-nul", input=b"\0".join(changed) + b"\0", check=False)
         if changed and (added is None or added.returncode != 0):  # many files, or one vanished meanwhile
             pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
+            pathspecs += b"".join(b":(exclude,literal)" + p + b"\0" for p in embedded)
             added = self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
                               input=b".\0" + pathspecs, check=False)
             if b"fatal:" in added.stderr:  # unreadable files are only errors; this would be a false snapshot

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,10 +129,13 @@ def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore
 @functools.cache
 def ripgrep() -> str | None:
     """The rg installed with midstream (beside its Python), else one on PATH."""
+    from midstream.sandbox import programs
+
     beside = Path(sys.executable).parent / "rg"
-    if beside.is_file() and os.access(beside, os.X_OK):
+    writable = any(beside.resolve().is_relative_to(d) for d in programs.untrusted_dirs())
+    if beside.is_file() and os.access(beside, os.X_OK) and not writable:
         return str(beside)
-    return shutil.which("rg")
+    return programs.resolve("rg")  # never one a command could have planted in the workspace
 
 
 def _linear(pattern: str, ignore_case: bool) -> Any:

@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
     if args.task is not None and args.resume == "":
         raise _fail("--resume needs a session id with -p (`midstream --resume` alone lists them).")
+    from midstream.sandbox import programs
+
+    programs.pin_workspace(_workspace(args))  # before git or bwrap is looked up: never from inside the workspace
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)
@@ -134,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
         threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
+    from midstream.sandbox.secrets import scrub_environ
+
+    scrub_environ(["ANTHROPIC_API_KEY", "OPENAI_API_KEY"])  # the config holds the key; no process reads it from us
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = sys.stdin.read() if args.task == "-" else args.task
