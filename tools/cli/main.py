@@ -26,7 +26,7 @@ from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
-from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
+from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
@@ -114,7 +114,8 @@ def _settings(args: argparse.Namespace, workspace: Path) -> Settings:
         settings = resolve(args, workspace)
     except SettingError as error:
         raise _fail(str(error)) from None
-    show_warnings(settings)
+    show_warnings(settings, workspace)
+    apply_sandbox(settings)
     return settings
 
 
