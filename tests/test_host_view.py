@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from midstream.sandbox import hostview
 from midstream.sandbox.isolation import bwrap_works
-from midstream.tools.registry import ToolContext
+from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
 pytestmark = [pytest.mark.process,
@@ -57,8 +57,8 @@ def home(monkeypatch):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def sh(workspace: Path, command: str, **extras: object) -> str:
-    ctx = ToolContext(workspace=workspace, extras={"isolation": "bwrap", **extras})
+def sh(workspace: Path, command: str) -> str:
+    ctx = ToolContext(workspace=workspace, decision=Decision(isolation="bwrap"))
     return bash.run(ctx, {"command": command, "timeout": 120}).content
 
 

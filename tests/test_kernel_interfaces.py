@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from midstream.sandbox import limits
 from midstream.sandbox.isolation import bwrap_works
-from midstream.tools.registry import ToolContext
+from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
 pytestmark = [pytest.mark.process,
@@ -90,8 +90,8 @@ def ws(tmp_path):
 
 
 def sh(workspace: Path, command: str, timeout: int = 60):
-    return bash.run(ToolContext(workspace=workspace, extras={"isolation": "bwrap"}), {"command": command,
-                                                                                     "timeout": timeout})
+    return bash.run(ToolContext(workspace=workspace, decision=Decision(isolation="bwrap")),
+                    {"command": command, "timeout": timeout})
 
 
 @pytest.fixture
