@@ -32,6 +32,7 @@ from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, 
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
+from midstream.tools.ui.sanitise import shown
 from midstream.tools.wire.model import ModelClient
 from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL
 
@@ -60,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _fail(message: str) -> SystemExit:
     """Bad usage or settings: one line on stderr, exit status 2 (as argparse does)."""
-    print(f"midstream: {message}", file=sys.stderr)
+    print(f"midstream: {shown(message)}", file=sys.stderr)
     return SystemExit(2)
 
 
@@ -229,7 +230,7 @@ def _undo_latest(workspace: Path, session_id: str | None) -> int:
     if path is None:
         raise _fail(f"found no session for {workspace} to undo.")
     report = undo_last_turn(workspace, path.stem)
-    print("\n".join(report.lines()), file=sys.stderr, flush=True)
+    print(shown("\n".join(report.lines())), file=sys.stderr, flush=True)  # file names are the workspace's
     return 0 if report.undone else 1
 
 
@@ -238,7 +239,7 @@ def _list_sessions(workspace: Path) -> int:
     if not found:
         print(f"no earlier sessions for {workspace}", file=sys.stderr)
         return 0
-    print(sessions.describe(found))
+    print(shown(sessions.describe(found)))
     print("resume one with: midstream --resume ID", file=sys.stderr)
     return 0
 
@@ -298,7 +299,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if args.resume == "":  # --resume without an id, at a terminal: the person picks one
             from midstream.tools.cli.repl import _ask
 
-            path = sessions.choose(config.workspace, _ask, lambda text: print(text, file=sys.stderr))
+            path = sessions.choose(config.workspace, _ask, lambda text: print(shown(text), file=sys.stderr))
             if path is None:
                 return Transcript.create(config.workspace, config.model), []
         else:
@@ -311,7 +312,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         except SessionInUse as error:
             raise _fail(str(error)) from None
         if crashed:
-            print(f"midstream: {crashed}", file=sys.stderr)
+            print(f"midstream: {shown(crashed)}", file=sys.stderr)
         return transcript, history
     return Transcript.create(config.workspace, config.model), []
 

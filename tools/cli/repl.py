@@ -14,6 +14,7 @@ from midstream.tools.cli import sessions, slash
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.ui.sanitise import shown
 
 __all__ = ["Interactive", "confirmer"]
 
@@ -135,7 +136,7 @@ def confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
     """
     def confirm(question: str, cancelled: threading.Event) -> str:
         with renderer.suspended():
-            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{shown(question, one_line=True)} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             while not cancelled.is_set():
                 ready, _, _ = select.select([sys.stdin], [], [], 0.1)

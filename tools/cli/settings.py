@@ -28,6 +28,7 @@ from typing import Any
 
 from midstream.sandbox.protected import CONFIG_DIR
 from midstream.tools.cli.options import OPTIONS, Option, SettingError, check_value
+from midstream.tools.ui.sanitise import shown
 
 __all__ = ["PROJECT_RULES", "SANDBOX_KEYS", "Settings", "apply_sandbox", "project_settings_file", "resolve",
            "user_settings_file"]
@@ -207,9 +208,10 @@ def apply_sandbox(settings: Settings) -> None:
 def show_warnings(settings: Settings, workspace: Path | None = None) -> None:
     """The warnings, and one line naming each project setting that applied and each that was refused."""
     for warning in settings.warnings:
-        print(f"midstream: {warning}", file=sys.stderr, flush=True)
+        print(f"midstream: {shown(warning)}", file=sys.stderr, flush=True)
     if settings.project or settings.refused:
         parts = (["applied " + ", ".join(settings.project)] if settings.project else []) + settings.refused
         where = project_settings_file(workspace) if workspace else f"{CONFIG_DIR}/settings.toml"
-        print(f"midstream: project settings {where}: " + "; ".join(parts), file=sys.stderr, flush=True)
+        print(shown(f"midstream: project settings {where}: " + "; ".join(parts), one_line=True), file=sys.stderr,
+              flush=True)
 
