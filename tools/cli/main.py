@@ -112,6 +112,10 @@ def _workspace(args: argparse.Namespace) -> Path:
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
+    from midstream.sandbox.workspace import workspace_problem
+
+    if problem := workspace_problem(workspace):
+        raise _fail(problem)
     return workspace
 
 
@@ -285,7 +289,7 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
 
     try:
         transport = ReplayTransport(args.replay) if args.replay else None
-    except FileNotFoundError as missing:
+    except (FileNotFoundError, ValueError) as missing:  # no recording, or one that is not files of a sane size
         raise _fail(str(missing)) from None
     if transport is not None and (mismatch := transport.check_provider(config.provider)):
         raise _fail(mismatch)
