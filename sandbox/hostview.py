@@ -20,6 +20,7 @@ directory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -98,7 +99,9 @@ def package_cache(workspace: Path) -> Path:
     return private_dir(package_cache_root() / "sandbox-cache" / key)
 
 
-def _system() -> tuple[list[Bind], list[Link], list[Bind]]:
+@functools.lru_cache(maxsize=1)
+def _system() -> tuple[tuple[Bind, ...], tuple[Link, ...], tuple[Bind, ...]]:
+    """The system directories, root symlinks and /etc secrets: read once per process."""
     binds, links, hidden = [], [], []
     for top in SYSTEM:
         path = Path(top)
@@ -116,18 +119,24 @@ def _system() -> tuple[list[Bind], list[Link], list[Bind]]:
         if path.is_symlink() or not path.exists():
             continue
         hidden.append(Bind(empty_dir() if path.is_dir() else "/dev/null", secret, "a host secret in /etc"))
-    return binds, links, hidden
+    return tuple(binds), tuple(links), tuple(hidden)
 
 
 def _interpreters(workspace: Path) -> list[Path]:
     """midstream's interpreter and virtualenv, the active environment, and PATH's directories."""
-    candidates = [Path(sys.prefix), Path(sys.base_prefix)]
-    candidates += [Path(os.environ[name]) for name in _TOOLCHAIN_ROOTS if os.environ.get(name)]
-    for entry in filter(None, os.environ.get("PATH", "").split(os.pathsep)):
+    roots = tuple(os.environ[name] for name in _TOOLCHAIN_ROOTS if os.environ.get(name))
+    return list(_interpreters_for(workspace, os.environ.get("PATH", ""), roots, _home()))
+
+
+@functools.lru_cache(maxsize=8)
+def _interpreters_for(workspace: Path, search_path: str, roots: tuple[str, ...], home: Path) -> tuple[Path, ...]:
+    """(cached per workspace, PATH, toolchain roots and HOME: all outside what a command can write)"""
+    candidates = [Path(sys.prefix), Path(sys.base_prefix), *map(Path, roots)]
+    for entry in filter(None, search_path.split(os.pathsep)):
         directory = Path(entry)
         whole = (directory.parent / "pyvenv.cfg").is_file() or directory.name == "shims"  # needs its root
         candidates.append(directory.parent if whole else directory)
-    home, found = _home(), []
+    found: list[Path] = []
     for candidate in candidates:
         with contextlib.suppress(OSError):
             path = candidate.resolve()
@@ -137,7 +146,7 @@ def _interpreters(workspace: Path) -> list[Path]:
                 continue
             if not any(_inside(path, kept) for kept in found):
                 found = [kept for kept in found if not _inside(kept, path)] + [path]
-    return found
+    return tuple(found)
 
 
 def _outside_git(root: Path) -> list[Path]:
@@ -202,7 +211,8 @@ def plan(bwrap: str, workspace: Path, *, writable: bool, network: bool, disable_
     """The sandbox of one command in ``workspace``, read from the host as it is now."""
     root = workspace.resolve()
     home, view = _home(), _configured[0]
-    system, links, hidden = _system()
+    system, links, etc_secrets = _system()
+    hidden = list(etc_secrets)
     tmpfs = ("/tmp", "/var/tmp")
     shown_home = "" if _inside(home, root) else str(home)  # a workspace that is $HOME shows it
     read_only = [Bind(str(p), str(p), "a toolchain in HOME") for name in TOOLCHAINS

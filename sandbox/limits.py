@@ -209,7 +209,7 @@ class Running:
                     group.rmdir()
                     break
                 except OSError:
-                    threading.Event().wait(0.02)
+                    threading.Event().wait(0.002)  # the last process is being reaped
         self.groups = [g for g in self.groups if g.exists()]
 
 
