@@ -185,6 +185,16 @@ def _protected(root: Path, writable: bool, pins: list[Path] | None) -> list[Bind
     return binds
 
 
+def _first_missing(path: Path, root: Path) -> Path | None:
+    """The first component of ``path`` below ``root`` that does not exist (what to pin), or None."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() or not current.exists():
+            return None if current.is_symlink() else current
+    return None
+
+
 def _without_nested(binds: list[Bind]) -> list[Bind]:
     """Read-only binds, each once, none inside another (a PATH directory inside a bound toolchain)."""
     kept: list[Bind] = []
@@ -227,9 +237,16 @@ def plan(bwrap: str, workspace: Path, *, writable: bool, network: bool, disable_
     writable_binds += [Bind(str(p), str(p), "added by sandbox_writable", True) for p in view.writable if p.exists()]
     covered = home / ".cache"  # the private cache is bound over it
     for path in trusted_paths():
-        if _inside(path, root) and not _inside(path, covered) and path.exists():
+        if not _inside(path, root) or _inside(path, covered) or path == root:
+            continue
+        if path.exists() or path.is_symlink():
             hidden.append(Bind(empty_dir() if path.is_dir() else "/dev/null", str(path),
                                "midstream's own state and configuration"))
+        elif (missing := _first_missing(path, root)) is not None and writable:
+            # Not there yet (no settings file so far): pinned, so a command cannot create one for the next session.
+            hidden.append(Bind(empty_dir(), str(missing), "where midstream's own configuration would go (pinned)"))
+            if pins is not None:
+                pins.append(missing)
     if not shown_home:
         hidden += [Bind(empty_dir() if p.is_dir() else "/dev/null", str(p), "a credential in HOME")
                    for name in CREDENTIALS

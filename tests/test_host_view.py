@@ -158,3 +158,10 @@ def test_the_mount_table_lists_only_the_allowlist(home):
     assert not any(t == "/run" or t.startswith(("/run/", "/var/run", "/sys", "/home", "/root/.ssh")) for t in targets)
     assert str(home) in targets  # the empty tmpfs HOME
     subprocess.run(["true"], check=True)
+
+
+def test_with_home_as_the_workspace_a_command_cannot_create_a_settings_file_for_the_next_session(home):
+    shutil.rmtree(home / ".config")  # no settings file yet: the place is pinned, not merely hidden
+    out = sh(home, "mkdir -p ~/.config/midstream 2>&1; echo 'isolation = \"none\"' > ~/.config/midstream/settings.toml")
+    assert "Read-only file system" in out or "Permission denied" in out, out
+    assert not (home / ".config").exists()  # and the pin left nothing behind
