@@ -185,6 +185,21 @@ def _protected(root: Path, writable: bool, pins: list[Path] | None) -> list[Bind
     return binds
 
 
+def _anchored(hidden: list[Bind], root: Path, writable: bool) -> list[Bind]:
+    """Each directory between the workspace and a hidden path, bound onto itself first: a mount point
+    cannot be renamed, so ``mv ~/.config ~/.old && mkdir ~/.config/midstream`` cannot put a new settings
+    file where the hidden one was."""
+    anchors: dict[str, Bind] = {}
+    for bind in hidden:
+        dest = Path(bind.dest)
+        if _inside(dest, root) and dest != root:
+            for parent in reversed(dest.parents):
+                if _inside(parent, root) and parent != root and parent != dest and parent.is_dir():
+                    anchors.setdefault(str(parent), Bind(str(parent), str(parent),
+                                                         "holds a hidden path: it cannot be renamed away", writable))
+    return [*anchors.values(), *hidden]
+
+
 def _first_missing(path: Path, root: Path) -> Path | None:
     """The first component of ``path`` below ``root`` that does not exist (what to pin), or None."""
     current = root
@@ -251,6 +266,7 @@ def plan(bwrap: str, workspace: Path, *, writable: bool, network: bool, disable_
         hidden += [Bind(empty_dir() if p.is_dir() else "/dev/null", str(p), "a credential in HOME")
                    for name in CREDENTIALS
                    if (p := home / name).exists() and not p.is_symlink() and not _inside(p, covered)]
+    hidden = _anchored(hidden, root, writable)
     return SandboxPolicy(
         bwrap=bwrap, workspace=root, writable=writable, network=network, disable_userns=disable_userns,
         seccomp_fd=seccomp_fd, system=tuple(system), links=tuple(links), tmpfs=tmpfs, home=shown_home,

@@ -82,6 +82,11 @@ def test_no_credential_transcript_undo_data_or_setting_is_readable(home, where):
     settings = home / ".config" / "midstream" / "settings.toml"
     sh(workspace, f"echo 'isolation = \"none\"' > {settings}")
     assert settings.read_text() == SECRETS[".config/midstream/settings.toml"]
+    # Nor moved aside for a new one: a directory holding a hidden path cannot be renamed.
+    sh(workspace, f"mv {home}/.config {home}/.config-old; mv {home}/.local {home}/.local-old; "
+                  f"mkdir -p {settings.parent} && echo 'isolation = \"none\"' > {settings}")
+    assert settings.read_text() == SECRETS[".config/midstream/settings.toml"]
+    assert not (home / ".config-old").exists() and not (home / ".local-old").exists()
 
 
 def test_toolchains_in_home_run_read_only_and_the_rest_of_home_is_empty(home):
