@@ -13,7 +13,7 @@ from midstream.sandbox.workspace import workspace_problem
 from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 pytestmark = pytest.mark.process
 

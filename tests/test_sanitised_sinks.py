@@ -16,7 +16,7 @@ import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.ui.sanitise import shown
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 from tests.test_screen import Terminal
 
 pytestmark = pytest.mark.process

@@ -17,7 +17,7 @@ from midstream.sandbox.git import run_git
 from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 pytestmark = pytest.mark.process
 KEY = "sk-ant-api03-" + "Q" * 40
