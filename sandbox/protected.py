@@ -9,8 +9,8 @@ one command is protected from the next one on.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["CONFIG_DIR", "NESTED", "ROOT_ONLY", "Guarded", "nested_repositories", "protected_name", "protected_paths"]
 
@@ -34,9 +34,8 @@ _SKIP = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".mypy_cache"
 _SCAN_LIMIT = 200_000  # directory entries looked at per call, at most
 
 
-@dataclass(frozen=True)
-class Guarded:
-    """One protected path and the one-line reason it is protected."""
+class Guarded(NamedTuple):
+    """One protected path and the one-line reason it is protected (unpacks as ``path, reason``)."""
 
     path: Path
     reason: str

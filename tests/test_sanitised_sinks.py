@@ -7,17 +7,18 @@ pyte for the interactive sinks (the ask question, /undo).
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pexpect
+import pyte
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.ui.sanitise import shown
 
-from tests.helpers import program_env
-from tests.test_screen import Terminal
+from tests.helpers import program_env, spawn
 
 pytestmark = pytest.mark.process
 
@@ -26,6 +27,29 @@ TITLE = "\x1b]0;owned\x07"
 ERASE = "\x1b[1A\x1b[2K\r"  # up one line, erase it
 NAME = f"notes{CLIPBOARD}{TITLE}.txt"
 COMMAND = f"echo hello # {ERASE}{ERASE}harmless"
+
+
+class Screen:
+    """The program in a pty (helpers.spawn); what it wrote, replayed into a pyte screen with scrollback."""
+
+    def __init__(self, server: ScriptedServer, workspace: Path, *args: str) -> None:
+        self.child = spawn(server, workspace, *args, dimensions=(30, 100))
+        self.written = io.StringIO()
+        self.child.logfile_read = self.written
+
+    def expect(self, pattern: str) -> None:
+        self.child.expect(pattern)
+
+    def finish(self) -> None:
+        self.child.sendeof()
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+
+    def rows(self) -> list[str]:
+        screen = pyte.HistoryScreen(100, 30, history=10_000)
+        pyte.Stream(screen).feed(self.written.getvalue())
+        rows = ["".join(line[x].data for x in range(100)).rstrip() for line in screen.history.top]
+        return rows + [line.rstrip() for line in screen.display]
 
 
 def test_the_sanitiser_shows_every_control_and_bidi_override():
@@ -67,7 +91,7 @@ def test_the_ask_question_and_slash_undo_on_a_real_terminal(workspace):
         reply(Text("written")),
     ])
     with server:
-        term = Terminal(server, workspace, 100, "--mode", "ask")
+        term = Screen(server, workspace, "--mode", "ask")
         term.expect("› ")
         term.child.sendline("go")
         term.expect(r"\[a\]lways this session: ")
@@ -76,11 +100,10 @@ def test_the_ask_question_and_slash_undo_on_a_real_terminal(workspace):
         term.expect("› ")
         term.child.sendline("/undo")
         term.expect("› ")
-        term.child.sendeof()
         term.finish()
-    raw = term.bytes.getvalue()
-    assert b"\x1b]52" not in raw and b"\x1b]0;owned" not in raw  # never sent to the terminal as a sequence
-    rows = term.lines()
+    raw = term.written.getvalue()
+    assert "\x1b]52" not in raw and "\x1b]0;owned" not in raw  # never sent to the terminal as a sequence
+    rows = term.rows()
     question = [row for row in rows if "[y]es" in row]
     assert question and "notes^[]52;c;ZWNobyBwd25lZA==^G^[]0;owned^G.txt" in question[0], rows
     assert any("notes^[]52" in row for row in rows[rows.index(question[0]) + 1:] if "written" not in row)
@@ -90,13 +113,11 @@ def test_the_ask_question_and_slash_undo_on_a_real_terminal(workspace):
 def test_a_command_with_cursor_movement_cannot_erase_the_line_naming_it(workspace):
     server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": COMMAND})), reply(Text("ran it"))])
     with server:
-        term = Terminal(server, workspace, 100)
+        term = Screen(server, workspace, "--mode", "auto")
         term.expect("› ")
         term.child.sendline("go")
         term.expect("ran it")
         term.expect("› ")
-        term.child.sendeof()
         term.finish()
-    rows = term.lines()
+    rows = term.rows()
     assert any("echo hello # ^[[1A^[[2K" in row for row in rows), rows
-    assert pexpect  # the pty is pexpect's
