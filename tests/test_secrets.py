@@ -37,7 +37,7 @@ COMMAND = (f"aws s3 ls --key {SECRETS['aws']}; git clone https://x-token:{SECRET
 def test_gitlab_google_hugging_face_npm_and_named_random_values_are_redacted():
     tokens = {"gitlab": "glpat-" + uuid.uuid4().hex[:20], "google": "AIza" + uuid.uuid4().hex + "abc",
               "hugging face": "hf_" + uuid.uuid4().hex[:34], "npm": "npm_" + (uuid.uuid4().hex * 2)[:36],
-              "named": "Zq8" + uuid.uuid4().hex[:24]}
+              "named": "Zq8Lm3Xv9Tn2Wb7Kc4Rp6Yd1Hs5Gf0J"}
     line = (f"git clone https://oauth2@gitlab.com {tokens['gitlab']}; GOOGLE={tokens['google']}; "
             f"huggingface-cli login {tokens['hugging face']}; echo {tokens['npm']}; my deploy key: {tokens['named']}")
     redacted = RedactSecrets().redact(line)

@@ -214,6 +214,7 @@ def test_every_option_sets_a_real_config_field_and_its_default_passes_its_own_ch
             assert check_value(option, option.default, option.flag, from_text=False) == option.default
 
 
+@pytest.mark.process
 def test_a_project_file_may_not_redirect_the_conversation_or_enlarge_a_budget(workspace):
     """A repository's settings chose another provider (the person's other key, another service) and 10,000
     requests: none of it applies, and the start-up line names each setting, applied or refused."""
