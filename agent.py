@@ -332,7 +332,7 @@ class Agent:
                     return self._end("refusal", ok=False, message="the model refused this request")
                 case other:
                     return self._end(other, ok=False, message=f"unexpected stop reason {other!r}")
-        return self._end(None, ok=False, message=f"stopped after {self.config.max_requests} model requests")
+        return self._end("max_requests", ok=False, message=f"stopped after {self.config.max_requests} model requests")
 
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage
