@@ -11,7 +11,7 @@ Where the limits come from, best first:
    as root without a writable cgroup a fork bomb is bounded only by the command's timeout: the
    start-up line says so.
 
-rlimits are set in every case (they cost nothing and bound one process). The command joins its
+rlimits are set only where no cgroup is to be had. The command joins its
 cgroup through a tiny ``/bin/sh`` wrapper before anything of it runs; a watcher thread ends the
 whole command the moment it hits the process limit (a fork bomb would otherwise spin on EAGAIN
 until its timeout), and ``verdict()`` says which limit ended it (also after ``close()``).
@@ -127,9 +127,10 @@ class Running:
         self.kind = kind if self.groups else "rlimits"
         # rlimits inside the sandbox, after its user namespace exists: RLIMIT_NPROC then counts the
         # command's own processes, not every process of the person's uid.
-        # RLIMIT_DATA only without a memory cgroup: with one, the cgroup's OOM kill is the clearer end.
-        data = [f"--data={limits.memory}"] if self.kind == "rlimits" else []
-        self.inner = [prlimit, *data, f"--nproc={limits.processes}", "--"] if prlimit else []
+        # Only without a cgroup (which bounds the whole command, and ends it more clearly): an exec of
+        # prlimit inside the sandbox costs more than the cgroup itself.
+        rlimits = [prlimit, f"--data={limits.memory}", f"--nproc={limits.processes}", "--"] if prlimit else []
+        self.inner = rlimits if self.kind == "rlimits" else []
         joins = [str(g / "cgroup.procs") for g in self.groups]
         self.wrapper = [sh, "-c", _JOIN, "midstream-limits", *joins, "--"] if joins else []
         self._hit = ""
