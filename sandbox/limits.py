@@ -104,7 +104,19 @@ def mechanism() -> str:
     """Which limits apply here: "cgroup v2", "cgroup v1" or "rlimits" (looked at once per process)."""
     if not _found:
         _found.append(_mechanism())
+        _remove_stale(_found[0][1])
     return _found[0][0]
+
+
+def _remove_stale(parents: list[Path]) -> None:
+    """Empty cgroups a killed midstream left behind (``midstream-PID-N`` of a PID that is gone)."""
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            for group in parent.glob("midstream-*-*"):
+                pid = group.name.split("-")[1]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    with contextlib.suppress(OSError):
+                        group.rmdir()  # only ever succeeds when no process is left in it
 
 
 class Running:
