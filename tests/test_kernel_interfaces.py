@@ -20,6 +20,8 @@ from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
+from tests.helpers import wait_until
+
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")]
 
@@ -121,11 +123,11 @@ def test_io_uring_socket_and_connect_reach_a_host_socket_outside_but_not_inside(
     (ws / "uring.py").write_text(IO_URING)
     outside = subprocess.run([sys.executable, str(ws / "uring.py"), str(path)], capture_output=True, text=True)
     if "connected" in outside.stdout:  # this kernel allows io_uring: the program really is an attack
-        assert accepted
+        assert wait_until(lambda: bool(accepted))  # (the daemon's accept() returns on its own thread)
         accepted.clear()
     inside = sh(ws, f"python3 uring.py {path}")
     assert "setup refused errno 38" in inside.content, inside.content  # ENOSYS: runtimes fall back
-    assert "connected" not in inside.content and not accepted
+    assert "connected" not in inside.content and not wait_until(lambda: bool(accepted), timeout=1.0)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler here")
