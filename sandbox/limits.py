@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ __all__ = ["Limits", "Running", "configure", "default_limits", "mechanism", "sta
 
 _GiB = 1 << 30
 _counter = itertools.count()
+_TOKEN = secrets.token_hex(4)
 _JOIN = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
 
 
@@ -108,14 +111,21 @@ def mechanism() -> str:
     return _found[0][0]
 
 
+_STALE_SECONDS = 600
+
+
 def _remove_stale(parents: list[Path]) -> None:
-    """Empty cgroups a killed midstream left behind (``midstream-PID-N`` of a PID that is gone)."""
+    """Empty cgroups a killed midstream left behind: older than ten minutes, so never one about to be joined.
+
+    Not by pid: the hierarchy may be shared with other pid namespaces (containers), where our pids mean
+    nothing, and a group is empty for a moment between its mkdir and the command joining it.
+    """
+    now = time.time()
     for parent in parents:
         with contextlib.suppress(OSError):
-            for group in parent.glob("midstream-*-*"):
-                pid = group.name.split("-")[1]
-                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                    with contextlib.suppress(OSError):
+            for group in parent.glob("midstream-*"):
+                with contextlib.suppress(OSError):
+                    if now - group.stat().st_mtime > _STALE_SECONDS:
                         group.rmdir()  # only ever succeeds when no process is left in it
 
 
@@ -127,7 +137,7 @@ class Running:
         kind, parents = _found[0]
         self.limits = limits
         self.groups: list[Path] = []
-        name = f"midstream-{os.getpid()}-{next(_counter)}"
+        name = f"midstream-{os.getpid()}-{_TOKEN}-{next(_counter)}"  # unique across pid namespaces too
         with contextlib.suppress(OSError):
             for parent in parents:
                 group = parent / name
