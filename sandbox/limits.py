@@ -34,7 +34,13 @@ __all__ = ["Limits", "Running", "configure", "default_limits", "mechanism", "sta
 _GiB = 1 << 30
 _counter = itertools.count()
 _TOKEN = secrets.token_hex(4)
-_JOIN = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
+# Each word before "--": FILE=VALUE writes VALUE (its directory made first: the argv works even when
+# started after the Python side closed, as a sandbox set up ahead of time is), ?FILE=VALUE the same if it
+# can, FILE alone joins this process to that cgroup. Then exec the command.
+_JOIN = ('for a; do [ "$a" = -- ] && break; case "$a" in'
+         ' \\?*=*) f=${a%%=*}; f=${f#?}; echo "${a#*=}" > "$f" 2>/dev/null;;'
+         ' *=*) f=${a%%=*}; mkdir -p "${f%/*}" && echo "${a#*=}" > "$f" || exit 125;;'
+         ' *) echo $$ > "$a" || exit 125;; esac; shift; done; shift; exec "$@"')
 
 
 @dataclass(frozen=True)
@@ -138,41 +144,32 @@ class Running:
         self.limits = limits
         self.groups: list[Path] = []
         name = f"midstream-{os.getpid()}-{_TOKEN}-{next(_counter)}"  # unique across pid namespaces too
-        with contextlib.suppress(OSError):
-            for parent in parents:
-                group = parent / name
-                group.mkdir()
-                self.groups.append(group)
-            self._write_limits(kind)
-        if len(self.groups) != len(parents):
-            self.close()
+        self.groups = [parent / name for parent in parents]
         self.kind = kind if self.groups else "rlimits"
-        # rlimits inside the sandbox, after its user namespace exists: RLIMIT_NPROC then counts the
-        # command's own processes, not every process of the person's uid.
         # Only without a cgroup (which bounds the whole command, and ends it more clearly): an exec of
-        # prlimit inside the sandbox costs more than the cgroup itself.
+        # prlimit inside the sandbox costs more than the cgroup itself. rlimits go inside the sandbox, after
+        # its user namespace exists: RLIMIT_NPROC then counts the command's own processes, not all of ours.
         rlimits = [prlimit, f"--data={limits.memory}", f"--nproc={limits.processes}", "--"] if prlimit else []
         self.inner = rlimits if self.kind == "rlimits" else []
+        writes = self._limit_words(kind)
         joins = [str(g / "cgroup.procs") for g in self.groups]
-        self.wrapper = [sh, "-c", _JOIN, "midstream-limits", *joins, "--"] if joins else []
+        self.wrapper = [sh, "-c", _JOIN, "midstream-limits", *writes, *joins, "--"] if joins else []
         self._hit = ""
         self._stop = threading.Event()
         if self.groups:
             threading.Thread(target=self._watch, daemon=True, name="midstream-limits").start()
 
-    def _write_limits(self, kind: str) -> None:
+    def _limit_words(self, kind: str) -> list[str]:
+        """The wrapper's FILE=VALUE words that make and fill this command's cgroups."""
+        processes, memory = self.limits.processes, self.limits.memory
         if kind == "cgroup v2":
             group = self.groups[0]
-            (group / "pids.max").write_text(str(self.limits.processes))
-            (group / "memory.max").write_text(str(self.limits.memory))
-            with contextlib.suppress(OSError):
-                (group / "memory.swap.max").write_text("0")
-        elif kind == "cgroup v1":
-            pids, memory = self.groups
-            (pids / "pids.max").write_text(str(self.limits.processes))
-            (memory / "memory.limit_in_bytes").write_text(str(self.limits.memory))
-            with contextlib.suppress(OSError):
-                (memory / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory))
+            return [f"{group}/pids.max={processes}", f"{group}/memory.max={memory}", f"?{group}/memory.swap.max=0"]
+        if kind == "cgroup v1":
+            pids, mem = self.groups
+            return [f"{pids}/pids.max={processes}", f"{mem}/memory.limit_in_bytes={memory}",
+                    f"?{mem}/memory.memsw.limit_in_bytes={memory}"]
+        return []
 
     def _events(self, name: str) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -221,19 +218,23 @@ class Running:
         return ""
 
     def close(self) -> None:
-        """Stop watching, note what ended the command, end what is left and remove the cgroups."""
-        if hasattr(self, "_stop"):
-            self._stop.set()
-            self._hit = self.verdict() and (self._hit or ("memory" if self._oom_killed() else "processes"))
+        """Stop watching, note what ended the command, and remove its cgroups once empty.
+
+        Never kills: a command's processes die with its pid namespace, and a sandbox set up ahead of
+        time may still join these groups after this (the wrapper makes them again; an empty one left
+        behind is removed at a later start).
+        """
+        self._stop.set()
+        self._hit = self.verdict() and (self._hit or ("memory" if self._oom_killed() else "processes"))
         for group in reversed(self.groups):
             for _ in range(50):
-                self.kill()
                 try:
                     group.rmdir()
                     break
-                except OSError:
-                    threading.Event().wait(0.002)  # the last process is being reaped
-        self.groups = [g for g in self.groups if g.exists()]
+                except FileNotFoundError:
+                    break
+                except OSError:  # the last process is being reaped
+                    threading.Event().wait(0.002)
 
 
 def start(limits: Limits, prlimit: str | None, sh: str) -> Running:
