@@ -31,6 +31,7 @@ from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.sanitise import shown
 from midstream.tools.wire.model import ModelClient
@@ -38,6 +39,9 @@ from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MOD
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
+
+if TYPE_CHECKING:
+    from midstream.tools.mcp import McpServers
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
@@ -166,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = _tools()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
                          session_id=transcript.id)
+    mcp = _mcp_servers(args, config, settings, transcript, renderer, headless=task is not None)
+    if mcp is not None:
+        tools.add_source(mcp)  # its tools join between turns
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
 
@@ -173,8 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
+    hooks = _hooks(settings, config, transcript, interactive=interactive)
+    from midstream.tools.tracing import from_environment
+
+    tracer = from_environment(version=_version())  # NOT_TRACING, importing nothing, unless OTEL_ asks
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config))
+                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config),
+                  hooks=hooks, tracer=tracer)
     agent_box.append(agent)
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
@@ -183,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Interactive(agent, renderer, keys)
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
+    agent.hooks.session_start("resume" if history else "startup")
     try:
         if task is not None:
             return _exit_code(agent.send(task))
@@ -190,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
-        agent.close()
+        agent.close("prompt_input_exit" if interactive else "other")
+        if mcp is not None:
+            mcp.close()
+        tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
         _close(renderer, args)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
@@ -208,6 +224,37 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
     say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help", style="dim")
+
+
+def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, interactive: bool) -> Hooks | None:
+    """The settings files' hooks that may run: the person's, and the project's they approved."""
+    tables = settings.tables.get("hooks", [])
+    if not tables:
+        return None
+    from midstream.tools.hooks.approve import runnable_hooks
+    from midstream.tools.hooks.config import HookConfigError, hooks_from_tables, launch_problem
+
+    warnings: list[str] = []
+    try:
+        commands = hooks_from_tables(tables, warnings)
+    except HookConfigError as error:
+        raise _fail(str(error)) from None
+    for warning in warnings:
+        print(f"midstream: {warning}", file=sys.stderr, flush=True)
+
+    def ask(question: str) -> bool:
+        from midstream.tools.cli.repl import _ask
+
+        return (_ask(f"{question} [y/N] ") or "").strip().lower() in ("y", "yes")
+
+    commands = runnable_hooks(commands, config.workspace, ask=ask if interactive else None,
+                              say=lambda line: print(f"midstream: {line}", file=sys.stderr, flush=True))
+    for hook in commands:  # said now, not first at the call it was meant to guard
+        if problem := launch_problem(hook, config.workspace):
+            print(f"midstream: {hook.label()} ({hook.where}) cannot start: {problem} — a configuration error; "
+                  "until it is fixed it fails every time", file=sys.stderr, flush=True)
+    return Hooks(commands, config.workspace, isolation=config.isolation, mode=config.mode,
+                 session_id=transcript.id, transcript_path=str(transcript.path))
 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
@@ -273,6 +320,39 @@ def _tools() -> ToolRegistry:
     from midstream.tools import default_registry
 
     return default_registry()
+
+
+def _mcp_servers(args: argparse.Namespace, config: AgentConfig, settings: Settings, transcript: Transcript,
+                 renderer: Renderer, *, headless: bool) -> McpServers | None:
+    """MCP servers, connecting in the background from here on; only a `required` one delays the start."""
+    if not args.mcp_config and not settings.tables.get("mcp_servers") and not (config.workspace / ".mcp.json").exists():
+        return None  # the common case costs one stat
+    from midstream.tools.mcp import ConfigError, open_servers
+
+    def say(line: str) -> None:
+        renderer.say(f"midstream: {line}", style="yellow")
+
+    try:
+        servers = open_servers(config.workspace, mcp_configs=args.mcp_config, tables=settings.tables.get(
+            "mcp_servers", []), api_key=config.api_key, headless=headless, session_dir=transcript.path.with_suffix(""),
+            state_dir=state_dir(), environ=dict(os.environ), say=say)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    if servers is None:
+        return None
+    servers.start()
+    if held := servers.held_line():
+        say(held)
+    if servers.required:  # the person asked not to start without them
+        try:
+            servers.wait_for(servers.required)
+        except KeyboardInterrupt:  # before the loop's Ctrl-C handling is installed
+            servers.close()
+            raise SystemExit(130) from None
+        if why := servers.failed_required():
+            servers.close()
+            raise _fail(why)
+    return servers
 
 
 def _start_logging(config: AgentConfig) -> None:

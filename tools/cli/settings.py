@@ -55,6 +55,7 @@ PROJECT_RULES: dict[str, str | tuple[Any, ...]] = {
 }
 
 _BY_KEY = {option.key: option for option in OPTIONS if option.key}
+TABLES = ("mcp_servers", "hooks")  # read by their own parts, not options
 
 
 def user_settings_file() -> Path:
@@ -75,6 +76,9 @@ class Settings:
     warnings: list[str] = field(default_factory=list)
     project: list[str] = field(default_factory=list)  # "key = value" for each project setting applied
     refused: list[str] = field(default_factory=list)  # "key = value (why)" for each one refused
+    # Tables another part reads itself, as (file, is it the project's, value): [mcp_servers.NAME] (tools/mcp/),
+    # [[hooks.EVENT]] (tools/hooks/).
+    tables: dict[str, list[tuple[Path, bool, Any]]] = field(default_factory=dict)
 
     def __getitem__(self, dest: str) -> Any:
         return self.values[dest]
@@ -146,6 +150,9 @@ def _check(key: str, option: Option | None, value: Any, where: str) -> Any:
 def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
     data, text = _read(path)
     for key, value in data.items():
+        if key in TABLES:
+            settings.tables.setdefault(key, []).append((path, project, value))
+            continue
         line = _line_of(text, key)
         where = f"{path}:{line}" if line else str(path)
         option = _BY_KEY.get(key)
@@ -154,7 +161,7 @@ def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
                                     if "url" in key.lower() else f"{key} = {value!r} ignored (not a setting)")
             continue
         if option is None and key not in SANDBOX_KEYS:
-            known = ", ".join(sorted([*_BY_KEY, *SANDBOX_KEYS]))
+            known = ", ".join(sorted([*_BY_KEY, *SANDBOX_KEYS, *TABLES]))
             raise SettingError(f"{where}: unknown setting {key!r} (known: {known})")
         checked = _check(key, option, value, f"{where}: {key}")
         dest = option.dest if option else key

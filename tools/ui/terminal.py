@@ -35,6 +35,7 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    HookNotice,
     RequestStarted,
     SandboxStatus,
     TextDelta,
@@ -234,6 +235,8 @@ class TerminalRenderer:
                 self._commit_partial(discarded=False)
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
+            case HookNotice(message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
             case ContextUsed(fraction=fraction):
                 self._context = f" · context {fraction:.0%}" if fraction is not None else ""
             case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
@@ -320,7 +323,7 @@ class TerminalRenderer:
     def _end_tools_left(self) -> None:
         """Calls still listed when the turn ends never finished here: say so, one line each."""
         for line in self._tools.values():
-            status = line.status or line.name
+            status = visible(line.status) if line.status else self._tool_status(line).removesuffix("…")
             if line.started is None:
                 self._print(Text(f"○ {status}: not run (the turn was interrupted before it started)", style="dim"))
             else:
