@@ -236,8 +236,8 @@ class Calls:
     def discard_pending(self) -> None:
         """Every running call's countdown or question ends now, discarding its change set (SIGTERM, exit)."""
         with self._lock:
-            running = list(self._running.values())
-        for ctx in running:
+            live = [ctx for _, ctx in self._live.values()]
+        for ctx in live:
             ctx.discard.set()
 
     # -- settling ---------------------------------------------------------------------------------
