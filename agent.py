@@ -72,8 +72,9 @@ from midstream.tools.events import (
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
-from midstream.tools.wire.providers import client_for
+from midstream.tools.wire.client import ModelClient, Timeouts
+from midstream.tools.wire.errors import FatalModelError, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.providers import PROVIDERS, client_for
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -81,9 +82,6 @@ log = logging.getLogger("midstream.agent")
 # Library practice: without a configured handler our warnings must not reach the terminal through
 # logging's last resort; the command line sends them to the log file instead (tools/cli/logs.py).
 logging.getLogger("midstream").addHandler(logging.NullHandler())
-
-DEFAULT_MODEL = "claude-sonnet-5-5"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
 @dataclass
@@ -94,9 +92,9 @@ class AgentConfig:
     """The directory the tools act in."""
     provider: str = "anthropic"
     """The wire: anthropic (Messages API) or openai (Chat Completions: OpenAI, Ollama, llama.cpp, vLLM)."""
-    model: str = DEFAULT_MODEL
+    model: str = PROVIDERS["anthropic"].model
     """Model name sent with every request."""
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = PROVIDERS["anthropic"].base_url
     """Any Anthropic-compatible Messages API."""
     api_key: str | None = None
     """Sent as x-api-key; may be absent for a local server."""
@@ -209,9 +207,7 @@ class Agent:
             config.provider,
             base_url=config.base_url,
             api_key=config.api_key,
-            connect_timeout=config.connect_timeout,
-            idle_timeout=config.idle_timeout,
-            request_timeout=config.request_timeout,
+            timeouts=Timeouts(config.connect_timeout, config.idle_timeout, config.request_timeout),
         )
         self.guard = CommitGuard()  # every message reaches history through it
         self.scheduler = Scheduler(config.workers)

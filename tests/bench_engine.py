@@ -29,8 +29,9 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # 
 from midstream.tools.testing.scripted_chat import render_chat  # noqa: E402
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 from midstream.tools.wire.assembler import TurnAssembler  # noqa: E402
-from midstream.tools.wire.model import ModelClient  # noqa: E402
-from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient  # noqa: E402
+from midstream.tools.wire.client import ModelClient  # noqa: E402
+from midstream.tools.wire.openai import ChunkTranslator  # noqa: E402
+from midstream.tools.wire.providers import client_for  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
 from tests.conftest import program_env  # noqa: E402
@@ -85,8 +86,8 @@ WIRES = {"anthropic": "Messages SSE", "openai": "Chat Completions"}
 
 def _client(url: str, provider: str) -> ModelClient:
     if provider == "openai":
-        return OpenAIClient(base_url=url + "/v1", api_key="k")
-    return ModelClient(base_url=url, api_key="k")
+        return client_for("openai", base_url=url + "/v1", api_key="k")
+    return client_for("anthropic", base_url=url, api_key="k")
 
 
 def _agent(server: ScriptedServer, renderer: Any, tools: ToolRegistry, workspace: str,

@@ -270,11 +270,12 @@ def test_after_compaction_the_cache_is_read_again_within_two_requests(make_agent
      8192),
 ])
 def test_the_service_s_too_long_answers_map_to_one_error(message, tokens, limit):
-    from midstream.tools.wire.model import ModelClient, PromptTooLong
+    from midstream.tools.wire.errors import PromptTooLong
+    from midstream.tools.wire.providers import client_for
 
     server = ScriptedServer([{"status": 400, "error": {"type": "invalid_request_error", "message": message}}])
     with server:
-        client = ModelClient(base_url=server.url, api_key=None)
+        client = client_for("anthropic", base_url=server.url, api_key=None)
         with pytest.raises(PromptTooLong) as raised:
             with client.stream({"model": "m", "messages": []}):
                 pass
@@ -427,7 +428,7 @@ def test_ctrl_c_during_an_automatic_compaction_stops_the_turn_and_the_session_re
 
 def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and_sent_again():
     from midstream.tools.conversation.compaction import ContextKeeper
-    from midstream.tools.wire.model import PromptTooLong
+    from midstream.tools.wire.errors import PromptTooLong
 
     history: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "Read the pages."}]}]
     for n in range(12):

@@ -10,7 +10,8 @@ import pytest
 from midstream.tools.events import TurnRolledBack
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, ModelClient, RetryableModelError
+from midstream.tools.wire.errors import FatalModelError, RetryableModelError
+from midstream.tools.wire.providers import client_for
 
 
 def _sse_bytes(scripted: dict) -> bytes:
@@ -23,7 +24,7 @@ def _assemble_over(chunks: list[bytes]) -> TurnAssembler:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
 
-    client = ModelClient(base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for("anthropic", base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
     assembler = TurnAssembler()
     with client.stream({"model": "m"}) as events:
         for event in events:
@@ -120,7 +121,7 @@ def test_error_classes_for_statuses():
                          (429, RetryableModelError), (500, RetryableModelError), (529, RetryableModelError)]:
         server = ScriptedServer([{"status": status, "error": {"type": "x", "message": "m"}}])
         with server:
-            client = ModelClient(base_url=server.url, api_key="k")
+            client = client_for("anthropic", base_url=server.url, api_key="k")
             with pytest.raises(kind), client.stream({}) as events:
                 list(events)
             client.close()

@@ -48,7 +48,8 @@ from midstream.tools.events import (
     Event,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.client import ModelClient
+from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
 
 __all__ = [
     "CONTEXT_WINDOWS", "SUMMARY_QUESTION", "SUMMARY_TITLE", "ContextKeeper", "ContextPolicy",

@@ -25,7 +25,7 @@ from midstream.tools.events import (
     ToolCallStarted,
     ToolInputDelta,
 )
-from midstream.tools.wire.model import error_from_event
+from midstream.tools.wire.errors import error_from_event
 from midstream.tools.wire.shapes import EventShapes
 
 __all__ = ["TurnAssembler"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from midstream.tools.wire.model import RetryableModelError
+from midstream.tools.wire.errors import RetryableModelError
 
 __all__ = ["EventShapes", "MalformedStream"]
 
