@@ -17,6 +17,7 @@ import httpx2
 from midstream.tools.wire.client import Reading
 from midstream.tools.wire.errors import (
     RETRYABLE_STATUS,
+    TOO_LONG_STATUS,
     FatalModelError,
     ModelError,
     RetryableModelError,
@@ -97,18 +98,24 @@ def _legal_ids(block: Any) -> Any:
 
 
 def _api_message(body: bytes) -> tuple[str, str]:
+    """The error's type and message: ``{"error": {…}}``, or vLLM's older top-level ``{"object": "error", …}``."""
     try:
-        error = json.loads(body)["error"]
-        return str(error.get("type", "error")), str(error.get("message", ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        parsed = json.loads(body)
+        error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
+        if not isinstance(error, dict) or (error is parsed and "message" not in parsed):
+            raise ValueError("no error object")
+        return str(error.get("type") or error.get("code") or "error"), str(error.get("message", ""))
+    except (ValueError, TypeError):
         return "error", body[:300].decode("utf-8", "replace")
 
 
 def _status_error(status: int, headers: httpx2.Headers, body: bytes, key_env: str) -> ModelError:
     kind, message = _api_message(body)
     wait = retry_after(headers)
-    too_long = prompt_too_long(message, f"HTTP 400 {kind}: {message}") if kind == "invalid_request_error" else None
-    if status == 400 and too_long is not None:
+    # Any type: llama.cpp says exceed_context_size_error, vLLM BadRequestError, Ollama api_error (HTTP 500).
+    if status in TOO_LONG_STATUS and (too_long := prompt_too_long(f"{kind}: {message}",
+                                                                   f"HTTP {status} {kind}: {message}")):
+        too_long.status = status
         return too_long
     if status in RETRYABLE_STATUS:
         return RetryableModelError(f"HTTP {status} {kind}: {message}", status=status, retry_after=wait)

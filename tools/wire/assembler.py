@@ -8,6 +8,12 @@ traceback. Unknown event types are ignored; unknown block types are kept in hist
 they arrived, and deltas of unknown types are accumulated into their block (string fields
 appended, list fields extended, others set), so a block such as the API's ``compaction`` goes
 back to the API as it was streamed.
+
+A ``tool_use`` block is complete at its ``content_block_stop``, or earlier: when a later block
+starts and the input streamed so far parses. llama.cpp's ``/v1/messages`` sends every
+``content_block_stop`` only after the whole reply was generated; without this, ten calls streamed
+over nine seconds would all start at the ninth. Its late stop is then passed over; a delta that
+would extend a call already dispatched is a malformed stream.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from midstream.tools.events import (
     ToolInputDelta,
 )
 from midstream.tools.wire.errors import error_from_event
-from midstream.tools.wire.shapes import EventShapes
+from midstream.tools.wire.shapes import EventShapes, MalformedStream
 
 __all__ = ["TurnAssembler"]
 
@@ -47,6 +53,8 @@ class TurnAssembler:
         self.complete = False
         self.bad_tool_ids: set[str] = set()
         self._shapes = EventShapes()
+        self._waiting: list[int] = []  # tool_use blocks still open, oldest first
+        self._done_early: set[int] = set()  # ...finished when a later block started; their stop is passed over
 
     def feed(self, event: dict[str, Any]) -> list[Event]:
         """Apply one stream event; return what the renderer and the dispatcher should hear."""
@@ -56,10 +64,13 @@ class TurnAssembler:
                 self.usage.update((event.get("message") or {}).get("usage") or {})
                 self.model = str((event.get("message") or {}).get("model") or "")
             case "content_block_start":
-                return self._start_block(event["index"], dict(event["content_block"]))
+                return [*self._finish_earlier(event["index"]), *self._start_block(event["index"],
+                                                                                  dict(event["content_block"]))]
             case "content_block_delta":
                 return self._delta(event["index"], event.get("delta") or {})
             case "content_block_stop":
+                if event["index"] in self._done_early:
+                    return []
                 return self._stop_block(event["index"])
             case "message_delta":
                 delta = event.get("delta") or {}
@@ -84,8 +95,25 @@ class TurnAssembler:
             self._parts[index] = [block.get("thinking", "")]
         elif kind in _TOOL_BLOCKS:
             self._parts[index] = []
+            if kind == "tool_use":
+                self._waiting.append(index)
             return [ToolCallStarted(index, block.get("id", ""), block.get("name", ""))]
         return []
+
+    def _finish_earlier(self, index: int) -> list[Event]:
+        """Block ``index`` starts: each open tool_use before it whose input parses is complete now."""
+        events: list[Event] = []
+        for earlier in [i for i in self._waiting if i < index]:
+            raw = "".join(self._parts[earlier])
+            try:
+                parsed = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                continue  # not whole yet (or never): its content_block_stop decides
+            if isinstance(parsed, dict):
+                self._parts[earlier] = [raw]
+                self._done_early.add(earlier)
+                events += self._stop_block(earlier)
+        return events
 
     def _accumulate(self, block: dict[str, Any], delta: dict[str, Any]) -> None:
         """A delta of a type we do not know: its fields extend the block's fields of the same name."""
@@ -107,6 +135,11 @@ class TurnAssembler:
                 self._parts[index].append(delta["text"])
                 return [TextDelta(index, delta["text"])]
             case "input_json_delta":
+                if index in self._done_early:
+                    if delta["partial_json"].strip():
+                        raise MalformedStream(f"input for tool call {block.get('id')!r} after a later block "
+                                              "had started and its input was already whole")
+                    return []
                 self._parts.setdefault(index, []).append(delta["partial_json"])  # any block with an input
                 return [ToolInputDelta(block.get("id", ""), delta["partial_json"])]
             case "thinking_delta":
@@ -121,6 +154,8 @@ class TurnAssembler:
         return []
 
     def _stop_block(self, index: int) -> list[Event]:
+        if index in self._waiting:
+            self._waiting.remove(index)
         block = self.blocks[index]
         kind = block.get("type", "")
         parts = self._parts.pop(index, None)

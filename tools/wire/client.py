@@ -11,15 +11,24 @@ our own byte-level splitter (``tools/wire/sse.py``: 0.35 s per MB of tool input 
 assembly, against 0.48 s through ``httpx2.EventSource``). The SDK's own streaming paths cost
 2.4–12 s per MB of tool input and ``import anthropic`` ~1.8 s of start-up (see shared/DESIGN.md),
 so the SDK is not on this path.
+
+Bounded from the first byte: the watchdog shuts down the connection's socket at the request time
+limit whether the request is being sent, its headers awaited or its body read (the socket is known
+from the moment it connects, through httpcore's trace hook), and connecting itself is given no
+more than that limit. A loopback base URL never goes through a proxy (HTTP_PROXY is for the way
+out); a proxy that fails is named as the proxy. A kept-alive connection holding bytes past the
+end of the last answer is discarded before the next request, never read as its answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,6 +133,10 @@ class ModelClient:
         # not at all for a plain-http server (a local llama.cpp or Ollama).
         self._tls = _Background(httpx2.create_ssl_context) if base_url.startswith("https:") else None
         self._built: httpx2.Client | None = None
+        loopback = _is_loopback(base_url)
+        self._client_settings["trust_env"] = not loopback  # the environment's proxies are for the way out
+        self._proxy = None if loopback else _proxy_for(base_url)
+        self._connection_stream: Any = None  # the pool's one connection, from the moment it connects
 
     @property
     def _http(self) -> httpx2.Client:
@@ -139,6 +152,7 @@ class ModelClient:
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+        _discard_stray_bytes(self._http)
         body = self.dialect.body(body)
         parts = self._encoder.parts(body)  # written one after the other: the body is never joined
         size = sum(map(len, parts))
@@ -154,6 +168,7 @@ class ModelClient:
             with self._http.stream(
                 "POST", self.path, content=iter(parts),
                 headers={"content-type": "application/json", "content-length": str(size)},
+                timeout=self._timeout, extensions={"trace": self._trace},
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
@@ -188,6 +203,17 @@ class ModelClient:
             watchdog.cancel()
             self._socket = None
 
+    @property
+    def _timeout(self) -> httpx2.Timeout:
+        limits = self._timeouts
+        connect = min(limits.connect, limits.request)  # the watchdog has no socket to shut while connecting
+        return httpx2.Timeout(connect=connect, read=limits.idle, write=limits.write, pool=connect)
+
+    def _trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: the socket of a new connection (to the service or the proxy)."""
+        if name.endswith(("connect_tcp.complete", "start_tls.complete")):
+            self._connection_stream = info.get("return_value")
+
     def _expire(self) -> None:
         self._expired = True
         self.abort()
@@ -199,7 +225,7 @@ class ModelClient:
     def abort(self) -> None:
         """Shut down the socket being read: closing a response from another thread does not wake a
         thread blocked in recv(), but ``shutdown(SHUT_RDWR)`` does, in well under a millisecond."""
-        stream = self._socket
+        stream = self._socket or self._connection_stream
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -208,13 +234,50 @@ class ModelClient:
     def _translate(self, exc: httpx2.HTTPError | httpx2.StreamError) -> RetryableModelError:
         if isinstance(exc, httpx2.ReadTimeout):
             return RetryableModelError(f"no data from the model service for {self._timeouts.idle:g} s")
+        url = self._client_settings["base_url"]
+        if self._proxy and isinstance(exc, httpx2.ConnectError | httpx2.ProxyError | httpx2.ConnectTimeout):
+            return RetryableModelError(f"the proxy {self._proxy} (from the environment's proxy variables) failed "
+                                       f"on the way to {url}: {exc or type(exc).__name__}; fix or unset it, or "
+                                       "add the host to NO_PROXY")
         if isinstance(exc, httpx2.ConnectError):
-            url = self._client_settings["base_url"]
             return RetryableModelError(f"cannot connect to the model service at {url}: {exc}")
         if isinstance(exc, httpx2.DecodingError):
             return RetryableModelError(f"the model service sent a body that cannot be decoded: {exc}")
         # reset, dropped mid-stream, malformed chunking
         return RetryableModelError(f"connection to the model service broke: {exc or type(exc).__name__}")
+
+
+def _is_loopback(url: str) -> bool:
+    host = httpx2.URL(url).host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment sends ``url`` through, as httpx reads it (``*_PROXY``, ``NO_PROXY``)."""
+    proxies = urllib.request.getproxies_environment()
+    parsed = httpx2.URL(url)
+    if urllib.request.proxy_bypass_environment(parsed.host, proxies):
+        return None
+    return proxies.get(parsed.scheme) or proxies.get("all")
+
+
+def _discard_stray_bytes(client: httpx2.Client) -> None:
+    """httpcore reuses an idle connection unless its socket is readable; but bytes a server sent past
+    the end of its last answer may already sit in h11's buffer, and would be read as the next
+    answer. Such a connection is closed (the pool then opens a fresh one). Reaches into httpcore's
+    objects, each step checked: if they change, connections are simply reused as before."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    for connection in getattr(pool, "connections", ()):
+        state = getattr(getattr(connection, "_connection", None), "_h11_state", None)
+        trailing = getattr(state, "trailing_data", (b"", False))
+        if connection.is_idle() and (trailing[0] or trailing[1]):
+            log.warning("discarding a kept-alive connection holding %d bytes past the last answer", len(trailing[0]))
+            connection.close()
 
 
 def _drain(chunks: Iterator[bytes]) -> None:

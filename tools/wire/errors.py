@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "RETRYABLE_ERROR_TYPES", "RETRYABLE_STATUS", "FatalModelError", "ModelError", "PromptTooLong",
+    "RETRYABLE_ERROR_TYPES", "RETRYABLE_STATUS", "TOO_LONG_STATUS", "FatalModelError", "ModelError", "PromptTooLong",
     "RetryableModelError", "error_from_event", "prompt_too_long", "retry_after",
 ]
 
@@ -98,14 +98,20 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 # the window "input length and `max_tokens` exceed context limit: 197202 + 16000 > 200000, …".
 # OpenAI-compatible servers: the codes context_length_exceeded (OpenAI), exceed_context_size_error
 # (llama.cpp: "the request exceeds the available context size"), context_window_exceeded, and vLLM's
-# "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens".
+# "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens" (or "your
+# request has 5000 input tokens"; vLLM's V1 engine: "The decoder prompt (length 5000) is longer than the
+# maximum model length of 4096"); Ollama: "input exceeds context length", "the input length exceeds the
+# context length". These come as HTTP 400, 413 or (Ollama) 500, on either wire.
 _TOO_LONG = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)|maximum context length"
                        r"|context_length_exceeded|exceed_context_size_error|context_window_exceeded"
-                       r"|context (?:length|size|window)[^.]{0,60}exceed|exceeds? the (?:available )?context",
+                       r"|context (?:length|size|window)[^.]{0,60}exceed"
+                       r"|exceeds? (?:the )?(?:available |maximum )?context|longer than the maximum model length",
                        re.IGNORECASE)
 # OpenAI-compatible: "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens"
-_OPENAI_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens",
-                             re.DOTALL)
+_OPENAI_NUMBERS = re.compile(r"maximum (?:context|model) length (?:is |of )?(\d+)(?: tokens)?.*?"
+                             r"(?:resulted in|requested|has) (\d+)(?: input)? tokens", re.DOTALL)
+_VLLM_NUMBERS = re.compile(r"prompt \(length (\d+)\) is longer than the maximum model length of (\d+)")
+TOO_LONG_STATUS = {400, 413, 500}  # the statuses a "context full" answer comes with
 _TOO_LONG_NUMBERS = re.compile(r"(\d+)(?: \+ (\d+))?(?: tokens)? > (\d+)")
 
 
@@ -119,6 +125,8 @@ def prompt_too_long(text: str, shown: str | None = None) -> PromptTooLong | None
         tokens, limit = int(numbers.group(1)) + int(numbers.group(2) or 0), int(numbers.group(3))
     elif openai := _OPENAI_NUMBERS.search(text):
         limit, tokens = int(openai.group(1)), int(openai.group(2))
+    elif vllm := _VLLM_NUMBERS.search(text):
+        tokens, limit = int(vllm.group(1)), int(vllm.group(2))
     return PromptTooLong(shown or text, tokens=tokens, limit=limit)
 
 

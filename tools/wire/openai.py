@@ -28,6 +28,7 @@ from midstream.tools.conversation.history import as_blocks
 from midstream.tools.wire.client import Reading
 from midstream.tools.wire.errors import (
     RETRYABLE_STATUS,
+    TOO_LONG_STATUS,
     FatalModelError,
     ModelError,
     PromptTooLong,
@@ -332,7 +333,7 @@ def _status_error(status: int, headers: httpx2.Headers, body: bytes, key_env: st
         error = {"message": body[:300].decode("utf-8", "replace")}
     kind, message = _kind(error), str(error.get("message", ""))
     text = f"HTTP {status} {kind}: {message}"
-    if status in (400, 413) and (too_long := _too_long(error, kind, message, text)):
+    if status in TOO_LONG_STATUS and (too_long := _too_long(error, kind, message, text)):
         too_long.status = status
         return too_long
     if status in RETRYABLE_STATUS and kind != "insufficient_quota":
