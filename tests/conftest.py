@@ -1,19 +1,17 @@
-"""Shared fixtures: an isolated environment, a recording renderer, test tools that log their order."""
+"""Fixtures only: an isolated environment, a workspace, an agent factory. Shared helpers live in helpers.py."""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from midstream.agent import Agent, AgentConfig
-from midstream.tools.events import Event
-from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
+from midstream.tools.registry import ToolRegistry
 from midstream.tools.testing.scripted_server import ScriptedServer
+
+from tests.helpers import RecordingRenderer, recording_tool
 
 
 @pytest.fixture(autouse=True)
@@ -25,66 +23,6 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
                  "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
-
-
-def program_env(**extra: str) -> dict[str, str]:
-    """The environment for running midstream as a process: ours without any ANTHROPIC_* or OPENAI_*
-    setting, so nothing can reach a real model service, plus ``extra``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
-
-
-class RecordingRenderer:
-    """Keeps every event; optionally mirrors tool starts into a shared order log."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
-
-    def show(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return condition()
-
-
-def recording_tool(log: list[str]):
-    """A tool that writes start:/end: lines into ``log`` and can wait for another call to start."""
-
-    def access(workspace: Path, args: dict[str, Any]) -> Access:
-        if args.get("writes"):
-            return Access.writing(args["writes"])
-        return Access.reading(args.get("reads") or args.get("label", "?"))
-
-    @tool(status=lambda args: f"Recording {args.get('label')}", access=access)
-    def record(
-        ctx: ToolContext,
-        label: str,
-        reads: str = "",
-        writes: str = "",
-        wait_for: str = "",
-        wait_seconds: float = 5.0,
-        fail: bool = False,
-    ) -> str:
-        """Record this call's start and end in the test's order log."""
-        log.append(f"start:{label}")
-        if wait_for:
-            wait_until(lambda: f"start:{wait_for}" in log, wait_seconds)
-        log.append(f"end:{label}")
-        if fail:
-            raise ToolError(f"{label} failed on purpose")
-        return f"recorded {label}"
-
-    return record
 
 
 @pytest.fixture

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import midstream as run
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDSTREAM = Path(sys.executable).parent / "midstream"
-
-
-def run(args: list[str], cwd: Path, env_extra: dict[str, str], script: bool = False) -> subprocess.CompletedProcess:
-    env = program_env(**env_extra)
-    command = [str(MIDSTREAM)] if script else [sys.executable, "-m", "midstream"]
-    return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_print_mode_prints_the_reply_and_exits_0(workspace):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import pexpect
@@ -21,8 +21,8 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
 from midstream.tools.testing.cache_model import CacheModel
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
-from tests.test_prompts_and_cache import LONG_SYSTEM
+from tests.helpers import LONG_SYSTEM, program_env
+from tests.helpers import spawn as _spawn
 
 WINDOW = 6000
 
@@ -283,10 +283,7 @@ def test_the_service_s_too_long_answers_map_to_one_error(message, tokens, limit)
     assert raised.value.tokens == tokens and raised.value.limit == limit and not raised.value.retryable
 
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args], cwd=str(workspace),
-                         env=program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm"), dimensions=(30, 140),
-                         encoding="utf-8", timeout=20)
+spawn = functools.partial(_spawn, dimensions=(30, 140))
 
 
 def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,17 +12,13 @@ import pexpect
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
-from tests.test_shell_tool import processes_with
+from tests.helpers import processes_with, wait_until
+from tests.helpers import spawn as _spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    env = program_env()
-    env |= {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", *args],
-                         cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=20)
+spawn = functools.partial(_spawn, mode="auto")
 
 
 def sleeper(marker: str, seconds: int = 300) -> str:

@@ -3,6 +3,7 @@ mid-stream dispatch, history translated per request, the same rollback and retry
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -21,11 +22,9 @@ from midstream.tools.wire.errors import FatalModelError, PromptTooLong, Retryabl
 from midstream.tools.wire.openai import ChunkTranslator, chat_request
 from midstream.tools.wire.providers import client_for
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import assemble_over, chat_agent, program_env, wait_until
 
-
-def chat_agent(make_agent, server: ScriptedServer, **overrides):
-    return make_agent(server, provider="openai", base_url=server.url + "/v1", model="qwen2.5:3b", **overrides)
+_assemble_over = functools.partial(assemble_over, "openai", base_url="http://model.test/v1")
 
 
 def _event(scripted: dict, kind: str, index: int | None = None) -> dict:
@@ -277,19 +276,6 @@ def test_context_overflow_inside_the_stream_is_prompt_too_long():
 
 
 # -- awkward boundaries, usage, stop reasons -----------------------------------------------------------
-
-def _assemble_over(chunks: list[bytes]) -> TurnAssembler:
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
-
-    client = client_for("openai", base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
-    assembler = TurnAssembler()
-    with client.stream({"model": "m", "messages": []}) as events:
-        for event in events:
-            assembler.feed(event)
-    client.close()
-    return assembler
-
 
 TRICKY = {"path": 'quote " back\\slash \n newline', "emoji": "héllo 😀 世界", "n": [1, 2.5, None, True]}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from midstream.sandbox.allowlist import allowed
 from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.test_sandbox import git
+from tests.helpers import git
 
 SNEAKY = [
     "cat a.txt > copy.txt",

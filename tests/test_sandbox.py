@@ -24,7 +24,7 @@ from midstream.tools.registry import ToolContext
 from midstream.tools.shell import bash
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
-from tests.conftest import program_env
+from tests.helpers import git, program_env
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")
 
@@ -32,11 +32,6 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 def sh(workspace: Path, command: str, **extras):
     ctx = ToolContext(workspace, extras={"isolation": "bwrap", **extras})
     return bash.run(ctx, {"command": command, "timeout": 60})
-
-
-def git(workspace: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=workspace, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from midstream.tools.cli.logs import RedactSecrets
 from midstream.tools.conversation.transcript import state_dir
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 SECRETS = {
     "aws": "AKIA" + uuid.uuid4().hex[:16].upper(),

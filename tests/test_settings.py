@@ -11,12 +11,7 @@ import pytest
 from midstream.tools.cli.options import OPTIONS
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
-
-
-def midstream(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "midstream", *args], cwd=cwd, env=program_env(**(env_extra or {})),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+from tests.helpers import midstream, program_env
 
 
 def user_settings(text: str) -> Path:

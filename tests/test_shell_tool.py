@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import tracemalloc
@@ -14,25 +13,13 @@ from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.registry import ToolContext
 from midstream.tools.shell import bash
 
-from tests.conftest import wait_until
+from tests.helpers import processes_with, wait_until
 
 
 def run(workspace, command, isolation="none", **args):
     lines: list[str] = []
     ctx = ToolContext(workspace, report_progress=lines.append, extras={"isolation": isolation})
     return bash.run(ctx, {"command": command, **args}), lines, ctx
-
-
-def processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and "pytest" not in cmdline:
-            found.append(f"{pid}: {cmdline}")
-    return found
 
 
 def test_output_is_merged_with_its_exit_status(workspace):

@@ -31,7 +31,7 @@ from midstream.tools.ui.render import JsonRenderer
 from midstream.tools.ui.terminal import TerminalRenderer
 from rich.console import Console
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = default_registry()

@@ -7,6 +7,7 @@
 - ``openai.py``     the Chat Completions dialect: requests translated, chunks into Messages events
 - ``sse.py``        the byte-level SSE splitter
 - ``shapes.py``     the shape check every Messages event passes before the assembler
+- ``chat_shapes.py`` the shape check every Chat Completions chunk passes before its translator
 - ``assembler.py``  stream events into the partial assistant message and renderer events
 - ``body.py``       the request body, serialised incrementally
 - ``recording.py``  --record and --replay

@@ -14,12 +14,18 @@ starts and the input streamed so far parses. llama.cpp's ``/v1/messages`` sends 
 ``content_block_stop`` only after the whole reply was generated; without this, ten calls streamed
 over nine seconds would all start at the ninth. Its late stop is then passed over; a delta that
 would extend a call already dispatched is a malformed stream.
+
+Text and thinking are the wire's strings, which may hold UTF-16 surrogates (JSON's ``\ud83d``): a
+delta ending in the first half of a pair is held back until the next one brings the second, and
+a surrogate left alone is replaced (U+FFFD), so what reaches the renderer, history and the
+transcript is always encodable; the same holds for strings inside a tool's input.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from midstream.tools.events import (
@@ -34,11 +40,30 @@ from midstream.tools.events import (
 from midstream.tools.wire.errors import error_from_event
 from midstream.tools.wire.shapes import EventShapes, MalformedStream
 
-__all__ = ["TurnAssembler"]
+__all__ = ["TurnAssembler", "whole_characters"]
 
 log = logging.getLogger("midstream.assembler")
 
 _TOOL_BLOCKS = {"tool_use", "server_tool_use"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def whole_characters(text: str) -> str:
+    """Surrogate pairs joined into their character, lone surrogates replaced by U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _whole_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return whole_characters(value)
+    if isinstance(value, dict):
+        return {whole_characters(k): _whole_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_strings(v) for v in value]
+    return value
 
 
 class TurnAssembler:
@@ -53,6 +78,7 @@ class TurnAssembler:
         self.complete = False
         self.bad_tool_ids: set[str] = set()
         self._shapes = EventShapes()
+        self._held: dict[int, str] = {}  # a first surrogate half at the end of a block's last delta
         self._waiting: list[int] = []  # tool_use blocks still open, oldest first
         self._done_early: set[int] = set()  # ...finished when a later block started; their stop is passed over
 
@@ -90,9 +116,9 @@ class TurnAssembler:
         self.blocks[index] = block
         kind = block.get("type")
         if kind == "text":
-            self._parts[index] = [block.get("text", "")]
+            self._parts[index] = [whole_characters(block.get("text", ""))]
         elif kind == "thinking":
-            self._parts[index] = [block.get("thinking", "")]
+            self._parts[index] = [whole_characters(block.get("thinking", ""))]
         elif kind in _TOOL_BLOCKS:
             self._parts[index] = []
             if kind == "tool_use":
@@ -132,8 +158,9 @@ class TurnAssembler:
         block = self.blocks[index]  # EventShapes made sure the block is open
         match delta.get("type"):
             case "text_delta":
-                self._parts[index].append(delta["text"])
-                return [TextDelta(index, delta["text"])]
+                text = self._whole(index, delta["text"])
+                self._parts[index].append(text)
+                return [TextDelta(index, text)] if text else []
             case "input_json_delta":
                 if index in self._done_early:
                     if delta["partial_json"].strip():
@@ -143,8 +170,9 @@ class TurnAssembler:
                 self._parts.setdefault(index, []).append(delta["partial_json"])  # any block with an input
                 return [ToolInputDelta(block.get("id", ""), delta["partial_json"])]
             case "thinking_delta":
-                self._parts[index].append(delta["thinking"])
-                return [ThinkingDelta(index, delta["thinking"])]
+                thinking = self._whole(index, delta["thinking"])
+                self._parts[index].append(thinking)
+                return [ThinkingDelta(index, thinking)] if thinking else []
             case "signature_delta":
                 block["signature"] = block.get("signature", "") + delta["signature"]
             case "citations_delta":
@@ -153,12 +181,22 @@ class TurnAssembler:
                 self._accumulate(block, delta)
         return []
 
+    def _whole(self, index: int, piece: str) -> str:
+        """A delta's text in whole characters; a trailing first half waits for its second."""
+        piece = self._held.pop(index, "") + piece
+        if piece and "\ud800" <= piece[-1] <= "\udbff":
+            self._held[index], piece = piece[-1], piece[:-1]
+        return whole_characters(piece)
+
     def _stop_block(self, index: int) -> list[Event]:
         if index in self._waiting:
             self._waiting.remove(index)
         block = self.blocks[index]
         kind = block.get("type", "")
         parts = self._parts.pop(index, None)
+        if index in self._held and parts is not None:
+            parts.append("\ufffd")  # a first half whose second never came
+            del self._held[index]
         if kind == "text" and parts is not None:
             block["text"] = "".join(parts)
         elif kind == "thinking" and parts is not None:
@@ -182,6 +220,8 @@ class TurnAssembler:
             if parsed is not None and not isinstance(parsed, dict):
                 error = f"The tool input must be a JSON object, got {type(parsed).__name__}; nothing was run."
                 parsed = None
+            if isinstance(parsed, dict) and (_SURROGATE.search(raw) or _ESCAPED_SURROGATE.search(raw)):
+                parsed = _whole_strings(parsed)
             # History must hold an object; a broken input is recorded as {} beside the error result.
             block["input"] = parsed if isinstance(parsed, dict) else {}
         else:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 from midstream.tools.conversation.history import as_blocks
+from midstream.tools.wire.chat_shapes import check_chunk
 from midstream.tools.wire.client import Reading
 from midstream.tools.wire.errors import (
     RETRYABLE_STATUS,
@@ -362,8 +363,8 @@ def _chat_events(headers: httpx2.Headers, reading: Reading,
             chunk = _decode_json(data.decode("utf-8"))
         except ValueError as exc:
             raise RetryableModelError(f"malformed chunk from the model service: {data[:120]!r}") from exc
-        if isinstance(chunk, dict):
-            yield from translator.chunk(chunk)
+        check_chunk(chunk)  # raises MalformedStream (retryable) for a shape the translator cannot read
+        yield from translator.chunk(chunk)
 
 
 class ChatDialect:

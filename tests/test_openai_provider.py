@@ -1,5 +1,5 @@
-"""Issue 17's Chat Completions wire on top of main's client (issue 14), error recogniser (18),
-option table (16) and usage events (15): each side's promise, held on the other's ground."""
+"""Choosing the OpenAI provider keeps every promise of the rest of the program: the client's one connection
+and request timeout, the shape check, usage with the model's name, overflow recovery, the provider table."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from midstream.tools.conversation.history import history_problems
 from midstream.tools.events import Compacted, RequestUsage, TurnRolledBack
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
-from midstream.tools.wire import errors as model_module
+from midstream.tools.wire import errors
 from midstream.tools.wire.openai import chat_request
 from midstream.tools.wire.providers import client_for
 
-from tests.test_openai_wire import chat_agent
+from tests.helpers import chat_agent
 
-# -- issue 14's client: one connection, the watchdog, the encoded body ----------------------------
+# -- the client: one connection, the watchdog, the encoded body ----------------------------
 
 
 def test_one_connection_serves_a_whole_chat_turn(make_agent):
@@ -90,7 +90,7 @@ def test_translated_events_pass_the_shape_check_and_a_nameless_call_is_retried(m
     assert agent.history[-1]["content"] == [{"type": "text", "text": "fine"}]
 
 
-# -- issue 15: usage, with the model the server reported ------------------------------------------
+# -- usage, with the model the server reported ------------------------------------------
 
 
 def test_usage_names_the_model_the_chat_server_reported(make_agent):
@@ -102,7 +102,7 @@ def test_usage_names_the_model_the_chat_server_reported(make_agent):
     assert len(usage) == 1 and usage[0].model == "scripted"  # what the chunks said, not what was asked for
 
 
-# -- issue 18: one PromptTooLong, one recogniser, and the loop's recovery -------------------------
+# -- one PromptTooLong, one recogniser, and the loop's recovery -------------------------
 
 
 @pytest.mark.parametrize(("status", "error", "tokens", "limit"), [
@@ -119,11 +119,11 @@ def test_every_server_s_overflow_is_the_one_prompt_too_long_with_its_numbers(sta
         return httpx2.Response(status, json={"error": error})
 
     client = client_for("openai", base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
-    with pytest.raises(model_module.PromptTooLong) as raised, client.stream({"model": "m", "messages": []}):
+    with pytest.raises(errors.PromptTooLong) as raised, client.stream({"model": "m", "messages": []}):
         pass
-    assert type(raised.value) is model_module.PromptTooLong and raised.value.status == status
+    assert type(raised.value) is errors.PromptTooLong and raised.value.status == status
     assert (raised.value.tokens, raised.value.limit) == (tokens, limit)
-    assert model_module.prompt_too_long(f"{error.get('code') or error.get('type')}: {error['message']}") is not None
+    assert errors.prompt_too_long(f"{error.get('code') or error.get('type')}: {error['message']}") is not None
 
 
 @tool(status=lambda args: "Fetching", access=lambda ws, args: Access.reading("pages"))
@@ -157,7 +157,7 @@ def test_an_overflow_on_the_chat_wire_compacts_once_and_the_retry_succeeds(make_
     assert history_problems(agent.history) == []
 
 
-# -- issue 16: --provider is one line of the table; the model follows the provider ----------------
+# -- --provider is one line of the table; the model follows the provider ----------------
 
 
 def _config(argv: list[str]):
