@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Connection", "RawRequest", "RawServer", "Script", "chat", "http", "sse", "stream"]
+__all__ = ["Connection", "RawRequest", "RawServer", "Script", "chat", "http", "reply_bytes", "sse", "stream"]
 
 
 @dataclass
@@ -180,3 +180,12 @@ class Script:
             return answer(request, connection)
         connection.send(answer)
         return None
+
+
+def reply_bytes(provider: str, events: list[dict[str, Any]]) -> bytes:
+    """A whole 200 answer carrying Messages ``events`` on ``provider``'s wire."""
+    if provider == "openai":
+        from midstream.tools.testing.scripted_chat import render_chat
+
+        return stream(render_chat(events))
+    return stream(sse(events))

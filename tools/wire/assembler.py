@@ -194,9 +194,11 @@ class TurnAssembler:
         block = self.blocks[index]
         kind = block.get("type", "")
         parts = self._parts.pop(index, None)
-        if index in self._held and parts is not None:
-            parts.append("\ufffd")  # a first half whose second never came
+        shown: list[Event] = []
+        if index in self._held and parts is not None:  # a first half whose second never came
             del self._held[index]
+            parts.append("\ufffd")
+            shown.append(TextDelta(index, "\ufffd") if kind == "text" else ThinkingDelta(index, "\ufffd"))
         if kind == "text" and parts is not None:
             block["text"] = "".join(parts)
         elif kind == "thinking" and parts is not None:
@@ -206,7 +208,7 @@ class TurnAssembler:
             return [BlockStopped(index, kind), ready] if kind == "tool_use" else [BlockStopped(index, kind)]
         elif parts is not None:  # a block type we do not know that streamed an input
             self._finish_tool_input(index, block, "".join(parts))
-        return [BlockStopped(index, kind)]
+        return [*shown, BlockStopped(index, kind)]
 
     def _finish_tool_input(self, index: int, block: dict[str, Any], raw: str) -> ToolCallReady:
         error = None
