@@ -32,7 +32,6 @@ they replace, so the full history stays on disk and ``--continue`` resumes the c
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +44,7 @@ from midstream.tools.conversation.clearing import (
     recent_from,
 )
 from midstream.tools.conversation.history import as_blocks, history_problems
+from midstream.tools.conversation.summary import ACTIVITY, SUMMARY_TITLE, activity_of, trimmed, with_question
 from midstream.tools.conversation.tokens import estimate_tokens, prompt_tokens
 from midstream.tools.events import (
     Compacted,
@@ -72,7 +72,6 @@ CONTEXT_WINDOWS: dict[str, int] = {
     "claude": 200_000,
 }
 
-SUMMARY_TITLE = "[Earlier conversation, compacted]"
 SUMMARY_QUESTION = """[Compaction request] The conversation is about to be compacted: everything before the last \
 few messages will be replaced by your summary, so work must be able to continue from it alone. Do not call \
 any tools. Answer only with the summary, under these headings:
@@ -89,7 +88,6 @@ Commands run and their outcomes: builds, tests passing or failing, errors.
 What is unresolved, broken or uncertain.
 ## Next step
 What you were about to do next."""
-_LEFT_OUT = "[The beginning of the conversation did not fit in the request for the summary and is left out.]"
 
 
 def context_window_for(model: str, configured: int | None = None) -> int | None:
@@ -296,8 +294,8 @@ class ContextKeeper:
                 apply_notes(tail, [item])
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
-        activity = _activity(history[:start])
-        text = f"{title}\n\n{summary}" + (f"\n\n{_ACTIVITY}\n{activity}" if activity else "")
+        activity = activity_of(history[:start])
+        text = f"{title}\n\n{summary}" + (f"\n\n{ACTIVITY}\n{activity}" if activity else "")
         compacted = [{"role": "user", "content": [{"type": "text", "text": text}]}, *tail]
         if problems := history_problems(compacted):  # cannot happen: the tail starts at an assistant message
             log.error("compaction would make an invalid history, not applied: %s", problems)
@@ -375,12 +373,12 @@ class ContextKeeper:
         """Ask for the summary with the history as sent, trimmed only when it cannot fit."""
         question = SUMMARY_QUESTION + (f"\n\nThe person asks to keep in particular: {instructions}"
                                        if instructions else "")
-        messages = _with_question(history, question)
+        messages = with_question(history, question)
         max_tokens = min(self.policy.summary_max_tokens, self.max_tokens)
         limit = self.window - max_tokens if self.window else None
         for _ in range(4):
             if limit is not None:
-                messages = _trimmed(messages, base, limit)
+                messages = trimmed(messages, base, limit)
             body = {**base, "max_tokens": max_tokens, "messages": messages}
             try:
                 text, usage = self._ask(body)
@@ -394,68 +392,6 @@ class ContextKeeper:
                 raise ModelError("the model's summary was empty")
             return text.strip(), usage
         raise ModelError("the conversation is too long even to summarise")
-
-
-_ACTIVITY = "## Tool calls in the summarised part"
-_ACTIVITY_LINE = re.compile(r"^- (\S+) ×(\d+)(?:: (.*))?$")
-
-
-def _activity(messages: list[dict[str, Any]]) -> str:
-    """What the summarised part did, from the record rather than the model's memory: each tool with
-    its call count and the paths or commands it was given (the latest ten), earlier compactions'
-    counts included."""
-    counts: dict[str, int] = {}
-    targets: dict[str, list[str]] = {}
-    for message in messages:
-        for block in as_blocks(message["content"]):
-            if block.get("type") == "text" and block.get("text", "").startswith(SUMMARY_TITLE):
-                for line in block["text"].rpartition(_ACTIVITY)[2].splitlines():
-                    if found := _ACTIVITY_LINE.match(line):
-                        counts[found[1]] = counts.get(found[1], 0) + int(found[2])
-                        targets.setdefault(found[1], []).extend(found[3].split(", ") if found[3] else [])
-            elif block.get("type") == "tool_use":
-                args = block.get("input") or {}
-                target = args.get("path") or args.get("command") or args.get("pattern") or ""
-                name = str(block.get("name"))
-                counts[name] = counts.get(name, 0) + 1
-                targets.setdefault(name, []).append(str(target)[:80].replace("\n", " "))
-    lines = []
-    for name, count in counts.items():
-        distinct = list(dict.fromkeys(t for t in reversed(targets[name]) if t))[:10][::-1]
-        lines.append(f"- {name} ×{count}" + (f": {', '.join(distinct)}" if distinct else ""))
-    return "\n".join(lines)
-
-
-def _with_question(history: list[dict[str, Any]], question: str) -> list[dict[str, Any]]:
-    """The history as last sent plus the question, appended to the last user message if there is one
-    (so everything before it is the cached prefix)."""
-    block = {"type": "text", "text": question}
-    if history and history[-1]["role"] == "user":
-        last = history[-1]
-        return [*history[:-1], {**last, "content": [*as_blocks(last["content"]), block]}]
-    return [*history, {"role": "user", "content": [block]}]
-
-
-def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """Messages for the summary request within ``limit`` tokens: old results cleared, then the newest
-    ones, then the oldest messages left out (from an assistant message on, after a note saying so)."""
-    def fits(candidate: list[dict[str, Any]]) -> bool:
-        return prompt_tokens({**base, "messages": candidate}) <= limit
-
-    if fits(messages):
-        return messages
-    messages = list(messages)
-    assistants = assistant_indices(messages)
-    for until in (assistants[-1] if assistants else 0, len(messages)):
-        apply_notes(messages, clearable(messages, until))
-        if fits(messages):
-            return messages
-    candidate = messages
-    for start in assistants:
-        candidate = [{"role": "user", "content": [{"type": "text", "text": _LEFT_OUT}]}, *messages[start:]]
-        if fits(candidate):
-            break
-    return candidate  # if this does not fit either, the service will say so
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[

@@ -78,7 +78,7 @@ def _delta_problem(delta: Any) -> str | None:
         if not _optional(function, dict):
             return "a tool call's function is not an object"
         if function and (not _optional(function.get("name"), str)
-                         or not _optional(function.get("arguments"), str | dict)):
+                         or not _optional(function.get("arguments"), (str, dict))):
             return "a tool call's name or arguments have the wrong type"
     return None
 

@@ -261,7 +261,7 @@ def _proxy_for(url: str) -> str | None:
     """The proxy the environment sends ``url`` through, as httpx reads it (``*_PROXY``, ``NO_PROXY``)."""
     proxies = urllib.request.getproxies_environment()
     parsed = httpx2.URL(url)
-    if urllib.request.proxy_bypass_environment(parsed.host, proxies):
+    if urllib.request.proxy_bypass_environment(parsed.host, proxies):  # type: ignore[attr-defined]
         return None
     return proxies.get(parsed.scheme) or proxies.get("all")
 
