@@ -304,6 +304,9 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             transcript, history, crashed = sessions.open_session(path)
         except SessionInUse as error:
             raise _fail(str(error)) from None
+        except OSError as error:  # a session "file" that is a directory, or cannot be read
+            raise _fail(f"cannot open session {path.stem} ({path}): {error.strerror or error}; "
+                        "start a new session, or resume another (`midstream --resume` lists them).") from None
         if crashed:
             print(f"midstream: {crashed}", file=sys.stderr)
         return transcript, history

@@ -17,6 +17,10 @@ A session can never be bricked:
   message naming the process that has it, instead of interleaving two conversations in one file.
 - Opening truncates a torn last line (the process died while writing it), so the next record is
   not glued to it.
+- Reading skips what cannot be read: a line that is not UTF-8 or not JSON, a record of the wrong
+  shape (a message without a role, content that is a number). ``resume()`` says how many lines it
+  skipped and writes the readable history back as one ``compaction`` record, so the next resume
+  starts after them and the person is told once.
 - ``resume()`` repairs the conversation into a valid one (``repair_history``) and writes the
   repairs back, so the next load starts from the repaired state; it also tells the model and the
   person what a reply that never completed had done (calls started, files changed) before the crash.
@@ -42,7 +46,7 @@ from typing import Any
 from midstream.sandbox.private import private_file
 from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "state_dir"]
+__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "read_records", "state_dir"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
 CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
@@ -86,8 +90,12 @@ class Transcript:
         self.path = path
         self.id = path.stem
         self._lock_file = _lock(path)
-        _truncate_torn_line(path)
-        self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
+        try:
+            _truncate_torn_line(path)
+            self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
+        except BaseException:
+            self._lock_file.close()
+            raise
         self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
     @classmethod
@@ -110,19 +118,24 @@ class Transcript:
 
     @staticmethod
     def sessions(workspace: Path) -> list[Path]:
-        """This workspace's session files, the most recently written first."""
-        found = _sessions_of(workspace).glob("*.jsonl")
-        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+        """This workspace's session files, the most recently written first (what is no file is left out)."""
+        found = []
+        for path in _sessions_of(workspace).glob("*.jsonl"):
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    found.append((path.stat().st_mtime, path.name, path))
+        return [path for *_, path in sorted(found, reverse=True)]
 
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        return repair_history(_replayed(_records(path)), AGENT_EXITED)
+        return repair_history(_replayed(read_records(path)[0]), AGENT_EXITED)
 
     def resume(self) -> tuple[list[dict[str, Any]], str | None]:
         """The conversation, repaired into a valid one with the repairs written back, and a line for
-        the person saying what an uncompleted reply did before the agent died (None if nothing)."""
-        records = _records(self.path)
+        the person saying what an uncompleted reply did before the agent died, or which lines could
+        not be read (None if nothing)."""
+        records, skipped = read_records(self.path)
         written = _replayed(records)
         repaired = repair_history(written, AGENT_EXITED)
         crashed = _uncompleted_work(records)
@@ -132,11 +145,18 @@ class Transcript:
                 repaired[-1] = {**repaired[-1], "content": [*repaired[-1]["content"], note]}
             else:  # nothing to attach it to yet: the person's next message will follow it
                 repaired.append({"role": "user", "content": [note]})
-        if repaired != written:
+        if skipped:  # written back whole: the next resume starts after the lines that could not be read
+            self.record("compaction", messages=repaired, reason="unreadable", skipped=skipped, at=time.time())
+        elif repaired != written:
             self._write_back(written, repaired)
         if crashed:
             self.note("crash_reported", what=crashed)
-        return repaired, (f"before the agent exited, a reply that never completed had {crashed}" if crashed else None)
+        lines = [f"before the agent exited, a reply that never completed had {crashed}"] if crashed else []
+        if skipped:
+            lines.append(f"{skipped} line{'s' * (skipped != 1)} of session {self.id} could not be read (bytes that "
+                         f"are not UTF-8, or records of the wrong shape) and were skipped; the rest is resumed "
+                         f"({self.path})")
+        return repaired, "; ".join(lines) or None
 
     def _write_back(self, written: list[dict[str, Any]], repaired: list[dict[str, Any]]) -> None:
         """Append what the repair added when it only added; otherwise append the repaired history as
@@ -242,16 +262,50 @@ def _truncate_torn_line(path: Path) -> None:
         f.truncate(0)
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The readable records of a session file, and how many lines after its last compaction could
+    not be read (not UTF-8, not JSON, or a record of the wrong shape). A torn last line is not
+    counted: the process died while writing it."""
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    lines = path.read_bytes().split(b"\n")
+    del lines[-1:]  # after the last newline: nothing, or a line cut short (cut at the next open)
+    for raw in lines:
+        if not raw.strip():
+            continue
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a torn line: the process died while writing it
-        if isinstance(record, dict):
-            records.append(record)
-    return [r for r in records if r.get("type") != "message" or isinstance(r.get("message"), dict)]
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            record = None
+        if not _well_formed(record):
+            skipped += 1
+            continue
+        assert isinstance(record, dict)
+        if record.get("type") == "compaction":
+            skipped = 0  # what came before is replaced: not the person's concern any more
+        elif record.get("type") == "message" and isinstance(content := record["message"]["content"], list) and any(
+                not isinstance(b, dict) for b in content):
+            skipped += 1  # its blocks that are no objects go; the rest of the message stays
+            kept = [b for b in content if isinstance(b, dict)]
+            record = {**record, "message": {**record["message"], "content": kept}}
+        records.append(record)
+    return records, skipped
+
+
+def _well_formed(record: Any) -> bool:
+    """Can this record be replayed as it is (bad blocks inside a message are the repair's to drop)?"""
+    if not isinstance(record, dict):
+        return False
+    match record.get("type"):
+        case "message":
+            message = record.get("message")
+            return (isinstance(message, dict) and message.get("role") in ("user", "assistant")
+                    and isinstance(message.get("content"), str | list))
+        case "compaction":
+            return isinstance(record.get("messages"), list)
+        case "cleared":
+            return isinstance(record.get("notes"), dict)
+    return True  # notes and the header: read by what knows them, never replayed
 
 
 def _replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
