@@ -11,11 +11,12 @@ from midstream.agent import Agent, AgentConfig
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.testing.scripted_server import ScriptedServer
 
-from tests.helpers import RecordingRenderer, recording_tool
+from tests.helpers import RecordingRenderer, recording_tool, watch_processes
 
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home, state and config of its own for every test, and no model service settings."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
@@ -25,8 +26,21 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def process_marker_is_honest(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that starts real processes must say so, so that `-m "not process"` stays the in-process part."""
+    if request.node.get_closest_marker("process"):
+        yield
+        return
+    started: list[str] = []
+    watch_processes(monkeypatch, started)
+    yield
+    assert not started, f"this test starts real processes; mark it @pytest.mark.process: {started}"
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
+    """An empty workspace folder."""
     root = tmp_path / "ws"
     root.mkdir()
     return root
@@ -34,6 +48,7 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_agent(workspace: Path) -> Iterator[Callable[..., tuple[Agent, RecordingRenderer]]]:
+    """A factory of agents in ``workspace`` against a scripted server, closed after the test."""
     agents: list[Agent] = []
 
     def make(server: ScriptedServer, *, tools: ToolRegistry | None = None, transcript: Any = None, **overrides: Any):

@@ -17,8 +17,8 @@ from typing import Any
 import httpx2
 import pexpect
 from midstream.tools.conversation.transcript import state_dir
-from midstream.tools.events import Event
-from midstream.tools.registry import Access, ToolContext, ToolError, tool
+from midstream.tools.events import Event, Quiet
+from midstream.tools.registry import Access, ToolContext, ToolError, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.providers import client_for
@@ -33,8 +33,8 @@ def program_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
 
 
-class RecordingRenderer:
-    """Keeps every event; optionally mirrors tool starts into a shared order log."""
+class RecordingRenderer(Quiet):
+    """Keeps every event (and the rest of the Renderer protocol as a renderer without a screen does)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -66,7 +66,7 @@ def recording_tool(log: list[str]):
             return Access.writing(args["writes"])
         return Access.reading(args.get("reads") or args.get("label", "?"))
 
-    @tool(status=lambda args: f"Recording {args.get('label')}", access=access)
+    @tool(wording=Wording("Recording", "Recorded", target="label"), access=access)
     def record(
         ctx: ToolContext,
         label: str,
@@ -155,6 +155,25 @@ def git(workspace: Path, *args: str) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=workspace, check=True,
                           capture_output=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     return done.stdout.decode()
+
+
+def watch_processes(monkeypatch: Any, started: list[str]) -> None:
+    """Note in ``started`` every launch of the program, another interpreter, bubblewrap, pip or a pty."""
+    popen_init, forkpty = subprocess.Popen.__init__, os.forkpty
+
+    def noting_popen(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes | os.PathLike) else list(args)
+        first = os.path.basename(os.fsdecode(argv[0])) if argv else ""
+        if first in ("midstream", "bwrap", "pip", "pip3") or os.fsdecode(argv[0]) == sys.executable:
+            started.append(" ".join(os.fsdecode(a) for a in argv)[:200])
+        popen_init(self, args, *rest, **options)
+
+    def noting_forkpty() -> tuple[int, int]:
+        started.append("a pseudo-terminal")
+        return forkpty()
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", noting_popen)
+    monkeypatch.setattr(os, "forkpty", noting_forkpty)
 
 
 def processes_with(marker: str) -> list[str]:

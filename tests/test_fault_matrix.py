@@ -21,6 +21,8 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUs
 
 from tests.helpers import drop_after_block, program_env, reply_committed, wait_until
 
+pytestmark = pytest.mark.process
+
 FAST = ["--isolation", "none", "--grace", "0"]
 
 

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.helpers import midstream, program_env
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import processes_with, wait_until
+from tests.helpers import processes_with, tool_results, wait_until
 from tests.helpers import spawn as _spawn
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,10 +37,6 @@ def say_then_leave(child: pexpect.spawn, text: str, expected_reply: str) -> None
     child.expect("› ")
     child.sendeof()
     child.expect(pexpect.EOF)
-
-
-def tool_results(request: dict) -> list[dict]:
-    return [b for b in request["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
 
 
 def test_ctrl_c_while_text_streams_closes_the_stream_and_keeps_the_partial_text(workspace):

@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers import program_env
 
+pytestmark = pytest.mark.process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

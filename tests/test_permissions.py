@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from midstream.tools.events import ToolGrace
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.helpers import tool_results
 
 
+@pytest.mark.process
 def test_read_only_mode_refuses_writes_and_commands_that_write(make_agent, workspace):
     (workspace / "a.txt").write_text("alpha\n")
     server = ScriptedServer([

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import AGENT_EXITED, Transcript, state_dir
 from midstream.tools.events import ToolFinished, TurnRolledBack
@@ -151,6 +152,7 @@ def _cli(args, cwd, env_extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.process
 def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     command = f"touch started.flag; python3 -c 'import time; time.sleep(60)' {marker}"
@@ -178,6 +180,7 @@ def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
     ]
 
 
+@pytest.mark.process
 def test_the_log_file_has_requests_but_no_secrets(workspace):
     secret = "sk-ant-api03-" + uuid.uuid4().hex
     other = "ghp_" + uuid.uuid4().hex

@@ -14,6 +14,8 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUs
 
 from tests.helpers import program_env
 
+pytestmark = pytest.mark.process
+
 ROWS = 30
 
 

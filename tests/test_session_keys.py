@@ -8,12 +8,15 @@ import subprocess
 import sys
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.helpers import program_env, wait_until
 from tests.helpers import spawn as _spawn
+
+pytestmark = pytest.mark.process
 
 spawn = functools.partial(_spawn, dimensions=(40, 140))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from midstream.sandbox.isolation import bwrap_works
-from midstream.tools.registry import ToolContext
+from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
 from tests.helpers import processes_with, wait_until
@@ -18,7 +18,7 @@ from tests.helpers import processes_with, wait_until
 
 def run(workspace, command, isolation="none", **args):
     lines: list[str] = []
-    ctx = ToolContext(workspace, report_progress=lines.append, extras={"isolation": isolation})
+    ctx = ToolContext(workspace, report_progress=lines.append, decision=Decision(isolation=isolation))
     return bash.run(ctx, {"command": command, **args}), lines, ctx
 
 
@@ -85,7 +85,7 @@ def test_background_processes_do_not_outlive_the_command(workspace):
 def test_cancellation_stops_a_running_command(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     lines: list[str] = []
-    ctx = ToolContext(workspace, report_progress=lines.append, extras={"isolation": "none"})
+    ctx = ToolContext(workspace, report_progress=lines.append, decision=Decision(isolation="none"))
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("r", bash.run(
         ctx, {"command": f"echo begun; python3 -c 'import time; time.sleep(300)' {marker}"})))
@@ -106,6 +106,7 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path):
     outside = Path("/var/tmp") / f"midstream-probe-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"echo inside > in.txt; echo x > {outside}", isolation="bwrap")
@@ -121,6 +122,7 @@ def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path)
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_there_is_no_network(workspace):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -136,6 +138,7 @@ def test_under_bubblewrap_there_is_no_network(workspace):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_a_timeout_still_kills_everything(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"python3 -c 'import time; time.sleep(300)' {marker}", isolation="bwrap", timeout=1)

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
 from tests.helpers import git, program_env
 from tests.helpers import spawn as _spawn
+
+pytestmark = pytest.mark.process
 
 
 def files(workspace: Path) -> dict[str, tuple[int, bytes]]:

@@ -321,7 +321,9 @@ CONTEXT_FULL = {
 def test_a_servers_own_context_full_answer_compacts_instead_of_failing(workspace, provider, server_name):
     status, error = CONTEXT_FULL[server_name]
     full = http(status, json.dumps(error).encode())
-    with RawServer(Script([_ok("first", provider)])) as server:  # something to compact
+    long = reply(Text("a long answer " * 300), ToolUse("t1", "bash", {"command": "echo more"}))
+    first = [reply_bytes(provider, long["events"]), _ok("first", provider)]
+    with RawServer(Script(first)) as server:  # something to compact: a long reply before the last one
         assert _run(provider, server, workspace, "-p", "first").returncode == 0
     summary = reply_bytes(provider, reply(Text("<summary>the person said first</summary>"))["events"])
     with RawServer(Script([full, summary, _ok("fits now", provider)])) as server:

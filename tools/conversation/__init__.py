@@ -7,5 +7,6 @@
 - ``summary.py``     the summary request's history and the record of what was summarised
 - ``cache.py``       prompt-cache markers and the audit of cache misses
 - ``tokens.py``      the token estimate (a token per four characters)
-- ``usage.py``       usage and cost
+- ``usage.py``       token counts and their cost at list prices
+- ``ledger.py``      the session's usage and cost, counted once for every renderer and /cost
 """

@@ -57,6 +57,7 @@ from midstream.tools.events import (
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.client import ModelClient
 from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = [
     "CONTEXT_WINDOWS", "SUMMARY_QUESTION", "SUMMARY_TITLE", "ContextKeeper", "ContextPolicy",
@@ -325,14 +326,14 @@ class ContextKeeper:
 
     def _frees_enough(self, history: list[dict[str, Any]], needed: float) -> bool:
         """Would a summary free ``needed`` tokens (a tenth of the window; after a refusal, no more
-        than the refused request was over by)? It replaces the messages before the verbatim tail by
-        at most ``summary_max_tokens``."""
+        than the refused request was over by)? It replaces the messages before the verbatim tail by a
+        summary taken to be half their size at most (and no more than ``summary_max_tokens``)."""
         assistants = assistant_indices(history)
         if not assistants or not self.window:
             return bool(assistants)
         start = self._tail_start(history, assistants)
         replaced = sum(message_tokens(m) for m in history[:start])
-        summary = min(self.policy.summary_max_tokens, self.max_tokens)
+        summary = min(self.policy.summary_max_tokens, self.max_tokens, replaced // 2)
         return replaced - summary >= needed
 
     def _set_aside(self, history: list[dict[str, Any]], overflow: PromptTooLong) -> None:
@@ -395,13 +396,13 @@ class ContextKeeper:
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[
-        dict[str, Any]]], *, attempts: int, pause: Callable[[int, float | None], None]) -> tuple[str, dict[str, Any]]:
+        dict[str, Any]]], *, retry: RetryPolicy, sleep: Callable[[float], None]) -> tuple[str, dict[str, Any]]:
     """One request outside the turn loop (the summary): its text and usage, retried like a turn.
 
-    ``events`` wraps the stream (the loop's Ctrl-C handling); ``pause(attempt, retry_after)`` waits
-    before a retry. Tool calls in the answer are ignored: nothing is dispatched.
+    ``events`` wraps the stream (the loop's Ctrl-C handling); ``retry`` says how long to ``sleep``
+    before each new try, and when to stop. Tool calls in the answer are ignored: nothing is dispatched.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, retry.attempts + 1):
         assembler = TurnAssembler()
         try:
             with model.stream(body) as stream:
@@ -412,9 +413,12 @@ def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Ite
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except RetryableModelError as error:
-            if attempt == attempts:
-                raise
-            pause(attempt, error.retry_after)
+            shown, wait = retry.after(attempt, error)
+            if wait is None:
+                if shown is error:
+                    raise
+                raise shown from error
+            sleep(wait)
             continue
         text = "".join(b.get("text", "") for b in assembler.message()["content"] if b.get("type") == "text")
         return text, assembler.usage

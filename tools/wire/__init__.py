@@ -11,4 +11,5 @@
 - ``assembler.py``  stream events into the partial assistant message and renderer events
 - ``body.py``       the request body, serialised incrementally
 - ``recording.py``  --record and --replay
+- ``retry.py``      wait or stop: backoff, retry-after and its cap, for every request
 """
