@@ -29,7 +29,7 @@ from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
-from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
+from midstream.tools.conversation.transcript import SessionInUse, StateError, Transcript, state_dir, state_error
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.wire.client import ModelClient
@@ -119,6 +119,15 @@ def _settings(args: argparse.Namespace, workspace: Path) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a state directory that fails under it (read-only, full, in the way) is one line."""
+    try:
+        return _session(argv)
+    except StateError as error:
+        print(f"midstream: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _session(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     if args.task is not None and args.prompt is not None:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
@@ -262,7 +271,10 @@ def _start_logging(config: AgentConfig) -> None:
     from midstream.tools.cli.logs import setup_logging
 
     level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
-    setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+    try:
+        setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+    except OSError as error:
+        raise state_error(error, state_dir() / "logs") from None
 
 
 def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient | None:

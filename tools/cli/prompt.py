@@ -30,7 +30,7 @@ class Prompt:
     """Reads one message; ``None`` means the person wants to leave (Ctrl-D, or Ctrl-C twice)."""
 
     def __init__(self, workspace: Path) -> None:
-        digest = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(os.fsencode(workspace.resolve())).hexdigest()[:12]  # its bytes, whatever they are
         self.history_file = state_dir() / "history" / f"{workspace.resolve().name}-{digest}"
         try:
             import readline

@@ -28,11 +28,16 @@ A session can never be bricked:
   ``repaired``) holding the repaired history, so the file is only ever appended to.
 
 Session files, their locks and the prompt history are private (0600 in 0700 directories).
+
+The state directory may fail under us (read-only, full, a file where a directory should be): every
+such failure is a :class:`StateError` naming the path and what to do, and a write that fails is
+cut back to where it began, so the file holds whole lines only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -46,7 +51,8 @@ from typing import Any
 from midstream.sandbox.private import private_file
 from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "read_records", "state_dir"]
+__all__ = ["CrashRecord", "SessionInUse", "StateError", "Transcript", "present_in", "read_records", "state_dir",
+           "state_error"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
 CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
@@ -57,6 +63,24 @@ class SessionInUse(RuntimeError):
     """Another agent has this session open."""
 
 
+class StateError(RuntimeError):
+    """The state directory cannot be written; ``str()`` is the one line shown to the person."""
+
+
+def state_error(error: OSError, path: Path | str | None = None) -> StateError:
+    """``error`` (met under the state directory) as the line that says where and what to do."""
+    where = path or error.filename or state_dir()
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space there, or set XDG_STATE_HOME to a directory on another disk"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "make it writable, or set XDG_STATE_HOME to a directory that is"
+    elif error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        hint = "something else is in the way there: move it, or set XDG_STATE_HOME to another directory"
+    else:
+        hint = "check it, or set XDG_STATE_HOME to another directory"
+    return StateError(f"cannot write midstream's state at {where} ({error.strerror or error}): {hint}. "
+                      "Nothing of the conversation was lost.")
+
 def state_dir() -> Path:
     """Where sessions and logs live: $XDG_STATE_HOME/midstream, by default ~/.local/state/midstream."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -64,8 +88,8 @@ def state_dir() -> Path:
 
 
 def _sessions_of(workspace: Path) -> Path:
-    resolved = str(workspace.resolve())
-    digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+    resolved = workspace.resolve()
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:12]  # a name that is not UTF-8 as its bytes
     return state_dir() / "sessions" / f"{workspace.resolve().name or 'root'}-{digest}"
 
 
@@ -73,7 +97,10 @@ def present_in(workspace: Path) -> tuple[Any, bool]:
     """Say this process works in ``workspace`` for as long as the returned file is open, and whether
     it is the only midstream there (then every temporary file of an interrupted write is stale)."""
     directory = _sessions_of(workspace)
-    handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
+    try:
+        handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
+    except OSError as error:
+        raise state_error(error) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         alone = True
@@ -89,12 +116,17 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
-        self._lock_file = _lock(path)
+        try:
+            self._lock_file = _lock(path)
+        except OSError as error:
+            raise state_error(error) from None
         try:
             _truncate_torn_line(path)
-            self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
-        except BaseException:
+            self._fd = private_file(path)
+        except BaseException as error:
             self._lock_file.close()
+            if isinstance(error, OSError) and error.errno != errno.EISDIR:  # a directory: not the state's fault
+                raise state_error(error) from None
             raise
         self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
@@ -187,15 +219,27 @@ class Transcript:
         self._write({"type": "note", "kind": kind, **details})
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         self._lock_file.close()  # releases the session lock
 
     def _write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        text = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            line = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a path that is not UTF-8): escaped, as JSON allows
+            line = (json.dumps(record) + "\n").encode("ascii")
         with self._write_lock:
-            self._file.write(line)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                os.fsync(self._fd)
+            except OSError as error:
+                with contextlib.suppress(OSError):  # whole lines only: the failed one is cut away
+                    os.ftruncate(self._fd, start)
+                raise state_error(error, self.path) from None
 
 
 class CrashRecord:
