@@ -45,7 +45,7 @@ from midstream.tools.conversation.clearing import (
 )
 from midstream.tools.conversation.history import as_blocks, history_problems
 from midstream.tools.conversation.summary import ACTIVITY, SUMMARY_TITLE, activity_of, trimmed, with_question
-from midstream.tools.conversation.tokens import estimate_tokens, prompt_tokens
+from midstream.tools.conversation.tokens import PromptCounter, estimate_tokens, prompt_tokens
 from midstream.tools.events import (
     Compacted,
     CompactionFailed,
@@ -155,6 +155,7 @@ class ContextKeeper:
         self._measured: tuple[int, int, int] | None = None  # ... and the prompt tokens it used
         self._last = 0
         self._compacted_to: int | None = None  # the size right after the last compaction
+        self._counter = PromptCounter()  # counts what is new since the last request
 
     # -- the budget -----------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class ContextKeeper:
 
     def estimate(self, history: list[dict[str, Any]], base: dict[str, Any]) -> int:
         """The prompt tokens of the next request with this history."""
-        counted = prompt_tokens({**base, "messages": history})
+        counted = self._counter.count({**base, "messages": history})
         if self._measured is not None and 0 < self._measured[0] <= len(history):
             count, last, used = self._measured
             grown = sum(message_tokens(m) for m in history[count - 1:]) - last

@@ -43,12 +43,13 @@ class MessagesDialect:
 
     def __init__(self, provider: Provider) -> None:
         self._key_env = provider.key_env
+        self._checked: _Checked = {}  # which history messages need rewriting, kept by identity
 
     def headers(self) -> dict[str, str]:
         return {"anthropic-version": ANTHROPIC_VERSION, "accept": "text/event-stream"}
 
     def body(self, body: dict[str, Any]) -> dict[str, Any]:
-        return _for_messages_wire(body)
+        return _for_messages_wire(body, self._checked)
 
     def error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
         return _status_error(status, headers, body, self._key_env)
@@ -57,12 +58,17 @@ class MessagesDialect:
         return _events(headers, reading)
 
 
-def _for_messages_wire(body: dict[str, Any]) -> dict[str, Any]:
+_Checked = dict[int, tuple[Any, Any, int, bool]]  # id(message) -> (message, content, its length, rewrite it?)
+
+
+def _for_messages_wire(body: dict[str, Any], checked: _Checked | None = None) -> dict[str, Any]:
     """The body as the Messages API accepts a history made (in part) on an OpenAI-compatible server,
     for a session continued on this wire: thinking without a signature (reasoning_content) is left
     out, since the API refuses a thinking block it did not sign, and a message left empty with it
     (the API joins adjacent turns); a tool call id outside ``[a-zA-Z0-9_-]+`` (Kimi's
-    ``functions.read_file:0``) is sent as the same legal id at its call and at its result."""
+    ``functions.read_file:0``) is sent as the same legal id at its call and at its result.
+    ``checked`` keeps each message's verdict while it is the same message (committed messages are
+    replaced, never edited), so a request looks at its new messages only."""
     def unsigned(block: Any) -> bool:
         return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
 
@@ -73,10 +79,20 @@ def _for_messages_wire(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return body
+    before = dict(checked) if checked is not None else {}
+    now: _Checked = {}
+
+    def rewrite(message: dict[str, Any]) -> bool:
+        content = message["content"]
+        known = before.get(id(message))
+        if known is None or known[0] is not message or known[1] is not content or known[2] != len(content):
+            known = (message, content, len(content), any(map(foreign, content)))
+        now[id(message)] = known
+        return known[3]
+
     kept, changed = [], False
     for message in messages:
-        if isinstance(message, dict) and isinstance(message.get("content"), list) and any(
-                map(foreign, message["content"])):
+        if isinstance(message, dict) and isinstance(message.get("content"), list) and rewrite(message):
             # Only these are rebuilt: the others stay the same objects, so the body encoder reuses them.
             changed = True
             content = [_legal_ids(b) for b in message["content"] if not unsigned(b)]
@@ -84,6 +100,9 @@ def _for_messages_wire(body: dict[str, Any]) -> dict[str, Any]:
                 continue
             message = {**message, "content": content}
         kept.append(message)
+    if checked is not None:
+        checked.clear()
+        checked.update(now)
     return {**body, "messages": kept} if changed else body
 
 
