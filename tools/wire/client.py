@@ -129,26 +129,31 @@ class ModelClient:
             base_url=base_url.rstrip("/"), headers=dialect.headers() | (key_headers or {}), timeout=timeout,
             transport=transport,
         )
-        # Loading the CA bundle for TLS takes 25-60 ms: done on a thread while start-up goes on, and
-        # not at all for a plain-http server (a local llama.cpp or Ollama).
-        self._tls = _Background(httpx2.create_ssl_context) if base_url.startswith("https:") else None
-        self._built: httpx2.Client | None = None
         loopback = _is_loopback(base_url)
         self._client_settings["trust_env"] = not loopback  # the environment's proxies are for the way out
         self._proxy = None if loopback else _proxy_for(base_url)
         self._connection_stream: Any = None  # the pool's one connection, from the moment it connects
+        # Building the client imports httpcore and h11 (~90 ms) and, for https, loads the CA bundle
+        # (25-60 ms): done on a thread while start-up goes on (git, the transcript's fsync).
+        self._building = _Background(self._build)
+        self._built: httpx2.Client | None = None
+
+    def _build(self) -> httpx2.Client:
+        verify = httpx2.create_ssl_context() if self._client_settings["base_url"].startswith("https:") else False
+        limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+        return httpx2.Client(verify=verify, limits=limits, **self._client_settings)
 
     @property
     def _http(self) -> httpx2.Client:
         if self._built is None:
-            verify = self._tls.result() if self._tls is not None else False
-            limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
-            self._built = httpx2.Client(verify=verify, limits=limits, **self._client_settings)
+            self._built = self._building.result()
         return self._built
 
     def close(self) -> None:
-        if self._built is not None:
-            self._built.close()
+        if self._built is None and not self._building.done():
+            return  # never used, still being built: nothing is open yet
+        with contextlib.suppress(Exception):  # a client that failed to build has nothing to close
+            self._http.close()
 
     @contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
@@ -296,7 +301,7 @@ class _Background:
     def __init__(self, function: Any) -> None:
         self._result: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(function,), name="tls-setup", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(function,), name="client-setup", daemon=True)
         self._thread.start()
 
     def _run(self, function: Any) -> None:
@@ -304,6 +309,9 @@ class _Background:
             self._result = function()
         except BaseException as exc:  # handed to the caller of result()
             self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self) -> Any:
         self._thread.join()
