@@ -187,3 +187,25 @@ def processes_with(marker: str) -> list[str]:
         if marker in cmdline and "pytest" not in cmdline:
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def chat_chunk(delta: object = None, **fields: object) -> dict:
+    """A Chat Completions chunk whose one choice carries ``delta``."""
+    choice = {"index": 0, "delta": {"content": "x"} if delta is None else delta, "finish_reason": None}
+    return {"id": "c", "model": "m", "choices": [choice], **fields}
+
+
+# The 11 malformed chunk shapes real servers were seen to send (or could): each a retried malformed stream.
+CHAT_SHAPES = {
+    "delta is a string": chat_chunk("hello"),
+    "choices is an object": {"id": "c", "choices": {"index": 0, "delta": {"content": "x"}}},
+    "a tool_calls piece is a string": chat_chunk({"tool_calls": ["bash"]}),
+    "function is a string": chat_chunk({"tool_calls": [{"index": 0, "id": "a", "function": "bash"}]}),
+    "index is a list": chat_chunk({"tool_calls": [{"index": [0], "id": "a", "function": {"name": "bash"}}]}),
+    "id is an object": chat_chunk({"tool_calls": [{"index": 0, "id": {"v": 1}, "function": {"name": "bash"}}]}),
+    "usage is a string": {"id": "c", "choices": [], "usage": "lots"},
+    "a token count is a string": {"id": "c", "choices": [], "usage": {"prompt_tokens": "12", "completion_tokens": 3}},
+    "the choice index is a string": {"id": "c", "choices": [{"index": "0", "delta": {"content": "x"}}]},
+    "the call index is a string": chat_chunk({"tool_calls": [{"index": "0", "id": "a", "function": {"name": "bash"}}]}),
+    "finish_reason is a number": {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": 1}]},
+}

@@ -19,7 +19,7 @@ from midstream.tools.testing.raw_server import chat as chat_body
 from midstream.tools.testing.raw_server import sse as sse_body
 from midstream.tools.testing.scripted_server import Text, ToolUse, reply
 
-from tests.helpers import midstream, wait_until
+from tests.helpers import CHAT_SHAPES, chat_chunk, midstream, wait_until
 
 pytestmark = pytest.mark.process
 
@@ -86,26 +86,6 @@ def _continues_three_times(provider: str, workspace: Path) -> list[RawRequest]:
 
 # -- one shape check before each wire's translator ---------------------------------------------
 
-def _chunk(delta: object = None, **fields: object) -> dict:
-    choice = {"index": 0, "delta": {"content": "x"} if delta is None else delta, "finish_reason": None}
-    return {"id": "c", "model": "m", "choices": [choice], **fields}
-
-
-CHAT_SHAPES = {
-    "delta is a string": _chunk("hello"),
-    "choices is an object": {"id": "c", "choices": {"index": 0, "delta": {"content": "x"}}},
-    "a tool_calls piece is a string": _chunk({"tool_calls": ["bash"]}),
-    "function is a string": _chunk({"tool_calls": [{"index": 0, "id": "a", "function": "bash"}]}),
-    "index is a list": _chunk({"tool_calls": [{"index": [0], "id": "a", "function": {"name": "bash"}}]}),
-    "id is an object": _chunk({"tool_calls": [{"index": 0, "id": {"v": 1}, "function": {"name": "bash"}}]}),
-    "usage is a string": {"id": "c", "choices": [], "usage": "lots"},
-    "a token count is a string": {"id": "c", "choices": [], "usage": {"prompt_tokens": "12", "completion_tokens": 3}},
-    "the choice index is a string": {"id": "c", "choices": [{"index": "0", "delta": {"content": "x"}}]},
-    "the call index is a string": _chunk({"tool_calls": [{"index": "0", "id": "a", "function": {"name": "bash"}}]}),
-    "finish_reason is a number": {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": 1}]},
-}
-
-
 def _events(*middle: dict) -> list[dict]:
     start = reply(Text("x"))["events"][0]
     return [start, *middle]
@@ -126,7 +106,7 @@ MESSAGES_SHAPES = {
 
 def _broken(provider: str, shape: dict) -> bytes:
     if provider == "openai":
-        return stream(chat_body([_chunk({"role": "assistant", "content": ""}), shape]))
+        return stream(chat_body([chat_chunk({"role": "assistant", "content": ""}), shape]))
     return stream(sse_body(_events(shape, {"type": "message_stop"})))
 
 
@@ -149,7 +129,7 @@ def test_every_malformed_shape_is_a_retried_malformed_stream_and_the_conversatio
 def _surrogate_reply(provider: str, pieces: list[str]) -> bytes:
     """Text deltas written with JSON's \\u escapes, exactly as a server that splits UTF-16 sends them."""
     if provider == "openai":
-        chunks = [_chunk({"role": "assistant", "content": ""})]
+        chunks = [chat_chunk({"role": "assistant", "content": ""})]
         raw = [json.dumps(c) for c in chunks] + [
             '{"id":"c","choices":[{"index":0,"delta":{"content":"' + p + '"},"finish_reason":null}]}' for p in pieces]
         raw.append('{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}')
