@@ -283,6 +283,9 @@ class Agent:
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
         try:
+            self.tools.between_turns(lambda: self.interrupting)  # MCP tools join here, never within a turn
+            if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
+                return self._stop_for_the_person(None, [])
             return self._requests_until_done()
         finally:
             self.undo.end_turn()
