@@ -45,7 +45,9 @@ from typing import Any
 
 from midstream.prompts import build_system_blocks, date_note, date_told_in
 from midstream.sandbox.permissions import Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.spare import close_spares
+from midstream.sandbox.transaction import transactions_unavailable
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.calls import Attempt, Calls, Dispatched
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
@@ -63,8 +65,11 @@ from midstream.tools.events import (
     TurnCommitted,
     TurnEnded,
 )
+from midstream.tools.hooks.loop import LoopHooks
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.scheduler import Scheduler
+from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.client import ModelClient, Timeouts
 from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
@@ -181,12 +186,17 @@ class Agent:
         transcript: Transcript | None = None,
         confirm: Callable[[str, threading.Event], str] | None = None,
         model: ModelClient | None = None,
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
         # Usage and cost are kept here, once, as events pass on to the renderer (/cost reads them).
-        self.ledger = Ledger(renderer, lambda: config.model)
-        self.renderer: Renderer = self.ledger
+        self.ledger = Ledger(renderer)
+        # Traces see every event the loop shows (tools/tracing.py); off, the renderer is the ledger itself.
+        self.trace = LoopTrace(tracer or NOT_TRACING, model=config.model, provider=config.provider,
+                               max_tokens=config.max_tokens, conversation=transcript.id if transcript else "")
+        self.renderer: Renderer = self.trace.observing(self.ledger)
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
         self.model = model or model_client(config)
@@ -203,6 +213,11 @@ class Agent:
             network=config.network,
         )
         self.calls = Calls(config.workspace, tools, self.scheduler, self.gate, self.renderer)
+        # Claude Code's hooks (tools/hooks/): PreToolUse and PostToolUse run in tools/calls.py, the rest here.
+        self.calls.trace = self.trace
+        self.hooks = self.calls.hooks = LoopHooks(
+            hooks or Hooks([], config.workspace, isolation=config.isolation, mode=config.mode), self.renderer.show,
+            self.trace, before_run=lambda: self.undo.before_call())
         self.system = (
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
@@ -214,10 +229,12 @@ class Agent:
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
         self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
-    def close(self) -> None:
+    def close(self, reason: str = "other") -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
         self.calls.stop(kill=True)
+        self.hooks.session_end(reason)
         self.scheduler.shutdown()
+        close_spares()  # the sandboxes set up ahead of time for the next command
         self.model.close()
         if self.transcript:
             self.transcript.close()
@@ -226,18 +243,23 @@ class Agent:
         """Go on with another conversation (/clear, /resume); the one before stays on disk."""
         if self.transcript:
             self.transcript.close()
+        self.hooks.session_end("clear")
         self.history, self.transcript = history, transcript
         self._begin_conversation()
+        self.hooks.session_start("resume" if history else "clear")
 
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
         config, transcript = self.config, self.transcript
-        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.undo = TurnUndo(config.workspace, transcript.id if transcript else None,  # see /undo
+                             overlay=lambda: not transactions_unavailable(config.workspace.resolve(), config.isolation))
         self.calls.undo, self.calls.transcript = self.undo, transcript
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = self._context_keeper()  # records to this transcript, tells this audit
         self._date_told = date_told_in(self.history)
         self.calls.forget_reusable()  # results of another conversation's calls are not this one's
+        self.hooks.hooks.session_id = self.trace.conversation = transcript.id if transcript else ""
+        self.hooks.hooks.transcript_path = str(transcript.path) if transcript else ""  # what hooks read on stdin
 
     def _context_keeper(self) -> ContextKeeper:
         """Clearing and compaction replace messages (never edit them in place), so the commit guard,
@@ -251,7 +273,18 @@ class Agent:
 
     def send(self, text: str) -> TurnEnded:
         """Run one user message to the end: as many model requests as the tools need."""
-        blocks = [{"type": "text", "text": text}]
+        self.trace.begin_turn(text)
+        self.busy, self.interrupting = True, False  # Esc and Ctrl-C stop a UserPromptSubmit hook too
+        try:
+            refused, context = self.hooks.prompt(text, lambda: self.interrupting)
+        finally:
+            self.busy = False
+        if refused is not None and self.interrupting:  # Esc or Ctrl-C while the hook ran
+            return self._end("interrupted", ok=False, message="interrupted; the message was not sent")
+        if refused is not None:  # not sent, not in history: the person sees why
+            return self._end(None, ok=False, message=f"the UserPromptSubmit hook stopped this message, which was "
+                                                     f"not sent: {refused}")
+        blocks = [*context, {"type": "text", "text": text}]
         today = date_note()
         if self.config.tell_date and today != self._date_told:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
@@ -260,6 +293,7 @@ class Agent:
         if undone := self.undo.pending_note():  # the model must know which of its turns were taken back
             blocks.insert(0, {"type": "text", "text": undone})
         self.undo.begin_turn()
+        self.calls.forget_reusable()  # a new message is a new request: what an earlier one ran may run again
         try:
             self._commit({"role": "user", "content": blocks})
         except HistoryInvalid as error:
@@ -267,9 +301,10 @@ class Agent:
         return self._run()
 
     def retry(self) -> TurnEnded:
-        """Run the last user message again, after its attempts ran out."""
+        """Run the last user message again, after its attempts ran out (what they ran is reused)."""
         if not self.history or self.history[-1]["role"] != "user":
             return self._end(None, ok=False, message="there is no unanswered message to retry")
+        self.trace.begin_turn("")
         return self._run()
 
     def hurry(self) -> None:
@@ -287,6 +322,9 @@ class Agent:
             if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
                 return self._stop_for_the_person(None, [])
             return self._requests_until_done()
+        except BaseException:  # SIGTERM, SIGHUP, an exit: a change set waiting in its countdown is discarded
+            self.calls.discard_pending()
+            raise
         finally:
             self.undo.end_turn()
             self.busy = False
@@ -323,6 +361,8 @@ class Agent:
                 except KeyboardInterrupt:
                     return self._stop_for_the_person(None, reply.calls)
                 self._commit({"role": "user", "content": self.calls.results(reply.calls)})
+                if (why := self.hooks.take_stop()) is not None:  # a hook answered continue = false
+                    return self._end(None, ok=False, message=f"a hook ended the turn: {why}")
             elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
                 return self._stop_for_the_person(None, [])
             match reply.stop_reason:
@@ -334,6 +374,9 @@ class Agent:
                 case "max_tokens" if reply.calls:
                     continue
                 case "end_turn" | "stop_sequence":
+                    if (go_on := self.hooks.stop(lambda: self.interrupting)) is not None:
+                        self._commit({"role": "user", "content": [{"type": "text", "text": go_on}]})
+                        continue  # a Stop hook sent the model on, and told it why
                     return self._end(reply.stop_reason, ok=True)
                 case "max_tokens":
                     return self._end("max_tokens", ok=False, message="the reply was cut off at max_tokens")
@@ -355,6 +398,7 @@ class Agent:
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage
         self.renderer.show(ended)
+        self.trace.end_turn(ended)
         return ended
 
     def _commit(self, message: dict[str, Any]) -> None:
@@ -391,7 +435,9 @@ class Agent:
         """A request outside the turn (the summary): cached, interruptible and retried like the others."""
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
-        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep)
+        # Every answered try is billed, priced by the model in use (the one asked for the summary).
+        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep,
+                            billed=lambda usage: self.renderer.show(RequestUsage(self.config.model, usage)))
 
     # -- one request, retried until it completes ---------------------------------------------
 
@@ -427,7 +473,8 @@ class Agent:
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
         try:
-            with self.model.stream(body) as events:
+            traceparent = self.trace.traceparent()  # the attempt's span, so the service's trace can join ours
+            with self.model.stream(body, {"traceparent": traceparent} if traceparent else None) as events:
                 for event in self._interruptible(events):
                     for update in assembler.feed(event):
                         update = self.calls.worded(update)
@@ -444,10 +491,12 @@ class Agent:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+            attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
             wait(attempt.futures())  # running calls may finish: see below
             raise
         except BaseException:
-            # Calls already running are allowed to finish: a half-done command is worse than a done one.
+            # Calls already running are allowed to finish: a half-done command is worse than a done one,
+            attempt.discard.set()  # but a change set waiting in a countdown is discarded
             wait(attempt.futures())
             raise
         finally:
@@ -459,6 +508,7 @@ class Agent:
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
         repaired = repair_reply(message)
         if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
+            attempt.discard.set()
             wait(attempt.futures())
             raise RetryableModelError("malformed reply: " + "; ".join(problems))
         return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)
@@ -487,6 +537,8 @@ class Agent:
         while wait(futures, timeout=0.1).not_done:
             if self.interrupting:
                 raise KeyboardInterrupt
+        if self.interrupting:  # they ended early because the person stopped them (a hook stops at once)
+            raise KeyboardInterrupt
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -497,6 +549,7 @@ class Agent:
 
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
+        self.hooks.stop_all()  # a running hook stops at once, wherever it runs
         if self.interruptible:
             self._aborted = True
             self.model.abort()

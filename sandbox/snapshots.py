@@ -89,6 +89,7 @@ class SnapshotStore:
         env = {**os.environ, "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.workspace),
                "GIT_INDEX_FILE": str(index or self.index)}
         settings = ["-c", "core.autocrlf=false", "-c", "core.safecrlf=false", "-c", "advice.addEmbeddedRepo=false",
+                    "-c", "submodule.recurse=false", "-c", "status.submoduleSummary=false",
                     "-c", "core.quotePath=false"]
         result = run_git([*settings, *args], self.workspace, env=env, input=input, timeout=300)
         if check and result.returncode != 0:
@@ -195,8 +196,14 @@ class SnapshotStore:
         huge: list[str] = []
         new_bytes = 0
         entries = [(b"C", n) for n in differing.split(b"\0")] + [(b"?", n) for n in untracked[0].split(b"\0")]
+        nested = self._nested()
         for tag, name in entries:
             if not name:
+                continue
+            if name.endswith(b"/") or any(name == n or name.startswith(n + b"/") for n in nested):
+                # An embedded repository: `git add` would run git inside it, under its own config (its
+                # filter drivers, on the host). Left out of snapshots, and out of the fallback's `add .` too.
+                nested.add(name.rstrip(b"/"))
                 continue
             if tag == b"?":
                 with contextlib.suppress(OSError):
@@ -216,6 +223,7 @@ class SnapshotStore:
                               "--pathspec-file-nul", input=b"\0".join(changed) + b"\0", check=False)
         if changed and (added is None or added.returncode != 0):  # many files, or one vanished meanwhile
             pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
+            pathspecs += b"".join(b":(exclude,literal)" + n + b"\0" for n in sorted(nested))
             added = self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
                               input=b".\0" + pathspecs, check=False)
             if b"fatal:" in added.stderr:  # unreadable files are only errors; this would be a false snapshot
@@ -226,6 +234,13 @@ class SnapshotStore:
         tree = self._git("write-tree").stdout.decode().strip()
         self._last = (self._stamp(), tree)
         return tree
+
+    def _nested(self) -> set[bytes]:
+        """Repositories nested in the workspace (their own ``.git``), as workspace-relative paths."""
+        from midstream.sandbox.isolation import protected_paths
+
+        return {os.fsencode(str(path.parent.relative_to(self.workspace))) for path, why in
+                protected_paths(self.workspace) if "nested" in why and self.workspace in path.parents}
 
     def _stamp(self) -> tuple[int, int]:
         try:

@@ -6,21 +6,9 @@ from __future__ import annotations
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import Terminal
+from tests.helpers import Terminal, in_order
 
 pytestmark = pytest.mark.process
-
-def in_order(rows: list[str], wanted: list[str]) -> list[str]:
-    """The wanted lines (each a prefix of a whole row) that are missing or out of order."""
-    missing, position = [], 0
-    for line in wanted:
-        found = next((i for i in range(position, len(rows)) if rows[i].startswith(line)), None)
-        if found is None:
-            missing.append(line)
-        else:
-            position = found + 1
-    return missing
-
 
 @pytest.mark.parametrize("columns", [80, 120])
 def test_ctrl_c_mid_line_keeps_the_line_and_the_next_reply_starts_on_its_own(workspace, columns):
@@ -58,8 +46,9 @@ def a_busy_reply(run: int) -> list[dict]:
 
 
 def wanted_lines(run: int, tool_line: str) -> list[str]:
+    # The fence lines are hidden behind the highlighted block (they were printed as typed before).
     return [f"› run {run}", f"Run {run}: first line of prose.", f"A second line, run {run}.", "Then some code:",
-            "```python", f"  def run_{run}():", f"      return {run}", "```", f"After the code, run {run}.",
+            f"  def run_{run}():", f"      return {run}", f"After the code, run {run}.",
             f"Last line of run {run}.", tool_line, f"Finished run {run}."]
 
 
@@ -140,11 +129,14 @@ def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(
         term.child.sendeof()
         term.finish()
     rows = term.lines()
-    assert in_order(rows, ["? Editing calc.py would change:", "    -    return a - b", "    +    return a + b",
-                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    -    return a - b"]) == [], rows
-    assert in_order(rows, ["? Editing table.py would change:", "    -value_1 = 1",
-                           "    … 68 more lines (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
-                           "    -value_1 = 1", "    … 68 more lines (+39 -39 in all)"]) == [], rows
+    # Numbered rows of both sides; a long diff folded so that added lines show beside the removed ones
+    # (it showed its first 12 rows, all removals, before).
+    assert in_order(rows, ["? Editing calc.py would change:", "    2 -     return a - b", "    2 +     return a + b",
+                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    2 -     return a - b"]) == [], rows
+    assert in_order(rows, ["? Editing table.py would change:", "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
+                           "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)"]) == [], rows
     assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
                            "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
     assert (workspace / "table.py").read_text() == new

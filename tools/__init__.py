@@ -3,11 +3,15 @@
 - ``files.py``       read_file, write_file, edit_file: confined, link-safe, results with diffs
 - ``search.py``      list_dir, glob, grep (ripgrep, or RE2 in Python)
 - ``shell.py``       bash: one command in the sandbox, output streamed and capped
+- ``todo.py``        todo: the model's plan, drawn as a checklist that updates in place
 - ``registry.py``    what a tool is: wording, judgement, results with facts, the call's record
 - ``schema.py``      input schemas from signatures, and the check of a call's input
 - ``calls.py``       one call from dispatch to result: judged once, gated, scheduled, run, rolled back
 - ``scheduler.py``   runs calls in parallel where they do not conflict, in order where they do
 - ``events.py``      the loop's vocabulary: the events it reports, the Renderer protocol
+- ``hooks/``         Claude Code's hooks: settings tables, the runner, what each event's answers mean
+- ``tracing.py``     OpenTelemetry GenAI spans mirroring the loop, off unless OTEL_TRACES_EXPORTER asks
+- ``tracing_otel.py`` the SDK and OTLP/HTTP exporter behind them, imported only when traces are on
 - ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, retries
 - ``conversation/``  what the API accepts as history, transcripts, prompt caching, usage and cost
 - ``ui/``            the terminal, plain-text and JSON renderers
@@ -31,8 +35,9 @@ def builtin_tools() -> list[Tool]:
     from midstream.tools.files import edit_file, read_file, write_file
     from midstream.tools.search import glob, grep, list_dir
     from midstream.tools.shell import bash
+    from midstream.tools.todo import todo
 
-    return [read_file, write_file, edit_file, list_dir, glob, grep, bash]
+    return [read_file, write_file, edit_file, list_dir, glob, grep, bash, todo]
 
 
 def default_registry() -> ToolRegistry:

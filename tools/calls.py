@@ -20,13 +20,14 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import SHELL_TOOLS, Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.events import (
     Event,
@@ -38,14 +39,27 @@ from midstream.tools.events import (
     ToolRunning,
     TurnRolledBack,
 )
-from midstream.tools.registry import Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.hooks.loop import LoopHooks
+from midstream.tools.registry import (
+    NOT_STARTED,
+    Access,
+    Decision,
+    Facts,
+    PlannedCall,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    workspace_key,
+)
 from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.tracing import LoopTrace
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
 log = logging.getLogger("midstream.calls")
 
-NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
+NOT_RUN = ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run"))
+_NOT_RUN = Decision(refusal=NOT_STARTED, ended="not_run")
 
 Dispatched = tuple[ToolCallReady, Future[ToolResult]]
 
@@ -61,6 +75,7 @@ class Attempt:
     reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
     planned: dict[str, PlannedCall] = field(default_factory=dict)  # call id -> its judged record
     started: float = field(default_factory=time.monotonic)
+    discard: threading.Event = field(default_factory=threading.Event)  # it broke off: pending change sets go
 
     def futures(self) -> list[Future[ToolResult]]:
         return [future for _, future in self.calls]
@@ -80,11 +95,14 @@ class Calls:
         self.scheduler = scheduler
         self.gate = gate
         self.renderer = renderer
-        self.undo: TurnSnapshots | None = None  # this conversation's: set by the agent
+        self.undo: TurnUndo | None = None  # this conversation's: set by the agent
         self.transcript: Transcript | None = None
+        self.hooks: LoopHooks | None = None  # PreToolUse and PostToolUse (tools/hooks/): set by the agent
+        self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
-        self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
+        self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched, not yet finished, in order
+        self._not_run: set[str] = set()  # cancelled before they started, not yet announced
         self._lock = threading.Lock()
 
     def worded(self, update: Event) -> Event:
@@ -104,30 +122,49 @@ class Calls:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True,
                                                        facts=Facts(ended="refused")))
-        if earlier := self._reusable.get(_call_key(call.name, call.input)):
+        planned = tool.plan(self.workspace, call.id, call.input)
+        if (earlier := self._reusable.get(_call_key(call.name, call.input))) and not _stale(planned, attempt):
             attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
             attempt.reused.add(call.id)
+            attempt.planned[call.id] = planned
             return self._finished_now(call, result, reused=True)
-        planned = attempt.planned[call.id] = tool.plan(self.workspace, call.id, call.input)
-        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
-                                                   lambda: self._run(planned, attempt)))
-
-    def _run(self, call: PlannedCall, attempt: Attempt) -> ToolResult:
-        started = time.monotonic()
-        crash_record = CrashRecord(self.transcript, call.id, f"{call.tool.name} {_shown(call.input)}".strip(),
+        attempt.planned[call.id] = planned
+        crash_record = CrashRecord(self.transcript, call.id, f"{tool.name} {_shown(call.input)}".strip(),
                                    self.workspace)
 
         def before_write(path: Path) -> None:
             attempt.journal.record(path)
             attempt.wrote.setdefault(call.id, []).append(path)
             crash_record.file_changed(path)
+            if self.undo is not None:
+                self.undo.before_write(path)  # the turn's undo record keeps the original
 
+        # The context exists from dispatch on, so a stop reaches a call still waiting for its turn or
+        # for a free worker: the scheduler may have handed it to the pool already, to start later.
         ctx = ToolContext(self.workspace, report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
-                          before_write=before_write)
+                          before_write=before_write, discard=attempt.discard, undo=self.undo)
         with self._lock:
-            self._running[call.id] = ctx
+            self._live[call.id] = (planned, ctx)
+        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
+                                                   lambda: self._run(planned, ctx, crash_record, attempt)))
+
+    def _run(self, call: PlannedCall, ctx: ToolContext, crash_record: CrashRecord, attempt: Attempt) -> ToolResult:
+        started = time.monotonic()
         try:
-            decision = ctx.decision = self.gate.decide(call, ctx)
+            # PreToolUse at dispatch, in this call's worker: side by side with other calls and their hooks.
+            writable = self.gate.mode != "read-only"  # what a project hook may write in the workspace
+            hooked = self.hooks.pre_tool(call.tool.name, call.input, call.id, cancelled=ctx.cancelled,
+                                         writable=writable) if self.hooks and not ctx.cancelled.is_set() else None
+            if ctx.cancelled.is_set():  # stopped while it waited for a free worker (or its hook): it never starts
+                decision = ctx.decision = _NOT_RUN
+            elif hooked is not None and hooked.refusal is not None:
+                decision = ctx.decision = Decision(refusal=hooked.refusal.content,
+                                                   ended="interrupted" if hooked.verdict.stopped else "refused")
+            else:
+                decision = ctx.decision = self.gate.decide(
+                    call, ctx, hook=hooked.verdict.permission if hooked else None, why=hooked.reason if hooked else "")
+            if decision.refusal is None and ctx.cancelled.is_set():
+                decision = _NOT_RUN  # stopped while the gate let it through: it has not started, so it never will
             if decision.refusal is not None:
                 result = ToolResult(decision.refusal, is_error=True, facts=Facts(ended=decision.ended))
             else:  # running only now: a grace window or a question comes first, on screen too
@@ -135,18 +172,29 @@ class Calls:
                 # A command's text is only read by a speed bump (sed 'w f' reads as read-only): unless the
                 # kernel binds the workspace read-only for it, it may write, so /undo must be able to return.
                 writes = call.judgement.access.writes or (call.tool.name in SHELL_TOOLS and decision.writable)
-                if writes and self.undo is not None:
-                    self.undo.before_call()  # a snapshot /undo can return to
+                if writes and self.undo is not None and decision.review is None:
+                    self.undo.before_call()  # without overlays: a snapshot /undo can return to
                 crash_record.started()
-                result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
+                with self.trace.running(call.id) if self.trace is not None else nullcontext():
+                    result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
+                    if self.undo is not None:
+                        self.undo.after_write(path)
                 crash_record.finished(result.is_error)
-        finally:
+                if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
+                    result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
+                                                  writable=writable, pre=hooked)
+        except BaseException:  # the scheduler answers it with an internal error; the calls after it go on
             with self._lock:
-                self._running.pop(call.id, None)
+                self._live.pop(call.id, None)
+            self._announce_not_run()
+            raise
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
+        with self._lock:
+            self._live.pop(call.id, None)
+        self._announce_not_run()
         return result
 
     def _finished_now(self, call: ToolCallReady, result: ToolResult, reused: bool = False) -> Future[ToolResult]:
@@ -161,11 +209,36 @@ class Calls:
 
     def stop(self, *, kill: bool) -> None:
         """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
-        self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run")))
+        with self._lock:
+            live = dict(self._live)
+        for _, ctx in live.values():  # first: a call the pool is about to start sees it and does not run
+            ctx.stop(kill=kill)
+        cancelled = self.scheduler.cancel_waiting(NOT_RUN)
+        with self._lock:
+            self._not_run.update(cancelled)
+        self._announce_not_run()
+
+    def _announce_not_run(self) -> None:
+        """Tell the renderers (and json output) of calls cancelled before they started, in block order:
+        each once every call dispatched before it has finished."""
+        with self._lock:
+            due = []
+            for call_id, (planned, _) in list(self._live.items()):
+                if call_id not in self._not_run:
+                    break
+                del self._live[call_id]
+                self._not_run.discard(call_id)
+                due.append(planned)
+        for planned in due:
+            self.renderer.show(ToolFinished(planned.id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
+                                            done=planned.done))
+
+    def discard_pending(self) -> None:
+        """Every running call's countdown or question ends now, discarding its change set (SIGTERM, exit)."""
         with self._lock:
             running = list(self._running.values())
         for ctx in running:
-            ctx.stop(kill=kill)
+            ctx.discard.set()
 
     # -- settling ---------------------------------------------------------------------------------
 
@@ -185,6 +258,8 @@ class Calls:
                   retry_in: float | None) -> TurnRolledBack:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
         restored = attempt.journal.rollback()
+        root = self.workspace.resolve()
+        undone = Access.writing(*(workspace_key(root, str(p)) for p in restored))
         kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
         commands, discarded = [], 0
         for call, _ in attempt.calls:
@@ -195,15 +270,16 @@ class Calls:
             stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
             if tool.journaled and not stays:
                 continue  # undone above; an identical call in the retry applies it again
-            self._reusable[_call_key(call.name, call.input)].append(result)
+            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
+            # A read of what was just restored saw a write that is gone: the retry reads again.
+            if planned.judgement.access.writes or not undone.conflicts_with(planned.judgement.access):
+                self._reusable[_call_key(call.name, call.input)].append(result)
             if tool.journaled:
                 continue  # its write stays on disk: a command built on it
-            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
             if planned.judgement.access.writes:
                 commands.append(str(call.input.get("command", call.name)))
             else:
                 discarded += 1
-        root = self.workspace.resolve()
         event = TurnRolledBack(
             str(error), number, attempts, retry_in, elapsed=time.monotonic() - attempt.started,
             undone=tuple(str(p.relative_to(root)) for p in restored), discarded=discarded,
@@ -226,6 +302,15 @@ def worded(tools: ToolRegistry, update: Event) -> Event:
         case ToolCallReady(name=name, input=args) if (tool := tools.get(name)) is not None:
             return replace(update, status=tool.status(args))
     return update
+
+
+def _stale(planned: PlannedCall, attempt: Attempt) -> bool:
+    """A read that comes after a write this attempt makes anew: an earlier attempt's result would be
+    stale. (A command's result is always reused: it must never run twice.)"""
+    access = planned.judgement.access
+    return not access.writes and any(
+        earlier.judgement.access.writes and earlier.judgement.access.conflicts_with(access)
+        for call_id, earlier in attempt.planned.items() if call_id not in attempt.reused)
 
 
 def _shown(args: dict[str, Any]) -> str:

@@ -30,13 +30,16 @@ from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, StateError, Transcript, state_dir, state_error
+from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.wire.client import ModelClient
 from midstream.tools.wire.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
+    from midstream.tools.ui.diffs import DiffLog
 
 if TYPE_CHECKING:
     from midstream.tools.mcp import McpServers
@@ -142,16 +145,17 @@ def _session(argv: Sequence[str] | None) -> int:
     if args.undo:
         return _undo_latest(args.cwd.resolve(), args.resume or None)
     from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
+    from midstream.sandbox.transaction import transaction_status
 
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
         threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
-    task = sys.stdin.read() if args.task == "-" else args.task
+    task = _task(args)
     if task is not None and not task.strip():
         raise _fail("the task is empty: give -p some text (or '-' and the text on stdin).")
-    interactive = task is None and sys.stdin.isatty()
+    interactive = task is None and _stdin_is_terminal()
     why_mode = choose_mode(config, settings, args, headless=task is not None)
     if args.resume == "" and not interactive:
         return _list_sessions(config.workspace)
@@ -159,8 +163,13 @@ def _session(argv: Sequence[str] | None) -> int:
     transcript, history = _open_session(args, config)
     cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
+    diffs = None
+    if task is None:  # a person may ask for what the terminal folds (/diff); -p never imports it
+        from midstream.tools.ui.diffs import DiffLog
+
+        diffs = DiffLog()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
-                         session_id=transcript.id)
+                         session_id=transcript.id, diffs=diffs, theme=settings["theme"])
     mcp = _mcp_servers(args, config, settings, transcript, renderer, headless=task is not None)
     if mcp is not None:
         tools.add_source(mcp)  # its tools join between turns
@@ -171,28 +180,95 @@ def _session(argv: Sequence[str] | None) -> int:
     # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
+    hooks = _hooks(settings, config, transcript, interactive=interactive)
+    from midstream.tools.tracing import from_environment
+
+    tracer = from_environment(version=_version())  # NOT_TRACING, importing nothing, unless OTEL_ asks
+    # Esc at a question says no and stops the turn, as it stops a reply.
+    confirm = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
     agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config))
+                  confirm=confirm, model=_model_client(args, config), hooks=hooks, tracer=tracer)
     agent_box.append(agent)
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
-    renderer.show(startup_status(config.isolation, config.network))
-    session = Interactive(agent, renderer, keys)
-    _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
+    renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
+                                     config.isolation))
+    session = Interactive(agent, renderer, keys, diffs=diffs)
+    _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
+    if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
+        session.say(f"replaying {args.replay} · {why_mode}", style="dim")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
+    agent.hooks.session_start("resume" if history else "startup")
     try:
         if task is not None:
             return _exit_code(agent.send(task))
-        return session.run(args.prompt)
+        code = session.run(args.prompt)
+        if agent.history and agent.transcript is not None:  # the way back, said on the way out
+            session.say(f"resume this session: midstream -c (or --resume {agent.transcript.id})", style="dim")
+        return code
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
-        agent.close()
+        agent.close("prompt_input_exit" if interactive else "other")
         if mcp is not None:
             mcp.close()
-        _close(renderer, args)
+        tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
+        _close(renderer, args, agent.ledger.session)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
+
+
+STDIN_MAX_BYTES = 8 * 1024 * 1024
+STDIN_WAIT = 3.0  # seconds a pipe may stay silent before -p goes on without it
+
+
+def _task(args: argparse.Namespace) -> str | None:
+    """The headless task: -p's text with what was piped to stdin after it, as Claude Code does.
+
+    Without -p and without a terminal on stdin there is no prompt to type at: the first message and
+    the piped text are the task (run as -p would), or one line says what to do.
+    """
+    if args.task == "-":
+        return _piped(wait=None)
+    if args.task is not None:
+        return "\n\n".join(part for part in (args.task, _piped(wait=STDIN_WAIT)) if part.strip())
+    if _stdin_is_terminal() or (args.resume == "" and not args.prompt):  # the latter lists sessions
+        return None
+    task = "\n\n".join(part for part in (args.prompt or "", _piped(wait=STDIN_WAIT)) if part.strip())
+    if not task:
+        raise _fail("stdin is not a terminal, so there is no prompt to type at: give the task with -p TASK "
+                    "(text piped in is appended to it), or run midstream in a terminal.")
+    args.prompt = None
+    return task
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdin at all
+        return False
+
+
+def _piped(wait: float | None) -> str:
+    """What a pipe or file on stdin holds (nothing for a terminal or /dev/null), decoded leniently."""
+    import select
+    import stat
+
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return ""
+    if os.isatty(fd) or not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)):
+        return ""
+    if wait is not None and not stat.S_ISREG(mode) and not select.select([fd], [], [], wait)[0]:
+        print(f"midstream: nothing arrived on stdin in {wait:g} s; going on without it", file=sys.stderr)
+        return ""
+    data = sys.stdin.buffer.read(STDIN_MAX_BYTES + 1)
+    if len(data) > STDIN_MAX_BYTES:
+        raise _fail(f"stdin holds more than {STDIN_MAX_BYTES // 2**20} MB, more than a model reads at once: "
+                    "save it to a file in the workspace and name the file in the task.")
+    return data.decode("utf-8", errors="replace")
 
 
 def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, headless: bool) -> None:
@@ -207,18 +283,51 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help", style="dim")
+    say("Enter sends · Alt-Enter or \\ Enter: a new line · Tab completes · @path attaches", style="dim")
+    say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
+
+
+def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, interactive: bool) -> Hooks | None:
+    """The settings files' hooks that may run: the person's, and the project's they approved."""
+    tables = settings.tables.get("hooks", [])
+    if not tables:
+        return None
+    from midstream.tools.hooks.approve import runnable_hooks
+    from midstream.tools.hooks.config import HookConfigError, hooks_from_tables, launch_problem
+
+    warnings: list[str] = []
+    try:
+        commands = hooks_from_tables(tables, warnings)
+    except HookConfigError as error:
+        raise _fail(str(error)) from None
+    for warning in warnings:
+        print(f"midstream: {warning}", file=sys.stderr, flush=True)
+
+    def ask(question: str) -> bool:
+        from midstream.tools.cli.repl import _ask
+
+        return (_ask(f"{question} [y/N] ") or "").strip().lower() in ("y", "yes")
+
+    commands = runnable_hooks(commands, config.workspace, ask=ask if interactive else None,
+                              say=lambda line: print(f"midstream: {line}", file=sys.stderr, flush=True))
+    for hook in commands:  # said now, not first at the call it was meant to guard
+        if problem := launch_problem(hook, config.workspace):
+            print(f"midstream: {hook.label()} ({hook.where}) cannot start: {problem} — a configuration error; "
+                  "until it is fixed it fails every time", file=sys.stderr, flush=True)
+    return Hooks(commands, config.workspace, isolation=config.isolation, mode=config.mode,
+                 session_id=transcript.id, transcript_path=str(transcript.path))
 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
     """stream-json's first line, as Claude Code's ``system``/``init``: what applies to this run."""
+    from midstream.tools.ui.stream_json import init_line
+
     config = agent.config
-    record = {
-        "type": "system", "subtype": "init", "event": "SessionStarted",
-        "session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
-        "mode": config.mode, "refuse_destructive": config.refuse_destructive, "mode_reason": why_mode,
-        "sandbox": sandbox_state(config), "cwd": str(config.workspace), "tools": tools.names(),
-    }
+    record = init_line(
+        session_id=agent.transcript.id if agent.transcript else None, model=config.model,
+        mode=config.mode, refuse_destructive=config.refuse_destructive, mode_reason=why_mode,
+        sandbox=sandbox_state(config), cwd=str(config.workspace), tools=tools.names(),
+    )
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
@@ -228,12 +337,19 @@ def _exit_code(ended: TurnEnded) -> int:
 
 def _undo_latest(workspace: Path, session_id: str | None) -> int:
     """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
-    from midstream.sandbox.snapshots import undo_last_turn
+    from midstream.sandbox.undo import undo_last_turn
 
     path = sessions.find(workspace, session_id)  # the session `-c` would pick up, not an empty newer one
     if path is None:
         raise _fail(f"found no session for {workspace} to undo.")
-    report = undo_last_turn(workspace, path.stem)
+    try:
+        held = Transcript(path)  # the session's lock: never undo a turn another process is still running
+    except SessionInUse as error:
+        raise _fail(f"--undo refused: {error}") from None
+    try:
+        report = undo_last_turn(workspace, path.stem)
+    finally:
+        held.close()
     print("\n".join(report.lines()), file=sys.stderr, flush=True)
     return 0 if report.undone else 1
 
@@ -360,30 +476,39 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
+def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "",
+              diffs: DiffLog | None = None, theme: str = "auto") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
-        from midstream.tools.ui.render import JsonRenderer
+        from midstream.tools.ui.stream_json import StreamJsonRenderer
 
-        return JsonRenderer()
+        return StreamJsonRenderer(session_id=session_id)
     if output_format == "json":
         from midstream.tools.ui.render import SummaryRenderer
 
         return SummaryRenderer(session_id=session_id)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from midstream.tools.ui.lines import set_theme
         from midstream.tools.ui.terminal import TerminalRenderer
+        from midstream.tools.ui.theme import background
         from rich.console import Console
 
-        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming)
+        set_theme(background(theme, ask=streaming))
+        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming,
+                                diffs=diffs)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(stream_text=streaming)
 
 
-def _close(renderer: Renderer, args: argparse.Namespace) -> None:
-    renderer.close()
-    if args.svg is not None:
-        from midstream.tools.ui.terminal import TerminalRenderer
+def _close(renderer: Renderer, args: argparse.Namespace, session: Usage | None = None) -> None:
+    if "midstream.tools.ui.terminal" not in sys.modules:  # not a terminal renderer (rich is slow to import)
+        renderer.close()
+        return
+    from midstream.tools.ui.terminal import TerminalRenderer
 
-        if isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
-            renderer.save_svg(str(args.svg))
+    if isinstance(renderer, TerminalRenderer) and session is not None:
+        renderer.session = session  # its line at exit: the ledger's whole session, a late /compact too
+    renderer.close()
+    if args.svg is not None and isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
+        renderer.save_svg(str(args.svg))

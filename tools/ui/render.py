@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import signal
 import sys
 import threading
@@ -25,6 +26,7 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    HookNotice,
     Quiet,
     RequestStarted,
     SandboxStatus,
@@ -55,15 +57,26 @@ def outcome_line(finished: ToolFinished) -> str:
         return f"○ {status}: not run (the turn was interrupted before it started)"
     if facts.ended == "stopped":
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
+    if facts.ended == "discarded":  # ran in isolation; what it changed never reached the workspace
+        return f"✗ {done}: {shorten(facts.detail, 160)}"
     if result.is_error:
         if facts.exit_status is None:  # the tool refused or failed before anything ran: say what it tried
             first = result.content.splitlines()[:1]
-            return f"✗ {status}: {shorten(first[0], 160) if first else 'failed'}"
+            return f"✗ {status}: {_first_sentence(first[0]) if first else 'failed'}"
         detail = shorten(facts.detail, 80)
-        return f"✗ {done}: {_exit_words(facts.exit_status)}" + (f" ({detail})" if detail else "")
+        # A timed-out command died of our SIGTERM: "killed by SIGTERM" would hide why.
+        how = "timed out" if facts.ended == "timed_out" else _exit_words(facts.exit_status)
+        return f"✗ {done}: {how}" + (f" ({detail})" if detail else "")
     if facts.exit_status is not None:
-        return f"✓ {done} ({finished.seconds:.1f} s)"
+        return f"✓ {done} ({finished.seconds:.1f} s)" + (f" · applied {facts.applied}" if facts.applied else "")
     return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
+
+
+def _first_sentence(text: str, limit: int = 240) -> str:
+    """A message written for the model, shown to the person: its first sentence whole, not cut mid-way."""
+    end = re.search(r"[.!?](\s|$)", text)
+    sentence = text[:end.end()].strip() if end else text
+    return shorten(sentence, limit)
 
 
 def _exit_words(code: int) -> str:
@@ -118,7 +131,8 @@ def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 
             lines = after.splitlines()
             head = [f"+{line}" for line in lines[:limit]]
             rest = [f"… {len(lines) - limit} more lines"] if len(lines) > limit else []
-            return [f"  new file, {len(lines)} lines ({len(after.encode()):,} bytes)", *head, *rest]
+            return [f"  new file, {len(lines)} line{'s' * (len(lines) != 1)} ({len(after.encode()):,} bytes)", *head,
+                    *rest]
     diff = "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=2))
     shown, more, added, removed = diff_rows(diff, limit)
     tail = [f"… {more} more lines (+{added} -{removed} in all)"] if more else []
@@ -215,8 +229,8 @@ class PlainRenderer(Quiet):
                     shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
                     self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
-                case ToolAsking(name=name, input=args, workspace=workspace):
-                    for row in preview_rows(name, args, Path(workspace)):
+                case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
+                    for row in changes or preview_rows(name, args, Path(workspace)):
                         self._note(f"    {row}")
                 case ToolCallReady(id=call_id, name=name, input=args):
                     target = args.get("path") or args.get("command") or args.get("pattern") or ""
@@ -244,6 +258,8 @@ class PlainRenderer(Quiet):
                     self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case HookNotice(message=message):
+                    self._note(f"midstream: {message}")
                 case ContextUsed(fraction=fraction):
                     self._context = f" · context {fraction:.0%}" if fraction is not None else ""
                 case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
@@ -330,6 +346,8 @@ class SummaryRenderer(Quiet):
                 case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
                     self._turns += 1
+                case HookNotice(message=message):  # for the person, not the script reading stdout
+                    print(f"midstream: {message}", file=sys.stderr, flush=True)
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message, session=total):

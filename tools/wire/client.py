@@ -156,7 +156,8 @@ class ModelClient:
             self._http.close()
 
     @contextmanager
-    def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+    def stream(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+        """One streaming request; ``headers`` are this request's own (a trace's ``traceparent``)."""
         _discard_stray_bytes(self._http)
         body = self.dialect.body(body)
         parts = self._encoder.parts(body)  # written one after the other: the body is never joined
@@ -172,7 +173,7 @@ class ModelClient:
         try:
             with self._http.stream(
                 "POST", self.path, content=iter(parts),
-                headers={"content-type": "application/json", "content-length": str(size)},
+                headers={**(headers or {}), "content-type": "application/json", "content-length": str(size)},
                 timeout=self._timeout, extensions={"trace": self._trace},
             ) as response:
                 answered = True
