@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from midstream.sandbox.allowlist import why_not
-from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
 from midstream.sandbox.isolation import INSTALL_HINT, probe
+from midstream.sandbox.remember import command_keys  # what "always" remembers: sandbox/remember.py
 from midstream.sandbox.review import Stops, outside_effects, review
-from midstream.sandbox.shellparse import parse_script
 from midstream.sandbox.targets import describe_targets
 from midstream.sandbox.transaction import transactions_unavailable
 from midstream.tools.events import ToolAsking, ToolGrace
@@ -186,39 +185,3 @@ def _refused(text: str, ended: Ending = "refused") -> Decision:
     return Decision(refusal=text, ended=ended)
 
 
-_SUBCOMMAND_PROGRAMS = {"git", "npm", "yarn", "pnpm", "bun", "cargo", "go", "docker", "podman", "kubectl", "pip",
-                        "pip3", "uv", "poetry", "make", "gh", "deno", "dotnet", "mvn", "gradle", "apt", "apt-get",
-                        "brew", "npx", "just", "task", "terraform", "helm", "rustup", "conda", "hatch", "tox", "nox"}
-
-
-def command_keys(command: str) -> frozenset[str] | None:
-    """The program-and-subcommand of every command in ``command`` ("npm test", "git status"), or
-    None when the command cannot be read well enough to say."""
-    parsed = parse_script(command)
-    if parsed.error:
-        return None
-    keys: set[str] = set()
-    for simple in parsed.commands:
-        if not simple.argv:
-            continue
-        if simple.argv[0] is None:
-            return None
-        wrappers, argv = unwrap([UNKNOWN if w is None else w for w in simple.argv])
-        if not argv or argv[0] == UNKNOWN or wrappers and set(wrappers) & PRIVILEGED:
-            return None
-        program = normalise(argv[0])
-        if program in SHELLS | {"eval", "source", "."}:
-            return None  # a script's key says nothing about what the script does
-        call = make_call(program, argv[1:], None)
-        if program in _SUBCOMMAND_PROGRAMS:
-            # `npm run lint` is not `npm run deploy`: a runner's script or tool is part of the key
-            named = call.operands[:2] if call.sub in ("run", "exec", "x", "run-script", "dlx") else [call.sub]
-            named = [call.sub] if program == "git" else named
-            keys.add(" ".join([program, *named]).strip())
-        elif program in INTERPRETERS:
-            module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else call.sub
-            keys.add(f"{program} {module}".strip() if "c" not in call.flags and "e" not in call.flags else
-                     f"{program} -c {argv[-1]}")
-        else:
-            keys.add(program)
-    return frozenset(keys)

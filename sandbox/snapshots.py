@@ -65,6 +65,14 @@ class SnapshotError(RuntimeError):
     """git could not take or restore a snapshot."""
 
 
+def _embedded_repositories(workspace: Path) -> set[bytes]:
+    """Workspace-relative directories holding a repository of their own (looked for on every snapshot)."""
+    from midstream.sandbox.protected import nested_repositories
+
+    return {os.fsencode(path.parent.relative_to(workspace)) for path in nested_repositories(workspace)
+            if path.name == ".git"}
+
+
 class TooLarge(SnapshotError):
     """The workspace holds more new data than a snapshot should copy."""
 
@@ -187,7 +195,8 @@ class SnapshotStore:
         untracked: list[bytes] = []
         walker.start()
         try:
-            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv").stdout
+            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv",
+                                  "--ignore-submodules=all").stdout
         finally:
             walker.join()
         if not untracked:
@@ -196,7 +205,7 @@ class SnapshotStore:
         huge: list[str] = []
         new_bytes = 0
         entries = [(b"C", n) for n in differing.split(b"\0")] + [(b"?", n) for n in untracked[0].split(b"\0")]
-        nested = self._nested()
+        nested = _embedded_repositories(self.workspace)  # looked for again at every snapshot
         for tag, name in entries:
             if not name:
                 continue
@@ -234,13 +243,6 @@ class SnapshotStore:
         tree = self._git("write-tree").stdout.decode().strip()
         self._last = (self._stamp(), tree)
         return tree
-
-    def _nested(self) -> set[bytes]:
-        """Repositories nested in the workspace (their own ``.git``), as workspace-relative paths."""
-        from midstream.sandbox.isolation import protected_paths
-
-        return {os.fsencode(str(path.parent.relative_to(self.workspace))) for path, why in
-                protected_paths(self.workspace) if "nested" in why and self.workspace in path.parents}
 
     def _stamp(self) -> tuple[int, int]:
         try:

@@ -302,7 +302,9 @@ class Quiet:
         pass
 
     def say(self, text: str, style: str = "") -> None:
-        print(text, file=sys.stderr, flush=True)
+        from midstream.tools.ui.sanitise import shown
+
+        print(shown(text), file=sys.stderr, flush=True)
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -162,9 +162,12 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Outp
     if decision.review is not None and ctx.undo is not None and ctx.undo.record is not None:
         return _transacted(ctx, [*shell, "-c", command], command, timeout, network)
     with sandboxed([*shell, "-c", command], ctx.workspace, decision.isolation, writable=writable,
-                   network=network) as (argv, fds):
+                   network=network) as run:
+        argv, fds = run
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
+        if limit := run.verdict():  # a process or memory limit ended it: say which
+            ending = _Ending(limit, "failed")
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
     result += ending.text + "\n" if ending.text else ""

@@ -28,12 +28,13 @@ from midstream.agent import Agent, AgentConfig, model_client
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
-from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
+from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, StateError, Transcript, state_dir, state_error
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
+from midstream.tools.ui.sanitise import shown
 from midstream.tools.wire.client import ModelClient
 from midstream.tools.wire.providers import PROVIDERS
 
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _fail(message: str) -> SystemExit:
     """Bad usage or settings: one line on stderr, exit status 2 (as argparse does)."""
-    print(f"midstream: {message}", file=sys.stderr)
+    print(f"midstream: {shown(message)}", file=sys.stderr)
     return SystemExit(2)
 
 
@@ -112,6 +113,10 @@ def _workspace(args: argparse.Namespace) -> Path:
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
+    from midstream.sandbox.workspace import workspace_problem
+
+    if problem := workspace_problem(workspace):
+        raise _fail(problem)
     return workspace
 
 
@@ -120,7 +125,8 @@ def _settings(args: argparse.Namespace, workspace: Path) -> Settings:
         settings = resolve(args, workspace)
     except SettingError as error:
         raise _fail(str(error)) from None
-    show_warnings(settings)
+    show_warnings(settings, workspace)
+    apply_sandbox(settings)
     return settings
 
 
@@ -139,6 +145,9 @@ def _session(argv: Sequence[str] | None) -> int:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
     if args.task is not None and args.resume == "":
         raise _fail("--resume needs a session id with -p (`midstream --resume` alone lists them).")
+    from midstream.sandbox import programs
+
+    programs.pin_workspace(_workspace(args))  # before git or bwrap is looked up: never from inside the workspace
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)
@@ -150,6 +159,9 @@ def _session(argv: Sequence[str] | None) -> int:
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
         threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
+    from midstream.sandbox.secrets import scrub_environ
+
+    scrub_environ(["ANTHROPIC_API_KEY", "OPENAI_API_KEY"])  # the config holds the key; no process reads it from us
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = _task(args)
@@ -350,7 +362,7 @@ def _undo_latest(workspace: Path, session_id: str | None) -> int:
         report = undo_last_turn(workspace, path.stem)
     finally:
         held.close()
-    print("\n".join(report.lines()), file=sys.stderr, flush=True)
+    print(shown("\n".join(report.lines())), file=sys.stderr, flush=True)  # file names are the workspace's
     return 0 if report.undone else 1
 
 
@@ -359,7 +371,7 @@ def _list_sessions(workspace: Path) -> int:
     if not found:
         print(f"no earlier sessions for {workspace}", file=sys.stderr)
         return 0
-    print(sessions.describe(found))
+    print(shown(sessions.describe(found)))
     print("resume one with: midstream --resume ID", file=sys.stderr)
     return 0
 
@@ -441,7 +453,7 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
 
     try:
         transport = ReplayTransport(args.replay) if args.replay else None
-    except FileNotFoundError as missing:
+    except (FileNotFoundError, ValueError) as missing:  # no recording, or one that is not files of a sane size
         raise _fail(str(missing)) from None
     if transport is not None and (mismatch := transport.check_provider(config.provider)):
         raise _fail(mismatch)
@@ -455,7 +467,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if args.resume == "":  # --resume without an id, at a terminal: the person picks one
             from midstream.tools.cli.repl import _ask
 
-            path = sessions.choose(config.workspace, _ask, lambda text: print(text, file=sys.stderr))
+            path = sessions.choose(config.workspace, _ask, lambda text: print(shown(text), file=sys.stderr))
             if path is None:
                 return Transcript.create(config.workspace, config.model), []
         else:
@@ -471,7 +483,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             raise _fail(f"cannot open session {path.stem} ({path}): {error.strerror or error}; "
                         "start a new session, or resume another (`midstream --resume` lists them).") from None
         if crashed:
-            print(f"midstream: {crashed}", file=sys.stderr)
+            print(f"midstream: {shown(crashed)}", file=sys.stderr)
         return transcript, history
     return Transcript.create(config.workspace, config.model), []
 

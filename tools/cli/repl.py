@@ -18,6 +18,7 @@ from midstream.tools.cli.attach import Pastes, attach_mentions
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.ui.sanitise import shown
 
 if TYPE_CHECKING:
     from midstream.tools.ui.diffs import DiffLog
@@ -164,7 +165,7 @@ def confirmer(renderer: Renderer,
     """
     def confirm(question: str, cancelled: threading.Event) -> str:
         with renderer.suspended():
-            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{shown(question, one_line=True)} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             line = _read_answer(cancelled)
             if line is None:  # Esc

@@ -41,6 +41,7 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.ui.sanitise import shown
 
 __all__ = [
     "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
@@ -215,7 +216,7 @@ class PlainRenderer(Quiet):
                     self._reply.append(text)
                 case TextDelta(text=text):
                     self._streamed = True
-                    self._out.write(text)
+                    self._out.write(shown(text))
                     self._out.flush()
                     self._mid_line = not text.endswith("\n")
                 case BlockStopped(block_type="text") if self._mid_line:
@@ -226,8 +227,8 @@ class PlainRenderer(Quiet):
                     self._streamed = True
                     self._narrate()
                 case ToolGrace(description=what, targets=targets, seconds=seconds):
-                    shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
-                    self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
+                    listed = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
+                    self._note(f"⚠ destructive: {what} → {listed or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
                 case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
                     for row in changes or preview_rows(name, args, Path(workspace)):
@@ -270,7 +271,7 @@ class PlainRenderer(Quiet):
                     self._waiting.clear()
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
-                        self._out.write(final + "\n")
+                        self._out.write(shown(final) + "\n")
                         self._out.flush()
                     self._final, self._reply = None, []
                     if spent.requests:  # one usage line per message; a failure stays the last line
@@ -285,7 +286,7 @@ class PlainRenderer(Quiet):
             self._note("· " + text.replace("\n", "\n· "))
 
     def _note(self, line: str) -> None:
-        self._err.write(line + "\n")
+        self._err.write(shown(line) + "\n")  # commands, file names, model text: shown, never obeyed
         self._err.flush()
 
 

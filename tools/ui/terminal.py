@@ -168,7 +168,7 @@ class TerminalRenderer:
     def say(self, line: str, style: str = "bold cyan") -> None:
         """A line of the program's own (not the model's), printed above the live region."""
         with self._lock:
-            self._print(Text(line, style=style))
+            self._print(Text(visible(line), style=style))  # undo reports, session lists: names from the workspace
 
     def save_svg(self, path: str) -> None:
         if self.recording is not None:
