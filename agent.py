@@ -32,6 +32,7 @@ The story of one turn, top to bottom:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -70,7 +71,8 @@ from midstream.tools.registry import ToolRegistry
 from midstream.tools.scheduler import Scheduler
 from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.client import ModelClient
+from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = ["DEFAULT_MODEL", "Agent", "AgentConfig", "main", "model_client"]
@@ -261,7 +263,12 @@ class Agent:
             self.busy = False
 
     def _requests_until_done(self) -> TurnEnded:
-        for request_number in range(1, self.config.max_requests + 1):
+        limit = self.config.max_requests
+        for request_number in itertools.count(1):
+            if request_number > limit:
+                if not self._may_go_on(limit):
+                    return self._end("max_requests", ok=False, message=f"stopped after {limit} model requests")
+                limit += self.config.max_requests
             try:
                 self._fit_context()
                 try:
@@ -292,6 +299,9 @@ class Agent:
             elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
                 return self._stop_for_the_person(None, [])
             match reply.stop_reason:
+                case "tool_use" if not reply.calls:  # a server whose parser dropped a malformed call
+                    return self._end("tool_use", ok=False, message="the model asked to use a tool but sent no "
+                                     "tool call (its server may have dropped a malformed one)")
                 case "tool_use" | "pause_turn":
                     continue
                 case "max_tokens" if reply.calls:
@@ -307,7 +317,16 @@ class Agent:
                     return self._end("refusal", ok=False, message="the model refused this request")
                 case other:
                     return self._end(other, ok=False, message=f"unexpected stop reason {other!r}")
-        return self._end("max_requests", ok=False, message=f"stopped after {self.config.max_requests} model requests")
+        raise AssertionError("unreachable")
+
+    def _may_go_on(self, done: int) -> bool:
+        """At the request limit: a person is asked whether to go on; without one the turn ends."""
+        if self.gate.confirm is None:
+            return False
+        try:
+            return self.gate.confirm(f"{done} model requests for this message; go on?", threading.Event()) != "no"
+        except KeyboardInterrupt:
+            return False
 
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage

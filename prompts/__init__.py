@@ -101,7 +101,10 @@ def build_system_blocks(workspace: Path) -> list[dict[str, str]]:
         content = _head(path).decode("utf-8", "replace").strip()
         if content:
             blocks.append(render_template("instructions", path=str(path), content=content))
-    return [{"type": "text", "text": text} for text in blocks]
+    # A path that is not UTF-8 holds surrogates (Python's stand-ins for its bytes), which no request
+    # can carry: they are shown as \xNN escapes.
+    return [{"type": "text", "text": text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")}
+            for text in blocks]
 
 
 DATE_NOTE_PREFIX = "<context>Today's date is "

@@ -239,7 +239,7 @@ _READ_ONLY_PROGRAMS = (
     "basename", "dirname", "realpath", "readlink", "true", "false", "test", "[", "whoami", "id",
     "uname", "printenv", "nl", "less", "more", "column", "jq", "sha256sum", "md5sum", "cksum",
     "hexdump", "od", "strings", "comm", "join", "paste", "fold", "fmt", "expand", "seq",
-    "cd", "pushd", "popd", ":",
+    "cd", "pushd", "popd", ":", "sleep",
 )
 
 RULES: tuple[Rule, ...] = (

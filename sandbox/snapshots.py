@@ -82,7 +82,7 @@ class SnapshotStore:
 
     def __init__(self, workspace: Path, root: Path | None = None) -> None:
         self.workspace = workspace.resolve()
-        digest = hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(os.fsencode(self.workspace)).hexdigest()[:12]  # a name that is not UTF-8: its bytes
         self.dir = (root or _state_root()) / f"{self.workspace.name or 'root'}-{digest}"
         self.git_dir = self.dir / "shadow.git"
         self.index = self.dir / "index"

@@ -23,6 +23,7 @@ from midstream.tools.events import Event, Quiet
 from midstream.tools.registry import Access, ToolContext, ToolError, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer
 from midstream.tools.wire.assembler import TurnAssembler
+from midstream.tools.wire.providers import client_for
 
 # A system prompt long enough to be worth caching.
 LONG_SYSTEM = "\n".join(f"Rule {i}: keep the code base tidy, tested and easy to read for the next person."
@@ -113,13 +114,13 @@ def drop_after_block(scripted: dict, index: int) -> dict:
     return scripted | {"drop_after": stop + 1}
 
 
-def assemble_over(client_type: Any, chunks: list[bytes], base_url: str = "http://model.test") -> TurnAssembler:
-    """The turn a ``client_type`` client assembles from SSE ``chunks`` served by a mock transport."""
+def assemble_over(provider: str, chunks: list[bytes], base_url: str = "http://model.test") -> TurnAssembler:
+    """The turn ``provider``'s client assembles from SSE ``chunks`` served by a mock transport."""
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
 
-    client = client_type(base_url=base_url, api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for(provider, base_url=base_url, api_key="k", transport=httpx2.MockTransport(handler))
     assembler = TurnAssembler()
     with client.stream({"model": "m", "messages": []}) as events:
         for event in events:
@@ -238,3 +239,25 @@ def in_order(rows: list[str], wanted: list[str]) -> list[str]:
         else:
             position = found + 1
     return missing
+
+
+def chat_chunk(delta: object = None, **fields: object) -> dict:
+    """A Chat Completions chunk whose one choice carries ``delta``."""
+    choice = {"index": 0, "delta": {"content": "x"} if delta is None else delta, "finish_reason": None}
+    return {"id": "c", "model": "m", "choices": [choice], **fields}
+
+
+# The 11 malformed chunk shapes real servers were seen to send (or could): each a retried malformed stream.
+CHAT_SHAPES = {
+    "delta is a string": chat_chunk("hello"),
+    "choices is an object": {"id": "c", "choices": {"index": 0, "delta": {"content": "x"}}},
+    "a tool_calls piece is a string": chat_chunk({"tool_calls": ["bash"]}),
+    "function is a string": chat_chunk({"tool_calls": [{"index": 0, "id": "a", "function": "bash"}]}),
+    "index is a list": chat_chunk({"tool_calls": [{"index": [0], "id": "a", "function": {"name": "bash"}}]}),
+    "id is an object": chat_chunk({"tool_calls": [{"index": 0, "id": {"v": 1}, "function": {"name": "bash"}}]}),
+    "usage is a string": {"id": "c", "choices": [], "usage": "lots"},
+    "a token count is a string": {"id": "c", "choices": [], "usage": {"prompt_tokens": "12", "completion_tokens": 3}},
+    "the choice index is a string": {"id": "c", "choices": [{"index": "0", "delta": {"content": "x"}}]},
+    "the call index is a string": chat_chunk({"tool_calls": [{"index": "0", "id": "a", "function": {"name": "bash"}}]}),
+    "finish_reason is a number": {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": 1}]},
+}

@@ -78,7 +78,9 @@ def test_default_model_is_current():
     import warnings
 
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
-    from midstream.agent import DEFAULT_MODEL
+    from midstream.tools.wire.providers import PROVIDERS
+
+    DEFAULT_MODEL = PROVIDERS["anthropic"].model
 
     assert DEFAULT_MODEL not in DEPRECATED_MODELS
     with warnings.catch_warnings():

@@ -14,8 +14,9 @@ from midstream.tools.conversation.history import history_problems
 from midstream.tools.events import Compacted, RequestUsage, TurnRolledBack
 from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
-from midstream.tools.wire import model as model_module
-from midstream.tools.wire.openai import OpenAIClient, chat_request
+from midstream.tools.wire import errors
+from midstream.tools.wire.openai import chat_request
+from midstream.tools.wire.providers import client_for
 
 from tests.helpers import chat_agent
 
@@ -49,7 +50,7 @@ def test_the_chat_body_is_the_translation_sent_with_its_length_and_follows_the_h
         seen.append(request)
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=b"data: [DONE]\n\n")
 
-    client = OpenAIClient(base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for("openai", base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
     messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "ünï \u2028"}]}]
     body = {"model": "m", "max_tokens": 10, "messages": messages, "system": "sys",
             "tools": [{"name": "t", "description": "d", "input_schema": {"type": "object"}}]}
@@ -117,12 +118,12 @@ def test_every_server_s_overflow_is_the_one_prompt_too_long_with_its_numbers(sta
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(status, json={"error": error})
 
-    client = OpenAIClient(base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
-    with pytest.raises(model_module.PromptTooLong) as raised, client.stream({"model": "m", "messages": []}):
+    client = client_for("openai", base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
+    with pytest.raises(errors.PromptTooLong) as raised, client.stream({"model": "m", "messages": []}):
         pass
-    assert type(raised.value) is model_module.PromptTooLong and raised.value.status == status
+    assert type(raised.value) is errors.PromptTooLong and raised.value.status == status
     assert (raised.value.tokens, raised.value.limit) == (tokens, limit)
-    assert model_module.prompt_too_long(f"{error.get('code') or error.get('type')}: {error['message']}") is not None
+    assert errors.prompt_too_long(f"{error.get('code') or error.get('type')}: {error['message']}") is not None
 
 
 @tool(wording=Wording("Fetching", "Fetched", target="page"), access=lambda ws, args: Access.reading("pages"))

@@ -18,12 +18,13 @@ from midstream.tools.events import ThinkingDelta, ToolCallReady, TurnCommitted, 
 from midstream.tools.testing.scripted_chat import render_chat
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, ModelClient, PromptTooLong, RetryableModelError
-from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient, chat_request
+from midstream.tools.wire.errors import FatalModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.openai import ChunkTranslator, chat_request
+from midstream.tools.wire.providers import client_for
 
 from tests.helpers import assemble_over, chat_agent, program_env, wait_until
 
-_assemble_over = functools.partial(assemble_over, OpenAIClient, base_url="http://model.test/v1")
+_assemble_over = functools.partial(assemble_over, "openai", base_url="http://model.test/v1")
 
 
 def _event(scripted: dict, kind: str, index: int | None = None) -> dict:
@@ -259,7 +260,7 @@ def test_status_errors_map_to_our_classes(status, error, kind):
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(status, json={"error": error})
 
-    client = OpenAIClient(base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for("openai", base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
     with pytest.raises(kind) as raised, client.stream({"model": "m", "messages": []}):
         pass
     assert type(raised.value) is kind
@@ -597,7 +598,7 @@ def test_prompt_is_too_long_on_the_anthropic_wire_is_the_same_class():
         return httpx2.Response(400, json={"type": "error", "error": {
             "type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}})
 
-    client = ModelClient(base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for("anthropic", base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
     with pytest.raises(PromptTooLong), client.stream({"model": "m"}):
         pass
 

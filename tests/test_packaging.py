@@ -87,7 +87,7 @@ def test_the_wheel_has_one_top_level_name(wheel: Path):
     assert {r for r in roots if not r.endswith(".dist-info")} == {"midstream"}
     # Everything the program needs is inside: the loop, the tools and their packages, the prompts.
     for needed in ("midstream/__main__.py", "midstream/agent.py", "midstream/tools/files.py",
-                   "midstream/tools/wire/model.py", "midstream/tools/cli/main.py", "midstream/sandbox/policy.py",
+                   "midstream/tools/wire/client.py", "midstream/tools/cli/main.py", "midstream/sandbox/policy.py",
                    "midstream/prompts/system.md"):
         assert needed in names
     assert not any(n.startswith("midstream/tools/_package") or "/tests/" in n for n in names)

@@ -9,7 +9,7 @@ import io
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 from midstream.tools.ui.render import PlainRenderer
-from midstream.tools.wire.model import RetryableModelError
+from midstream.tools.wire.errors import RetryableModelError
 from midstream.tools.wire.retry import RetryPolicy
 
 BUSY = {"status": 529, "headers": {"retry-after": "99999"}, "error": {"type": "overloaded_error", "message": "b"}}

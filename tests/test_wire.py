@@ -9,11 +9,12 @@ import time
 import pytest
 from midstream.tools.events import TurnRolledBack
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
-from midstream.tools.wire.model import FatalModelError, ModelClient, RetryableModelError
+from midstream.tools.wire.errors import FatalModelError, RetryableModelError
+from midstream.tools.wire.providers import client_for
 
 from tests.helpers import assemble_over
 
-_assemble_over = functools.partial(assemble_over, ModelClient)
+_assemble_over = functools.partial(assemble_over, "anthropic")
 
 
 def _sse_bytes(scripted: dict) -> bytes:
@@ -110,7 +111,7 @@ def test_error_classes_for_statuses():
                          (429, RetryableModelError), (500, RetryableModelError), (529, RetryableModelError)]:
         server = ScriptedServer([{"status": status, "error": {"type": "x", "message": "m"}}])
         with server:
-            client = ModelClient(base_url=server.url, api_key="k")
+            client = client_for("anthropic", base_url=server.url, api_key="k")
             with pytest.raises(kind), client.stream({}) as events:
                 list(events)
             client.close()

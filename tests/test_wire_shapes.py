@@ -11,7 +11,7 @@ import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.body import BodyEncoder
-from midstream.tools.wire.model import RetryableModelError, retry_after
+from midstream.tools.wire.errors import RetryableModelError, retry_after
 from midstream.tools.wire.shapes import MalformedStream
 from midstream.tools.wire.sse import iter_sse
 
@@ -154,9 +154,9 @@ def test_a_client_with_a_transport_still_reports_body_errors():
         return httpx2.Response(200, headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
                                content=b"event: ping\ndata: {}\n\n")
 
-    from midstream.tools.wire.model import ModelClient
+    from midstream.tools.wire.providers import client_for
 
-    client = ModelClient(base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
+    client = client_for("anthropic", base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
     with pytest.raises(RetryableModelError, match="cannot be decoded"), client.stream({"model": "m"}) as events:
         list(events)
     client.close()

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midstream.tools.wire.model import ModelClient
-from midstream.tools.wire.providers import client_for
+from midstream.tools.wire.client import ModelClient, Timeouts
+from midstream.tools.wire.providers import PROVIDERS, client_for
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "AgentConfig", "model_client"]
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_MODEL = PROVIDERS["anthropic"].model  # the provider table's (tools/wire/providers.py), named here too
+DEFAULT_BASE_URL = PROVIDERS["anthropic"].base_url
 
 
 @dataclass
@@ -32,8 +32,8 @@ class AgentConfig:
     """Sent as x-api-key; may be absent for a local server."""
     max_tokens: int = 16000
     """Output budget of one model request."""
-    max_requests: int = 50
-    """Model requests allowed for one user message before the loop stops."""
+    max_requests: int = 200
+    """Model requests for one user message before the loop stops (interactively: asks to go on)."""
     max_attempts: int = 5
     """Tries of one request (the first plus retries) before giving up."""
     connect_timeout: float = 10.0
@@ -78,5 +78,4 @@ class AgentConfig:
 def model_client(config: AgentConfig, **wire: Any) -> ModelClient:
     """The one place a model client is built from the configuration (``wire``: a transport, a recorder)."""
     return client_for(config.provider, base_url=config.base_url, api_key=config.api_key,
-                      connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout,
-                      request_timeout=config.request_timeout, **wire)
+                      timeouts=Timeouts(config.connect_timeout, config.idle_timeout, config.request_timeout), **wire)

@@ -109,7 +109,12 @@ def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[s
     def start_writer() -> None:
         from concurrent_log_handler import ConcurrentRotatingFileHandler
 
-        os.close(private_file(path))  # created 0600 in a 0700 directory before the handler opens it
+        try:
+            os.close(private_file(path))  # created 0600 in a 0700 directory before the handler opens it
+        except OSError:  # a state directory that cannot hold the log: no log (the session says why it failed)
+            root.removeHandler(front)
+            ready.set()
+            return
         handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8",
                                                 chmod=0o600)
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))

@@ -24,19 +24,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig, model_client
+from midstream.agent import Agent, AgentConfig, model_client
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, resolve, show_warnings
-from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
+from midstream.tools.conversation.transcript import SessionInUse, StateError, Transcript, state_dir, state_error
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.ui.sanitise import shown
-from midstream.tools.wire.model import ModelClient
-from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL
+from midstream.tools.wire.client import ModelClient
+from midstream.tools.wire.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
-DEFAULT_MODELS = {"anthropic": DEFAULT_MODEL, "openai": DEFAULT_OPENAI_MODEL}
 EXIT_FOR = {"refusal": 3, "interrupted": 130}
 
 
@@ -77,30 +76,26 @@ def config_from_environment(args: argparse.Namespace, settings: Settings | None 
     --provider openai, OPENAI_*); a missing key is an error only for the real API."""
     workspace = _workspace(args)
     s = settings or _settings(args, workspace)
-    provider = s["provider"]
-    prefix = "OPENAI" if provider == "openai" else "ANTHROPIC"
-    api_key = os.environ.get(f"{prefix}_API_KEY", "").strip() or None  # a key read from a file keeps its newline
+    provider = PROVIDERS[s["provider"]]
+    api_key = os.environ.get(provider.key_env, "").strip() or None  # a key read from a file keeps its newline
     if api_key is not None and not all("!" <= c <= "~" for c in api_key):  # never shown: it may be a real key
-        raise _fail(f"{prefix}_API_KEY has a space, a control character or a non-ASCII character inside it, "
+        raise _fail(f"{provider.key_env} has a space, a control character or a non-ASCII character inside it, "
                     "which no key has: set it again, copied exactly.")
-    base_url = os.environ.get(f"{prefix}_BASE_URL", "").strip() or None
+    base_url = os.environ.get(provider.base_url_env, "").strip() or None
     if base_url is not None and not _is_http_url(base_url):
-        raise _fail(f"{prefix}_BASE_URL={base_url!r} is not a URL the model service can be reached at: "
+        raise _fail(f"{provider.base_url_env}={base_url!r} is not a URL the model service can be reached at: "
                     "give it as http://host:port/path or https://….")
-    if need_service and api_key is None and (base_url or "").rstrip("/") in ("", DEFAULT_BASE_URLS[provider]):
-        raise _fail("set OPENAI_API_KEY to use the OpenAI API, or OPENAI_BASE_URL for a local server (Ollama: "
-                    "http://localhost:11434/v1)." if provider == "openai" else
-                    "set ANTHROPIC_API_KEY to use the Anthropic API, or ANTHROPIC_BASE_URL for another "
-                    "Anthropic-compatible server (or try `midstream --demo`).")
+    if need_service and api_key is None and (base_url or "").rstrip("/") in ("", provider.base_url):
+        raise _fail(provider.missing_key)
     from_table = {o.config_field: s[o.dest] for o in options.OPTIONS if o.config_field and s[o.dest] is not None}
     window, reply = from_table.get("context_window"), from_table.get("max_tokens", AgentConfig.max_tokens)
     if window is not None and window < reply + 1024:
         raise _fail(f"--context-window {window} leaves no room for a conversation beside the reply's "
                     f"--max-tokens {reply}: raise the window or lower --max-tokens.")
     if s.sources["model"] == "default":  # no flag, setting or $..._MODEL: the provider's own default
-        from_table["model"] = DEFAULT_MODELS[provider]
-    return AgentConfig(workspace=workspace, base_url=base_url or DEFAULT_BASE_URLS[provider], api_key=api_key,
-                       prompt_cache=not args.no_cache and provider == "anthropic", **from_table)
+        from_table["model"] = provider.model
+    return AgentConfig(workspace=workspace, base_url=base_url or provider.base_url, api_key=api_key,
+                       prompt_cache=not args.no_cache and provider.prompt_cache, **from_table)
 
 
 def _is_http_url(url: str) -> bool:
@@ -136,6 +131,15 @@ def _settings(args: argparse.Namespace, workspace: Path) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a state directory that fails under it (read-only, full, in the way) is one line."""
+    try:
+        return _session(argv)
+    except StateError as error:
+        print(f"midstream: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _session(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     if args.task is not None and args.prompt is not None:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
@@ -378,9 +382,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     renderer = _renderer(args, streaming=True, output_format=settings["output_format"])
 
     def make_agent(workspace: Path, base_url: str, demo_renderer: Renderer) -> Agent:
-        if settings["provider"] == "openai":  # the same scenario, as Chat Completions chunks
+        if PROVIDERS[settings["provider"]].wire == "chat":  # the same scenario, as Chat Completions chunks
             base_url += "/v1"
-        config = AgentConfig(workspace=workspace, base_url=base_url, model=DEFAULT_MODEL, backoff_base=1.0,
+        config = AgentConfig(workspace=workspace, base_url=base_url, backoff_base=1.0,
                              provider=settings["provider"], isolation=settings["isolation"], grace_seconds=3.0)
         agent = Agent(config, tools=_tools(), renderer=demo_renderer)
         install_signals(agent)
@@ -436,7 +440,10 @@ def _start_logging(config: AgentConfig) -> None:
     from midstream.tools.cli.logs import setup_logging
 
     level = getattr(logging, os.environ.get("MIDSTREAM_LOG_LEVEL", "INFO").upper(), logging.INFO)
-    setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+    try:
+        setup_logging(state_dir() / "logs", level=level, secrets=[config.api_key or ""])
+    except OSError as error:
+        raise state_error(error, state_dir() / "logs") from None
 
 
 def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient | None:
@@ -472,6 +479,9 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
             transcript, history, crashed = sessions.open_session(path)
         except SessionInUse as error:
             raise _fail(str(error)) from None
+        except OSError as error:  # a session "file" that is a directory, or cannot be read
+            raise _fail(f"cannot open session {path.stem} ({path}): {error.strerror or error}; "
+                        "start a new session, or resume another (`midstream --resume` lists them).") from None
         if crashed:
             print(f"midstream: {shown(crashed)}", file=sys.stderr)
         return transcript, history

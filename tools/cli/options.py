@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from midstream.agent import DEFAULT_MODEL, AgentConfig
+from midstream.agent import AgentConfig
 from midstream.sandbox.permissions import MODES
-from midstream.tools.wire.providers import DEFAULT_OPENAI_MODEL, PROVIDERS
+from midstream.tools.wire.providers import PROVIDERS
 
 __all__ = ["OPTIONS", "Option", "SettingError", "build_parser", "check_value"]
 
@@ -72,9 +72,9 @@ _C = AgentConfig
 OPTIONS: tuple[Option, ...] = (
     Option("--provider", "provider", str, _C.provider, "the wire: anthropic, the Messages API (ANTHROPIC_API_KEY, "
            "ANTHROPIC_BASE_URL); openai, Chat Completions for OpenAI, Ollama, llama.cpp, vLLM (OPENAI_API_KEY, "
-           "OPENAI_BASE_URL)", choices=PROVIDERS),
-    Option("--model", "model", str, DEFAULT_MODEL, f"model name (with --provider openai: $OPENAI_MODEL, else "
-           f"{DEFAULT_OPENAI_MODEL})", env="{PROVIDER}_MODEL"),
+           "OPENAI_BASE_URL)", choices=tuple(PROVIDERS)),
+    Option("--model", "model", str, _C.model, f"model name (with --provider openai: $OPENAI_MODEL, else "
+           f"{PROVIDERS['openai'].model})", env="{PROVIDER}_MODEL"),
     Option("--mode", "mode", str, None, "permission mode (default: auto where the sandbox works in a git "
            "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
            project_may_not=("auto",)),

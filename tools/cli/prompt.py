@@ -65,7 +65,7 @@ class Prompt:
 
     def __init__(self, workspace: Path, pastes: Pastes | None = None,
                  commands: dict[str, str] | None = None) -> None:
-        digest = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(os.fsencode(workspace.resolve())).hexdigest()[:12]  # its bytes, whatever they are
         self.workspace = workspace
         self.history_file = state_dir() / "history" / f"{workspace.resolve().name}-{digest}"
         os.close(private_file(self.history_file))  # what was typed may hold secrets: 0600 in a 0700 directory

@@ -3,6 +3,7 @@ and the notice with the last exchange that a resumed session starts with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -39,16 +40,17 @@ def user_text(message: dict[str, Any]) -> str:
 
 
 def _first_message(path: Path) -> str:
+    """The first thing the person said in a session file; whatever it holds, never an error."""
     try:
-        with path.open(encoding="utf-8") as lines:
+        with path.open("rb") as lines:
             for line in lines:
                 try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("type") == "message" and record["message"].get("role") == "user":
-                    if text := user_text(record["message"]):
+                    record = json.loads(line.decode("utf-8"))
+                    message = record["message"] if record.get("type") == "message" else None
+                    if isinstance(message, dict) and message.get("role") == "user" and (text := user_text(message)):
                         return text
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue  # a line that cannot be read: the listing goes on
     except OSError:
         pass
     return ""
@@ -101,8 +103,9 @@ def list_sessions(workspace: Path, limit: int = LISTED) -> list[SessionInfo]:
     found = []
     for path in Transcript.sessions(workspace):
         first = _first_message(path)
-        if first:
-            found.append(SessionInfo(path, path.stem, first, path.stat().st_mtime))
+        with contextlib.suppress(OSError):  # gone since it was listed
+            if first:
+                found.append(SessionInfo(path, path.stem, first, path.stat().st_mtime))
         if len(found) == limit:
             break
     return found

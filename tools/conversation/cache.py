@@ -105,8 +105,15 @@ class CacheAudit:
                 known = (message, content, size, _digest(message))
             digests[id(message)] = known
             hashes.append(known[3])
+        parts = []
+        for part in (body.get("tools"), body.get("system")):  # the same objects request after request
+            known = self._digests.get(id(part))
+            if known is None or known[0] is not part or known[2] != (len(part) if isinstance(part, list) else -1):
+                known = (part, part, len(part) if isinstance(part, list) else -1, _digest(part))
+            digests[id(part)] = known
+            parts.append(known[3])
         self._digests = digests
-        return _Fingerprint(_digest(body.get("tools")), _digest(body.get("system")), hashes, time.monotonic())
+        return _Fingerprint(parts[0], parts[1], hashes, time.monotonic())
 
     def forget(self) -> None:
         """The history was rewritten on purpose (cleared or compacted): the next request is not compared."""

@@ -1,9 +1,14 @@
-"""Clearing old tool results: which ones, the note that replaces each, and replaying it on load.
+"""Clearing large tool results and tool inputs: which ones, the note that replaces each, replaying it on load.
 
 A cleared result keeps its ``tool_result`` block (so its ``tool_use`` stays answered) and its
 ``tool_use_id`` and ``is_error``; only the content becomes a note of what was there and how to get
-it again. Notes are deterministic, so a cleared history is a stable prefix for the prompt cache.
-Used by tools/conversation/compaction.py, and by transcript.py to replay ``cleared`` records.
+it again. A cleared input keeps its ``tool_use`` block and every key of the input; only its long
+strings (a ``write_file`` body, a long edit) become a note of what the call did with them. An
+input is clearable in any reply, the newest included: the model wrote it, the call has run, and
+what it wrote is in the workspace; without this one large write would make every later request
+too long. Notes are deterministic, so a cleared history is a stable prefix for the prompt cache.
+Used by tools/conversation/compaction.py, and by transcript.py to replay ``cleared`` records
+(a cleared input is recorded under ``input:ID``, beside the results under ``ID``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ __all__ = [
     "apply_cleared", "apply_notes", "assistant_indices", "clearable", "message_tokens", "note", "recent_from",
 ]
 
-Found = tuple[int, int, str, int]  # (message index, block index, note, tokens freed)
+Found = tuple[int, int, Any, int]  # (message index, block index, note or cleared input, tokens freed)
+_LONG_INPUT = 2000  # characters: an input string longer than this may be cleared
 
 
 def message_tokens(message: dict[str, Any]) -> int:
@@ -46,9 +52,12 @@ def clearable(history: list[dict[str, Any]], until: int) -> list[Found]:
     note says they were too large, rather than suggesting the same call again.
     """
     found = []
-    for index in range(1, min(until, len(history))):
+    for index in range(1, len(history)):
         message = history[index]
-        if message["role"] != "user":
+        if message["role"] == "assistant":
+            found += _clearable_inputs(index, message)
+            continue
+        if index >= until:
             continue
         calls = {b.get("id"): b for b in as_blocks(history[index - 1]["content"]) if b.get("type") == "tool_use"}
         for number, block in enumerate(as_blocks(message["content"])):
@@ -60,6 +69,27 @@ def clearable(history: list[dict[str, Any]], until: int) -> list[Found]:
             if freed > estimate_tokens(text):  # at least twice the note's size, so a note is never cleared again
                 found.append((index, number, text, freed))
     return found
+
+
+def _clearable_inputs(index: int, message: dict[str, Any]) -> list[Found]:
+    found = []
+    for number, block in enumerate(as_blocks(message["content"])):
+        args = block.get("input")
+        if block.get("type") != "tool_use" or not isinstance(args, dict):
+            continue
+        cleared = {key: input_note(key, value, args) if isinstance(value, str) and len(value) > _LONG_INPUT else value
+                   for key, value in args.items()}
+        freed = estimate_tokens(args) - estimate_tokens(cleared)
+        if cleared != args and freed > estimate_tokens(cleared):
+            found.append((index, number, cleared, freed))
+    return found
+
+
+def input_note(key: str, value: str, args: dict[str, Any]) -> str:
+    """What a cleared input string was: its size, and where its effect can be seen now."""
+    path = args.get("path") or args.get("file_path")
+    where = f" Read {path} if you need what it holds now." if isinstance(path, str) and path else ""
+    return f"[Cleared to save context: the {key} of this call, {len(value):,} characters; the call ran with it.{where}]"
 
 
 def note(call: dict[str, Any] | None, content: Any, *, unread: bool = False) -> str:
@@ -77,24 +107,38 @@ def note(call: dict[str, Any] | None, content: Any, *, unread: bool = False) -> 
             f"what it showed may have changed since.]")
 
 
-def apply_notes(history: list[dict[str, Any]], found: list[Found]) -> dict[str, str]:
-    """Replace the found results' content by their notes (new dicts: sent messages stay as sent)."""
-    notes: dict[str, str] = {}
+def apply_notes(history: list[dict[str, Any]], found: list[Found]) -> dict[str, Any]:
+    """Replace the found results' content and inputs' strings (new dicts: sent messages stay as sent);
+    what was applied, as a ``cleared`` record holds it."""
+    notes: dict[str, Any] = {}
     for index, number, note, _ in found:
         message = history[index]
         blocks = as_blocks(message["content"])
         block = {k: v for k, v in blocks[number].items() if k != "cache_control"}
-        notes[str(block.get("tool_use_id"))] = note
-        blocks[number] = {**block, "content": note}
+        if block.get("type") == "tool_use":
+            notes[f"input:{block.get('id')}"] = note
+            blocks[number] = {**block, "input": note}
+        else:
+            notes[str(block.get("tool_use_id"))] = note
+            blocks[number] = {**block, "content": note}
         history[index] = {**message, "content": blocks}
     return notes
 
 
-def apply_cleared(messages: list[dict[str, Any]], notes: dict[str, str]) -> None:
+def _replayed_block(block: Any, notes: dict[str, Any]) -> Any:
+    if not isinstance(block, dict):
+        return block
+    if block.get("type") == "tool_result" and isinstance(notes.get(str(block.get("tool_use_id"))), str):
+        return {**block, "content": notes[str(block.get("tool_use_id"))]}
+    if block.get("type") == "tool_use" and isinstance(notes.get(f"input:{block.get('id')}"), dict):
+        return {**block, "input": notes[f"input:{block.get('id')}"]}
+    return block
+
+
+def apply_cleared(messages: list[dict[str, Any]], notes: dict[str, Any]) -> None:
     """Replay a ``cleared`` transcript record onto loaded messages."""
     for index, message in enumerate(messages):
         blocks = as_blocks(message["content"])
-        if any(b.get("type") == "tool_result" and b.get("tool_use_id") in notes for b in blocks):
-            messages[index] = {**message, "content": [
-                {**b, "content": notes[b["tool_use_id"]]} if b.get("type") == "tool_result"
-                and b.get("tool_use_id") in notes else b for b in blocks]}
+        replayed = [_replayed_block(b, notes) for b in blocks]
+        if any(a is not b for a, b in zip(replayed, blocks, strict=True)):
+            messages[index] = {**message, "content": replayed}

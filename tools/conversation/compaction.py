@@ -9,14 +9,21 @@ valid conversation (checked with ``history_problems`` before it is applied):
    that estimate of the whole prompt. The window is known for Claude models (``CONTEXT_WINDOWS``)
    or set with ``context_window``; a "prompt is too long" answer that names the limit teaches it.
 2. **Clearing.** Past ``clear_at`` of the window, the content of old, large tool results (before
-   the last ``keep_recent`` replies) is replaced by a note of what was there and how to get it
-   again. It happens in one batch, and only when the batch frees at least ``clear_at_least`` of the
+   the last ``keep_recent`` replies) and the long strings of large tool inputs (in any reply) are
+   replaced by a note of what was there and how to get it again (tools/conversation/clearing.py).
+   It happens in one batch, and only when the batch frees at least ``clear_at_least`` of the
    window: each clearing changes an early message, so the prompt cache is rebuilt from there, once.
 3. **Compaction.** Past ``compact_at`` (or on ``/compact``, or after a "prompt is too long"
    answer), the model is asked for a structured summary in a request that is the history as last
    sent plus one question, so it reads the cached prefix. The history becomes the summary plus the
    last replies verbatim; every kept ``tool_use`` keeps its ``tool_result`` because the kept part
    starts at an assistant message. System prompt and tools are untouched, so their cache survives.
+   The rule for when it is worth a summary request (automatic or after "too long"): the messages it
+   would replace must be larger than the summary's budget by at least ``compact_frees`` of the
+   window (a tenth); a history whose bulk is in the replies kept verbatim is cleared instead.
+4. **Set aside.** When nothing else fits a refused request and the person's newest message is
+   itself larger than half the window, its text is replaced by a note saying so: the turn ends with
+   one line, and the next message (which merges with the note) is sent as usual.
 
 The transcript records both rewrites (``cleared`` and ``compaction`` records) after the messages
 they replace, so the full history stays on disk and ``--continue`` resumes the compacted one.
@@ -25,7 +32,6 @@ they replace, so the full history stays on disk and ``--continue`` resumes the c
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,7 +44,8 @@ from midstream.tools.conversation.clearing import (
     recent_from,
 )
 from midstream.tools.conversation.history import as_blocks, history_problems
-from midstream.tools.conversation.tokens import prompt_tokens
+from midstream.tools.conversation.summary import ACTIVITY, SUMMARY_TITLE, activity_of, trimmed, with_question
+from midstream.tools.conversation.tokens import PromptCounter, estimate_tokens, prompt_tokens
 from midstream.tools.events import (
     Compacted,
     CompactionFailed,
@@ -48,7 +55,8 @@ from midstream.tools.events import (
     Event,
 )
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.client import ModelClient
+from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = [
@@ -65,7 +73,6 @@ CONTEXT_WINDOWS: dict[str, int] = {
     "claude": 200_000,
 }
 
-SUMMARY_TITLE = "[Earlier conversation, compacted]"
 SUMMARY_QUESTION = """[Compaction request] The conversation is about to be compacted: everything before the last \
 few messages will be replaced by your summary, so work must be able to continue from it alone. Do not call \
 any tools. Answer only with the summary, under these headings:
@@ -82,7 +89,6 @@ Commands run and their outcomes: builds, tests passing or failing, errors.
 What is unresolved, broken or uncertain.
 ## Next step
 What you were about to do next."""
-_LEFT_OUT = "[The beginning of the conversation did not fit in the request for the summary and is left out.]"
 
 
 def context_window_for(model: str, configured: int | None = None) -> int | None:
@@ -111,6 +117,8 @@ class ContextPolicy:
     """...within this share of the window; larger results in them are cleared."""
     summary_max_tokens: int = 8192
     """Output budget of the summary request (capped by max_tokens)."""
+    compact_frees: float = 0.1
+    """A summary request is made only if it can free at least this share of the window."""
 
 
 class _Transcript(Protocol):
@@ -147,6 +155,7 @@ class ContextKeeper:
         self._measured: tuple[int, int, int] | None = None  # ... and the prompt tokens it used
         self._last = 0
         self._compacted_to: int | None = None  # the size right after the last compaction
+        self._counter = PromptCounter()  # counts what is new since the last request
 
     # -- the budget -----------------------------------------------------------------------------------
 
@@ -161,7 +170,7 @@ class ContextKeeper:
 
     def estimate(self, history: list[dict[str, Any]], base: dict[str, Any]) -> int:
         """The prompt tokens of the next request with this history."""
-        counted = prompt_tokens({**base, "messages": history})
+        counted = self._counter.count({**base, "messages": history})
         if self._measured is not None and 0 < self._measured[0] <= len(history):
             count, last, used = self._measured
             grown = sum(message_tokens(m) for m in history[count - 1:]) - last
@@ -174,11 +183,17 @@ class ContextKeeper:
         return ContextUsed(self._last, self.window)
 
     @property
+    def _hard_limit(self) -> int:
+        """The largest prompt the service accepts beside the reply's budget."""
+        assert self.window
+        return self.window - min(self.max_tokens, self.window // 4)
+
+    @property
     def compact_limit(self) -> int:
         assert self.window
         # The API refuses a prompt that leaves less than max_tokens of the window; a reserve of more
         # than a quarter of it means a server that does not enforce that (it answered before).
-        return int(min(self.policy.compact_at * self.window, self.window - min(self.max_tokens, self.window // 4)))
+        return int(min(self.policy.compact_at * self.window, self._hard_limit))
 
     # -- before each request -----------------------------------------------------------------------
 
@@ -204,8 +219,12 @@ class ContextKeeper:
         changed = False
         if overflow is not None:
             changed = self._clear(history, base, before, protect=self.policy.keep_replies, at_least=1)
-            changed = self._compact(history, base, "overflow", None, before) or changed
+            over = before - self._hard_limit if self.window else 1
+            if self._frees_enough(history, min(self.policy.compact_frees * (self.window or 0), over) or 1):
+                changed = self._compact(history, base, "overflow", None, before) or changed
+            changed = changed or self._clear(history, base, before, protect=0, at_least=1)  # the unread ones too
             if not changed:
+                self._set_aside(history, overflow)
                 raise overflow
         elif requested:
             changed = self._compact(history, base, "requested", instructions, before)
@@ -216,9 +235,10 @@ class ContextKeeper:
                 freed = self._clearable_tokens(history, self.policy.keep_recent)
                 if freed >= at_least and before - freed < policy.clear_at * self.window:  # enough, and cheaper
                     changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
-                else:
-                    changed = self._compact(history, base, "auto", None, before) if self._worth_compacting(
-                        history, before) else False
+                elif self._worth_compacting(history, before):
+                    changed = self._compact(history, base, "auto", None, before)
+                elif before >= self._hard_limit:  # it would be refused: the unread results too
+                    changed = self._clear(history, base, before, protect=0, at_least=1)
             elif before >= policy.clear_at * self.window:
                 changed = self._clear(history, base, before, protect=policy.keep_recent, at_least=at_least)
         if history:
@@ -276,8 +296,8 @@ class ContextKeeper:
                 apply_notes(tail, [item])
         title = (f"{SUMMARY_TITLE} The summary below replaces {start} earlier messages; the last "
                  f"{len(tail)} follow verbatim. The full conversation is kept in the session transcript.")
-        activity = _activity(history[:start])
-        text = f"{title}\n\n{summary}" + (f"\n\n{_ACTIVITY}\n{activity}" if activity else "")
+        activity = activity_of(history[:start])
+        text = f"{title}\n\n{summary}" + (f"\n\n{ACTIVITY}\n{activity}" if activity else "")
         compacted = [{"role": "user", "content": [{"type": "text", "text": text}]}, *tail]
         if problems := history_problems(compacted):  # cannot happen: the tail starts at an assistant message
             log.error("compaction would make an invalid history, not applied: %s", problems)
@@ -298,11 +318,47 @@ class ContextKeeper:
     def _worth_compacting(self, history: list[dict[str, Any]], before: int) -> bool:
         """Not before there is something to summarise, nor again before the history has grown by a
         tenth of the window since the last compaction (a system prompt and tools that fill the window
-        would otherwise cost a summary request before every request)."""
+        would otherwise cost a summary request before every request), nor for a handful of tokens."""
         if not assistant_indices(history):
             return False
         assert self.window
-        return self._compacted_to is None or before - self._compacted_to >= self.window // 10
+        fresh = self._compacted_to is None or before - self._compacted_to >= self.window // 10
+        return fresh and self._frees_enough(history, self.policy.compact_frees * self.window)
+
+    def _frees_enough(self, history: list[dict[str, Any]], needed: float) -> bool:
+        """Would a summary free ``needed`` tokens (a tenth of the window; after a refusal, no more
+        than the refused request was over by)? It replaces the messages before the verbatim tail by a
+        summary taken to be half their size at most (and no more than ``summary_max_tokens``)."""
+        assistants = assistant_indices(history)
+        if not assistants or not self.window:
+            return bool(assistants)
+        start = self._tail_start(history, assistants)
+        replaced = sum(message_tokens(m) for m in history[:start])
+        summary = min(self.policy.summary_max_tokens, self.max_tokens, replaced // 2)
+        return replaced - summary >= needed
+
+    def _set_aside(self, history: list[dict[str, Any]], overflow: PromptTooLong) -> None:
+        """The person's newest message alone does not fit: its long text becomes a note, and the turn
+        ends with one line saying so (raised); nothing else of the history changes."""
+        window = self.window or overflow.limit
+        if not history or history[-1]["role"] != "user" or not window:
+            return
+        blocks = as_blocks(history[-1]["content"])
+        large = [i for i, b in enumerate(blocks) if b.get("type") == "text" and estimate_tokens(b) > window // 2]
+        if not large:
+            return
+        size = sum(estimate_tokens(blocks[i]) for i in large)
+        for i in large:
+            blocks[i] = {"type": "text", "text": f"[Set aside: the person's message of {len(blocks[i]['text']):,} "
+                         "characters was larger than the context window and was not sent.]"}
+        history[-1] = {**history[-1], "content": blocks}
+        self._measured = None
+        if self._transcript:
+            self._transcript.record("compaction", messages=list(history), reason="set_aside")
+        self._rewritten()
+        raise PromptTooLong(f"your message (about {size:,} tokens) is larger than the model's context window "
+                            f"({window:,} tokens) and was set aside, not sent: send a shorter one, or save it to a "
+                            "file and ask for the parts that matter", tokens=size, limit=window)
 
     def _tail_start(self, history: list[dict[str, Any]], assistants: list[int]) -> int:
         """Where the verbatim part begins: an assistant message, within the reply count and budget."""
@@ -319,12 +375,12 @@ class ContextKeeper:
         """Ask for the summary with the history as sent, trimmed only when it cannot fit."""
         question = SUMMARY_QUESTION + (f"\n\nThe person asks to keep in particular: {instructions}"
                                        if instructions else "")
-        messages = _with_question(history, question)
+        messages = with_question(history, question)
         max_tokens = min(self.policy.summary_max_tokens, self.max_tokens)
         limit = self.window - max_tokens if self.window else None
         for _ in range(4):
             if limit is not None:
-                messages = _trimmed(messages, base, limit)
+                messages = trimmed(messages, base, limit)
             body = {**base, "max_tokens": max_tokens, "messages": messages}
             try:
                 text, usage = self._ask(body)
@@ -338,68 +394,6 @@ class ContextKeeper:
                 raise ModelError("the model's summary was empty")
             return text.strip(), usage
         raise ModelError("the conversation is too long even to summarise")
-
-
-_ACTIVITY = "## Tool calls in the summarised part"
-_ACTIVITY_LINE = re.compile(r"^- (\S+) ×(\d+)(?:: (.*))?$")
-
-
-def _activity(messages: list[dict[str, Any]]) -> str:
-    """What the summarised part did, from the record rather than the model's memory: each tool with
-    its call count and the paths or commands it was given (the latest ten), earlier compactions'
-    counts included."""
-    counts: dict[str, int] = {}
-    targets: dict[str, list[str]] = {}
-    for message in messages:
-        for block in as_blocks(message["content"]):
-            if block.get("type") == "text" and block.get("text", "").startswith(SUMMARY_TITLE):
-                for line in block["text"].rpartition(_ACTIVITY)[2].splitlines():
-                    if found := _ACTIVITY_LINE.match(line):
-                        counts[found[1]] = counts.get(found[1], 0) + int(found[2])
-                        targets.setdefault(found[1], []).extend(found[3].split(", ") if found[3] else [])
-            elif block.get("type") == "tool_use":
-                args = block.get("input") or {}
-                target = args.get("path") or args.get("command") or args.get("pattern") or ""
-                name = str(block.get("name"))
-                counts[name] = counts.get(name, 0) + 1
-                targets.setdefault(name, []).append(str(target)[:80].replace("\n", " "))
-    lines = []
-    for name, count in counts.items():
-        distinct = list(dict.fromkeys(t for t in reversed(targets[name]) if t))[:10][::-1]
-        lines.append(f"- {name} ×{count}" + (f": {', '.join(distinct)}" if distinct else ""))
-    return "\n".join(lines)
-
-
-def _with_question(history: list[dict[str, Any]], question: str) -> list[dict[str, Any]]:
-    """The history as last sent plus the question, appended to the last user message if there is one
-    (so everything before it is the cached prefix)."""
-    block = {"type": "text", "text": question}
-    if history and history[-1]["role"] == "user":
-        last = history[-1]
-        return [*history[:-1], {**last, "content": [*as_blocks(last["content"]), block]}]
-    return [*history, {"role": "user", "content": [block]}]
-
-
-def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """Messages for the summary request within ``limit`` tokens: old results cleared, then the newest
-    ones, then the oldest messages left out (from an assistant message on, after a note saying so)."""
-    def fits(candidate: list[dict[str, Any]]) -> bool:
-        return prompt_tokens({**base, "messages": candidate}) <= limit
-
-    if fits(messages):
-        return messages
-    messages = list(messages)
-    assistants = assistant_indices(messages)
-    for until in (assistants[-1] if assistants else 0, len(messages)):
-        apply_notes(messages, clearable(messages, until))
-        if fits(messages):
-            return messages
-    candidate = messages
-    for start in assistants:
-        candidate = [{"role": "user", "content": [{"type": "text", "text": _LEFT_OUT}]}, *messages[start:]]
-        if fits(candidate):
-            break
-    return candidate  # if this does not fit either, the service will say so
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[

@@ -29,7 +29,9 @@ class HistoryInvalid(RuntimeError):
 
 def as_blocks(content: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """A message's content as a list of blocks: the API accepts a bare string for one text block."""
-    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content) if isinstance(content, list) else []  # anything else (a number, read from disk): none
 
 
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:

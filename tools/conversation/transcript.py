@@ -17,6 +17,10 @@ A session can never be bricked:
   message naming the process that has it, instead of interleaving two conversations in one file.
 - Opening truncates a torn last line (the process died while writing it), so the next record is
   not glued to it.
+- Reading skips what cannot be read: a line that is not UTF-8 or not JSON, a record of the wrong
+  shape (a message without a role, content that is a number). ``resume()`` says how many lines it
+  skipped and writes the readable history back as one ``compaction`` record, so the next resume
+  starts after them and the person is told once.
 - ``resume()`` repairs the conversation into a valid one (``repair_history``) and writes the
   repairs back, so the next load starts from the repaired state; it also tells the model and the
   person what a reply that never completed had done (calls started, files changed) before the crash.
@@ -24,11 +28,16 @@ A session can never be bricked:
   ``repaired``) holding the repaired history, so the file is only ever appended to.
 
 Session files, their locks and the prompt history are private (0600 in 0700 directories).
+
+The state directory may fail under us (read-only, full, a file where a directory should be): every
+such failure is a :class:`StateError` naming the path and what to do, and a write that fails is
+cut back to where it began, so the file holds whole lines only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -42,7 +51,8 @@ from typing import Any
 from midstream.sandbox.private import private_file
 from midstream.tools.conversation.history import as_blocks, repair_history
 
-__all__ = ["CrashRecord", "SessionInUse", "Transcript", "present_in", "state_dir"]
+__all__ = ["CrashRecord", "SessionInUse", "StateError", "Transcript", "present_in", "read_records", "state_dir",
+           "state_error"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
 CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
@@ -53,6 +63,24 @@ class SessionInUse(RuntimeError):
     """Another agent has this session open."""
 
 
+class StateError(RuntimeError):
+    """The state directory cannot be written; ``str()`` is the one line shown to the person."""
+
+
+def state_error(error: OSError, path: Path | str | None = None) -> StateError:
+    """``error`` (met under the state directory) as the line that says where and what to do."""
+    where = path or error.filename or state_dir()
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space there, or set XDG_STATE_HOME to a directory on another disk"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "make it writable, or set XDG_STATE_HOME to a directory that is"
+    elif error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        hint = "something else is in the way there: move it, or set XDG_STATE_HOME to another directory"
+    else:
+        hint = "check it, or set XDG_STATE_HOME to another directory"
+    return StateError(f"cannot write midstream's state at {where} ({error.strerror or error}): {hint}. "
+                      "Nothing of the conversation was lost.")
+
 def state_dir() -> Path:
     """Where sessions and logs live: $XDG_STATE_HOME/midstream, by default ~/.local/state/midstream."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -60,8 +88,8 @@ def state_dir() -> Path:
 
 
 def _sessions_of(workspace: Path) -> Path:
-    resolved = str(workspace.resolve())
-    digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+    resolved = workspace.resolve()
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:12]  # a name that is not UTF-8 as its bytes
     return state_dir() / "sessions" / f"{workspace.resolve().name or 'root'}-{digest}"
 
 
@@ -69,7 +97,10 @@ def present_in(workspace: Path) -> tuple[Any, bool]:
     """Say this process works in ``workspace`` for as long as the returned file is open, and whether
     it is the only midstream there (then every temporary file of an interrupted write is stale)."""
     directory = _sessions_of(workspace)
-    handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
+    try:
+        handle = os.fdopen(private_file(directory / ".present", os.O_RDWR | os.O_CREAT), "r+")
+    except OSError as error:
+        raise state_error(error) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         alone = True
@@ -85,9 +116,18 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.id = path.stem
-        self._lock_file = _lock(path)
-        _truncate_torn_line(path)
-        self._file = os.fdopen(private_file(path), "a", encoding="utf-8")
+        try:
+            self._lock_file = _lock(path)
+        except OSError as error:
+            raise state_error(error) from None
+        try:
+            _truncate_torn_line(path)
+            self._fd = private_file(path)
+        except BaseException as error:
+            self._lock_file.close()
+            if isinstance(error, OSError) and error.errno != errno.EISDIR:  # a directory: not the state's fault
+                raise state_error(error) from None
+            raise
         self._write_lock = threading.Lock()  # tools note their progress from worker threads
 
     @classmethod
@@ -110,19 +150,24 @@ class Transcript:
 
     @staticmethod
     def sessions(workspace: Path) -> list[Path]:
-        """This workspace's session files, the most recently written first."""
-        found = _sessions_of(workspace).glob("*.jsonl")
-        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+        """This workspace's session files, the most recently written first (what is no file is left out)."""
+        found = []
+        for path in _sessions_of(workspace).glob("*.jsonl"):
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    found.append((path.stat().st_mtime, path.name, path))
+        return [path for *_, path in sorted(found, reverse=True)]
 
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        return repair_history(_replayed(_records(path)), AGENT_EXITED)
+        return repair_history(_replayed(read_records(path)[0]), AGENT_EXITED)
 
     def resume(self) -> tuple[list[dict[str, Any]], str | None]:
         """The conversation, repaired into a valid one with the repairs written back, and a line for
-        the person saying what an uncompleted reply did before the agent died (None if nothing)."""
-        records = _records(self.path)
+        the person saying what an uncompleted reply did before the agent died, or which lines could
+        not be read (None if nothing)."""
+        records, skipped = read_records(self.path)
         written = _replayed(records)
         repaired = repair_history(written, AGENT_EXITED)
         crashed = _uncompleted_work(records)
@@ -132,11 +177,18 @@ class Transcript:
                 repaired[-1] = {**repaired[-1], "content": [*repaired[-1]["content"], note]}
             else:  # nothing to attach it to yet: the person's next message will follow it
                 repaired.append({"role": "user", "content": [note]})
-        if repaired != written:
+        if skipped:  # written back whole: the next resume starts after the lines that could not be read
+            self.record("compaction", messages=repaired, reason="unreadable", skipped=skipped, at=time.time())
+        elif repaired != written:
             self._write_back(written, repaired)
         if crashed:
             self.note("crash_reported", what=crashed)
-        return repaired, (f"before the agent exited, a reply that never completed had {crashed}" if crashed else None)
+        lines = [f"before the agent exited, a reply that never completed had {crashed}"] if crashed else []
+        if skipped:
+            lines.append(f"{skipped} line{'s' * (skipped != 1)} of session {self.id} could not be read (bytes that "
+                         f"are not UTF-8, or records of the wrong shape) and were skipped; the rest is resumed "
+                         f"({self.path})")
+        return repaired, "; ".join(lines) or None
 
     def _write_back(self, written: list[dict[str, Any]], repaired: list[dict[str, Any]]) -> None:
         """Append what the repair added when it only added; otherwise append the repaired history as
@@ -167,15 +219,27 @@ class Transcript:
         self._write({"type": "note", "kind": kind, **details})
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         self._lock_file.close()  # releases the session lock
 
     def _write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        text = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            line = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a path that is not UTF-8): escaped, as JSON allows
+            line = (json.dumps(record) + "\n").encode("ascii")
         with self._write_lock:
-            self._file.write(line)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                os.fsync(self._fd)
+            except OSError as error:
+                with contextlib.suppress(OSError):  # whole lines only: the failed one is cut away
+                    os.ftruncate(self._fd, start)
+                raise state_error(error, self.path) from None
 
 
 class CrashRecord:
@@ -242,16 +306,50 @@ def _truncate_torn_line(path: Path) -> None:
         f.truncate(0)
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The readable records of a session file, and how many lines after its last compaction could
+    not be read (not UTF-8, not JSON, or a record of the wrong shape). A torn last line is not
+    counted: the process died while writing it."""
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    lines = path.read_bytes().split(b"\n")
+    del lines[-1:]  # after the last newline: nothing, or a line cut short (cut at the next open)
+    for raw in lines:
+        if not raw.strip():
+            continue
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a torn line: the process died while writing it
-        if isinstance(record, dict):
-            records.append(record)
-    return [r for r in records if r.get("type") != "message" or isinstance(r.get("message"), dict)]
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            record = None
+        if not _well_formed(record):
+            skipped += 1
+            continue
+        assert isinstance(record, dict)
+        if record.get("type") == "compaction":
+            skipped = 0  # what came before is replaced: not the person's concern any more
+        elif record.get("type") == "message" and isinstance(content := record["message"]["content"], list) and any(
+                not isinstance(b, dict) for b in content):
+            skipped += 1  # its blocks that are no objects go; the rest of the message stays
+            kept = [b for b in content if isinstance(b, dict)]
+            record = {**record, "message": {**record["message"], "content": kept}}
+        records.append(record)
+    return records, skipped
+
+
+def _well_formed(record: Any) -> bool:
+    """Can this record be replayed as it is (bad blocks inside a message are the repair's to drop)?"""
+    if not isinstance(record, dict):
+        return False
+    match record.get("type"):
+        case "message":
+            message = record.get("message")
+            return (isinstance(message, dict) and message.get("role") in ("user", "assistant")
+                    and isinstance(message.get("content"), str | list))
+        case "compaction":
+            return isinstance(record.get("messages"), list)
+        case "cleared":
+            return isinstance(record.get("notes"), dict)
+    return True  # notes and the header: read by what knows them, never replayed
 
 
 def _replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

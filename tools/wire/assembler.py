@@ -8,12 +8,24 @@ traceback. Unknown event types are ignored; unknown block types are kept in hist
 they arrived, and deltas of unknown types are accumulated into their block (string fields
 appended, list fields extended, others set), so a block such as the API's ``compaction`` goes
 back to the API as it was streamed.
+
+A ``tool_use`` block is complete at its ``content_block_stop``, or earlier: when a later block
+starts and the input streamed so far parses. llama.cpp's ``/v1/messages`` sends every
+``content_block_stop`` only after the whole reply was generated; without this, ten calls streamed
+over nine seconds would all start at the ninth. Its late stop is then passed over; a delta that
+would extend a call already dispatched is a malformed stream.
+
+Text and thinking are the wire's strings, which may hold UTF-16 surrogates (JSON's ``\ud83d``): a
+delta ending in the first half of a pair is held back until the next one brings the second, and
+a surrogate left alone is replaced (U+FFFD), so what reaches the renderer, history and the
+transcript is always encodable; the same holds for strings inside a tool's input.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from midstream.tools.events import (
@@ -25,14 +37,33 @@ from midstream.tools.events import (
     ToolCallStarted,
     ToolInputDelta,
 )
-from midstream.tools.wire.model import error_from_event
-from midstream.tools.wire.shapes import EventShapes
+from midstream.tools.wire.errors import error_from_event
+from midstream.tools.wire.shapes import EventShapes, MalformedStream
 
-__all__ = ["TurnAssembler"]
+__all__ = ["TurnAssembler", "whole_characters"]
 
 log = logging.getLogger("midstream.assembler")
 
 _TOOL_BLOCKS = {"tool_use", "server_tool_use"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def whole_characters(text: str) -> str:
+    """Surrogate pairs joined into their character, lone surrogates replaced by U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _whole_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return whole_characters(value)
+    if isinstance(value, dict):
+        return {whole_characters(k): _whole_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_strings(v) for v in value]
+    return value
 
 
 class TurnAssembler:
@@ -47,6 +78,9 @@ class TurnAssembler:
         self.complete = False
         self.bad_tool_ids: set[str] = set()
         self._shapes = EventShapes()
+        self._held: dict[int, str] = {}  # a first surrogate half at the end of a block's last delta
+        self._waiting: list[int] = []  # tool_use blocks still open, oldest first
+        self._done_early: set[int] = set()  # ...finished when a later block started; their stop is passed over
 
     def feed(self, event: dict[str, Any]) -> list[Event]:
         """Apply one stream event; return what the renderer and the dispatcher should hear."""
@@ -56,10 +90,13 @@ class TurnAssembler:
                 self.usage.update((event.get("message") or {}).get("usage") or {})
                 self.model = str((event.get("message") or {}).get("model") or "")
             case "content_block_start":
-                return self._start_block(event["index"], dict(event["content_block"]))
+                return [*self._finish_earlier(event["index"]), *self._start_block(event["index"],
+                                                                                  dict(event["content_block"]))]
             case "content_block_delta":
                 return self._delta(event["index"], event.get("delta") or {})
             case "content_block_stop":
+                if event["index"] in self._done_early:
+                    return []
                 return self._stop_block(event["index"])
             case "message_delta":
                 delta = event.get("delta") or {}
@@ -79,13 +116,30 @@ class TurnAssembler:
         self.blocks[index] = block
         kind = block.get("type")
         if kind == "text":
-            self._parts[index] = [block.get("text", "")]
+            self._parts[index] = [whole_characters(block.get("text", ""))]
         elif kind == "thinking":
-            self._parts[index] = [block.get("thinking", "")]
+            self._parts[index] = [whole_characters(block.get("thinking", ""))]
         elif kind in _TOOL_BLOCKS:
             self._parts[index] = []
+            if kind == "tool_use":
+                self._waiting.append(index)
             return [ToolCallStarted(index, block.get("id", ""), block.get("name", ""))]
         return []
+
+    def _finish_earlier(self, index: int) -> list[Event]:
+        """Block ``index`` starts: each open tool_use before it whose input parses is complete now."""
+        events: list[Event] = []
+        for earlier in [i for i in self._waiting if i < index]:
+            raw = "".join(self._parts[earlier])
+            try:
+                parsed = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                continue  # not whole yet (or never): its content_block_stop decides
+            if isinstance(parsed, dict):
+                self._parts[earlier] = [raw]
+                self._done_early.add(earlier)
+                events += self._stop_block(earlier)
+        return events
 
     def _accumulate(self, block: dict[str, Any], delta: dict[str, Any]) -> None:
         """A delta of a type we do not know: its fields extend the block's fields of the same name."""
@@ -104,14 +158,21 @@ class TurnAssembler:
         block = self.blocks[index]  # EventShapes made sure the block is open
         match delta.get("type"):
             case "text_delta":
-                self._parts[index].append(delta["text"])
-                return [TextDelta(index, delta["text"])]
+                text = self._whole(index, delta["text"])
+                self._parts[index].append(text)
+                return [TextDelta(index, text)] if text else []
             case "input_json_delta":
+                if index in self._done_early:
+                    if delta["partial_json"].strip():
+                        raise MalformedStream(f"input for tool call {block.get('id')!r} after a later block "
+                                              "had started and its input was already whole")
+                    return []
                 self._parts.setdefault(index, []).append(delta["partial_json"])  # any block with an input
                 return [ToolInputDelta(block.get("id", ""), delta["partial_json"])]
             case "thinking_delta":
-                self._parts[index].append(delta["thinking"])
-                return [ThinkingDelta(index, delta["thinking"])]
+                thinking = self._whole(index, delta["thinking"])
+                self._parts[index].append(thinking)
+                return [ThinkingDelta(index, thinking)] if thinking else []
             case "signature_delta":
                 block["signature"] = block.get("signature", "") + delta["signature"]
             case "citations_delta":
@@ -120,10 +181,24 @@ class TurnAssembler:
                 self._accumulate(block, delta)
         return []
 
+    def _whole(self, index: int, piece: str) -> str:
+        """A delta's text in whole characters; a trailing first half waits for its second."""
+        piece = self._held.pop(index, "") + piece
+        if piece and "\ud800" <= piece[-1] <= "\udbff":
+            self._held[index], piece = piece[-1], piece[:-1]
+        return whole_characters(piece)
+
     def _stop_block(self, index: int) -> list[Event]:
+        if index in self._waiting:
+            self._waiting.remove(index)
         block = self.blocks[index]
         kind = block.get("type", "")
         parts = self._parts.pop(index, None)
+        shown: list[Event] = []
+        if index in self._held and parts is not None:  # a first half whose second never came
+            del self._held[index]
+            parts.append("\ufffd")
+            shown.append(TextDelta(index, "\ufffd") if kind == "text" else ThinkingDelta(index, "\ufffd"))
         if kind == "text" and parts is not None:
             block["text"] = "".join(parts)
         elif kind == "thinking" and parts is not None:
@@ -133,7 +208,7 @@ class TurnAssembler:
             return [BlockStopped(index, kind), ready] if kind == "tool_use" else [BlockStopped(index, kind)]
         elif parts is not None:  # a block type we do not know that streamed an input
             self._finish_tool_input(index, block, "".join(parts))
-        return [BlockStopped(index, kind)]
+        return [*shown, BlockStopped(index, kind)]
 
     def _finish_tool_input(self, index: int, block: dict[str, Any], raw: str) -> ToolCallReady:
         error = None
@@ -147,6 +222,8 @@ class TurnAssembler:
             if parsed is not None and not isinstance(parsed, dict):
                 error = f"The tool input must be a JSON object, got {type(parsed).__name__}; nothing was run."
                 parsed = None
+            if isinstance(parsed, dict) and (_SURROGATE.search(raw) or _ESCAPED_SURROGATE.search(raw)):
+                parsed = _whole_strings(parsed)
             # History must hold an object; a broken input is recorded as {} beside the error result.
             block["input"] = parsed if isinstance(parsed, dict) else {}
         else:

@@ -10,8 +10,8 @@ is complete, and its block stopped (which dispatches it), the moment anything el
 tool call, text or reasoning after it, or ``finish_reason``. ``data: [DONE]`` is ``message_stop``;
 a stream that ends without it never completes and is rolled back like a broken Anthropic reply.
 
-Errors follow tools/wire/model.py's hierarchy: ``context_length_exceeded`` (and the llama.cpp and
-vLLM forms of it) is ``PromptTooLong``, recognised by model.py's one ``prompt_too_long``;
+Errors follow tools/wire/errors.py's hierarchy: ``context_length_exceeded`` (and the llama.cpp and
+vLLM forms of it) is ``PromptTooLong``, recognised by errors.py's one ``prompt_too_long``;
 ``insufficient_quota`` is fatal even though it comes as 429; an error object inside the stream is
 an ``error`` event, retryable unless it names a bad request.
 """
@@ -21,26 +21,28 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from midstream.tools.conversation.history import as_blocks
-from midstream.tools.wire.model import (
+from midstream.tools.wire.chat_shapes import check_chunk
+from midstream.tools.wire.client import Reading
+from midstream.tools.wire.errors import (
     RETRYABLE_STATUS,
+    TOO_LONG_STATUS,
     FatalModelError,
-    ModelClient,
     ModelError,
     PromptTooLong,
     RetryableModelError,
-    _Reading,
     prompt_too_long,
     retry_after,
 )
 from midstream.tools.wire.sse import iter_sse
 
-__all__ = ["DEFAULT_OPENAI_BASE_URL", "ChunkTranslator", "OpenAIClient", "chat_request", "chat_usage"]
+if TYPE_CHECKING:
+    from midstream.tools.wire.providers import Provider
 
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+__all__ = ["ChatDialect", "ChunkTranslator", "chat_request", "chat_usage"]
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "function_call": "tool_use",
                 "length": "max_tokens", "content_filter": "refusal"}
@@ -314,7 +316,7 @@ def _kind(error: dict[str, Any]) -> str:
 
 
 def _too_long(error: dict[str, Any], kind: str, message: str, shown: str) -> PromptTooLong | None:
-    """model.py's one recogniser, on the code and the message; llama.cpp also sends the numbers."""
+    """errors.py's one recogniser, on the code and the message; llama.cpp also sends the numbers."""
     too_long = prompt_too_long(f"{kind}: {message}", shown)
     if too_long is not None and too_long.tokens is None:
         tokens, limit = error.get("n_prompt_tokens"), error.get("n_ctx")
@@ -323,7 +325,7 @@ def _too_long(error: dict[str, Any], kind: str, message: str, shown: str) -> Pro
     return too_long
 
 
-def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
+def _status_error(status: int, headers: httpx2.Headers, body: bytes, key_env: str) -> ModelError:
     try:
         error = _decode_json(body.decode("utf-8"))["error"]
         if not isinstance(error, dict):
@@ -332,21 +334,21 @@ def _status_error(status: int, headers: httpx2.Headers, body: bytes) -> ModelErr
         error = {"message": body[:300].decode("utf-8", "replace")}
     kind, message = _kind(error), str(error.get("message", ""))
     text = f"HTTP {status} {kind}: {message}"
-    if status in (400, 413) and (too_long := _too_long(error, kind, message, text)):
+    if status in TOO_LONG_STATUS and (too_long := _too_long(error, kind, message, text)):
         too_long.status = status
         return too_long
     if status in RETRYABLE_STATUS and kind != "insufficient_quota":
         return RetryableModelError(text, status=status, retry_after=retry_after(headers))
     hint = {
-        401: "check OPENAI_API_KEY (set it to a valid key for this service)",
-        403: "the key in OPENAI_API_KEY is not allowed to do this",
+        401: f"check {key_env} (set it to a valid key for this service)",
+        403: f"the key in {key_env} is not allowed to do this",
         404: "is the model name right? pass one this server has with --model (Ollama: `ollama pull NAME` first)",
         429: "the account's quota is used up",
     }.get(status)
     return FatalModelError(text + (f" ({hint})" if hint else ""), status=status)
 
 
-def _chat_events(headers: httpx2.Headers, reading: _Reading,
+def _chat_events(headers: httpx2.Headers, reading: Reading,
                  taken: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
     content_type = headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
@@ -361,29 +363,26 @@ def _chat_events(headers: httpx2.Headers, reading: _Reading,
             chunk = _decode_json(data.decode("utf-8"))
         except ValueError as exc:
             raise RetryableModelError(f"malformed chunk from the model service: {data[:120]!r}") from exc
-        if isinstance(chunk, dict):
-            yield from translator.chunk(chunk)
+        check_chunk(chunk)  # raises MalformedStream (retryable) for a shape the translator cannot read
+        yield from translator.chunk(chunk)
 
 
-class OpenAIClient(ModelClient):
-    """``POST {base}/chat/completions`` with ``stream: true``; yields Anthropic-shaped events."""
+class ChatDialect:
+    """``POST {base}/chat/completions`` with ``stream: true``: its headers, body, errors and events."""
 
     path = "/chat/completions"
 
-    def __init__(self, *, base_url: str, api_key: str | None, **settings: Any) -> None:
+    def __init__(self, provider: Provider, base_url: str) -> None:
+        self._key_env = provider.key_env
         # OpenAI's newer models refuse max_tokens; local servers know only max_tokens.
         self._max_tokens_field = "max_completion_tokens" if "api.openai.com" in base_url else "max_tokens"
         self._made: _Made = {}  # history messages already translated, reused by identity
         self._taken: frozenset[str] = frozenset()  # the tool call ids of the history last sent
-        super().__init__(base_url=base_url, api_key=api_key, **settings)
 
-    def _headers(self, api_key: str | None) -> dict[str, str]:
-        headers = {"accept": "text/event-stream"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        return headers
+    def headers(self) -> dict[str, str]:
+        return {"accept": "text/event-stream"}
 
-    def _wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+    def body(self, body: dict[str, Any]) -> dict[str, Any]:
         self._taken = frozenset(
             b["id"] for m in body.get("messages", ())
             if m.get("role") == "assistant" and isinstance(m.get("content"), list)
@@ -391,8 +390,8 @@ class OpenAIClient(ModelClient):
             if isinstance(b, dict) and b.get("type") == "tool_use" and isinstance(b.get("id"), str))
         return chat_request(body, max_tokens_field=self._max_tokens_field, made=self._made)
 
-    def _status_error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
-        return _status_error(status, headers, body)
+    def error(self, status: int, headers: httpx2.Headers, body: bytes) -> ModelError:
+        return _status_error(status, headers, body, self._key_env)
 
-    def _events(self, headers: httpx2.Headers, reading: _Reading) -> Iterator[dict[str, Any]]:
+    def events(self, headers: httpx2.Headers, reading: Reading) -> Iterator[dict[str, Any]]:
         return _chat_events(headers, reading, self._taken)  # an id the history holds is given a fresh one

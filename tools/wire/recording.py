@@ -95,7 +95,7 @@ class ReplayTransport(httpx2.BaseTransport):
         number = self._count
         meta_path = self.directory / f"{number:04d}.response.json"
         if not meta_path.exists():  # retrying cannot make it longer
-            from midstream.tools.wire.model import FatalModelError  # (model.py imports this module)
+            from midstream.tools.wire.errors import FatalModelError
 
             raise FatalModelError(f"the recording ends at response {number - 1}: this session asked for more")
         meta = json.loads(_read_recorded(meta_path))

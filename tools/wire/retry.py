@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from midstream.tools.wire.model import FatalModelError, ModelError
+from midstream.tools.wire.errors import FatalModelError, ModelError
 
 __all__ = ["RetryPolicy"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from midstream.tools.wire.model import RetryableModelError
+from midstream.tools.wire.errors import RetryableModelError
 
 __all__ = ["EventShapes", "MalformedStream"]
 
@@ -39,6 +39,13 @@ def _malformed(why: str, event: dict[str, Any]) -> MalformedStream:
     return MalformedStream(f"malformed stream event ({why}): {shown[:160]}{'…' if len(shown) > 160 else ''}")
 
 
+def _check_counts(usage: dict[str, Any], event: dict[str, Any]) -> None:
+    """Token counts are numbers (or absent): a count sent as a string would be summed as one."""
+    for key, value in usage.items():
+        if key.endswith("_tokens") and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _malformed(f"{key} is not a number", event)
+
+
 class EventShapes:
     """Checks each event of one reply against the ones before it (which blocks are open)."""
 
@@ -59,6 +66,7 @@ class EventShapes:
                 message = event.get("message")
                 if not isinstance(message, dict) or not isinstance(message.get("usage", {}), dict):
                     raise _malformed("message_start without its message", event)
+                _check_counts(message.get("usage") or {}, event)
             case "content_block_start":
                 index = self._index(event)
                 if index in self._open or index in self._closed:
@@ -82,6 +90,7 @@ class EventShapes:
                     raise _malformed("message_delta without a proper delta", event)
                 if not isinstance(event.get("usage", {}), dict):
                     raise _malformed("usage is not an object", event)
+                _check_counts(event.get("usage") or {}, event)
             case "error":
                 if not isinstance(event.get("error", {}), dict):
                     raise _malformed("error is not an object", event)
