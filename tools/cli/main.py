@@ -151,20 +151,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                          session_id=transcript.id)
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
+    from midstream.tools.questions import Questions
+    from midstream.tools.web.attach import BrowserView
+    from midstream.tools.web.broadcast import Broadcast
 
     agent_box: list[Agent] = []
     # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
-    agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirmer(renderer) if interactive else None, model=_model_client(args, config))
+    broadcast = Broadcast(renderer)  # the browser view joins it, at start (--web) or later (/web)
+    # A question goes to every surface; the first answer wins. With --web, the page can answer one in -p.
+    questions = Questions(broadcast.show, terminal=confirmer(renderer) if interactive else None)
+    broadcast.add(questions.observe)
+    agent = Agent(config, tools=tools, renderer=broadcast, history=history, transcript=transcript,
+                  confirm=questions.ask if interactive or args.web else None, model=_model_client(args, config))
     agent_box.append(agent)
+    web = BrowserView(broadcast, lambda: agent.history, stop=lambda: _stop_from_web(agent), questions=questions,
+                      port=args.web_port, session=lambda: _session_facts(agent, why_mode))
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
     renderer.show(startup_status(config.isolation, config.network))
     session = Interactive(agent, renderer, keys)
+    session.open_web = web.open
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
+    if args.web:
+        session.say(web.open(), style="")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
         if task is not None:
@@ -173,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
+        web.close()
         agent.close()
         _close(renderer, args)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
@@ -193,6 +206,19 @@ def _greet(agent: Agent, session: object, why_mode: str, *, resumed: bool, headl
     if session is not None:
         say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help",
             style="dim")
+
+
+def _stop_from_web(agent: Agent) -> bool:
+    """The page's stop button: Esc's effect, from the server's thread; False when no turn runs."""
+    busy = agent.busy
+    interrupt_turn(agent)
+    return busy
+
+
+def _session_facts(agent: Agent, why_mode: str) -> dict[str, object]:
+    config = agent.config
+    return {"session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
+            "mode": agent.gate.mode, "mode_reason": why_mode, "cwd": str(config.workspace)}
 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:

@@ -183,7 +183,17 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="answer from a --record recording instead (read-only unless --mode is given)")
     parser.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
+    parser.add_argument("--web", action="store_true", help="serve a live view of the session to a browser on "
+                        "127.0.0.1 (prints its URL; /web does it later): watch, answer and stop from any tab")
+    parser.add_argument("--web-port", type=_port, default=0, metavar="N",
+                        help="the browser view's port (default: a free one)")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: a free one)")
+    return int(text)
 
 
 def parse(argv: Sequence[str] | None, version: str) -> argparse.Namespace:

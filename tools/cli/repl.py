@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import select
 import sys
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from midstream.tools.cli import sessions, slash
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.questions import Asker, Question
 
 __all__ = ["Interactive", "confirmer"]
 
@@ -32,6 +34,7 @@ class Interactive:
         self._prefill = ""  # and the unfinished one
         self._leaving = False  # ...and Ctrl-D after them
         self._waiting = threading.Event()  # set while a Ctrl-C outside a turn has something to stop
+        self.open_web: Callable[[], str] | None = None  # starts the browser view, says where (/web)
 
     def waiting_for_person(self) -> bool:
         """Is the session at the prompt, or in a wait a Ctrl-C should end? (Else a press is dropped.)"""
@@ -130,24 +133,32 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer) -> Callable[[str, threading.Event], str]:
-    """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
+def confirmer(renderer: Renderer) -> Asker:
+    """Ask on the terminal from a worker thread until the question is closed: answered here, answered
+    in another surface (the browser view), or given up when Ctrl-C sets ``cancelled``.
 
     The renderer's ``suspended()`` also hands the terminal back from the type-ahead (line mode, echo)
     while the question is open: the type-ahead registers itself among its suspend hooks.
     """
     suspended: Callable[[], Any] = getattr(renderer, "suspended", contextlib.nullcontext)
 
-    def confirm(question: str, cancelled: threading.Event) -> str:
+    def confirm(question: Question, cancelled: threading.Event) -> None:
         with suspended():
-            sys.stderr.write(f"{question} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{question.text} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
-            while not cancelled.is_set():
+            while not cancelled.is_set() and not question.closed:
                 ready, _, _ = select.select([sys.stdin], [], [], 0.1)
                 if ready:
                     answer = sys.stdin.readline().strip().lower()
-                    return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
-            sys.stderr.write("\n")
-            return "no"
+                    question.give({"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no"),
+                                  "terminal")
+                    break
+            if question.closed and question.by not in ("terminal", "cancelled"):
+                sys.stderr.write(f"{question.answer} (answered in the {question.by})\n")
+                with contextlib.suppress(OSError, termios.error):  # a half-typed answer is not the next prompt's
+                    termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
+            elif not question.closed or question.by == "cancelled":
+                sys.stderr.write("\n")
+            sys.stderr.flush()
 
     return confirm

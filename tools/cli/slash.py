@@ -113,6 +113,10 @@ def _resume(session: Interactive, rest: str) -> None:
     session.resume(rest or None)
 
 
+def _web(session: Interactive, rest: str) -> None:
+    session.say(session.open_web() if session.open_web else "no browser view in this session", style="")
+
+
 def _exit(session: Interactive, rest: str) -> str:
     return LEAVE
 
@@ -127,6 +131,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
+    Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}
 COMMANDS["quit"] = COMMANDS["exit"]
