@@ -234,9 +234,10 @@ def entries_from_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif kind == "thinking":
                 entries.append({"kind": "thinking", "key": "", "text": block.get("thinking", "")})
             elif kind == "tool_use":
-                card = {"kind": "tool", "id": block.get("id", ""), "name": block.get("name", ""),
-                        "input": block.get("input", {}), "partial": "", "state": "done", "status": "", "output": [],
-                        "result": None, "grace": None, "preview": []}
+                card: dict[str, Any] = {
+                    "kind": "tool", "id": str(block.get("id", "")), "name": block.get("name", ""),
+                    "input": block.get("input", {}), "partial": "", "state": "done", "status": "", "output": [],
+                    "result": None, "grace": None, "preview": []}
                 cards[card["id"]] = card
                 entries.append(card)
             elif kind == "tool_result" and block.get("tool_use_id") in cards:
