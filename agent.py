@@ -8,8 +8,9 @@ The story of one turn, top to bottom:
    cleared, or all but the last replies summarised: tools/conversation/compaction.py); a "prompt
    is too long" answer does the same, and the request is tried once more.
 2. One streaming request goes out. Each SSE event is fed to the TurnAssembler; what it reports
-   goes to the renderer, and each finished ``tool_use`` block goes straight to the Scheduler,
-   which starts it while the model keeps streaming.
+   goes to the renderer, and each finished ``tool_use`` block goes straight to ``Calls.dispatch``
+   (tools/calls.py: one call from start to finish, judged once), which starts it on the Scheduler
+   while the model keeps streaming.
 3. At ``message_stop`` the assistant message is repaired where that is deterministic (empty text
    dropped) and committed through the commit guard, the one validator every committed message
    passes; a reply the API would refuse is a malformed reply. A reply that ends any other way is
@@ -31,29 +32,25 @@ The story of one turn, top to bottom:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
-import signal
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midstream.prompts import DATE_NOTE_PREFIX, build_system_blocks, date_note
-from midstream.sandbox.journal import UndoJournal
-from midstream.sandbox.permissions import SHELL_TOOLS, Gate
+from midstream.prompts import build_system_blocks, date_note, date_told_in
+from midstream.sandbox.permissions import Gate
 from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.tools.calls import Attempt, Calls, Dispatched
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
-from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, as_blocks, repair_reply
-from midstream.tools.conversation.transcript import CrashRecord, Transcript
+from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, repair_reply
+from midstream.tools.conversation.ledger import Ledger
+from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import (
     CacheMissed,
@@ -63,18 +60,15 @@ from midstream.tools.events import (
     RequestStarted,
     RequestUsage,
     ToolCallReady,
-    ToolFinished,
-    ToolProgress,
-    ToolRunning,
     TurnCommitted,
     TurnEnded,
-    TurnRolledBack,
 )
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, ToolResult
-from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.registry import ToolRegistry
+from midstream.tools.scheduler import Scheduler
 from midstream.tools.wire.assembler import TurnAssembler
-from midstream.tools.wire.model import FatalModelError, ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.providers import client_for
+from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = ["Agent", "AgentConfig", "main"]
 
@@ -146,16 +140,11 @@ class AgentConfig:
     the recovery from a "prompt is too long" answer work either way)."""
 
 
-@dataclass
-class _Attempt:
-    """One try of one request: the calls it dispatched, what they changed, what actually ran."""
-
-    journal: UndoJournal = field(default_factory=UndoJournal)
-    calls: list[tuple[ToolCallReady, Future[ToolResult]]] = field(default_factory=list)
-    ran: dict[str, ToolResult] = field(default_factory=dict)  # call id -> result, for calls that ran
-    wrote: dict[str, list[Path]] = field(default_factory=dict)  # call id -> paths a file tool wrote
-    reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
-    started: float = field(default_factory=time.monotonic)
+def model_client(config: AgentConfig, **wire: Any) -> ModelClient:
+    """The one place a model client is built from the configuration (``wire``: a transport, a recorder)."""
+    return client_for(config.provider, base_url=config.base_url, api_key=config.api_key,
+                      connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout,
+                      request_timeout=config.request_timeout, **wire)
 
 
 @dataclass
@@ -165,11 +154,10 @@ class _Reply:
     message: dict[str, Any] | None  # None: nothing the API would accept, so nothing to commit
     stop_reason: str | None
     usage: dict[str, Any]
-    calls: list[tuple[ToolCallReady, Future[ToolResult]]]
+    calls: list[Dispatched]
     sent: Any = None  # the cache audit's fingerprint of the request
 
 
-NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
 INTERRUPTED_NOTE = ("[The person interrupted this turn. Tool results above say what ran. Wait for their "
                     "next message instead of continuing the interrupted work.]")
 
@@ -177,14 +165,10 @@ INTERRUPTED_NOTE = ("[The person interrupted this turn. Tool results above say w
 class _Interrupted(Exception):
     """Ctrl-C during a request: what had streamed, and the calls it had dispatched."""
 
-    def __init__(self, message: dict[str, Any] | None, calls: list[tuple[ToolCallReady, Future[ToolResult]]]):
+    def __init__(self, message: dict[str, Any] | None, calls: list[Dispatched]):
         super().__init__("interrupted")
         self.message = message
         self.calls = calls
-
-
-def _call_key(name: str, args: dict[str, Any]) -> str:
-    return name + "\0" + json.dumps(args, sort_keys=True)
 
 
 class Agent:
@@ -203,17 +187,13 @@ class Agent:
     ) -> None:
         self.config = config
         self.tools = tools
-        self.renderer = renderer
+        # Usage and cost are kept here, once, as events pass on to the renderer (/cost reads them).
+        self.ledger = Ledger(renderer, lambda: config.model)
+        self.renderer: Renderer = self.ledger
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
-        self.model = model or client_for(
-            config.provider,
-            base_url=config.base_url,
-            api_key=config.api_key,
-            connect_timeout=config.connect_timeout,
-            idle_timeout=config.idle_timeout,
-            request_timeout=config.request_timeout,
-        )
+        self.model = model or model_client(config)
+        self.retry = RetryPolicy(config.max_attempts, config.backoff_base, config.backoff_max, config.retry_after_max)
         self.guard = CommitGuard()  # every message reaches history through it
         self.scheduler = Scheduler(config.workers)
         self.gate = Gate(
@@ -221,17 +201,16 @@ class Agent:
             grace_seconds=config.grace_seconds,
             refuse_destructive=config.refuse_destructive,
             confirm=confirm,
-            announce=renderer.show,
+            announce=self.renderer.show,
+            isolation=config.isolation,
+            network=config.network,
         )
+        self.calls = Calls(config.workspace, tools, self.scheduler, self.gate, self.renderer)
         self.system = (
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
         )
-        # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
-        self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._begin_conversation()
-        self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
-        self._running_lock = threading.Lock()
         self.busy = False  # a user message is being worked on
         self.interrupting = False  # the person pressed Ctrl-C during this message
         self.interruptible = False  # blocked reading the stream: Ctrl-C may raise right here
@@ -240,7 +219,7 @@ class Agent:
 
     def close(self) -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
-        self._stop_tools(kill=True)
+        self.calls.stop(kill=True)
         self.scheduler.shutdown()
         self.model.close()
         if self.transcript:
@@ -257,10 +236,11 @@ class Agent:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
         config, transcript = self.config, self.transcript
         self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.calls.undo, self.calls.transcript = self.undo, transcript
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = self._context_keeper()  # records to this transcript, tells this audit
-        self._date_told = _date_told_in(self.history)
-        self._reusable.clear()  # results of another conversation's calls are not this one's
+        self._date_told = date_told_in(self.history)
+        self.calls.forget_reusable()  # results of another conversation's calls are not this one's
 
     def _context_keeper(self) -> ContextKeeper:
         """Clearing and compaction replace messages (never edit them in place), so the commit guard,
@@ -302,7 +282,7 @@ class Agent:
         Safe to call from a signal handler: it only sets flags and sends SIGKILL.
         """
         self._leave = True
-        self._stop_tools(kill=True)
+        self.calls.stop(kill=True)
 
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
@@ -338,7 +318,7 @@ class Agent:
                     self._wait_for(reply.calls)
                 except KeyboardInterrupt:
                     return self._stop_for_the_person(None, reply.calls)
-                self._commit({"role": "user", "content": self._collect_results(reply.calls)})
+                self._commit({"role": "user", "content": self.calls.results(reply.calls)})
             elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
                 return self._stop_for_the_person(None, [])
             match reply.stop_reason:
@@ -357,7 +337,7 @@ class Agent:
         return self._end(None, ok=False, message=f"stopped after {self.config.max_requests} model requests")
 
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
-        ended = TurnEnded(stop_reason, ok, message)
+        ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage
         self.renderer.show(ended)
         return ended
 
@@ -395,44 +375,35 @@ class Agent:
         """A request outside the turn (the summary): cached, interruptible and retried like the others."""
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
-        return ask_for_text(self.model, body, self._interruptible, attempts=self.config.max_attempts,
-                            pause=lambda attempt, after: self._sleep(self._backoff(attempt, after)))
+        return ask_for_text(self.model, body, self._interruptible, retry=self.retry, sleep=self._sleep)
 
     # -- one request, retried until it completes ---------------------------------------------
 
     def _request_with_retries(self, request_number: int) -> _Reply:
-        attempts = self.config.max_attempts
-        for attempt_number in range(1, attempts + 1):
+        for attempt_number in range(1, self.retry.attempts + 1):
             self.renderer.show(RequestStarted(attempt_number, request_number))
-            attempt = _Attempt()
+            attempt = Attempt()
             try:
                 reply = self._stream_reply(attempt)
             except PromptTooLong:
                 raise  # refused before anything streamed: the caller compacts and retries
             except ModelError as error:
-                if (error.retry_after or 0.0) > self.config.retry_after_max:
-                    error = _too_long_a_wait(error)
-                last = attempt_number == attempts or not error.retryable
-                delay = None if last else self._backoff(attempt_number, error.retry_after)
-                self._roll_back(attempt, error, attempt_number, delay)
-                if last:
-                    raise
-                assert delay is not None
+                shown, delay = self.retry.after(attempt_number, error)
+                self.calls.roll_back(attempt, shown, attempt_number, self.retry.attempts, delay)
+                if delay is None:
+                    if shown is error:
+                        raise
+                    raise shown from error
                 try:
                     self._sleep(delay)
                 except KeyboardInterrupt:
                     raise _Interrupted(None, []) from None
                 continue
-            self._reusable.clear()  # a committed reply ends the chance to reuse older results
+            self.calls.forget_reusable()  # a committed reply ends the chance to reuse older results
             return reply
         raise AssertionError("unreachable")
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
-        delay *= random.uniform(0.5, 1.0)  # jitter, so many agents do not retry in lockstep
-        return max(delay, retry_after or 0.0)
-
-    def _stream_reply(self, attempt: _Attempt) -> _Reply:
+    def _stream_reply(self, attempt: Attempt) -> _Reply:
         assembler = TurnAssembler()
         self._aborted = False
         body = self._request_body()
@@ -443,9 +414,10 @@ class Agent:
             with self.model.stream(body) as events:
                 for event in self._interruptible(events):
                     for update in assembler.feed(event):
+                        update = self.calls.worded(update)
                         self.renderer.show(update)
                         if isinstance(update, ToolCallReady):  # mid-stream dispatch
-                            attempt.calls.append((update, self._dispatch(update, attempt)))
+                            attempt.calls.append((update, self.calls.dispatch(update, attempt)))
                     if assembler.complete:
                         break
             if not assembler.complete:
@@ -454,13 +426,13 @@ class Agent:
             # A socket shut down by Ctrl-C can fail the read before the handler has run: still an interrupt.
             if isinstance(stopped, KeyboardInterrupt) or self.interrupting or self._aborted:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
-                self._stop_tools(kill=False)
+                self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
-            wait([future for _, future in attempt.calls])  # running calls may finish: see below
+            wait(attempt.futures())  # running calls may finish: see below
             raise
         except BaseException:
             # Calls already running are allowed to finish: a half-done command is worse than a done one.
-            wait([future for _, future in attempt.calls])
+            wait(attempt.futures())
             raise
         finally:
             if assembler.usage:  # answered, so billed: committed, rolled back or interrupted alike
@@ -471,42 +443,9 @@ class Agent:
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
         repaired = repair_reply(message)
         if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
-            wait([future for _, future in attempt.calls])
+            wait(attempt.futures())
             raise RetryableModelError("malformed reply: " + "; ".join(problems))
         return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)
-
-    def _roll_back(self, attempt: _Attempt, error: ModelError, number: int, retry_in: float | None) -> None:
-        """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
-        restored = attempt.journal.rollback()
-        kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
-        commands, discarded = [], 0
-        for call, _ in attempt.calls:
-            result = attempt.ran.get(call.id)
-            tool = self.tools.get(call.name)
-            if result is None or tool is None:
-                continue
-            stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
-            if tool.journaled and not stays:
-                continue  # undone above; an identical call in the retry applies it again
-            self._reusable[_call_key(call.name, call.input)].append(result)
-            if tool.journaled:
-                continue  # its write stays on disk: a command built on it
-            if tool.access(self.config.workspace, call.input).writes:
-                commands.append(str(call.input.get("command", call.name)))
-            else:
-                discarded += 1
-        event = TurnRolledBack(
-            str(error), number, self.config.max_attempts, retry_in,
-            elapsed=time.monotonic() - attempt.started,
-            undone=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in restored),
-            discarded=discarded, commands=tuple(commands),
-            kept=tuple(str(p.relative_to(self.config.workspace.resolve())) for p in kept),
-        )
-        log.warning("rolled back attempt %d: %s; undone=%s commands=%s", number, error, event.undone, commands)
-        if self.transcript:
-            self.transcript.note("rolled_back", reason=str(error), undone=list(event.undone), commands=commands,
-                                 kept=list(event.kept))
-        self.renderer.show(event)
 
     # -- interrupts -------------------------------------------------------------------------------
 
@@ -526,7 +465,7 @@ class Agent:
                 return
             yield event
 
-    def _wait_for(self, calls: list[tuple[ToolCallReady, Future[ToolResult]]]) -> None:
+    def _wait_for(self, calls: list[Dispatched]) -> None:
         """Wait for the calls, noticing Ctrl-C within a tenth of a second, whichever thread got it."""
         futures = [future for _, future in calls]
         while wait(futures, timeout=0.1).not_done:
@@ -546,17 +485,15 @@ class Agent:
             self._aborted = True
             self.model.abort()
 
-    def _stop_for_the_person(
-        self, message: dict[str, Any] | None, calls: list[tuple[ToolCallReady, Future[ToolResult]]]
-    ) -> TurnEnded:
+    def _stop_for_the_person(self, message: dict[str, Any] | None, calls: list[Dispatched]) -> TurnEnded:
         """Settle every call, then commit what was shown and a result for each tool_use."""
-        self._stop_tools(kill=False)
+        self.calls.stop(kill=False)
         second_interrupt = False
         try:
             wait([future for _, future in calls])
         except KeyboardInterrupt:  # the second Ctrl-C: no more grace periods
             second_interrupt = True
-            self._stop_tools(kill=True)
+            self.calls.stop(kill=True)
             wait([future for _, future in calls], timeout=10)
         if message is not None:
             message = repair_reply(message)
@@ -565,7 +502,7 @@ class Agent:
             message, calls = None, []  # its calls' tool_use blocks go with it; no results are owed
         if message is not None:
             self._commit(message)  # every call's tool_use is in it, or in the reply committed before
-        blocks = self._collect_results(calls)
+        blocks = self.calls.results(calls)
         self._commit({"role": "user", "content": [*blocks, {"type": "text", "text": INTERRUPTED_NOTE}]})
         if self.transcript:
             self.transcript.note("interrupted", calls=[call.id for call, _ in calls])
@@ -573,20 +510,6 @@ class Agent:
         if second_interrupt or self._leave:
             raise KeyboardInterrupt  # the person pressed Ctrl-C twice: leave once all is saved
         return ended
-
-    def _stop_tools(self, *, kill: bool) -> None:
-        """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
-        self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True))
-        with self._running_lock:
-            running = list(self._running.values())
-        for ctx in running:
-            ctx.cancelled.set()
-            process = ctx.extras.get("process")
-            if kill and process is not None and process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def _request_body(self) -> dict[str, Any]:
         try:
@@ -607,104 +530,8 @@ class Agent:
             "stream": True,
         }
 
-    # -- tools ------------------------------------------------------------------------------------
-
-    def _dispatch(self, call: ToolCallReady, attempt: _Attempt) -> Future[ToolResult]:
-        """Hand a finished tool_use block to the scheduler; bad calls get an error result at once."""
-        problem = call.error or self.tools.check(call.name, call.input)
-        tool = self.tools.get(call.name)
-        if problem or tool is None:
-            return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True))
-        if earlier := self._reusable.get(_call_key(call.name, call.input)):
-            attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
-            attempt.reused.add(call.id)
-            return self._finished_now(call, result, reused=True)
-        workspace = self.config.workspace
-        try:
-            access = tool.access(workspace, call.input)
-        except Exception:  # an odd path must not stop the call; order it after everything instead
-            access = Access.whole_workspace(read_only=False)
-
-        crash_record = CrashRecord(self.transcript, call.id, f"{call.name} {_shown(call.input)}".strip(), workspace)
-
-        def before_write(path: Path) -> None:
-            attempt.journal.record(path)
-            attempt.wrote.setdefault(call.id, []).append(path)
-            crash_record.file_changed(path)
-
-        def run() -> ToolResult:
-            started = time.monotonic()
-            ctx = ToolContext(
-                workspace,
-                report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
-                before_write=before_write,
-                extras={"isolation": self.config.isolation, "network": self.config.network},
-            )
-            with self._running_lock:
-                self._running[call.id] = ctx
-            try:
-                refusal = self.gate.check(tool, call.input, ctx, call.id)
-                if refusal:
-                    result = ToolResult(refusal, is_error=True)
-                else:  # running only now: a grace window or a question comes first, on screen too
-                    self.renderer.show(ToolRunning(call.id, call.name, tool.status(call.input)))
-                    # A command's text is only read by a speed bump (sed 'w f' reads as read-only): unless the
-                    # kernel binds the workspace read-only for it, it may write, so /undo must be able to return.
-                    if access.writes or (call.name in SHELL_TOOLS and ctx.extras.get("writable", True)):
-                        self.undo.before_call()  # a snapshot /undo can return to
-                    crash_record.started()
-                    result = attempt.ran[call.id] = tool.run(ctx, call.input)
-                    for path in attempt.wrote.get(call.id, ()):
-                        attempt.journal.seal(path)
-                    crash_record.finished(result.is_error)
-            finally:
-                with self._running_lock:
-                    self._running.pop(call.id, None)
-            self.renderer.show(ToolFinished(call.id, call.name, result, time.monotonic() - started))
-            return result
-
-        return self.scheduler.submit(ScheduledCall(call.id, access, run))
-
-    def _finished_now(self, call: ToolCallReady, result: ToolResult, reused: bool = False) -> Future[ToolResult]:
-        future: Future[ToolResult] = Future()
-        future.set_result(result)
-        self.renderer.show(ToolFinished(call.id, call.name, result, 0.0, reused=reused))
-        return future
-
-    def _collect_results(self, calls: list[tuple[ToolCallReady, Future[ToolResult]]]) -> list[dict[str, Any]]:
-        """One tool_result per tool_use, in block order, errors flagged."""
-        blocks = []
-        for call, future in calls:
-            result = future.result()
-            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call.id, "content": result.content}
-            if result.is_error:
-                block["is_error"] = True
-            blocks.append(block)
-        return blocks
-
-
-def _shown(args: dict[str, Any]) -> str:
-    return str(args.get("command") or args.get("path") or "")
-
-
-def _too_long_a_wait(error: ModelError) -> ModelError:
-    """The service asked for a wait beyond ``retry_after_max``: end the turn and say so."""
-    wait = error.retry_after or 0.0
-    asked = "an unbounded time" if wait == float("inf") else (
-        f"{wait:,.0f} s" if wait < 3600 else f"{wait / 3600:,.1f} h")
-    return FatalModelError(f"{error} · the service asked to wait {asked} before retrying; try again later",
-                           status=error.status, retry_after=error.retry_after)
-
-
-def _date_told_in(history: list[dict[str, Any]]) -> str | None:
-    """A resumed session already told the model its date; tell it again only when it changes."""
-    return next((b["text"] for m in reversed(history) for b in as_blocks(m["content"])
-                 if b.get("type") == "text" and b.get("text", "").startswith(DATE_NOTE_PREFIX)), None)
-
-
-def _drop_cut_off_calls(
-    message: dict[str, Any], calls: list[tuple[ToolCallReady, Future[ToolResult]]], cut_off: set[str]
-) -> tuple[dict[str, Any], list[tuple[ToolCallReady, Future[ToolResult]]]]:
+def _drop_cut_off_calls(message: dict[str, Any], calls: list[Dispatched],
+                        cut_off: set[str]) -> tuple[dict[str, Any], list[Dispatched]]:
     """A tool_use truncated by max_tokens never ran; it leaves history so no result is owed."""
     content = [b for b in message["content"] if not (b.get("type") == "tool_use" and b.get("id") in cut_off)]
     return {**message, "content": content}, [(c, f) for c, f in calls if c.id not in cut_off]

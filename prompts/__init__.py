@@ -16,10 +16,12 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from midstream.sandbox.git import run_git
 
-__all__ = ["DATE_NOTE_PREFIX", "build_system_blocks", "date_note", "instruction_files", "render_template"]
+__all__ = ["DATE_NOTE_PREFIX", "build_system_blocks", "date_note", "date_told_in", "instruction_files",
+           "render_template"]
 
 INSTRUCTION_NAMES = ("AGENTS.md", "CLAUDE.md")
 MAX_INSTRUCTION_BYTES = 64 * 1024
@@ -108,3 +110,15 @@ DATE_NOTE_PREFIX = "<context>Today's date is "
 def date_note(today: datetime.date | None = None) -> str:
     today = today or datetime.date.today()
     return f"{DATE_NOTE_PREFIX}{today.isoformat()}.</context>"
+
+
+def date_told_in(history: list[dict[str, Any]]) -> str | None:
+    """The last date note a (resumed) conversation holds: it is told again only when the date changes."""
+    for message in reversed(history):
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") == "text" and str(block.get("text", "")).startswith(
+                    DATE_NOTE_PREFIX):
+                return str(block["text"])
+    return None

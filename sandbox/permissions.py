@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from midstream.sandbox.allowlist import why_not
 from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
 from midstream.sandbox.isolation import INSTALL_HINT, probe
-from midstream.sandbox.policy import classify, destructive_targets
 from midstream.sandbox.shellparse import parse_script
+from midstream.sandbox.targets import describe_targets
 from midstream.tools.events import ToolAsking, ToolGrace
-from midstream.tools.registry import Tool, ToolContext
+from midstream.tools.registry import Decision, Ending, PlannedCall, ToolContext
 
-__all__ = ["MODES", "Gate", "command_keys"]
+__all__ = ["MODES", "SHELL_TOOLS", "Gate", "command_keys"]
 
 MODES = ("read-only", "ask", "auto")
 SHELL_TOOLS = frozenset({"bash"})  # tools whose input is a command the sandbox runs
@@ -37,7 +35,7 @@ SHELL_TOOLS = frozenset({"bash"})  # tools whose input is a command the sandbox 
 
 @dataclass
 class Gate:
-    """Decides, just before a call runs, whether it may run; returns a refusal message or None."""
+    """Decides, just before a call runs, whether and how it may run: one ``Decision`` per call."""
 
     mode: str = "auto"
     grace_seconds: float = 3.0
@@ -47,79 +45,84 @@ class Gate:
     announce: Callable[[ToolGrace | ToolAsking], None] = lambda window: None  # shows the countdown / the change
     # -p without an explicit mode: nobody watches a countdown, so destructive calls are refused.
     refuse_destructive: bool = False
+    isolation: str = "auto"  # how commands run: bwrap, none, or auto (see sandbox/isolation.py)
+    network: bool = False  # commands may reach the network
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
 
-    def check(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
-        workspace = ctx.workspace
-        writes = bool(tool.access(workspace, args).writes)
-        if tool.name in SHELL_TOOLS and self.mode != "auto":
-            return self._command(tool, args, ctx, writes, call_id)
+    def decide(self, call: PlannedCall, ctx: ToolContext) -> Decision:
+        """Run as is, run confined, ask, count down, or refuse (``Decision.refusal``)."""
+        runs = Decision(isolation=self.isolation, network=self.network)
+        writes = bool(call.judgement.access.writes)
+        if call.tool.name in SHELL_TOOLS and self.mode != "auto":
+            return self._command(call, ctx, writes, runs)
         if self.mode == "read-only" and writes:
-            return (f"Refused: midstream is in read-only mode, and {tool.status(args)} would change the "
-                    "workspace. Only reading and read-only commands are allowed; tell the person what you "
-                    "would change instead.")
+            return _refused(f"Refused: midstream is in read-only mode, and {call.status} would change the "
+                            "workspace. Only reading and read-only commands are allowed; tell the person what you "
+                            "would change instead.")
         if self.mode == "ask" and writes:
-            return self._ask(tool, args, ctx, call_id)
-        if self.mode != "auto" or not tool.destructive(workspace, args):  # read once: it parses and stats
-            return None
+            return self._ask(call, ctx, runs)
+        if self.mode != "auto" or not call.judgement.destructive:
+            return runs
         if self.refuse_destructive:
-            return (f"Refused: {tool.status(args)} is destructive (it deletes or overwrites what may not be "
-                    "restorable), and in this non-interactive run nobody can stop it during a countdown. "
-                    "Do the rest without it and say in your answer that it needs the person, or a run with "
-                    "--mode auto.")
-        return self._grace(tool, args, ctx, call_id) if self.grace_seconds > 0 else None
+            return _refused(f"Refused: {call.status} is destructive (it deletes or overwrites what may not be "
+                            "restorable), and in this non-interactive run nobody can stop it during a countdown. "
+                            "Do the rest without it and say in your answer that it needs the person, or a run with "
+                            "--mode auto.")
+        return self._grace(call, ctx, runs) if self.grace_seconds > 0 else runs
 
-    def _command(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, writes: bool,
-                 call_id: str) -> str | None:
+    def _command(self, call: PlannedCall, ctx: ToolContext, writes: bool, runs: Decision) -> Decision:
         """read-only and ask modes: how a command runs (workspace bound read-only or writable) and when to ask."""
-        confined = ctx.extras.get("isolation", "auto") != "none" and probe().available
+        confined = self.isolation != "none" and probe().available
         if self.mode == "ask" and writes:
-            return self._ask(tool, args, ctx, call_id)  # the person said yes: it runs with a writable workspace
+            return self._ask(call, ctx, runs)  # the person said yes: it runs with a writable workspace
         if confined:
-            ctx.extras["writable"] = False  # the kernel refuses every write, whatever the command says
-            return None
-        problem = why_not(str(args.get("command", "")))
+            return replace(runs, writable=False)  # the kernel refuses every write, whatever the command says
+        problem = why_not(str(call.input.get("command", "")))
         if problem is None:
-            ctx.extras["literal"] = True  # no glob or brace expansion: a file named "-delete" stays a file name
-            return None
+            return replace(runs, literal=True)  # no glob or brace expansion: a file named "-delete" stays a name
         if self.mode == "ask":
-            return self._ask(tool, args, ctx, call_id)
-        return (f"Refused: midstream is in read-only mode and no sandbox can bind the workspace read-only here "
-                f"({probe().reason or 'isolation is off'}), so only a strict allowlist of reading programs runs; "
-                f"this command is not on it: {problem}. Use read_file, grep, glob and list_dir instead, or tell "
-                f"the person that installing bubblewrap ({INSTALL_HINT}) lifts this.")
+            return self._ask(call, ctx, runs)
+        return _refused(f"Refused: midstream is in read-only mode and no sandbox can bind the workspace read-only "
+                        f"here ({probe().reason or 'isolation is off'}), so only a strict allowlist of reading "
+                        f"programs runs; this command is not on it: {problem}. Use read_file, grep, glob and "
+                        f"list_dir instead, or tell the person that installing bubblewrap ({INSTALL_HINT}) lifts "
+                        "this.")
 
-    def _ask(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
-        command = args.get("command") if isinstance(args.get("command"), str) else None
-        destructive = tool.destructive(ctx.workspace, args)
-        keys = command_keys(command) if command is not None else frozenset({f"tool:{tool.name}"})
+    def _ask(self, call: PlannedCall, ctx: ToolContext, runs: Decision) -> Decision:
+        command = call.input.get("command") if isinstance(call.input.get("command"), str) else None
+        destructive = call.judgement.destructive
+        keys = command_keys(command) if command is not None else frozenset({f"tool:{call.tool.name}"})
         if not destructive and keys and keys <= self._always:
-            return None
+            return runs
         if self.confirm is None:
-            return (f"Refused: {tool.status(args)} needs the person's confirmation (ask mode), and nobody can "
-                    "answer in this non-interactive run.")
+            return _refused(f"Refused: {call.status} needs the person's confirmation (ask mode), and nobody can "
+                            "answer in this non-interactive run.")
         with self._asking:
             if not ctx.cancelled.is_set():
-                self.announce(ToolAsking(call_id, tool.name, dict(args), str(ctx.workspace)))
-            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{tool.status(args)}?", ctx.cancelled)
+                self.announce(ToolAsking(call.id, call.tool.name, dict(call.input), str(ctx.workspace), call.status))
+            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{call.status}?", ctx.cancelled)
         if answer == "always":
             if not destructive and keys:  # a destructive form is asked for every time
                 self._always |= keys
-            return None
+            return runs
         if answer == "yes":
-            return None
-        return "The person refused this call. Do not retry it; ask them what they want instead."
+            return runs
+        return _refused("The person refused this call. Do not retry it; ask them what they want instead.")
 
-    def _grace(self, tool: Tool, args: dict[str, Any], ctx: ToolContext, call_id: str) -> str | None:
-        command = str(args.get("command", tool.status(args)))
+    def _grace(self, call: PlannedCall, ctx: ToolContext, runs: Decision) -> Decision:
+        command = str(call.input.get("command", call.status))
         # What it would destroy; when that cannot be listed ("cannot tell", kill -1 …), why it is destructive.
-        targets = tuple(destructive_targets(command, Path(ctx.workspace))) or classify(command, ctx.workspace).reasons
-        self.announce(ToolGrace(call_id, command, targets, self.grace_seconds))
+        targets = tuple(describe_targets(list(call.judgement.findings), ctx.workspace)) or call.judgement.reasons
+        self.announce(ToolGrace(call.id, command, targets, self.grace_seconds))
         if ctx.cancelled.wait(self.grace_seconds):
-            return (f"The person stopped this destructive call during its {self.grace_seconds:g} s grace window; "
-                    "nothing was run. Do not retry it; ask them what to do instead.")
-        return None
+            return _refused(f"The person stopped this destructive call during its {self.grace_seconds:g} s grace "
+                            "window; nothing was run. Do not retry it; ask them what to do instead.", "stopped")
+        return runs
+
+
+def _refused(text: str, ended: Ending = "refused") -> Decision:
+    return Decision(refusal=text, ended=ended)
 
 
 _SUBCOMMAND_PROGRAMS = {"git", "npm", "yarn", "pnpm", "bun", "cargo", "go", "docker", "podman", "kubectl", "pip",

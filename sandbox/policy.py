@@ -42,8 +42,11 @@ class Verdict(IntEnum):
 
 @dataclass(frozen=True)
 class Classification:
+    """A command judged once: the worst verdict, why, and every finding (what would go: ``targets``)."""
+
     verdict: Verdict
     reasons: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     @property
     def read_only(self) -> bool:
@@ -505,7 +508,8 @@ def classify(command: str, workspace: Path | None = None) -> Classification:
     if not findings:
         return Classification(Verdict.READ_ONLY)
     worst = max(f.verdict for f in findings)
-    return Classification(worst, tuple(dict.fromkeys(f.reason for f in findings if f.verdict == worst and f.reason)))
+    reasons = tuple(dict.fromkeys(f.reason for f in findings if f.verdict == worst and f.reason))
+    return Classification(worst, reasons, tuple(findings))
 
 
 def destructive_targets(command: str, workspace: Path) -> list[str]:

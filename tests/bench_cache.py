@@ -20,7 +20,7 @@ from midstream.agent import Agent, AgentConfig  # noqa: E402
 from midstream.tools.conversation.compaction import SUMMARY_QUESTION  # noqa: E402
 from midstream.tools.conversation.usage import Usage  # noqa: E402
 from midstream.tools.events import Compacted, ContextCleared, Event, TurnCommitted  # noqa: E402
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool  # noqa: E402
 from midstream.tools.testing.cache_model import CacheModel  # noqa: E402
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> None:
 RESULT_CHARS = 2_000  # ~500 tokens per tool result: 300 of them are ~4 windows
 
 
-@tool(status=lambda args: "Fetching", access=lambda ws, args: Access.reading("pages"))
+@tool(wording=Wording("Fetching", "Fetched", target="page"), access=lambda ws, args: Access.reading("pages"))
 def fetch(ctx: ToolContext, page: int) -> str:
     """Fetch one page."""
     return (f"page {page}: " + "lorem ipsum dolor sit amet " * 100)[:RESULT_CHARS]

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from midstream.agent import Agent, AgentConfig  # noqa: E402
 from midstream.tools.events import Event, ToolCallReady, ToolFinished, TurnCommitted  # noqa: E402
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool  # noqa: E402
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool  # noqa: E402
 from midstream.tools.testing.scripted_chat import render_chat  # noqa: E402
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 from midstream.tools.wire.assembler import TurnAssembler  # noqa: E402
@@ -69,7 +69,7 @@ class Stamps:
 
 
 def _sleep_tool(started: dict[str, float] | None = None):
-    @tool(status=lambda a: "Sleeping", access=lambda ws, a: Access.reading(a["label"]))
+    @tool(wording=Wording("Sleeping", "Slept", target="label"), access=lambda ws, a: Access.reading(a["label"]))
     def sleep(ctx: ToolContext, label: str, seconds: float = 0.0) -> str:
         """Sleep, then say so."""
         if started is not None:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"10 KB": 10_000, "1 MB": 1_000_000, "10 MB": 10_000_000}
@@ -64,7 +64,7 @@ def serve(requests: int, out: str) -> None:
 def client(url: str, size: int, requests: int, out: str) -> None:
     """Run one user message whose requests the server answers with tool calls; write result times."""
     from midstream.agent import Agent, AgentConfig
-    @tool(status=lambda args: "Recording", access=lambda workspace, args: Access.reading("x"))
+    @tool(wording=Wording("Recording", "Recorded", target="label"), access=lambda workspace, args: Access.reading("x"))
     def record(ctx: ToolContext, label: str) -> str:
         """Record a label."""
         return f"recorded {label}"

@@ -22,7 +22,7 @@ from midstream.sandbox import isolation  # noqa: E402
 from midstream.sandbox.ignore import IgnoreRules  # noqa: E402
 from midstream.sandbox.isolation import bwrap_works, probe  # noqa: E402
 from midstream.tools import search  # noqa: E402
-from midstream.tools.registry import ToolContext  # noqa: E402
+from midstream.tools.registry import Decision, ToolContext  # noqa: E402
 from midstream.tools.shell import bash  # noqa: E402
 
 from tests.bench_engine import median_ms, table  # noqa: E402
@@ -33,7 +33,8 @@ def bench_command_cost(workspace: Path, runs: int) -> None:
 
     def tool(isolation: str, **extras: object) -> Callable[[], object]:
         def run() -> object:
-            result = bash.run(ToolContext(workspace, extras={"isolation": isolation, **extras}), {"command": "true"})
+            result = bash.run(ToolContext(workspace, decision=Decision(isolation=isolation, **extras)),
+                              {"command": "true"})
             assert not result.is_error, result.content
             return result
         return run

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from midstream.agent import Agent, AgentConfig
 from midstream.tools.events import Event
-from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, tool
+from midstream.tools.registry import Access, ToolContext, ToolError, ToolRegistry, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer
 
 
@@ -65,7 +65,7 @@ def recording_tool(log: list[str]):
             return Access.writing(args["writes"])
         return Access.reading(args.get("reads") or args.get("label", "?"))
 
-    @tool(status=lambda args: f"Recording {args.get('label')}", access=access)
+    @tool(wording=Wording("Recording", "Recorded", target="label"), access=access)
     def record(
         ctx: ToolContext,
         label: str,

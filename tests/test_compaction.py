@@ -17,7 +17,7 @@ from midstream.tools.conversation.tokens import prompt_tokens
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import CacheMissed, Compacted, CompactionFailed, ContextCleared
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool
 from midstream.tools.testing.cache_model import CacheModel
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
@@ -27,7 +27,8 @@ from tests.test_prompts_and_cache import LONG_SYSTEM
 WINDOW = 6000
 
 
-@tool(status=lambda args: f"Fetching page {args.get('page')}", access=lambda ws, args: Access.reading("pages"))
+@tool(wording=Wording("Fetching", "Fetched", target="page", words=lambda args: f"page {args.get('page')}"),
+      access=lambda ws, args: Access.reading("pages"))
 def fetch(ctx: ToolContext, page: int, size: int = 430) -> str:
     """Fetch one page of the test corpus."""
     text = f"page {page}: " + "lorem ipsum dolor sit amet " * (size // 27 + 1)
@@ -456,6 +457,7 @@ def test_a_summary_request_refused_as_too_long_is_cut_to_the_service_s_count_and
 def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is():
     import io
 
+    from midstream.tools.conversation.ledger import Ledger
     from midstream.tools.events import CompactionStarted, ContextUsed, RequestUsage, TurnCommitted, TurnEnded
     from midstream.tools.ui.render import PlainRenderer, SummaryRenderer
 
@@ -465,12 +467,14 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
               Compacted("auto", 161_000, 12_000, 40, 1, {"input_tokens": 100, "output_tokens": 900}),
               TurnEnded("end_turn", True)]
     out, err = io.StringIO(), io.StringIO()
-    plain = PlainRenderer(out, err, model="claude-sonnet-4-5")
+    plain = PlainRenderer(out, err)
     summary_out = io.StringIO()
-    summary = SummaryRenderer(summary_out, model="claude-sonnet-4-5")
-    for event in events:
-        plain.show(event)
-        summary.show(event)
+    summary = SummaryRenderer(summary_out)
+    for renderer in (plain, summary):  # usage is counted once, by the ledger in front of the renderer
+        ledger = Ledger(renderer, lambda: "claude-sonnet-4-5")
+        for event in events[:-1]:
+            ledger.show(event)
+        ledger.show(ledger.ended(events[-1]))
     lines = err.getvalue().splitlines()
     assert lines[3].endswith(" · context 23%")  # the message's one usage line, at its end
     assert lines[0] == ("✓ cleared 4 old tool results to save context: 120,000 → 70,000 tokens "
@@ -478,7 +482,7 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
     assert lines[1] == "compacting the conversation… (161,000 tokens)"
     assert lines[2] == ("✓ compacted the conversation: 161,000 → 12,000 tokens · 40 messages summarised, "
                         "the last 1 kept verbatim")
-    assert plain.session.output == 910  # the summary request is paid for too
+    assert ledger.session.output == 910  # the summary request is paid for too
     result = json.loads(summary_out.getvalue())
     assert [c["event"] for c in result["context"]] == ["ContextCleared", "Compacted"]
     assert result["usage"]["output"] == 910

@@ -12,7 +12,7 @@ from midstream.tools.cli.main import config_from_environment, parse_args
 from midstream.tools.conversation.compaction import SUMMARY_QUESTION
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.events import Compacted, RequestUsage, TurnRolledBack
-from midstream.tools.registry import Access, ToolContext, ToolRegistry, tool
+from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording, tool
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.wire import model as model_module
 from midstream.tools.wire.openai import OpenAIClient, chat_request
@@ -125,7 +125,7 @@ def test_every_server_s_overflow_is_the_one_prompt_too_long_with_its_numbers(sta
     assert model_module.prompt_too_long(f"{error.get('code') or error.get('type')}: {error['message']}") is not None
 
 
-@tool(status=lambda args: "Fetching", access=lambda ws, args: Access.reading("pages"))
+@tool(wording=Wording("Fetching", "Fetched", target="page"), access=lambda ws, args: Access.reading("pages"))
 def fetch(ctx: ToolContext, page: int) -> str:
     """Fetch one page of the test corpus."""
     return f"page {page}: " + "lorem ipsum dolor sit amet " * 60

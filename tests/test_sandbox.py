@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from midstream.sandbox.isolation import bwrap_works, probe
-from midstream.tools.registry import ToolContext
+from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
@@ -29,8 +29,8 @@ from tests.conftest import program_env
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")
 
 
-def sh(workspace: Path, command: str, **extras):
-    ctx = ToolContext(workspace, extras={"isolation": "bwrap", **extras})
+def sh(workspace: Path, command: str, **decided):
+    ctx = ToolContext(workspace, decision=Decision(isolation="bwrap", **decided))
     return bash.run(ctx, {"command": command, "timeout": 60})
 
 

@@ -207,11 +207,11 @@ def test_duplicate_tool_ids_in_one_reply_are_retried_and_the_first_call_reused(m
 
 
 def test_a_command_result_never_claims_a_cleanup_that_did_not_happen(workspace):
-    from midstream.tools.registry import ToolContext
+    from midstream.tools.registry import Decision, ToolContext
     from midstream.tools.shell import bash
 
     marker = f"midstream-test-{uuid.uuid4().hex}"
-    ctx = ToolContext(workspace, report_progress=lambda line: None, extras={"isolation": "none"})
+    ctx = ToolContext(workspace, report_progress=lambda line: None, decision=Decision(isolation="none"))
     try:
         result = bash.run(ctx, {"command": f"setsid -f python3 -c 'import time; time.sleep(60)' {marker}; echo ok"})
         assert "still running" in result.content and "were stopped" not in result.content

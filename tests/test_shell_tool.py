@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from midstream.sandbox.isolation import bwrap_works
-from midstream.tools.registry import ToolContext
+from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
 from tests.conftest import wait_until
@@ -19,7 +19,7 @@ from tests.conftest import wait_until
 
 def run(workspace, command, isolation="none", **args):
     lines: list[str] = []
-    ctx = ToolContext(workspace, report_progress=lines.append, extras={"isolation": isolation})
+    ctx = ToolContext(workspace, report_progress=lines.append, decision=Decision(isolation=isolation))
     return bash.run(ctx, {"command": command, **args}), lines, ctx
 
 
@@ -98,7 +98,7 @@ def test_background_processes_do_not_outlive_the_command(workspace):
 def test_cancellation_stops_a_running_command(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     lines: list[str] = []
-    ctx = ToolContext(workspace, report_progress=lines.append, extras={"isolation": "none"})
+    ctx = ToolContext(workspace, report_progress=lines.append, decision=Decision(isolation="none"))
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("r", bash.run(
         ctx, {"command": f"echo begun; python3 -c 'import time; time.sleep(300)' {marker}"})))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pexpect
 from midstream.tools import default_registry
+from midstream.tools.calls import worded
+from midstream.tools.conversation.ledger import Ledger
 from midstream.tools.events import (
     BlockStopped,
     RequestStarted,
@@ -25,7 +27,7 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.registry import ToolResult
+from midstream.tools.registry import Facts, ToolResult
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 from midstream.tools.ui.render import JsonRenderer
 from midstream.tools.ui.terminal import TerminalRenderer
@@ -37,15 +39,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = default_registry()
 
 
+class Worded(TerminalRenderer):
+    """The terminal renderer behind the loop's wording step, as the agent shows events to it."""
+
+    def show(self, event):
+        super().show(worded(TOOLS, event))
+
+
 def make() -> tuple[TerminalRenderer, io.StringIO]:
     sink = io.StringIO()
     console = Console(file=sink, force_terminal=True, width=160, color_system="truecolor")
-
-    def status_for(name, args):
-        return TOOLS.get(name).status(args) if TOOLS.get(name) else name
-
     # A slow refresh: these tests read the region directly instead of racing the refresh thread.
-    return TerminalRenderer(console, model="claude-sonnet-5-5", status_for=status_for, refresh_per_second=1), sink
+    return Worded(console, refresh_per_second=1), sink
+
+
+def finished(call_id: str, name: str, args: dict, result: ToolResult, seconds: float) -> ToolFinished:
+    """A call's end as the loop reports it: worded by the tool, with the result's facts."""
+    wording = TOOLS.get(name).wording
+    return ToolFinished(call_id, name, result, seconds, status=wording.status(args), done=wording.done(args))
 
 
 def region_text(renderer: TerminalRenderer) -> str:
@@ -102,11 +113,13 @@ def test_tool_status_lines_fill_in_run_and_are_replaced_by_outcomes():
     region = region_text(renderer)
     assert "Reading src/app.py" in region and "Running `pytest -q`" in region
     assert "collected 12 items" in region and " s" in region  # last output line and elapsed time
-    renderer.show(ToolFinished("a", "read_file", ToolResult("     1\tx\n     2\ty"), 0.01))
+    renderer.show(finished("a", "read_file", {"path": "src/app.py"},
+                           ToolResult("     1\tx\n     2\ty", facts=Facts(lines=2, detail="2 lines")), 0.01))
     region = region_text(renderer)
     assert "Reading" not in region and "Running `pytest -q`" in region
     assert "✓ Read src/app.py (2 lines)" in sink.getvalue()
-    renderer.show(ToolFinished("b", "bash", ToolResult("..F\n1 failed, 11 passed\n[exit status 1]", True), 2.0))
+    renderer.show(finished("b", "bash", {"command": "pytest -q"}, ToolResult(
+        "..F\n1 failed, 11 passed\n[exit status 1]", True, Facts("failed", 1, detail="1 failed, 11 passed")), 2.0))
     assert "✗ Ran `pytest -q`: exit 1 (1 failed, 11 passed)" in sink.getvalue()
     assert region_text(renderer).strip() == ""
     renderer.show(TurnEnded("end_turn", True))
@@ -116,8 +129,9 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
     renderer.show(ToolRunning("e", "edit_file", "Editing a.py"))
-    renderer.show(ToolFinished("e", "edit_file", ToolResult(
-        "Edited a.py: replaced 1 occurrence.\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2"), 0.0))
+    diff = "--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2"
+    renderer.show(finished("e", "edit_file", {"path": "a.py"}, ToolResult(
+        f"Edited a.py: replaced 1 occurrence.\n{diff}", facts=Facts(diff=diff)), 0.0))
     out = sink.getvalue()
     assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
     assert "more line" not in out  # a short diff is shown whole
@@ -128,7 +142,8 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
 
 
 def test_one_usage_line_per_message_priced_by_the_model_the_server_reported():
-    renderer, sink = make()
+    terminal, sink = make()
+    renderer = Ledger(terminal, lambda: "claude-sonnet-5-5")  # as the agent counts usage, once, for every renderer
     usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 8000,
              "cache_creation_input_tokens": 500}
     renderer.show(RequestStarted(1, 1))
@@ -136,13 +151,13 @@ def test_one_usage_line_per_message_priced_by_the_model_the_server_reported():
     renderer.show(TurnCommitted("tool_use", usage))
     renderer.show(RequestStarted(1, 2))
     renderer.show(RequestUsage("claude-sonnet-4-5-20250929", usage))  # say it was interrupted: still billed
-    renderer.show(TurnEnded("interrupted", False, "interrupted"))
+    renderer.show(renderer.ended(TurnEnded("interrupted", False, "interrupted")))
     out = sink.getvalue()
     assert out.count(" in · ") == 1  # not one line per request
     assert "2 requests · 2,400 in · 600 out · cache 16,000 read / 1,000 written (hit 0.82) · $0.0247" in out
     renderer.show(RequestStarted(1, 1))
     renderer.show(RequestUsage("qwen2.5-coder-7b", usage))  # a local model: no price, so no cost
-    renderer.show(TurnEnded("end_turn", True))
+    renderer.show(renderer.ended(TurnEnded("end_turn", True)))
     renderer.close()
     out = sink.getvalue()
     assert "  1,200 in · 300 out · cache 8,000 read / 500 written (hit 0.82)\n" in out.replace("\x1b[0m", "")
@@ -172,7 +187,8 @@ def test_the_json_renderer_writes_one_object_per_line():
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["event"] for r in records] == ["RequestStarted", "TextDelta", "ToolFinished", "TurnEnded"]
     assert records[1]["text"] == 'quote " and\nnewline'
-    assert records[2]["result"] == {"content": "ok", "is_error": False}
+    assert records[2]["result"]["content"] == "ok" and records[2]["result"]["is_error"] is False
+    assert records[2]["result"]["facts"]["ended"] == "ran"  # the facts travel with the text
 
 
 def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
@@ -264,8 +280,8 @@ def test_waiting_calls_say_so_and_calls_that_never_ran_are_reported():
     region = region_text(renderer)
     assert "Editing a.py  " in region  # running, with its elapsed time
     assert "◦ Editing a.py · waiting for an earlier call to finish" in region
-    renderer.show(ToolFinished("a", "edit_file", ToolResult(
-        "interrupted\n[exit status -15]", True), 0.5))
+    renderer.show(finished("a", "edit_file", {"path": "a.py"}, ToolResult(
+        "interrupted\n[exit status -15]", True, Facts("interrupted", -15)), 0.5))
     renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
     out = sink.getvalue()
     assert "○ Editing a.py: not run (the turn was interrupted before it started)" in out
@@ -274,13 +290,19 @@ def test_waiting_calls_say_so_and_calls_that_never_ran_are_reported():
 def test_outcomes_name_the_signal_and_never_cut_a_word():
     from midstream.tools.ui.render import outcome_line
 
-    assert outcome_line("Running `sleep 9`", "[exit status -9]", True, 1.0) == "✗ Ran `sleep 9`: killed by SIGKILL"
-    assert outcome_line("Running `x`", "out\n[exit status 2]", True, 1.0) == "✗ Ran `x`: exit 2 (out)"
+    killed = finished("a", "bash", {"command": "sleep 9"}, ToolResult("[exit status -9]", True, Facts("failed", -9)),
+                      1.0)
+    assert outcome_line(killed) == "✗ Ran `sleep 9`: killed by SIGKILL"
+    failed = finished("a", "bash", {"command": "x"}, ToolResult("out\n[exit status 2]", True, Facts("failed", 2,
+                                                                                                   detail="out")), 1.0)
+    assert outcome_line(failed) == "✗ Ran `x`: exit 2 (out)"
     refused = "Refused: NOTES.md is outside the workspace " + "and cannot be written there at all " * 6
-    line = outcome_line("Writing NOTES.md", refused, True, 0.0)
+    line = outcome_line(finished("a", "write_file", {"path": "NOTES.md"}, ToolResult(refused, True,
+                                                                                      Facts("refused")), 0.0))
     assert line.startswith("✗ Writing NOTES.md: Refused: NOTES.md is outside") and line.endswith("…")
     assert line[:-1].split()[-1] in refused.split()  # ends on a whole word
-    not_run = outcome_line("Editing a.py", "Not run: the person interrupted the turn.", True, 0.0)
+    not_run = outcome_line(finished("a", "edit_file", {"path": "a.py"}, ToolResult(
+        "Not run: the person interrupted the turn.", True, Facts("not_run")), 0.0))
     assert not_run == "○ Editing a.py: not run (the turn was interrupted before it started)"
 
 
@@ -291,7 +313,8 @@ def test_escape_sequences_from_the_model_or_a_tool_are_shown_not_obeyed():
     renderer.show(ToolRunning("b", "bash", "Running `cat evil`"))
     renderer.show(ToolProgress("b", "\x1b[H\x1b[2Jgotcha"))
     assert "^[[Hgotcha" in region_text(renderer).replace("^[[2J", "")
-    renderer.show(ToolFinished("b", "bash", ToolResult("\x1b[31mred\n[exit status 1]", True), 0.1))
+    renderer.show(finished("b", "bash", {"command": "cat evil"}, ToolResult(
+        "\x1b[31mred\n[exit status 1]", True, Facts("failed", 1, detail="\x1b[31mred")), 0.1))
     renderer.show(TurnEnded("end_turn", True))
     out = sink.getvalue()
     assert "clear ^[[2J^[[5Aup^Mback\n" in out and "and ^[]0;title^G partial ^[[1A" in out
@@ -308,7 +331,8 @@ def test_the_plain_renderer_reports_calls_that_never_ran():
     renderer.show(ToolCallReady(0, "a", "edit_file", {"path": "a.py"}))
     renderer.show(ToolCallReady(1, "b", "edit_file", {"path": "b.py"}))
     renderer.show(ToolRunning("a", "edit_file", "Editing a.py"))
-    renderer.show(ToolFinished("a", "edit_file", ToolResult("Edited a.py: replaced 1 occurrence.\n"), 0.1))
+    renderer.show(finished("a", "edit_file", {"path": "a.py"}, ToolResult("Edited a.py: replaced 1 occurrence.\n"),
+                           0.1))
     renderer.show(TurnEnded("interrupted", False, "interrupted; the conversation is saved"))
     lines = err.getvalue().splitlines()
     assert lines == ["… Editing a.py", "✓ Edited a.py", "○ edit_file b.py: not run (the turn was interrupted "

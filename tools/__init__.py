@@ -1,12 +1,15 @@
-"""The tools the model can call: files.py, search.py and shell.py, their registry and scheduler.
+"""The tools the model can call, and what one call goes through; other parts in sub-packages.
 
-The modules here are the tools (each a typed function the model sees), ``registry.py`` (schemas,
-validation, errors as results) and ``scheduler.py`` (runs calls in parallel where they do not
-conflict). What is not a tool lives in sub-packages named for what they hold:
-
-- ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay
-- ``conversation/``  what the API accepts as history, transcripts, prompt caching, token usage
+- ``files.py``       read_file, write_file, edit_file: confined, link-safe, results with diffs
+- ``search.py``      list_dir, glob, grep (ripgrep, or RE2 in Python)
+- ``shell.py``       bash: one command in the sandbox, output streamed and capped
+- ``registry.py``    what a tool is: wording, judgement, results with facts, the call's record
+- ``schema.py``      input schemas from signatures, and the check of a call's input
+- ``calls.py``       one call from dispatch to result: judged once, gated, scheduled, run, rolled back
+- ``scheduler.py``   runs calls in parallel where they do not conflict, in order where they do
 - ``events.py``      the loop's vocabulary: the events it reports, the Renderer protocol
+- ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, retries
+- ``conversation/``  what the API accepts as history, transcripts, prompt caching, usage and cost
 - ``ui/``            the terminal, plain-text and JSON renderers
 - ``testing/``       scripted model servers on loopback, for ``--demo`` and the tests
 - ``cli/``           the command line, the demo, the log file, the interactive prompt

@@ -6,9 +6,12 @@ a renderer must be safe to call from several threads at once.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from midstream.tools.conversation.usage import Usage
 from midstream.tools.registry import ToolResult
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "MessageSent",
     "QuestionAsked",
     "QuestionClosed",
+    "Quiet",
     "Renderer",
     "RequestStarted",
     "SandboxStatus",
@@ -104,11 +108,16 @@ class BlockStopped:
 
 @dataclass(frozen=True)
 class ToolCallStarted:
-    """A tool_use block began: the name is known, the input is still streaming."""
+    """A tool_use block began: the name is known, the input is still streaming.
+
+    ``template`` is the call's status with ``{}`` where the input field ``target`` goes ("Reading {}"),
+    so a renderer can word the call while its input streams in."""
 
     index: int
     id: str
     name: str
+    template: str = ""
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,7 @@ class ToolCallReady:
     name: str
     input: dict[str, Any]
     error: str | None = None
+    status: str = ""  # "Reading src/app.py": the tool's wording, the same in every later event
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ class ToolAsking:
     name: str
     input: dict[str, Any]
     workspace: str
+    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,11 +174,16 @@ class ToolProgress:
 
 @dataclass(frozen=True)
 class ToolFinished:
+    """A call has its result; ``status`` and ``done`` word it ("Reading a.py", "Read a.py"), and the
+    result's ``facts`` say how it ended."""
+
     id: str
     name: str
     result: ToolResult
     seconds: float
     reused: bool = False
+    status: str = ""
+    done: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,11 +280,14 @@ class SandboxStatus:
 
 @dataclass(frozen=True)
 class TurnEnded:
-    """The model is done with this user message (or the loop gave up)."""
+    """The model is done with this user message (or the loop gave up); ``usage`` is what this message
+    cost, ``session`` the session's total so far (see tools/conversation/ledger.py)."""
 
     stop_reason: str | None
     ok: bool
     message: str = ""
+    usage: Usage = field(default_factory=Usage)
+    session: Usage = field(default_factory=Usage)
 
 
 Event = (
@@ -280,4 +299,32 @@ Event = (
 
 
 class Renderer(Protocol):
-    def show(self, event: Event) -> None: ...
+    """Everything a renderer can do; ``Quiet`` gives the defaults a renderer without a screen keeps."""
+
+    def show(self, event: Event) -> None:
+        """One event of the loop; called from worker threads too."""
+
+    def say(self, text: str, style: str = "") -> None:
+        """A line of the program's own (not the model's), above any live region."""
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]:
+        """Hold output while the person answers a question on the terminal."""
+
+    def close(self) -> None:
+        """The session is over: finish what is shown."""
+
+
+class Quiet:
+    """The defaults of the Renderer protocol: lines of our own to stderr, nothing to suspend or close."""
+
+    def show(self, event: Event) -> None:
+        pass
+
+    def say(self, text: str, style: str = "") -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        pass

@@ -19,13 +19,24 @@ from typing import Any
 
 from midstream.sandbox import fdio
 from midstream.sandbox.paths import confine, display_path
-from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
+from midstream.tools.registry import (
+    Access,
+    Facts,
+    Output,
+    ToolContext,
+    ToolError,
+    Wording,
+    counted,
+    tool,
+    workspace_key,
+)
 
 __all__ = ["edit_file", "is_binary", "read_file", "remove_stale_temporaries", "write_file"]
 
 READ_MAX_LINES = 2000
 READ_MAX_BYTES = 256 * 1024
 READ_MAX_LINE_CHARS = 2000
+DIFF_MAX_BYTES = 2 * 1024 * 1024  # an overwrite of a larger file shows no diff
 _SNIFF_BYTES = 8192
 
 
@@ -81,7 +92,7 @@ def _lines(fd: int, cut: int) -> Iterator[tuple[str, bool]]:
 
 
 @tool(
-    status=lambda args: f"Reading {args.get('path', '…')}",
+    wording=Wording("Reading", "Read"),
     access=_reads_path,
     params={
         "path": "File path, relative to the workspace root.",
@@ -89,7 +100,7 @@ def _lines(fd: int, cut: int) -> Iterator[tuple[str, bool]]:
         "limit": f"How many lines to return at most (default and maximum {READ_MAX_LINES}).",
     },
 )
-def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MAX_LINES) -> str:
+def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MAX_LINES) -> Output:
     """Read a text file and return its lines numbered like `cat -n`.
 
     Long files are returned a page at a time; the result says how to read the next page.
@@ -127,7 +138,7 @@ def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MA
         raise _refusal(shown, exc) from None
     if not out:
         if size == 0:
-            return f"{shown} is empty."
+            return Output(f"{shown} is empty.", Facts(lines=0, detail=counted(0, "line")))
         raise ToolError(f"{shown} has {number} lines; offset {offset} is past the end.")
     body = "\n".join(out)
     if more:
@@ -136,7 +147,7 @@ def read_file(ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MA
             f"\n[{shown}: showed lines {offset}-{next_line - 1}. "
             f"More follows: call read_file with offset={next_line} to continue.]"
         )
-    return body
+    return Output(body, Facts(lines=len(out), detail=counted(len(out), "line")))
 
 
 def _writes_path(workspace: Path, args: dict[str, Any]) -> Access:
@@ -156,7 +167,7 @@ def _line_count(text: str) -> int:
 
 
 @tool(
-    status=lambda args: f"Writing {args.get('path', '…')}",
+    wording=Wording("Writing", "Wrote"),
     access=_writes_path,
     journaled=True,
     params={
@@ -164,17 +175,32 @@ def _line_count(text: str) -> int:
         "content": "The complete new content of the file.",
     },
 )
-def write_file(ctx: ToolContext, path: str, content: str) -> str:
+def write_file(ctx: ToolContext, path: str, content: str) -> Output:
     """Create a file or replace its whole content. Prefer edit_file for changes to an existing file."""
     target = confine(ctx.workspace, path, for_write=True)
     shown = display_path(ctx.workspace, target)
     if target.is_dir():
         raise ToolError(f"{shown} is a directory.")
     existed = target.exists()
+    before = _old_text(target) if existed else None
     ctx.before_write(target)
     _atomic_write(target, content.encode("utf-8"), shown)
     verb = "Overwrote" if existed else "Created"
-    return f"{verb} {shown}: {_line_count(content)} lines ({len(content.encode()):,} bytes)."
+    diff = _unified(shown, before, content) if before is not None else ""
+    return Output(f"{verb} {shown}: {_line_count(content)} lines ({len(content.encode()):,} bytes).",
+                  Facts(lines=_line_count(content), diff=diff,
+                        detail=f"{'overwrote' if existed else 'new file'}, {counted(_line_count(content), 'line')}"))
+
+
+def _old_text(target: Path) -> str | None:
+    """What an overwrite replaces, for its diff: text up to DIFF_MAX_BYTES, else None (no diff)."""
+    try:
+        found = fdio.read_bytes(target)
+    except OSError:
+        return None
+    if found is None or len(found[0]) > DIFF_MAX_BYTES or b"\0" in found[0][:_SNIFF_BYTES]:
+        return None
+    return found[0].decode("utf-8", errors="replace")
 
 
 def _where(text: str, needle: str, limit: int = 10) -> list[int]:
@@ -186,10 +212,15 @@ def _where(text: str, needle: str, limit: int = 10) -> list[int]:
     return lines
 
 
-def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
-    lines = list(difflib.unified_diff(
+def _unified(shown: str, before: str, after: str) -> str:
+    """The whole diff, as the person's view shows it (the model's copy is capped: ``_diff``)."""
+    return "\n".join(difflib.unified_diff(
         before.splitlines(), after.splitlines(), f"a/{shown}", f"b/{shown}", n=2, lineterm=""
     ))
+
+
+def _diff(whole: str, max_lines: int = 60) -> str:
+    lines = whole.split("\n") if whole else []
     if len(lines) > max_lines:
         added = sum(1 for line in lines[2:] if line.startswith("+"))
         removed = sum(1 for line in lines[2:] if line.startswith("-"))
@@ -198,7 +229,7 @@ def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
 
 
 @tool(
-    status=lambda args: f"Editing {args.get('path', '…')}",
+    wording=Wording("Editing", "Edited"),
     access=_writes_path,
     journaled=True,
     params={
@@ -209,7 +240,7 @@ def _diff(shown: str, before: str, after: str, max_lines: int = 60) -> str:
         "replace_all": "Replace every occurrence instead of exactly one.",
     },
 )
-def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, replace_all: bool = False) -> str:
+def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, replace_all: bool = False) -> Output:
     """Replace an exact piece of text in a file and return the diff. Read the file first."""
     target = confine(ctx.workspace, path, for_write=True)
     shown = display_path(ctx.workspace, target)
@@ -246,7 +277,8 @@ def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, rep
     ctx.before_write(target)
     _atomic_write(target, after.encode("utf-8", errors="surrogateescape"), shown)
     replaced = f"{count} occurrences" if replace_all and count > 1 else "1 occurrence"
-    return f"Edited {shown}: replaced {replaced}.\n{_diff(shown, before, after)}"
+    whole = _unified(shown, before, after)
+    return Output(f"Edited {shown}: replaced {replaced}.\n{_diff(whole)}", Facts(diff=whole))
 
 
 # What _atomic_write and the undo journal leave behind when the process dies between creating

@@ -1,12 +1,15 @@
 """Tools as plain typed functions, and the registry the loop asks for schemas and callables.
 
-A tool is a function ``f(ctx, **params) -> str`` whose first docstring line is what the model
-reads. Its input schema is derived from the signature, so the two cannot drift apart. Beside it
-sit what the scheduler and the status line need: which paths a call reads and writes, a status
-phrase ("Reading src/app.py"), and whether a call is destructive.
+A tool is a function ``f(ctx, **params) -> str | Output`` whose first docstring line is what the
+model reads. Its input schema is derived from the signature, so the two cannot drift apart. Beside
+it sit what the scheduler and the status line need: how a call is worded (``Wording``: "Reading
+src/app.py" while it runs, "Read src/app.py" once done) and what a call touches (``judge``: the
+paths it reads and writes, and whether it is destructive and why), judged once per call.
 
-Failures are data (``ToolResult(is_error=True)``): a tool raises ``ToolError`` for a failure the
-model should act on; any other exception is reported too, never raised into the loop.
+Results carry facts beside their prose (``Facts``: how the call ended, exit status, counts, the
+diff), so no renderer ever parses what was written for the model. Failures are data
+(``ToolResult(is_error=True)``): a tool raises ``ToolError`` for a failure the model should act on;
+any other exception is reported too, never raised into the loop.
 """
 
 from __future__ import annotations
@@ -14,34 +17,74 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-import types
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from midstream.tools.schema import schema_from_signature, validate
 
 __all__ = [
     "Access",
+    "Decision",
+    "Ending",
+    "Facts",
+    "Judgement",
+    "Output",
+    "PlannedCall",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolRegistry",
     "ToolResult",
+    "Wording",
+    "counted",
     "tool",
 ]
+
+Ending = Literal["ran", "failed", "refused", "stopped", "not_run", "interrupted", "timed_out"]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a call's result says as data, beside the text written for the model.
+
+    ``ended``: ran (and succeeded), failed (ran, or tried to, and failed), refused (by a policy or the
+    person before it ran), stopped (in its countdown, by the person), not_run (the turn ended before it
+    started), interrupted (stopped while running), timed_out.
+    """
+
+    ended: Ending = "ran"
+    exit_status: int | None = None  # a command's
+    lines: int | None = None  # lines read, or written
+    count: int | None = None  # entries listed, files found, matching lines
+    diff: str = ""  # the whole unified diff of what an edit or an overwrite changed
+    detail: str = ""  # the one thing worth showing beside the outcome ("1 failed, 11 passed")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What goes back to the model as one tool_result block, and the facts renderers show."""
+
+    content: str
+    is_error: bool = False
+    facts: Facts = Facts()
+
+
+@dataclass(frozen=True)
+class Output:
+    """A tool's text for the model together with the facts of its outcome."""
+
+    text: str
+    facts: Facts = Facts()
 
 
 class ToolError(Exception):
     """A failure the model can act on; its message becomes an error tool_result."""
 
-
-@dataclass(frozen=True)
-class ToolResult:
-    """What goes back to the model as one tool_result block."""
-
-    content: str
-    is_error: bool = False
+    def __init__(self, message: str, facts: Facts | None = None) -> None:
+        super().__init__(message)
+        self.facts = facts or Facts(ended="failed")
 
 
 @dataclass(frozen=True)
@@ -78,6 +121,11 @@ class Access:
         )
 
 
+def counted(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 line``, ``12 lines``, ``3 entries``: a count and its noun, as a result's ``detail``."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def _covers(a: str, b: str) -> bool:
     return a == Access.WHOLE or b == Access.WHOLE or a == b or b.startswith(a + "/") or a.startswith(b + "/")
 
@@ -97,15 +145,89 @@ def workspace_key(workspace: Path, path: str) -> str:
     return Access.WHOLE if rel == "." else rel.replace(os.sep, "/")
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What one call touches, judged once at dispatch: the scheduler orders by ``access``, the gate
+    counts down for ``destructive`` (``reasons`` say why; ``findings`` are the classifier's, from
+    which the gate lists what would go)."""
+
+    access: Access
+    destructive: bool = False
+    reasons: tuple[str, ...] = ()
+    findings: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided for one call; the tool and the loop read it, nobody decides again.
+
+    ``refusal`` set: the call does not run and that text is its error result (``ended`` says how).
+    Otherwise it runs under ``isolation`` (bwrap or none), with the workspace writable or not, the
+    network on or off, and ``literal``: no glob or brace expansion (the allowlist's fallback)."""
+
+    refusal: str | None = None
+    ended: Ending = "refused"
+    isolation: str = "auto"
+    writable: bool = True
+    network: bool = False
+    literal: bool = False
+
+
 @dataclass
 class ToolContext:
-    """What a running tool may use besides its input."""
+    """What a running tool may use besides its input; the loop stops it through ``stop``."""
 
     workspace: Path
     report_progress: Callable[[str], None] = lambda line: None
     before_write: Callable[[Path], None] = lambda path: None  # the undo journal's hook
     cancelled: threading.Event = field(default_factory=threading.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
+    decision: Decision = Decision()
+    live: threading.Event = field(default_factory=threading.Event)  # it started what stop(kill=True) ends
+    _killers: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_kill(self, kill: Callable[[], None]) -> None:
+        """Register how to end what this call started at once (a process group), for ``stop(kill=True)``."""
+        with self._lock:
+            self._killers.append(kill)
+        self.live.set()
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Ask the call to stop (it sees ``cancelled``); with ``kill``, end what it started now."""
+        self.cancelled.set()
+        if kill:
+            with self._lock:
+                killers = list(self._killers)
+            for end in killers:
+                end()
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a call is worded for the person: "Reading src/app.py" while it runs, "Read src/app.py"
+    once done. ``target`` is the input field it names (shown while the input still streams);
+    ``shown`` turns that field's value into the words (a command is quoted and shortened)."""
+
+    verb: str
+    past: str
+    target: str = "path"
+    default: str = "…"
+    shown: Callable[[str], str] = str
+    words: Callable[[dict[str, Any]], str] | None = None  # when more than one field makes the words
+
+    def of(self, args: dict[str, Any], verb: str | None = None) -> str:
+        value = args.get(self.target)
+        if self.words is not None:
+            words = self.words(args)
+        else:
+            words = self.shown(str(value)) if value not in (None, "") else self.default
+        return f"{verb or self.verb} {words}".strip()
+
+    def status(self, args: dict[str, Any]) -> str:
+        return self.of(args)
+
+    def done(self, args: dict[str, Any]) -> str:
+        return self.of(args, self.past)
 
 
 @dataclass(frozen=True)
@@ -113,121 +235,87 @@ class Tool:
     """A function the model may call, with what the scheduler and the status line need."""
 
     name: str
-    function: Callable[..., str]
+    function: Callable[..., str | Output]
     description: str
     input_schema: dict[str, Any]
-    access: Callable[[Path, dict[str, Any]], Access]
-    status: Callable[[dict[str, Any]], str]
-    destructive: Callable[[Path, dict[str, Any]], bool] = lambda workspace, args: False
+    judge: Callable[[Path, dict[str, Any]], Judgement]
+    wording: Wording
     journaled: bool = False  # its writes go through ctx.before_write, so a rollback can undo them
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
 
+    def status(self, args: dict[str, Any]) -> str:
+        """The status line of a call: "Reading src/app.py"."""
+        return self.wording.status(args)
+
     def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         """Call the function; every failure comes back as an error result."""
         try:
-            return ToolResult(self.function(ctx, **args))
+            out = self.function(ctx, **args)
         except ToolError as exc:
-            return ToolResult(str(exc), is_error=True)
+            return ToolResult(str(exc), is_error=True, facts=exc.facts)
         except PermissionError as exc:
-            return ToolResult(str(exc), is_error=True)
+            return ToolResult(str(exc), is_error=True, facts=Facts(ended="refused"))
         except Exception as exc:  # a tool bug must not take the turn down with it
-            return ToolResult(f"{self.name} failed: {type(exc).__name__}: {exc}", is_error=True)
+            return ToolResult(f"{self.name} failed: {type(exc).__name__}: {exc}", is_error=True,
+                              facts=Facts(ended="failed"))
+        if isinstance(out, Output):
+            return ToolResult(out.text, facts=out.facts)
+        return ToolResult(out)
+
+    def plan(self, workspace: Path, call_id: str, args: dict[str, Any]) -> PlannedCall:
+        """Judge one call, once: what it touches, how it is worded. An odd input that cannot be judged
+        is ordered after everything instead (it is refused or fails when it runs)."""
+        try:
+            judgement = self.judge(workspace, args)
+        except Exception:
+            judgement = Judgement(Access.whole_workspace(read_only=False))
+        return PlannedCall(call_id, self, args, judgement, self.wording.status(args), self.wording.done(args))
 
 
-_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+@dataclass(frozen=True)
+class PlannedCall:
+    """One call as judged at dispatch. The gate, the scheduler, the tool, rollback and the renderers
+    read this record; nothing downstream judges or words the call again."""
 
-
-def _json_type(annotation: Any) -> dict[str, Any]:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(options) == 1:
-            return _json_type(options[0])
-    if origin is list:
-        (item,) = typing.get_args(annotation)
-        return {"type": "array", "items": _json_type(item)}
-    if annotation in _JSON_TYPES:
-        return {"type": _JSON_TYPES[annotation]}
-    raise TypeError(f"no JSON schema type for {annotation!r}")
-
-
-def _schema_from_signature(function: Callable[..., str], params: dict[str, str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(function)
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for name, parameter in list(inspect.signature(function).parameters.items())[1:]:  # skip ctx
-        prop = _json_type(hints[name])
-        if name in params:
-            prop["description"] = params[name]
-        properties[name] = prop
-        if parameter.default is inspect.Parameter.empty:
-            required.append(name)
-    missing = set(params) - set(properties)
-    if missing:
-        raise TypeError(f"{function.__name__}: documented parameters not in the signature: {missing}")
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    id: str
+    tool: Tool
+    input: dict[str, Any]
+    judgement: Judgement
+    status: str  # "Reading src/app.py"
+    done: str  # "Read src/app.py"
 
 
 def tool(
     *,
-    status: Callable[[dict[str, Any]], str],
-    access: Callable[[Path, dict[str, Any]], Access],
+    wording: Wording,
+    access: Callable[[Path, dict[str, Any]], Access] | None = None,
+    judge: Callable[[Path, dict[str, Any]], Judgement] | None = None,
     params: dict[str, str] | None = None,
-    destructive: Callable[[Path, dict[str, Any]], bool] | None = None,
     name: str | None = None,
     journaled: bool = False,
-) -> Callable[[Callable[..., str]], Tool]:
-    """Turn a typed function into a Tool; the docstring is the description the model reads."""
+) -> Callable[[Callable[..., str | Output]], Tool]:
+    """Turn a typed function into a Tool; the docstring is the description the model reads.
 
-    def wrap(function: Callable[..., str]) -> Tool:
+    A tool names what a call touches either as ``access`` (paths only) or as ``judge`` (paths and
+    whether it is destructive, judged together: a command is read once)."""
+    if (access is None) == (judge is None):
+        raise TypeError("give a tool exactly one of access= or judge=")
+    judged = judge or (lambda workspace, args, _access=access: Judgement(_access(workspace, args)))
+
+    def wrap(function: Callable[..., str | Output]) -> Tool:
         return Tool(
             name=name or function.__name__,
             function=function,
             description=inspect.cleandoc(function.__doc__ or ""),
-            input_schema=_schema_from_signature(function, params or {}),
-            access=access,
-            status=status,
-            destructive=destructive or (lambda workspace, args: False),
+            input_schema=schema_from_signature(function, params or {}),
+            judge=judged,
+            wording=wording,
             journaled=journaled,
         )
 
     return wrap
-
-
-def _type_ok(value: Any, schema: dict[str, Any]) -> bool:
-    match schema.get("type"):
-        case "string":
-            return isinstance(value, str)
-        case "integer":
-            return isinstance(value, int) and not isinstance(value, bool)
-        case "number":
-            return isinstance(value, int | float) and not isinstance(value, bool)
-        case "boolean":
-            return isinstance(value, bool)
-        case "array":
-            return isinstance(value, list) and all(_type_ok(v, schema.get("items", {})) for v in value)
-        case "object":
-            return isinstance(value, dict)
-    return True
-
-
-def validate(schema: dict[str, Any], args: Any) -> list[str]:
-    """Check input against the (flat) schemas our tools declare; return what is wrong."""
-    if not isinstance(args, dict):
-        return [f"input must be a JSON object, got {type(args).__name__}"]
-    properties = schema.get("properties", {})
-    problems = [f"missing required field '{name}'" for name in schema.get("required", []) if name not in args]
-    for key, value in args.items():
-        if key not in properties:
-            if schema.get("additionalProperties") is False:
-                problems.append(f"unknown field '{key}' (allowed: {', '.join(properties)})")
-            continue
-        if not _type_ok(value, properties[key]):
-            expected = properties[key]["type"]
-            problems.append(f"field '{key}' must be of type {expected}, got {type(value).__name__}")
-    return problems
 
 
 class ToolRegistry:

@@ -23,7 +23,17 @@ from typing import Any
 from midstream.sandbox.ignore import DEFAULT_IGNORED_DIRS, IgnoreRules
 from midstream.sandbox.paths import confine, display_path
 from midstream.tools.files import is_binary
-from midstream.tools.registry import Access, ToolContext, ToolError, tool, workspace_key
+from midstream.tools.registry import (
+    Access,
+    Facts,
+    Output,
+    ToolContext,
+    ToolError,
+    Wording,
+    counted,
+    tool,
+    workspace_key,
+)
 
 __all__ = ["glob", "grep", "list_dir"]
 
@@ -44,11 +54,11 @@ def _capped(lines: list[str], total: int, noun: str, extra: str = "") -> str:
 
 
 @tool(
-    status=lambda args: f"Listing {args.get('path') or '.'}",
+    wording=Wording("Listing", "Listed", default="."),
     access=_reads_dir,
     params={"path": "Directory relative to the workspace root (default: the root)."},
 )
-def list_dir(ctx: ToolContext, path: str = ".") -> str:
+def list_dir(ctx: ToolContext, path: str = ".") -> Output:
     """List a directory's entries (directories end in /), sorted, ignored entries left out."""
     directory = confine(ctx.workspace, path)
     shown = display_path(ctx.workspace, directory)
@@ -64,19 +74,20 @@ def list_dir(ctx: ToolContext, path: str = ".") -> str:
     ignored = rules.count_ignored(directory)
     note = f"\n[{ignored} ignored entries not shown]" if ignored else ""
     if not entries:
-        return f"{shown} has no entries that are not ignored.{note}"
-    return _capped(entries[:MAX_ENTRIES], len(entries), "entries", note)
+        return Output(f"{shown} has no entries that are not ignored.{note}", Facts(count=0, detail="empty"))
+    return Output(_capped(entries[:MAX_ENTRIES], len(entries), "entries", note),
+                  Facts(count=len(entries), detail=counted(len(entries), "entry", "entries")))
 
 
 @tool(
-    status=lambda args: f"Finding {args.get('pattern', '…')}",
+    wording=Wording("Finding", "Found", target="pattern"),
     access=_reads_dir,
     params={
         "pattern": "Glob relative to path, e.g. '**/*.py' (any depth) or 'src/*.ts' (one level).",
         "path": "Directory to search from, relative to the workspace root (default: the root).",
     },
 )
-def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
+def glob(ctx: ToolContext, pattern: str, path: str = ".") -> Output:
     """Find files whose path matches a glob pattern, sorted, ignored files left out."""
     base = confine(ctx.workspace, path)
     if not base.is_dir():
@@ -96,12 +107,15 @@ def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
         if spec.match_file(below):
             found.append(relative)
     if not found:
-        return f"No files match {pattern!r} under {display_path(ctx.workspace, base)}."
-    return _capped(found[:MAX_ENTRIES], len(found), "files")
+        return Output(f"No files match {pattern!r} under {display_path(ctx.workspace, base)}.",
+                      Facts(count=0, detail="no files"))
+    return Output(_capped(found[:MAX_ENTRIES], len(found), "files"),
+                  Facts(count=len(found), detail=counted(len(found), "file")))
 
 
 @tool(
-    status=lambda args: f"Searching for `{args.get('pattern', '…')}` in {args.get('path') or '.'}",
+    wording=Wording("Searching", "Searched", target="pattern",
+                    words=lambda args: f"for `{args.get('pattern', '…')}` in {args.get('path') or '.'}"),
     access=_reads_dir,
     params={
         "pattern": "Regular expression to search for (the common subset of Python and Rust syntax).",
@@ -110,7 +124,7 @@ def glob(ctx: ToolContext, pattern: str, path: str = ".") -> str:
         "ignore_case": "Match case-insensitively.",
     },
 )
-def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore_case: bool = False) -> str:
+def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore_case: bool = False) -> Output:
     """Search file contents with a regular expression; returns path:line:text, sorted."""
     target = confine(ctx.workspace, path)
     if not target.exists():
@@ -120,11 +134,13 @@ def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore
     if matches is None:
         matches = _python_grep(ctx.workspace, _linear(pattern, ignore_case), target, glob)
     if not matches:
-        return f"No matches for {pattern!r}."
+        return Output(f"No matches for {pattern!r}.", Facts(count=0, detail="no matches"))
     files = len({m.split(":", 1)[0] for m in matches})
     shown = [m if len(m) <= MAX_MATCH_CHARS else m[:MAX_MATCH_CHARS] + "…" for m in matches[:MAX_MATCHES]]
     head = f"{len(matches):,} matches in {files:,} files\n"
-    return head + _capped(shown, len(matches), "matches")
+    return Output(head + _capped(shown, len(matches), "matches"),
+                  Facts(count=len(matches), detail=f"{counted(len(matches), 'match', 'matches')} in "
+                                                   f"{counted(files, 'file')}"))
 
 
 @functools.cache

@@ -16,13 +16,24 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.changes import changed_since, describe_changes
 from midstream.sandbox.isolation import command_environment, sandboxed
 from midstream.sandbox.policy import classify
-from midstream.tools.registry import Access, ToolContext, ToolError, tool
+from midstream.tools.registry import (
+    Access,
+    Ending,
+    Facts,
+    Judgement,
+    Output,
+    ToolContext,
+    ToolError,
+    Wording,
+    tool,
+)
 
 __all__ = ["CappedOutput", "bash"]
 
@@ -95,13 +106,11 @@ class CappedOutput:
                 f"{self.tail.decode('utf-8', 'replace')}")
 
 
-def _access(workspace: Path, args: dict[str, Any]) -> Access:
-    read_only = classify(str(args.get("command", "")), workspace).read_only
-    return Access.whole_workspace(read_only=read_only)
-
-
-def _destructive(workspace: Path, args: dict[str, Any]) -> bool:
-    return classify(str(args.get("command", "")), workspace).destructive
+def _judge(workspace: Path, args: dict[str, Any]) -> Judgement:
+    """The command read once: whether it may run beside other calls, and whether it is destructive."""
+    judged = classify(str(args.get("command", "")), workspace)
+    return Judgement(Access.whole_workspace(read_only=judged.read_only), judged.destructive, judged.reasons,
+                     judged.findings)
 
 
 def _short(command: str, width: int = 60) -> str:
@@ -129,37 +138,59 @@ def _kill_group(process: subprocess.Popen[bytes], signals: tuple[signal.Signals,
 
 
 @tool(
-    status=lambda args: f"Running `{_short(str(args.get('command', '…')))}`",
-    access=_access,
-    destructive=_destructive,
+    wording=Wording("Running", "Ran", target="command", shown=lambda command: f"`{_short(command)}`"),
+    judge=_judge,
     params={
         "command": "The shell command (bash syntax), run in the workspace root.",
         "timeout": f"Seconds before the command is stopped (default {DEFAULT_TIMEOUT}, at most {MAX_TIMEOUT}).",
     },
 )
-def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
+def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Output:
     """Run a shell command in the workspace and return its output (stdout and stderr merged) and exit status."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise ToolError(f"timeout must be between 1 and {MAX_TIMEOUT} seconds.")
-    mode = ctx.extras.get("isolation", "auto")
-    writable, network = ctx.extras.get("writable", True), ctx.extras.get("network", False)
-    shell = ["bash", "-f", "+B"] if ctx.extras.get("literal") else ["bash"]  # see permissions.Gate._command
-    with sandboxed([*shell, "-c", command], ctx.workspace, mode, writable=writable, network=network) as (argv, fds):
+    decision = ctx.decision
+    writable, network = decision.writable, decision.network
+    shell = ["bash", "-f", "+B"] if decision.literal else ["bash"]  # see permissions.Gate._command
+    with sandboxed([*shell, "-c", command], ctx.workspace, decision.isolation, writable=writable,
+                   network=network) as (argv, fds):
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
-    result += ending + "\n" if ending else ""
+    result += ending.text + "\n" if ending.text else ""
     if status != 0 and (why := _explain(output, network, writable, argv[0] != "bash")):
         result += why + "\n"
     result += f"[exit status {status}]"
-    if ending or status != 0:
-        raise ToolError(result)
-    return result
+    facts = Facts(ended=ending.ended if ending.text else "ran" if status == 0 else "failed", exit_status=status,
+                  detail=_detail(output))
+    if ending.text or status != 0:
+        raise ToolError(result, facts)
+    return Output(result, facts)
+
+
+_TEST_COUNTS = re.compile(rb"\d+ failed(?:, \d+ passed)?")
+
+
+def _detail(output: CappedOutput) -> str:
+    """The line worth showing beside a command's outcome: a test run's counts, else its last line."""
+    seen = bytes(output.head + output.tail)
+    if counts := _TEST_COUNTS.search(seen):
+        return counts.group(0).decode()
+    last = next((line for line in reversed(seen.splitlines()) if line.strip()), b"")
+    return last.decode("utf-8", "replace")[-200:]
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a command ended when it did not simply exit: the note for the model, and the fact."""
+
+    text: str = ""
+    ended: Ending = "ran"
 
 
 def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
-         timeout: int) -> tuple[str, int | None]:
+         timeout: int) -> tuple[_Ending, int | None]:
     """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
@@ -167,10 +198,10 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
         argv, cwd=ctx.workspace, env=command_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
-    ctx.extras["process"] = process  # so an interrupt can reach the group
+    ctx.on_kill(lambda: _kill_now(process))  # the second Ctrl-C ends the whole group at once
     reader = threading.Thread(target=_pump, args=(process, output, ctx), daemon=True)
     reader.start()
-    ending = ""
+    ending = _Ending()
     exited = threading.Event()  # set the moment the process ends (Popen.wait(timeout) polls with growing sleeps)
 
     def wait_for_exit() -> None:
@@ -181,11 +212,11 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
-            ending = _interrupted(ctx, time.monotonic() - started, started_ns, process)
+            ending = _Ending(_interrupted(ctx, time.monotonic() - started, started_ns, process), "interrupted")
             break
         if time.monotonic() - started > timeout:
             _kill_group(process)
-            ending = f"[timed out after {timeout} s; process group terminated]"
+            ending = _Ending(f"[timed out after {timeout} s; process group terminated]", "timed_out")
             break
     reader.join(0.5)
     if reader.is_alive():
@@ -193,14 +224,24 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
         _kill_group(process, ON_TIMEOUT, grace=0.5)
         reader.join(2.0)
         if reader.is_alive():  # e.g. `setsid -f`: it left the process group, so the signals missed it
-            ending = ending or ("[background processes the command started are still running: they left its "
-                                "process group, so they could not be stopped, and still hold its output open]")
+            ending = ending if ending.text else _Ending(
+                "[background processes the command started are still running: they left its process group, so "
+                "they could not be stopped, and still hold its output open]", "failed")
         else:
-            ending = ending or "[background processes still running after the command ended were stopped]"
+            ending = ending if ending.text else _Ending(
+                "[background processes still running after the command ended were stopped]", "failed")
     if not reader.is_alive():
         assert process.stdout is not None
         process.stdout.close()
     return ending, process.returncode
+
+
+def _kill_now(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _interrupted(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:

@@ -11,6 +11,7 @@ real SIGINT, exactly what Ctrl-C sends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -149,8 +150,14 @@ class _PressesCtrlC:
         self._say("(demo) pressing Ctrl-C for you; in a session of your own, Ctrl-C in the countdown stops it")
         os.kill(os.getpid(), signal.SIGINT)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._renderer, name)
+    def say(self, text: str, style: str = "") -> None:
+        self._renderer.say(text, style)
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]:
+        return self._renderer.suspended()
+
+    def close(self) -> None:
+        self._renderer.close()
 
 
 def run_demo(make_agent: Any, renderer: Any, say: Any) -> tuple[int, Path]:

@@ -14,6 +14,7 @@ Known failures end as one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,8 +22,9 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig
+from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig, model_client
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
@@ -31,7 +33,10 @@ from midstream.tools.conversation.transcript import SessionInUse, Transcript, st
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.wire.model import ModelClient
-from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL, client_for
+from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL
+
+if TYPE_CHECKING:
+    from midstream.tools.cli.repl import Interactive
 
 __all__ = ["config_from_environment", "main", "parse_args"]
 
@@ -147,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     transcript, history = _open_session(args, config)
     cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
-    renderer = _renderer(args, config, tools, streaming=task is None, output_format=settings["output_format"],
+    renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
                          session_id=transcript.id)
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
@@ -191,9 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
-def _greet(agent: Agent, session: object, why_mode: str, *, resumed: bool, headless: bool) -> None:
+def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, headless: bool) -> None:
     """Session id, mode and, for a person, the keys; a resumed session's notice and last exchange."""
-    say = getattr(session, "say", None) or (lambda text, style="": print(text, file=sys.stderr, flush=True))
+    say = session.say
     transcript = agent.transcript
     if resumed and transcript is not None:
         say(sessions.resumed_notice(transcript, agent.history))
@@ -203,9 +208,7 @@ def _greet(agent: Agent, session: object, why_mode: str, *, resumed: bool, headl
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    if session is not None:
-        say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help",
-            style="dim")
+    say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help", style="dim")
 
 
 def _stop_from_web(agent: Agent) -> bool:
@@ -262,8 +265,7 @@ def _list_sessions(workspace: Path) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from midstream.tools.cli.demo import run_demo
 
-    renderer = _renderer(args, AgentConfig(model=DEFAULT_MODEL), _tools(), streaming=True,
-                         output_format=settings["output_format"])
+    renderer = _renderer(args, streaming=True, output_format=settings["output_format"])
 
     def make_agent(workspace: Path, base_url: str, demo_renderer: Renderer) -> Agent:
         if settings["provider"] == "openai":  # the same scenario, as Chat Completions chunks
@@ -274,14 +276,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         install_signals(agent)
         return agent
 
-    def say(line: str) -> None:
-        if terminal_say := getattr(renderer, "say", None):
-            terminal_say(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
     try:
-        code, _ = run_demo(make_agent, renderer, say)
+        code, _ = run_demo(make_agent, renderer, renderer.say)
         return code
     finally:
         _close(renderer, args)
@@ -311,12 +307,9 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
         raise _fail(str(missing)) from None
     if transport is not None and (mismatch := transport.check_provider(config.provider)):
         raise _fail(mismatch)
-    return client_for(
-        config.provider, base_url="http://replay.invalid" if transport else config.base_url, api_key=config.api_key,
-        connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout, transport=transport,
-        request_timeout=config.request_timeout,
-        recorder=Recorder(args.record) if args.record else None,
-    )
+    if transport is not None:
+        config = dataclasses.replace(config, base_url="http://replay.invalid")
+    return model_client(config, transport=transport, recorder=Recorder(args.record) if args.record else None)
 
 
 def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transcript, list[dict]]:
@@ -342,8 +335,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry, *, streaming: bool,
-              output_format: str, session_id: str = "") -> Renderer:
+def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
         from midstream.tools.ui.render import JsonRenderer
@@ -352,24 +344,21 @@ def _renderer(args: argparse.Namespace, config: AgentConfig, tools: ToolRegistry
     if output_format == "json":
         from midstream.tools.ui.render import SummaryRenderer
 
-        return SummaryRenderer(model=config.model, session_id=session_id)
+        return SummaryRenderer(session_id=session_id)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
         from midstream.tools.ui.terminal import TerminalRenderer
         from rich.console import Console
 
-        def status_for(name: str, call_args: dict) -> str:
-            tool = tools.get(name)
-            return tool.status(call_args) if tool else name
-
-        return TerminalRenderer(Console(highlight=False), model=config.model, status_for=status_for,
-                                record=args.svg is not None, interactive=streaming)
+        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming)
     from midstream.tools.ui.render import PlainRenderer
 
-    return PlainRenderer(model=config.model, stream_text=streaming)
+    return PlainRenderer(stream_text=streaming)
 
 
 def _close(renderer: Renderer, args: argparse.Namespace) -> None:
-    if close := getattr(renderer, "close", None):
-        close()
-    if args.svg is not None and (save_svg := getattr(renderer, "save_svg", None)):
-        save_svg(str(args.svg))
+    renderer.close()
+    if args.svg is not None:
+        from midstream.tools.ui.terminal import TerminalRenderer
+
+        if isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
+            renderer.save_svg(str(args.svg))

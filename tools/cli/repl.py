@@ -8,7 +8,7 @@ import sys
 import termios
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
@@ -50,10 +50,7 @@ class Interactive:
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""
-        if terminal_say := getattr(self.renderer, "say", None):
-            terminal_say(text, style=style or "none")
-        else:
-            print(text, file=sys.stderr, flush=True)
+        self.renderer.say(text, style=style or "none")
 
     def turn(self, run: Callable[[], T]) -> T:
         """Run one turn (or /compact's request) with Esc watched; keep what the person typed meanwhile."""
@@ -140,10 +137,8 @@ def confirmer(renderer: Renderer) -> Asker:
     The renderer's ``suspended()`` also hands the terminal back from the type-ahead (line mode, echo)
     while the question is open: the type-ahead registers itself among its suspend hooks.
     """
-    suspended: Callable[[], Any] = getattr(renderer, "suspended", contextlib.nullcontext)
-
     def confirm(question: Question, cancelled: threading.Event) -> None:
-        with suspended():
+        with renderer.suspended():
             sys.stderr.write(f"{question.text} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             while not cancelled.is_set() and not question.closed:

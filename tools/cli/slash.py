@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from midstream.sandbox.permissions import MODES
 from midstream.tools.conversation.compaction import context_window_for
 from midstream.tools.conversation.transcript import Transcript
-from midstream.tools.registry import ToolContext, ToolResult
+from midstream.tools.registry import Decision, ToolContext, ToolResult
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
@@ -65,14 +65,12 @@ def _model(session: Interactive, rest: str) -> None:
         return
     session.agent.config.model = rest
     session.agent.context.window = context_window_for(rest, session.agent.config.context_window)  # compaction too
-    if hasattr(session.renderer, "model"):
-        session.renderer.model = rest  # costs are priced for the model now in use
     session.say(f"model: {rest} from the next message on")
 
 
 def _cost(session: Interactive, rest: str) -> None:
-    usage = getattr(session.renderer, "session", None)
-    if usage is None or not (usage.prompt_tokens or usage.output):
+    usage = session.agent.ledger.session
+    if not (usage.prompt_tokens or usage.output):
         session.say("no tokens used yet in this session")
         return
     # Each request as billed, by the model the server said ran it: not the whole session re-priced at
@@ -166,11 +164,12 @@ def run_shell(session: Interactive, command: str) -> None:
     if tool is None:
         session.say("no shell tool in this build")
         return
-    ctx = ToolContext(session.agent.config.workspace, extras={"isolation": session.agent.config.isolation,
-                                                                "network": session.agent.config.network})
+    config = session.agent.config
+    ctx = ToolContext(config.workspace, decision=Decision(isolation=config.isolation, network=config.network))
     if session.agent.gate.mode == "read-only":  # the person's command too: the workspace stays as it is
-        if refusal := session.agent.gate.check(tool, {"command": command}, ctx, "bang"):
-            print(refusal, flush=True)
+        ctx.decision = session.agent.gate.decide(tool.plan(config.workspace, "bang", {"command": command}), ctx)
+        if ctx.decision.refusal is not None:
+            print(ctx.decision.refusal, flush=True)
             return
     results: list[ToolResult] = []
     done = threading.Event()
@@ -187,7 +186,7 @@ def run_shell(session: Interactive, command: str) -> None:
         # An Event, not Thread.join: a join interrupted by Ctrl-C may later return before the thread ends.
         with session.interruptible():
             thread.start()
-            while "process" not in ctx.extras and not done.wait(0.01):
+            while not ctx.live.is_set() and not done.wait(0.01):
                 pass  # said once the command runs: a Ctrl-C pressed on seeing it always finds it running
             session.say(f"running `{command}` (Esc or Ctrl-C stops it)", style="dim")
             while not done.wait(0.1):

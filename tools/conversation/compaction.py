@@ -49,6 +49,7 @@ from midstream.tools.events import (
 )
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = [
     "CONTEXT_WINDOWS", "SUMMARY_QUESTION", "SUMMARY_TITLE", "ContextKeeper", "ContextPolicy",
@@ -402,13 +403,13 @@ def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[
-        dict[str, Any]]], *, attempts: int, pause: Callable[[int, float | None], None]) -> tuple[str, dict[str, Any]]:
+        dict[str, Any]]], *, retry: RetryPolicy, sleep: Callable[[float], None]) -> tuple[str, dict[str, Any]]:
     """One request outside the turn loop (the summary): its text and usage, retried like a turn.
 
-    ``events`` wraps the stream (the loop's Ctrl-C handling); ``pause(attempt, retry_after)`` waits
-    before a retry. Tool calls in the answer are ignored: nothing is dispatched.
+    ``events`` wraps the stream (the loop's Ctrl-C handling); ``retry`` says how long to ``sleep``
+    before each new try, and when to stop. Tool calls in the answer are ignored: nothing is dispatched.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, retry.attempts + 1):
         assembler = TurnAssembler()
         try:
             with model.stream(body) as stream:
@@ -419,9 +420,12 @@ def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Ite
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except RetryableModelError as error:
-            if attempt == attempts:
-                raise
-            pause(attempt, error.retry_after)
+            shown, wait = retry.after(attempt, error)
+            if wait is None:
+                if shown is error:
+                    raise
+                raise shown from error
+            sleep(wait)
             continue
         text = "".join(b.get("text", "") for b in assembler.message()["content"] if b.get("type") == "text")
         return text, assembler.usage

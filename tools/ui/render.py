@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import re
 import signal
 import sys
 import threading
@@ -17,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import (
     BlockStopped,
     CacheMissed,
@@ -27,8 +25,8 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    Quiet,
     RequestStarted,
-    RequestUsage,
     SandboxStatus,
     TextDelta,
     ToolAsking,
@@ -48,43 +46,28 @@ __all__ = [
 ]
 
 
-_NUMBERED_LINE = re.compile(r"^ *\d+\t")
-_PAST = {"Reading": "Read", "Writing": "Wrote", "Editing": "Edited", "Listing": "Listed", "Finding": "Found",
-         "Searching": "Searched", "Running": "Ran", "Recording": "Recorded"}
-
-
-def outcome_line(status: str, content: str, is_error: bool, seconds: float) -> str:
-    """``✓ Read src/app.py (120 lines)`` or ``✗ Ran `pytest -q`: exit 1 (3 failed)``."""
-    verb, _, rest = status.partition(" ")
-    done = f"{_PAST.get(verb, verb)} {rest}".strip()
-    lines = content.splitlines()
-    if is_error and content.startswith("Not run:"):
+def outcome_line(finished: ToolFinished) -> str:
+    """``✓ Read src/app.py (120 lines)`` or ``✗ Ran `pytest -q`: exit 1 (3 failed)``, from the result's facts."""
+    status = finished.status or finished.name
+    done = finished.done or status
+    result, facts = finished.result, finished.result.facts
+    if facts.ended == "not_run":
         return f"○ {status}: not run (the turn was interrupted before it started)"
-    if is_error and "grace window" in content:
+    if facts.ended == "stopped":
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
-    if is_error:
-        status_line = next((line for line in reversed(lines) if line.startswith("[exit status")), "")
-        exit_code = _exit_words(status_line)
-        body = [line for line in lines if line.strip() and not line.startswith("[")]
-        counts = re.search(r"\d+ failed(, \d+ passed)?", content)
-        detail = counts.group(0) if counts else (shorten(body[-1], 80) if body else "")
-        if not exit_code:  # the tool refused or failed before anything ran: say what it tried
-            return f"✗ {status}: {shorten(lines[0], 160) if lines else 'failed'}"
-        return f"✗ {done}: {exit_code}" + (f" ({detail})" if detail else "")
-    if verb == "Reading":
-        numbered = sum(1 for line in lines if _NUMBERED_LINE.match(line))
-        return f"✓ {done} ({numbered} line{'s' * (numbered != 1)})"
-    if verb == "Running":
-        return f"✓ {done} ({seconds:.1f} s)"
-    return f"✓ {done}" + (f" · {lines[0]}" if lines and verb not in {"Editing"} else "")
+    if result.is_error:
+        if facts.exit_status is None:  # the tool refused or failed before anything ran: say what it tried
+            first = result.content.splitlines()[:1]
+            return f"✗ {status}: {shorten(first[0], 160) if first else 'failed'}"
+        detail = shorten(facts.detail, 80)
+        return f"✗ {done}: {_exit_words(facts.exit_status)}" + (f" ({detail})" if detail else "")
+    if facts.exit_status is not None:
+        return f"✓ {done} ({finished.seconds:.1f} s)"
+    return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
 
 
-def _exit_words(status_line: str) -> str:
-    """``[exit status 1]`` -> ``exit 1``; ``[exit status -9]`` -> ``killed by SIGKILL``."""
-    match = re.match(r"\[exit status (-?\d+)\]", status_line)
-    if not match:
-        return ""
-    code = int(match.group(1))
+def _exit_words(code: int) -> str:
+    """``exit 1``; a negative status is the signal that killed it: ``killed by SIGKILL``."""
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -106,20 +89,11 @@ def shorten(text: str, limit: int) -> str:
 
 def diff_rows(diff: str, limit: int) -> tuple[list[str], int, int, int]:
     """A unified diff's rows to show (file headers dropped), how many more rows there are, and the
-    lines added and removed in all (taken from the tool's marker when it shortened the diff)."""
+    lines added and removed in all."""
     rows = [row for row in diff.splitlines() if not row.startswith(("---", "+++"))]
-    cut, counted = 0, None
-    if rows and rows[-1].startswith("… ("):
-        marker = rows.pop()
-        if more := re.search(r"(\d+) more", marker):
-            cut = int(more.group(1))
-        counted = re.search(r"\+(\d+) -(\d+)", marker)
-    if counted:
-        added, removed = int(counted.group(1)), int(counted.group(2))
-    else:
-        added = sum(1 for row in rows if row.startswith("+"))
-        removed = sum(1 for row in rows if row.startswith("-"))
-    return rows[:limit], max(0, len(rows) - limit) + cut, added, removed
+    added = sum(1 for row in rows if row.startswith("+"))
+    removed = sum(1 for row in rows if row.startswith("-"))
+    return rows[:limit], max(0, len(rows) - limit), added, removed
 
 
 def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 12) -> list[str]:
@@ -197,7 +171,7 @@ def describe_context(event: ContextCleared | CompactionStarted | Compacted | Com
     raise TypeError(event)
 
 
-class PlainRenderer:
+class PlainRenderer(Quiet):
     """No control codes: one line per tool event on stderr; text on stdout.
 
     ``stream_text`` (a person reading a plain terminal) writes text as it streams. Without it
@@ -205,19 +179,14 @@ class PlainRenderer:
     narration of replies that ended in tool calls goes to stderr with the tool lines.
     """
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, model: str = "",
-                 stream_text: bool = True) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, stream_text: bool = True) -> None:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
-        self.model = model
         self.stream_text = stream_text
-        self.session = Usage()
-        self._message = Usage()  # billed since the person's last message
         self._lock = threading.Lock()  # tool events arrive from worker threads
         self._mid_line = False
         self._reply: list[str] = []  # this reply's text, when not streaming it
         self._final: str | None = None
-        self._statuses: dict[str, str] = {}  # call id -> "Reading src/app.py"
         self._context = ""  # " · context 23%" of the latest request, when the window is known
         self._waiting: dict[str, str] = {}  # calls complete in the stream, not started: "edit_file a.py"
         self._streamed = False  # something of the current reply has arrived
@@ -254,17 +223,10 @@ class PlainRenderer:
                     self._waiting[call_id] = f"{name} {shorten(str(target), 60)}".strip()
                 case ToolRunning(id=call_id, status=status):
                     self._waiting.pop(call_id, None)
-                    self._statuses[call_id] = status
                     self._note(f"… {status}")
-                case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
+                case ToolFinished(id=call_id, reused=reused) as finished:
                     self._waiting.pop(call_id, None)
-                    status = self._statuses.pop(call_id, name)
-                    line = outcome_line(status, result.content, result.is_error, seconds)
-                    self._note(line + (" · reused from before the rollback" if reused else ""))
-                case RequestUsage(model=model, usage=usage):
-                    billed = Usage.billed(usage, model)
-                    self.session += billed
-                    self._message += billed
+                    self._note(outcome_line(finished) + (" · reused from before the rollback" if reused else ""))
                 case TurnCommitted(stop_reason=reason):
                     if reason in ("tool_use", "pause_turn"):
                         self._narrate()
@@ -285,12 +247,8 @@ class PlainRenderer:
                 case ContextUsed(fraction=fraction):
                     self._context = f" · context {fraction:.0%}" if fraction is not None else ""
                 case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
-                    if spent := getattr(context, "usage", None):  # the summary request was billed too
-                        billed = Usage.billed(spent, self.model)
-                        self.session += billed
-                        self._message += billed
                     self._note(describe_context(context))
-                case TurnEnded(ok=ok, message=message):
+                case TurnEnded(ok=ok, message=message, usage=spent):
                     for call in self._waiting.values():  # cancelled before they started: say so
                         self._note(f"○ {call}: not run (the turn was interrupted before it started)")
                     self._waiting.clear()
@@ -299,9 +257,8 @@ class PlainRenderer:
                         self._out.write(final + "\n")
                         self._out.flush()
                     self._final, self._reply = None, []
-                    if self._message.requests:  # one usage line per message; a failure stays the last line
-                        self._note(f"  {self._message.describe()}{self._context}")
-                    self._message = Usage()
+                    if spent.requests:  # one usage line per message; a failure stays the last line
+                        self._note(f"  {spent.describe()}{self._context}")
                     if not ok and message:
                         self._note(f"midstream: {message if self.stream_text else headless(message)}")
 
@@ -321,7 +278,7 @@ def stream_record(event: Event) -> dict[str, Any]:
     return {"event": type(event).__name__, **dataclasses.asdict(event)}
 
 
-class JsonRenderer:
+class JsonRenderer(Quiet):
     """One JSON object per event on stdout, for scripts and editors."""
 
     def __init__(self, out: TextIO | None = None) -> None:
@@ -335,7 +292,7 @@ class JsonRenderer:
             self._out.flush()
 
 
-class SummaryRenderer:
+class SummaryRenderer(Quiet):
     """For ``--output-format json``: collects the session and prints one JSON object at the end.
 
     Besides our own fields it carries those Claude Code's ``-p --output-format json`` has, so scripts
@@ -343,12 +300,10 @@ class SummaryRenderer:
     total_cost_usd, and usage with the API's field names.
     """
 
-    def __init__(self, out: TextIO | None = None, *, model: str = "", session_id: str = "") -> None:
+    def __init__(self, out: TextIO | None = None, *, session_id: str = "") -> None:
         self._out = out or sys.stdout
-        self.model = model
         self.session_id = session_id
         self._started = time.monotonic()
-        self.session = Usage()
         self._lock = threading.Lock()
         self._reply: list[str] = []
         self._final = ""
@@ -372,20 +327,16 @@ class SummaryRenderer:
                 case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
                     self._calls.setdefault(call_id, {"id": call_id, "name": name})
                     self._calls[call_id].update(is_error=result.is_error, seconds=round(seconds, 3), reused=reused,
-                                                output=result.content[:2000])
+                                                output=result.content[:2000], ended=result.facts.ended,
+                                                exit_status=result.facts.exit_status)
                 case TurnRolledBack():
                     self._reply = []
-                case RequestUsage(model=model, usage=usage):
-                    self.session += Usage.billed(usage, model)
                 case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
                     self._turns += 1
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
-                    if spent := getattr(context, "usage", None):  # the summary request was billed too
-                        self.session += Usage.billed(spent, self.model)
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
-                case TurnEnded(stop_reason=reason, ok=ok, message=message):
-                    total = self.session
+                case TurnEnded(stop_reason=reason, ok=ok, message=message, session=total):
                     cost = total.dollars if total.requests else None  # priced by the model each reply named
                     summary = {
                         "type": "result", "subtype": _subtype(ok, message), "is_error": not ok,

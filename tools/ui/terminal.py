@@ -36,7 +36,6 @@ from midstream.tools.events import (
     ContextUsed,
     Event,
     RequestStarted,
-    RequestUsage,
     SandboxStatus,
     TextDelta,
     ThinkingDelta,
@@ -76,6 +75,8 @@ TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 @dataclass
 class _ToolLine:
     name: str
+    template: str = ""  # the status with {} for what of its input has streamed ("Reading {}")
+    target: str = ""  # the input field that goes there
     partial: list[str] = field(default_factory=list)
     status: str = ""
     ready: bool = False  # its call is complete: it waits for an earlier call, or runs
@@ -86,14 +87,12 @@ class _ToolLine:
 
 
 class TerminalRenderer:
-    """Renders loop events on a TTY; ``status_for(name, args)`` words a tool's status line."""
+    """Renders loop events on a TTY: streamed text, one status line per call, usage per message."""
 
     def __init__(
         self,
         console: Console | None = None,
         *,
-        model: str = "",
-        status_for: Callable[[str, dict[str, Any]], str] | None = None,
         refresh_per_second: float = 40,
         record: bool = False,
         interactive: bool = True,
@@ -102,9 +101,7 @@ class TerminalRenderer:
         # For --svg, a second console records what is printed for good (the region's redraws are
         # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
-        self.model = model
         self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
-        self._status_for = status_for or (lambda name, args: name)
         self._lock = threading.RLock()
         self._printer = LivePrinter(self.console, self._region_parts, self._lock,
                                     min_interval=1 / refresh_per_second, on_print=self._record)
@@ -120,8 +117,7 @@ class TerminalRenderer:
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
         # Context managers entered while a question is open (the type-ahead gives stdin back).
         self.suspend_hooks: list[Callable[[], contextlib.AbstractContextManager[Any]]] = []
-        self.session = Usage()  # every request billed in this session
-        self._message = Usage()  # ...and since the person's last message
+        self.session = Usage()  # what the session had cost when the last message ended (tools/conversation/ledger.py)
         self._context = ""  # " · context 23%" of the latest request: the footer of each message's usage line
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -202,18 +198,18 @@ class TerminalRenderer:
                 self._fence = None
             case BlockStopped(block_type="thinking"):
                 self._end_thinking()
-            case ToolCallStarted(id=call_id, name=name):
+            case ToolCallStarted(id=call_id, name=name, template=template, target=target):
                 self._waiting_since = None
                 self._streamed = True
                 self._commit_partial(discarded=False)
-                self._tools[call_id] = _ToolLine(name)
+                self._tools[call_id] = _ToolLine(name, template=template, target=target)
                 self._printer.touch()
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
                 self._tools[call_id].partial.append(piece)
                 self._printer.touch()
-            case ToolCallReady(id=call_id, name=name, input=args):
+            case ToolCallReady(id=call_id, name=name, status=status):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
-                line.status, line.ready = line.status or visible(self._status_for(name, args)), True
+                line.status, line.ready = line.status or visible(status or name), True
                 self._printer.touch()
             case ToolRunning(id=call_id, name=name, status=status):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
@@ -225,8 +221,8 @@ class TerminalRenderer:
                 line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
                 self._printer.touch()
-            case ToolAsking(name=name, input=args, workspace=workspace):
-                status = visible(self._status_for(name, args))
+            case ToolAsking(name=name, input=args, workspace=workspace, status=status):
+                status = visible(status or name)
                 rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
                 self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
@@ -234,10 +230,6 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
-            case RequestUsage(model=model, usage=usage):
-                billed = Usage.billed(usage, model)
-                self.session += billed
-                self._message += billed
             case TurnCommitted():
                 self._commit_partial(discarded=False)
             case CacheMissed(message=message):
@@ -245,10 +237,6 @@ class TerminalRenderer:
             case ContextUsed(fraction=fraction):
                 self._context = f" · context {fraction:.0%}" if fraction is not None else ""
             case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
-                if spent := getattr(context, "usage", None):  # the summary request was billed too
-                    billed = Usage.billed(spent, self.model)
-                    self.session += billed
-                    self._message += billed
                 failed = isinstance(context, CompactionFailed)
                 self._print(Text(describe_context(context), style="yellow" if failed else "dim"))
             case SandboxStatus(confined=False, message=message):
@@ -261,7 +249,7 @@ class TerminalRenderer:
                 said = describe_rollback(rolled, streamed=self._streamed)
                 said = f"partial reply discarded: {said}" if self._streamed else said
                 self._print(Text(visible(f"↺ {said}"), style="yellow"))
-            case TurnEnded(ok=ok, message=message):
+            case TurnEnded(ok=ok, message=message, usage=spent, session=session):
                 self._commit_partial(discarded=False)
                 self._fence = None
                 self._end_tools_left()
@@ -269,9 +257,9 @@ class TerminalRenderer:
                 if not ok and message:
                     shown = message if self.interactive else headless(message)
                     self._print(Text(f"✗ {visible(shown)}", style="bold red"))
-                if self._message.requests:  # one usage line per message the person sent
-                    self._print(Text(f"  {self._message.describe()}{self._context}", style="dim"))
-                self._message = Usage()
+                if spent.requests:  # one usage line per message the person sent
+                    self._print(Text(f"  {spent.describe()}{self._context}", style="dim"))
+                self.session = session
                 self._printer.stop()
 
     # -- text ---------------------------------------------------------------------------------------
@@ -311,16 +299,15 @@ class TerminalRenderer:
     # -- tools --------------------------------------------------------------------------------------
 
     def _finish_tool(self, finished: ToolFinished) -> None:
-        line = self._tools.pop(finished.id, None)
-        status = (line.status if line and line.status else "") or self._status_for(finished.name, {})
+        self._tools.pop(finished.id, None)
         result = finished.result
-        text = visible(outcome_line(status, result.content, result.is_error, finished.seconds))
+        text = visible(outcome_line(finished))
         if finished.reused:
             text += " · reused from before the rollback"
         style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
         rows: list[Any] = [Text(text, style=style)]
-        if status.startswith("Editing") and not result.is_error:
-            rows += self._diff(result.content.split("\n", 1)[1] if "\n" in result.content else "")
+        if result.facts.diff and not result.is_error:
+            rows += self._diff(result.facts.diff)
         self._print(*rows)
 
     def _diff(self, diff: str) -> list[Text]:
@@ -333,7 +320,7 @@ class TerminalRenderer:
     def _end_tools_left(self) -> None:
         """Calls still listed when the turn ends never finished here: say so, one line each."""
         for line in self._tools.values():
-            status = line.status or self._status_for(line.name, {})
+            status = line.status or line.name
             if line.started is None:
                 self._print(Text(f"○ {status}: not run (the turn was interrupted before it started)", style="dim"))
             else:
@@ -341,10 +328,13 @@ class TerminalRenderer:
         self._tools.clear()
 
     def _tool_status(self, line: _ToolLine) -> str:
+        """The call's status; while its input streams, the tool's wording with what has arrived of it."""
         if line.status:
             return visible(line.status)
+        if not line.template:
+            return visible(line.name) + "…"
         args = {m.group(1): _unescape(m.group(2)) for m in _STRING_FIELD.finditer("".join(line.partial))}
-        return visible(self._status_for(line.name, args)) + "…"
+        return visible(line.template.replace("{}", args.get(line.target, "…"), 1)) + "…"
 
     def _print(self, *renderables: Any) -> None:
         if self._held is not None:
