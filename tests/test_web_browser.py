@@ -47,8 +47,11 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
             viewport={"width": 1000, "height": 900})
         context.set_default_timeout(15_000)
+        errors: list[str] = []
+        context.on("weberror", lambda error: errors.append(str(error.error)))
         yield context
         context.close()
+        assert errors == []  # the page's script never threw
 
 
 class Session:
@@ -96,11 +99,16 @@ def _bars(page: Any) -> list[dict[str, str]]:
 
 def test_text_and_a_tools_live_output_appear_while_the_reply_streams_and_the_bar_shows_it(browser, workspace,
                                                                                             tmp_path):
-    story = "Looking at the failing test now. " * 8  # ~260 characters, streamed over about three seconds
+    (workspace / "notes.txt").write_text("step 3 is the slow one\n")
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    story = "While the steps run: the notes say step 3 is the slow one, so I will watch it. " * 4  # ~3 s
     server = ScriptedServer([
-        reply(ToolUse("t1", "bash", {"command": "for i in 1 2 3 4; do echo step $i; sleep 0.4; done"}),
-              Text(story, chunk=4, delay=0.045)),
-        reply(Text("All **four** steps ran.")),
+        reply(Text("I'll read the notes and run the **steps** while I explain.\n\n", chunk=4, delay=0.03),
+              ToolUse("r1", "read_file", {"path": "notes.txt"}),
+              ToolUse("t1", "bash", {"command": "for i in 1 2 3 4; do echo step $i; sleep 0.4; done"}),
+              Text(story, chunk=4, delay=0.04)),
+        reply(ToolUse("e1", "edit_file", {"path": "calc.py", "old_string": "a - b", "new_string": "a + b"})),
+        reply(Text("All **four** steps ran, and `add` adds.")),
     ])
     with server:
         session = Session(server, workspace)
@@ -108,16 +116,17 @@ def test_text_and_a_tools_live_output_appear_while_the_reply_streams_and_the_bar
             page = browser.new_page()
             page.goto(session.url)
             page.wait_for_selector("#state:text('idle')")
-            turn = session.send("run the steps")
+            turn = session.send("run the steps, then fix add")
             page.wait_for_selector(".card[data-id=t1] .target:text('for i in 1 2 3 4')")
             page.wait_for_selector(".card[data-id=t1] .out:text('step 2')")
-            page.wait_for_function("document.querySelector('.md') && "
-                                   "document.querySelector('.md').textContent.includes('Looking at the failing')")
+            page.wait_for_function("[...document.querySelectorAll('.md')].some(m => "
+                                   "m.textContent.includes('While the steps run'))")
             assert "sent:message_stop" not in server.log  # both were on the page before the reply ended
             _shot(page, "during-turn", tmp_path)
             turn.join(20)
             page.wait_for_selector(".md strong:text('four')")  # the last reply, its Markdown rendered
             page.wait_for_selector(".card[data-id=t1][data-state=ok]")
+            assert "+    return a + b" in page.inner_text(".card[data-id=e1] .diff")  # the edit's diff, once done
             bars = _bars(page)
             stream = next(b for b in bars if b["kind"] == "stream")
             tool = next(b for b in bars if b["key"] == "t1")

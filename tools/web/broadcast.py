@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -36,3 +37,12 @@ class Broadcast:
                 listener(event)
             except Exception:  # a fault in a view must not stop the turn; the terminal still has it all
                 log.exception("a listener failed on %s", type(event).__name__)
+
+    def say(self, text: str, style: str = "") -> None:
+        self.primary.say(text, style)
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]:
+        return self.primary.suspended()
+
+    def close(self) -> None:
+        self.primary.close()

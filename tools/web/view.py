@@ -105,9 +105,9 @@ class View:
                 self._tool(call_id, name)
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
                 self._tools[call_id]["partial"] += piece
-            case ToolCallReady(id=call_id, name=name, input=args, error=error):
+            case ToolCallReady(id=call_id, name=name, input=args, error=error, status=status):
                 card = self._tool(call_id, name)
-                card.update(input=args, partial="", state="waiting", error=error)
+                card.update(input=args, partial="", state="waiting", error=error, status=status)
                 self.timeline.append({"key": call_id, "kind": "tool", "label": _target(name, args), "start": at,
                                       "run": None, "end": None, "ok": None})
             case ToolAsking(id=call_id, name=name, input=args, workspace=workspace):
@@ -124,8 +124,8 @@ class View:
                 output = self._tools[call_id]["output"]
                 output.append(line)
                 del output[:-OUTPUT_LINES]
-            case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused):
-                self._tool(call_id, name).update(state="done", seconds=seconds, reused=reused, grace=None,
+            case ToolFinished(id=call_id, name=name, result=result, seconds=seconds, reused=reused, done=done):
+                self._tool(call_id, name).update(state="done", seconds=seconds, reused=reused, grace=None, done=done,
                                                  result=_result(dataclasses.asdict(result)))
                 self._bar(call_id, end=at, ok=not result.is_error)
             case QuestionAsked() as asked:
