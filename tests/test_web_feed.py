@@ -260,3 +260,14 @@ def test_the_stream_has_an_id_on_every_event_and_keep_alive_comments(web):
     assert all(m.startswith(b"id: ") for m in messages)
     assert b": keep-alive\n\n" in stream
     assert wait_until(lambda: web.hub.subscribers() == 0)  # the tab went away: its thread ended
+
+
+def test_a_long_block_without_blank_lines_is_rendered_a_few_times_not_once_per_line():
+    streaming = StreamingMarkdown()
+    rendered = []
+    for n in range(20_000):
+        rendered += streaming.feed(f"- item {n} of a very long list\n")
+    rendered += streaming.finish()
+    assert len(rendered) < 200  # every line while it is short, then each time it has doubled
+    assert streaming.segments[-1].count("<li>") == 20_000 and streaming.chars == sum(
+        len(f"- item {n} of a very long list\n") for n in range(20_000))

@@ -37,54 +37,74 @@ class Rendered:
 
 @dataclass
 class StreamingMarkdown:
-    """One text block's text as it streams, and the segments rendered so far."""
+    """One text block's text as it streams, and the segments rendered so far.
 
-    text: str = ""
+    Linear in the text: lines are scanned once, a closed segment is rendered once, and an open
+    segment past ``EAGER`` characters is rendered again only when it has doubled since (so a long
+    list without a blank line costs a few renders, not one per line).
+    """
+
     segments: list[str] = field(default_factory=list)
     chars: int = 0  # characters covered by the rendered segments
+    _lines: list[str] = field(default_factory=list)  # the open segment's finished lines
+    _size: int = 0  # ...their length
+    _rendered_size: int = 0  # the open segment's length when it was last rendered (0: not yet)
+    _tail: str = ""  # the unfinished line
     _start: int = 0  # where the open segment starts
-    _scanned: int = 0  # finished lines scanned for fences and blank lines
     _fence: str = ""  # the open fence's marker, "" outside one
-    _open_rendered: bool = False  # the open segment has a rendering (the last of ``segments``)
+    _has_text: bool = False  # the open segment has a line that is not blank
+
+    EAGER = 4_096
 
     def feed(self, piece: str) -> list[Rendered]:
         """Add streamed text; what was (re)rendered because lines finished."""
-        self.text += piece
         if "\n" not in piece:
+            self._tail += piece
             return []
-        finished = self.text.rfind("\n") + 1
+        *finished, self._tail = (self._tail + piece).split("\n")
         out: list[Rendered] = []
-        while self._scanned < finished:
-            end = self.text.index("\n", self._scanned) + 1
-            line = self.text[self._scanned:end]
-            self._scanned = end
+        for text in finished:
+            line = text + "\n"
             if match := _FENCE.match(line):
                 marker = match.group(1)
                 if not self._fence:
                     self._fence = marker
                 elif marker[0] == self._fence[0] and len(marker) >= len(self._fence) and not line[match.end():].strip():
                     self._fence = ""
-            elif not self._fence and not line.strip() and self.text[self._start:self._scanned - len(line)].strip():
-                out.append(self._close(end, final=True))
-        if not self._fence and self.text[self._start:finished].strip():
-            out.append(self._close(finished, final=False))
+            elif not self._fence and not line.strip() and self._has_text:
+                self._add(line)
+                out.append(self._render(final=True))
+                continue
+            self._add(line)
+        grown = self._size >= 2 * self._rendered_size or self._size < self.EAGER
+        if not self._fence and grown and self._has_text:
+            out.append(self._render(final=False))
         return out
 
     def finish(self) -> list[Rendered]:
         """The block ended: render what is left, unfinished line and open fence included."""
-        if self._start >= len(self.text):
+        if self._tail:
+            self._add(self._tail)
+            self._tail = ""
+        if not self._lines:
             return []
-        return [self._close(len(self.text), final=True)]
+        return [self._render(final=True)]
 
-    def _close(self, end: int, *, final: bool) -> Rendered:
-        """Render the open segment up to ``end``; ``final``: it is closed, the next one starts at ``end``."""
-        html = render(self.text[self._start:end])
-        if self._open_rendered:
+    def _add(self, line: str) -> None:
+        self._lines.append(line)
+        self._size += len(line)
+        self._has_text = self._has_text or bool(line.strip())
+
+    def _render(self, *, final: bool) -> Rendered:
+        """Render the open segment; ``final``: it is closed, and the next one starts after it."""
+        html = render("".join(self._lines))
+        if self._rendered_size:
             self.segments[-1] = html
         else:
             self.segments.append(html)
-        self.chars = end
-        self._open_rendered = not final
+        self.chars = self._start + self._size
+        self._rendered_size = self._size
         if final:
-            self._start = end
-        return Rendered(len(self.segments) - 1, html, end)
+            self._start, self._lines, self._size, self._rendered_size = self.chars, [], 0, 0
+            self._has_text = False
+        return Rendered(len(self.segments) - 1, html, self.chars)

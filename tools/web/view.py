@@ -69,9 +69,14 @@ class View:
         self._blocks: dict[str, StreamingMarkdown] = {}
         self._tools: dict[str, dict[str, Any]] = {}
         self._entry_of: dict[str, dict[str, Any]] = {}  # text/thinking key -> entry
+        self._parts: dict[str, list[str]] = {}  # ...and its text so far, in pieces
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state, as JSON-ready data."""
+        for key, parts in self._parts.items():  # text is kept in pieces as it streams: joined once, here
+            if len(parts) > 1:
+                parts[:] = ["".join(parts)]
+            self._entry_of[key]["text"] = parts[0] if parts else ""
         return {"entries": self.entries, "questions": list(self.questions.values()), "timeline": self.timeline,
                 "usage": self._usage(), "busy": self.busy, "reply": self.reply, "session": self.session}
 
@@ -91,11 +96,13 @@ class View:
             case TextDelta(index=index, text=text):
                 key = f"{self.reply}-{index}"
                 entry = self._text_entry(key, "text")
-                entry["text"] += text
+                self._parts[key].append(text)
                 for piece in self._blocks.setdefault(key, StreamingMarkdown()).feed(text):
                     extra.append(self._rendered(entry, key, piece))
             case ThinkingDelta(index=index, text=text):
-                self._text_entry(f"{self.reply}-{index}", "thinking")["text"] += text
+                key = f"{self.reply}-{index}"
+                self._text_entry(key, "thinking")
+                self._parts[key].append(text)
             case BlockStopped(index=index, block_type="text"):
                 key = f"{self.reply}-{index}"
                 if key in self._blocks and key in self._entry_of:
@@ -169,6 +176,7 @@ class View:
             if kind == "text":
                 entry.update(segments=[], chars=0)
             self._entry_of[key] = entry
+            self._parts[key] = []
             self.entries.append(entry)
         return entry
 
