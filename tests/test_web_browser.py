@@ -21,7 +21,7 @@ from midstream.tools.cli.interrupts import interrupt_turn
 from midstream.tools.events import TurnEnded
 from midstream.tools.questions import Questions
 from midstream.tools.registry import ToolRegistry
-from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
 from midstream.tools.web.attach import BrowserView
 from midstream.tools.web.broadcast import Broadcast
 
@@ -140,7 +140,8 @@ def test_text_and_a_tools_live_output_appear_while_the_reply_streams_and_the_bar
 
 def test_two_tabs_show_the_same_and_a_tab_opened_mid_turn_catches_up(browser, workspace):
     server = ScriptedServer([
-        reply(Text("First part, then a command.\n\n", chunk=6, delay=0.03),
+        reply(Thinking("The person wants the command run; say so first."),
+              Text("First part, then a command.\n\n", chunk=6, delay=0.03),
               ToolUse("t1", "bash", {"command": "echo one; sleep 0.8; echo two"})),
         reply(Text("# Done\n\n- it ran\n- twice over\n", chunk=5, delay=0.03)),
     ])
@@ -160,6 +161,11 @@ def test_two_tabs_show_the_same_and_a_tab_opened_mid_turn_catches_up(browser, wo
                 page.wait_for_selector("#state:text('idle')")
                 page.wait_for_selector(".md h1:text('Done')")
             assert early.inner_text("#log") == late.inner_text("#log")
+            thinking = late.locator("details.thinking")
+            assert thinking.get_attribute("open") is None  # folded until asked for
+            assert "say so first" not in late.inner_text("#log")
+            thinking.locator("summary").click()
+            assert "say so first" in thinking.inner_text()
             assert [b["key"] for b in _bars(early)] == [b["key"] for b in _bars(late)]
             assert early.inner_text("#usage") == late.inner_text("#usage") != ""
         finally:
@@ -335,3 +341,23 @@ def test_the_page_stops_the_real_program_as_esc_does(browser, workspace):
             assert result["tool_use_id"] == "t1" and result["is_error"]
         finally:
             program.close()
+
+
+def test_a_web_port_that_cannot_be_had_is_one_line_and_exit_2(workspace):
+    import socket
+    import subprocess
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = program_env() | {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    try:
+        for port in (str(taken.getsockname()[1]), "99999", "eighty"):
+            done = subprocess.run([sys.executable, "-m", "midstream", "--web", "--web-port", port, "-p", "hi",
+                                   "--isolation", "none"], capture_output=True, text=True, env=env, cwd=workspace,
+                                  timeout=60)
+            lines = [line for line in done.stderr.splitlines() if "warning" not in line]
+            assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("midstream: "), done.stderr
+            assert "Traceback" not in done.stderr
+    finally:
+        taken.close()

@@ -180,8 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Interactive(agent, renderer, keys)
     session.open_web = web.open
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
-    if args.web:
-        session.say(web.open(), style="")
+    if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
+        said = web.open()
+        if web.server is None:
+            agent.close()
+            raise _fail(said.removeprefix("midstream: "))
+        session.say(said, style="")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     try:
         if task is not None:
