@@ -193,7 +193,7 @@ class Agent:
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
         self.model = model or model_client(config)
-        self.retry = RetryPolicy(config.max_attempts, config.backoff_base, config.backoff_max, config.retry_after_max)
+        self.retries = RetryPolicy(config.max_attempts, config.backoff_base, config.backoff_max, config.retry_after_max)
         self.guard = CommitGuard()  # every message reaches history through it
         self.scheduler = Scheduler(config.workers)
         self.gate = Gate(
@@ -375,12 +375,12 @@ class Agent:
         """A request outside the turn (the summary): cached, interruptible and retried like the others."""
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
-        return ask_for_text(self.model, body, self._interruptible, retry=self.retry, sleep=self._sleep)
+        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep)
 
     # -- one request, retried until it completes ---------------------------------------------
 
     def _request_with_retries(self, request_number: int) -> _Reply:
-        for attempt_number in range(1, self.retry.attempts + 1):
+        for attempt_number in range(1, self.retries.attempts + 1):
             self.renderer.show(RequestStarted(attempt_number, request_number))
             attempt = Attempt()
             try:
@@ -388,8 +388,8 @@ class Agent:
             except PromptTooLong:
                 raise  # refused before anything streamed: the caller compacts and retries
             except ModelError as error:
-                shown, delay = self.retry.after(attempt_number, error)
-                self.calls.roll_back(attempt, shown, attempt_number, self.retry.attempts, delay)
+                shown, delay = self.retries.after(attempt_number, error)
+                self.calls.roll_back(attempt, shown, attempt_number, self.retries.attempts, delay)
                 if delay is None:
                     if shown is error:
                         raise

@@ -25,8 +25,7 @@ from midstream.tools.testing.cache_model import CacheModel  # noqa: E402
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
-from tests.conftest import recording_tool  # noqa: E402
-from tests.test_prompts_and_cache import LONG_SYSTEM  # noqa: E402
+from tests.helpers import LONG_SYSTEM, recording_tool  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 TURNS = 10

@@ -33,7 +33,7 @@ from midstream.tools.wire.model import ModelClient  # noqa: E402
 from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.* helpers
-from tests.conftest import program_env  # noqa: E402
+from tests.helpers import program_env  # noqa: E402
 
 
 def median_ms(runs: int, action: Callable[[], object]) -> float:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import midstream as run
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDSTREAM = Path(sys.executable).parent / "midstream"
 
 
-def run(args: list[str], cwd: Path, env_extra: dict[str, str], script: bool = False) -> subprocess.CompletedProcess:
-    env = program_env(**env_extra)
-    command = [str(MIDSTREAM)] if script else [sys.executable, "-m", "midstream"]
-    return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-
-
+@pytest.mark.process
 def test_print_mode_prints_the_reply_and_exits_0(workspace):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     server = ScriptedServer([
@@ -43,6 +38,7 @@ def test_print_mode_prints_the_reply_and_exits_0(workspace):
     assert str(workspace) in json.dumps(first["body"]["system"])
 
 
+@pytest.mark.process
 def test_print_mode_exits_non_zero_when_the_model_fails(workspace):
     server = ScriptedServer([{"status": 400, "error": {"type": "invalid_request_error", "message": "bad thing"}}])
     with server:
@@ -53,6 +49,7 @@ def test_print_mode_exits_non_zero_when_the_model_fails(workspace):
     assert "x-api-key" not in server.requests[0]["headers"]  # a local server needs no key
 
 
+@pytest.mark.process
 def test_model_comes_from_the_environment(workspace):
     server = ScriptedServer([reply(Text("ok"))])
     with server:
@@ -61,12 +58,14 @@ def test_model_comes_from_the_environment(workspace):
     assert server.requests[0]["body"]["model"] == "claude-env"
 
 
+@pytest.mark.process
 def test_missing_key_is_one_clear_line(workspace):
     done = run(["-p", "x"], workspace, {})
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "ANTHROPIC_API_KEY" in done.stderr
 
 
+@pytest.mark.process
 def test_installed_console_script_works(workspace):
     server = ScriptedServer([reply(Text("from the script"))])
     with server:

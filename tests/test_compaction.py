@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import pexpect
@@ -21,8 +21,8 @@ from midstream.tools.registry import Access, ToolContext, ToolRegistry, Wording,
 from midstream.tools.testing.cache_model import CacheModel
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
-from tests.test_prompts_and_cache import LONG_SYSTEM
+from tests.helpers import LONG_SYSTEM, program_env
+from tests.helpers import spawn as _spawn
 
 WINDOW = 6000
 
@@ -283,12 +283,10 @@ def test_the_service_s_too_long_answers_map_to_one_error(message, tokens, limit)
     assert raised.value.tokens == tokens and raised.value.limit == limit and not raised.value.retryable
 
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args], cwd=str(workspace),
-                         env=program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm"), dimensions=(30, 140),
-                         encoding="utf-8", timeout=20)
+spawn = functools.partial(_spawn, dimensions=(30, 140))
 
 
+@pytest.mark.process
 def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace):
     server = ScriptedServer([
         reply(Text("first answer")),
@@ -326,6 +324,7 @@ def test_compact_at_the_prompt_then_continue_resumes_from_the_summary(workspace)
 
 
 @pytest.mark.parametrize("key", ["ctrl-c", "esc"])
+@pytest.mark.process
 def test_ctrl_c_or_esc_during_compact_leaves_the_conversation_as_it_was(workspace, key):
     server = ScriptedServer([
         reply(Text("first answer")),
@@ -356,6 +355,7 @@ def test_ctrl_c_or_esc_during_compact_leaves_the_conversation_as_it_was(workspac
     assert "pelican" in json.dumps(messages) and SUMMARY_TITLE not in json.dumps(messages)
 
 
+@pytest.mark.process
 def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(workspace):
     import subprocess
 
@@ -393,6 +393,7 @@ def test_the_command_line_takes_a_window_and_stream_json_carries_the_compaction(
     assert all(r["prompt_tokens"] <= 5000 for r in server.requests)
 
 
+@pytest.mark.process
 def test_ctrl_c_during_an_automatic_compaction_stops_the_turn_and_the_session_resumes(workspace):
     for n in range(8):
         (workspace / f"part{n}.txt").write_text(f"part {n}\n" + "all work and no play\n" * 90)

@@ -7,14 +7,7 @@ import json
 from midstream.tools.events import ToolCallReady, ToolFinished, TurnCommitted
 from midstream.tools.testing.scripted_server import Raw, ScriptedServer, Text, Thinking, ToolUse, reply
 
-from tests.conftest import wait_until
-
-
-def _results(request: dict) -> list[dict]:
-    """The tool_result blocks of the last user message of a recorded request."""
-    last = request["body"]["messages"][-1]
-    assert last["role"] == "user"
-    return [b for b in last["content"] if b["type"] == "tool_result"]
+from tests.helpers import tool_results, wait_until
 
 
 def test_tool_starts_before_the_reply_ends(make_agent):
@@ -70,7 +63,7 @@ def test_a_failing_call_does_not_cancel_its_siblings(make_agent):
     with server:
         agent, _ = make_agent(server)
         assert agent.send("go").ok
-    results = _results(server.requests[1])
+    results = tool_results(server.requests[1])
     assert [r["tool_use_id"] for r in results] == ["t1", "t2"]
     assert results[0]["is_error"] is True and "failed on purpose" in results[0]["content"]
     assert "is_error" not in results[1] and results[1]["content"] == "recorded good"
@@ -132,7 +125,7 @@ def test_bad_calls_become_error_results_and_the_conversation_goes_on(make_agent)
     with server:
         agent, _ = make_agent(server)
         assert agent.send("go").ok
-    bad, unknown, wrong_type, missing, good = _results(server.requests[1])
+    bad, unknown, wrong_type, missing, good = tool_results(server.requests[1])
     assert bad["is_error"] and "not valid JSON" in bad["content"]
     assert unknown["is_error"] and "read_file" in unknown["content"] and "record" in unknown["content"]
     assert wrong_type["is_error"] and "'label' must be of type string" in wrong_type["content"]
@@ -172,7 +165,7 @@ def test_max_tokens_cuts_off_a_tool_call_which_never_runs(make_agent):
         assert agent.send("go").ok
     second = server.requests[1]["body"]["messages"]
     assert [b["id"] for b in second[1]["content"] if b["type"] == "tool_use"] == ["t1"]
-    assert [r["tool_use_id"] for r in _results(server.requests[1])] == ["t1"]
+    assert [r["tool_use_id"] for r in tool_results(server.requests[1])] == ["t1"]
     assert "start:cut" not in server.log
 
 

@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pytest
 from midstream.tools.conversation.history import history_problems
-from midstream.tools.conversation.transcript import state_dir
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import drop_after_block, program_env, reply_committed, wait_until
+
+pytestmark = pytest.mark.process
 
 FAST = ["--isolation", "none", "--grace", "0"]
 
 
-
-def _reply_committed() -> bool:
-    """The reply with the tool call is on disk (its command may start before that)."""
-    return any('"role": "assistant"' in p.read_text() for p in (state_dir() / "sessions").glob("*/*.jsonl"))
 
 def _start(workspace: Path, server: ScriptedServer, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "midstream", *FAST, *args], cwd=workspace,
@@ -51,18 +48,12 @@ def _assert_sane(err: str, server: ScriptedServer) -> None:
         assert history_problems(request["body"]["messages"]) == [], (number, err)
 
 
-def _drop_after_block(scripted: dict, index: int) -> dict:
-    events = scripted["events"]
-    stop = next(i for i, e in enumerate(events) if e["type"] == "content_block_stop" and e["index"] == index)
-    return scripted | {"drop_after": stop + 1}
-
-
 # -- commands run once, whatever the number of drops ----------------------------------------------
 
 @pytest.mark.parametrize("drops", [2, 3])
 def test_consecutive_drops_after_a_command_run_it_once(workspace, drops):
     command = ToolUse("t1", "bash", {"command": "echo ran >> count.txt"})
-    broken = [_drop_after_block(reply(command, Text("and more")), 0) for _ in range(drops)]
+    broken = [drop_after_block(reply(command, Text("and more")), 0) for _ in range(drops)]
     code, _, err, server = _run(workspace, [*broken, reply(command), reply(Text("done"))], "-p", "count")
     assert code == 0, err
     assert (workspace / "count.txt").read_text() == "ran\n"
@@ -72,8 +63,8 @@ def test_consecutive_drops_after_a_command_run_it_once(workspace, drops):
 def test_a_write_then_a_command_on_it_then_a_drop_keeps_both(workspace):
     write = ToolUse("t1", "write_file", {"path": "out.txt", "content": "written\n"})
     command = ToolUse("t2", "bash", {"command": "echo appended >> out.txt"})
-    replies = [_drop_after_block(reply(write, command, Text("more")), 1),
-               _drop_after_block(reply(write, command, Text("more")), 1),
+    replies = [drop_after_block(reply(write, command, Text("more")), 1),
+               drop_after_block(reply(write, command, Text("more")), 1),
                reply(write, command), reply(Text("done"))]
     code, _, err, _ = _run(workspace, replies, "-p", "write then append")
     assert code == 0, err
@@ -91,7 +82,7 @@ def test_killed_during_a_tool_then_continued_three_times(workspace, signum):
     with first:
         process = _start(workspace, first, "-p", "run the slow thing")
         try:
-            assert wait_until(lambda: (workspace / "started.flag").exists() and _reply_committed(), 20)
+            assert wait_until(lambda: (workspace / "started.flag").exists() and reply_committed(), 20)
         finally:
             process.send_signal(signum)
             process.communicate(timeout=30)

@@ -57,6 +57,7 @@ def _outside_state(outside: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in outside.iterdir()}
 
 
+@pytest.mark.process
 def test_swapping_a_directory_for_a_symlink_never_leads_a_tool_outside(workspace, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

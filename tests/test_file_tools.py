@@ -7,11 +7,8 @@ import stat
 
 import pytest
 from midstream.tools.files import READ_MAX_LINES, edit_file, read_file, write_file
-from midstream.tools.registry import ToolContext
 
-
-def call(tool, workspace, **args):
-    return tool.run(ToolContext(workspace), args)
+from tests.helpers import call
 
 
 @pytest.fixture

@@ -10,19 +10,16 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import midstream, program_env
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def midstream(args: list[str], cwd: Path, env_extra: dict[str, str], stdin: str | None = None):
-    env = program_env(**env_extra)
-    return subprocess.run([sys.executable, "-m", "midstream", *args], cwd=cwd, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=60)
 
 
 def _task_replies():

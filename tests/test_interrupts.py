@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
-from tests.test_shell_tool import processes_with
+from tests.helpers import processes_with, tool_results, wait_until
+from tests.helpers import spawn as _spawn
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    env = program_env()
-    env |= {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", *args],
-                         cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=20)
+spawn = functools.partial(_spawn, mode="auto")
 
 
 def sleeper(marker: str, seconds: int = 300) -> str:
@@ -38,10 +37,6 @@ def say_then_leave(child: pexpect.spawn, text: str, expected_reply: str) -> None
     child.expect("› ")
     child.sendeof()
     child.expect(pexpect.EOF)
-
-
-def tool_results(request: dict) -> list[dict]:
-    return [b for b in request["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
 
 
 def test_ctrl_c_while_text_streams_closes_the_stream_and_keeps_the_partial_text(workspace):

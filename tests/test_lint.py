@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.process
 def test_ruff_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
@@ -21,6 +23,7 @@ def test_ruff_is_clean():
     assert done.returncode == 0, done.stdout
 
 
+@pytest.mark.process
 def test_mypy_is_clean(tmp_path):
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
     if mypy is None:
@@ -43,6 +46,12 @@ def test_runtime_code_never_imports_from_tests():
     files = [p for entry in runtime for p in ([entry] if entry.is_file() else entry.rglob("*.py"))]
     offenders = [str(p) for p in files if "from tests" in p.read_text() or "import tests" in p.read_text()]
     assert not offenders
+
+
+def test_test_modules_import_shared_helpers_from_helpers_not_from_conftest_or_each_other():
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    offenders = [p.name for p in tests if re.search(r"^from tests\.(conftest|test_)", p.read_text(), re.MULTILINE)]
+    assert tests and not offenders
 
 
 def test_the_loop_does_not_import_rich():

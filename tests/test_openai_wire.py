@@ -3,6 +3,7 @@ mid-stream dispatch, history translated per request, the same rollback and retry
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -20,11 +21,9 @@ from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, PromptTooLong, RetryableModelError
 from midstream.tools.wire.openai import ChunkTranslator, OpenAIClient, chat_request
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import assemble_over, chat_agent, program_env, wait_until
 
-
-def chat_agent(make_agent, server: ScriptedServer, **overrides):
-    return make_agent(server, provider="openai", base_url=server.url + "/v1", model="qwen2.5:3b", **overrides)
+_assemble_over = functools.partial(assemble_over, OpenAIClient, base_url="http://model.test/v1")
 
 
 def _event(scripted: dict, kind: str, index: int | None = None) -> dict:
@@ -277,19 +276,6 @@ def test_context_overflow_inside_the_stream_is_prompt_too_long():
 
 # -- awkward boundaries, usage, stop reasons -----------------------------------------------------------
 
-def _assemble_over(chunks: list[bytes]) -> TurnAssembler:
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
-
-    client = OpenAIClient(base_url="http://model.test/v1", api_key="k", transport=httpx2.MockTransport(handler))
-    assembler = TurnAssembler()
-    with client.stream({"model": "m", "messages": []}) as events:
-        for event in events:
-            assembler.feed(event)
-    client.close()
-    return assembler
-
-
 TRICKY = {"path": 'quote " back\\slash \n newline', "emoji": "héllo 😀 世界", "n": [1, 2.5, None, True]}
 
 
@@ -362,6 +348,7 @@ def _midstream(args: list[str], cwd, env: dict[str, str]) -> subprocess.Complete
                           env=program_env(**env), capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.process
 def test_missing_openai_key_with_the_default_base_url_is_one_clear_line(workspace):
     for env in ({}, {"OPENAI_BASE_URL": "https://api.openai.com/v1/"}):
         done = _midstream(["-p", "x"], workspace, env)
@@ -370,6 +357,7 @@ def test_missing_openai_key_with_the_default_base_url_is_one_clear_line(workspac
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.process
 def test_a_key_an_http_header_cannot_carry_is_one_line_that_does_not_show_it(workspace, provider):
     """A key with a newline was retried five times, printing it in each line; a non-ASCII one
     (pasted with a typographic ellipsis) was a traceback."""
@@ -395,6 +383,7 @@ def test_a_key_an_http_header_cannot_carry_is_one_line_that_does_not_show_it(wor
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.process
 def test_a_base_url_that_is_no_http_url_is_one_line_at_start(workspace, provider):
     """Without its scheme ('localhost:11434/v1') it was retried five times as 'unsupported protocol
     localhost://'; an unparseable one ('http://[::1/v1') was a traceback."""
@@ -407,6 +396,7 @@ def test_a_base_url_that_is_no_http_url_is_one_line_at_start(workspace, provider
         assert line.startswith("midstream: ") and variable in line and "http://" in line
 
 
+@pytest.mark.process
 def test_print_mode_against_a_local_server_without_a_key(workspace):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     server = ScriptedServer([
@@ -426,6 +416,7 @@ def test_print_mode_against_a_local_server_without_a_key(workspace):
                                               "content": "     1\tthe answer is 42"}
 
 
+@pytest.mark.process
 def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     live, replayed = tmp_path / "live", tmp_path / "replayed"
     for where in (live, replayed):
@@ -453,6 +444,7 @@ def test_a_chat_completions_recording_replays_to_the_same_transcript(tmp_path):
     assert Transcript.load(Transcript.find(replayed)) == Transcript.load(Transcript.find(live))
 
 
+@pytest.mark.process
 def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
     """A Chat Completions recording read as Messages SSE was 'malformed event [DONE]', then the retries
     consumed the following responses and gave up after seconds with 'the recording has no response 5'."""
@@ -469,6 +461,7 @@ def test_a_recording_replayed_on_the_other_wire_is_one_clear_line(tmp_path):
     assert line.startswith("midstream: ") and "--provider openai" in line
 
 
+@pytest.mark.process
 def test_a_replay_that_outruns_its_recording_ends_at_once(tmp_path):
     """'the recording has no response 2' was a connection error: retried four times, seconds apart."""
     (tmp_path / "notes.txt").write_text("alpha\n")
@@ -484,6 +477,7 @@ def test_a_replay_that_outruns_its_recording_ends_at_once(tmp_path):
     assert again.stderr.splitlines()[-1].startswith("midstream: the recording ends at response 1")
 
 
+@pytest.mark.process
 def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
     for where in (tmp_path / "missing", tmp_path):  # not there; there but empty
         done = _midstream(["-p", "hi", "--replay", str(where)], tmp_path, {})
@@ -492,6 +486,7 @@ def test_replaying_a_directory_without_a_recording_is_one_clear_line(tmp_path):
         assert line.startswith("midstream: ") and "--record" in line
 
 
+@pytest.mark.process
 def test_a_chat_session_with_reasoning_continues_on_the_messages_wire(workspace):
     """reasoning_content is kept as thinking without a signature; the Messages API refuses such a
     block (signature: Field required), so a session made on a reasoning server could not go on there."""
@@ -530,6 +525,7 @@ def test_a_server_that_numbers_calls_afresh_in_each_reply_is_not_rolled_back(mak
     assert [t["tool_call_id"] for t in tools] == ids
 
 
+@pytest.mark.process
 def test_a_chat_session_with_ids_the_messages_api_refuses_continues_on_the_messages_wire(workspace):
     """Kimi names calls 'functions.read_file:0'; the Messages API takes only [a-zA-Z0-9_-]+ ids."""
     (workspace / "notes.txt").write_text("hello\n")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from midstream.tools.events import ToolGrace
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-
-def _results(server):
-    return [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+from tests.helpers import tool_results
 
 
+@pytest.mark.process
 def test_read_only_mode_refuses_writes_and_commands_that_write(make_agent, workspace):
     (workspace / "a.txt").write_text("alpha\n")
     server = ScriptedServer([
@@ -22,7 +22,7 @@ def test_read_only_mode_refuses_writes_and_commands_that_write(make_agent, works
     with server:
         agent, _ = make_agent(server, mode="read-only")
         agent.send("try")
-    read, write, touch, ls = _results(server)
+    read, write, touch, ls = tool_results(server.requests[1])
     assert "alpha" in read["content"] and "is_error" not in read
     assert write["is_error"] and "read-only mode" in write["content"]
     assert touch["is_error"] and "read-only mode" in touch["content"]
@@ -61,7 +61,7 @@ def test_ask_mode_without_anyone_to_ask_refuses(make_agent, workspace):
     with server:
         agent, _ = make_agent(server, mode="ask")
         agent.send("go")
-    assert "non-interactive" in _results(server)[0]["content"]
+    assert "non-interactive" in tool_results(server.requests[1])[0]["content"]
     assert not (workspace / "x").exists()
 
 

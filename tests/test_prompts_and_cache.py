@@ -14,8 +14,7 @@ from midstream.tools.events import CacheMissed, TurnCommitted
 from midstream.tools.testing.cache_model import CacheModel
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-LONG_SYSTEM = "\n".join(f"Rule {i}: keep the code base tidy, tested and easy to read for the next person."
-                        for i in range(300))  # ~6,000 tokens at four characters a token
+from tests.helpers import LONG_SYSTEM
 
 
 def test_templates_are_filled_strictly():

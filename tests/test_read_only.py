@@ -17,7 +17,7 @@ from midstream.sandbox.allowlist import allowed
 from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.test_sandbox import git
+from tests.helpers import git
 
 SNEAKY = [
     "cat a.txt > copy.txt",
@@ -110,6 +110,7 @@ def test_the_table_is_big_enough_and_none_of_it_is_allowlisted():
 
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")
+@pytest.mark.process
 def test_read_only_mode_in_the_sandbox_leaves_the_workspace_byte_for_byte_unchanged(make_agent, seeded):
     before = _fingerprint(seeded)
     results = _run_all(make_agent, seeded, "bwrap")
@@ -140,6 +141,7 @@ def test_allowlisted_readers_run_without_a_sandbox(make_agent, seeded):
 
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")
+@pytest.mark.process
 def test_ask_mode_runs_what_it_does_not_ask_about_in_the_read_only_sandbox(make_agent, seeded):
     """The person says no to every question: what ran without asking still cannot have written."""
     questions: list[str] = []

@@ -8,26 +8,16 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import AGENT_EXITED, Transcript, state_dir
 from midstream.tools.events import ToolFinished, TurnRolledBack
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import drop_after_block, program_env, reply_committed, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-
-def _reply_committed() -> bool:
-    """The reply with the tool call is on disk (its command may start before that)."""
-    return any('"role": "assistant"' in p.read_text() for p in (state_dir() / "sessions").glob("*/*.jsonl"))
-
-def _drop_after_block(scripted: dict, index: int) -> dict:
-    """Drop the connection right after content_block_stop of block ``index``."""
-    events = scripted["events"]
-    stop = next(i for i, e in enumerate(events) if e["type"] == "content_block_stop" and e["index"] == index)
-    return scripted | {"drop_after": stop + 1}
 
 
 def test_drop_mid_tool_json_rolls_back_without_running_the_call(make_agent):
@@ -51,7 +41,7 @@ def test_a_write_is_undone_on_rollback_then_written_again_by_the_retry(make_agen
     retry = reply(write, created)
     retry["events"][0]["_before"] = lambda: seen_at_retry.update(
         notes=target.read_text(), fresh=(workspace / "new/fresh.txt").exists())
-    server = ScriptedServer([_drop_after_block(reply(write, created, Text("more")), 1), retry, reply(Text("ok"))])
+    server = ScriptedServer([drop_after_block(reply(write, created, Text("more")), 1), retry, reply(Text("ok"))])
     with server:
         agent, renderer = make_agent(server)
         assert agent.send("write").ok
@@ -66,7 +56,7 @@ def test_a_command_that_ran_is_not_run_twice_by_the_retry(make_agent, workspace)
     command = ToolUse("t1", "bash", {"command": "echo ran >> count.txt"})
     read = ToolUse("t2", "read_file", {"path": "count.txt"})
     server = ScriptedServer([
-        _drop_after_block(reply(command, Text("waiting"), read, Text("more")), 2),
+        drop_after_block(reply(command, Text("waiting"), read, Text("more")), 2),
         reply(ToolUse("t9", "bash", {"command": "echo ran >> count.txt"}), ToolUse("t8", "read_file",
                                                                                      {"path": "count.txt"})),
         reply(Text("ok")),
@@ -85,7 +75,7 @@ def test_a_command_that_ran_is_not_run_twice_by_the_retry(make_agent, workspace)
 
 def test_a_different_call_in_the_retry_runs_normally(make_agent, workspace):
     server = ScriptedServer([
-        _drop_after_block(reply(ToolUse("t1", "bash", {"command": "echo a >> log.txt"}), Text("x")), 0),
+        drop_after_block(reply(ToolUse("t1", "bash", {"command": "echo a >> log.txt"}), Text("x")), 0),
         reply(ToolUse("t2", "bash", {"command": "echo b >> log.txt"})),
         reply(ToolUse("t3", "bash", {"command": "echo a >> log.txt"})),  # after a commit: no reuse
         reply(Text("ok")),
@@ -162,6 +152,7 @@ def _cli(args, cwd, env_extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.process
 def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     command = f"touch started.flag; python3 -c 'import time; time.sleep(60)' {marker}"
@@ -170,7 +161,7 @@ def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
         agent = _cli(["-p", "run the slow thing", "--isolation", "none"], workspace,
                      {"ANTHROPIC_BASE_URL": first.url})
         try:
-            assert wait_until(lambda: (workspace / "started.flag").exists() and _reply_committed(), 20)
+            assert wait_until(lambda: (workspace / "started.flag").exists() and reply_committed(), 20)
         finally:
             agent.kill()  # SIGKILL: no cleanup of any kind runs
             agent.communicate()
@@ -189,6 +180,7 @@ def test_killed_during_a_tool_then_continue_sends_a_valid_history(workspace):
     ]
 
 
+@pytest.mark.process
 def test_the_log_file_has_requests_but_no_secrets(workspace):
     secret = "sk-ant-api03-" + uuid.uuid4().hex
     other = "ghp_" + uuid.uuid4().hex

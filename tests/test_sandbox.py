@@ -24,7 +24,7 @@ from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, reply
 
-from tests.conftest import program_env
+from tests.helpers import git, program_env
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")
 
@@ -32,11 +32,6 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 def sh(workspace: Path, command: str, **decided):
     ctx = ToolContext(workspace, decision=Decision(isolation="bwrap", **decided))
     return bash.run(ctx, {"command": command, "timeout": 60})
-
-
-def git(workspace: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=workspace, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture
@@ -56,6 +51,7 @@ def test_probe_found_no_capabilities():
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_a_command_has_no_capability_and_cannot_remount_or_unmount(repo):
     result = sh(repo, "grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status")
     assert result.content.count("0000000000000000") == 3, result.content
@@ -68,6 +64,7 @@ def test_a_command_has_no_capability_and_cannot_remount_or_unmount(repo):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_midstream_environment_and_processes_are_out_of_reach(repo, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-topsecretvalue")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-topsecretvalue")
@@ -81,6 +78,7 @@ def test_midstream_environment_and_processes_are_out_of_reach(repo, monkeypatch)
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_git_data_and_protected_paths_cannot_be_written_or_created(repo):
     config = (repo / ".git" / "config").read_bytes()
     attacks = [
@@ -103,6 +101,7 @@ def test_git_data_and_protected_paths_cannot_be_written_or_created(repo):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_worktree_gitdir_and_nested_repositories_are_protected(repo, tmp_path):
     linked = tmp_path / "linked"
     git(repo, "worktree", "add", "-q", str(linked))
@@ -122,6 +121,7 @@ def test_worktree_gitdir_and_nested_repositories_are_protected(repo, tmp_path):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_network_is_off_by_default_and_the_result_says_so(repo):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -140,6 +140,7 @@ def test_network_is_off_by_default_and_the_result_says_so(repo):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_a_toolchain_under_tmp_stays_usable_while_the_rest_of_tmp_stays_private(repo, tmp_path, monkeypatch):
     tools = Path(tempfile.mkdtemp(prefix="toolchain-", dir="/tmp"))  # as a CI's virtualenv under /tmp
     secret = Path(tempfile.mkdtemp(prefix="other-", dir="/tmp"))
@@ -161,6 +162,7 @@ def test_a_toolchain_under_tmp_stays_usable_while_the_rest_of_tmp_stays_private(
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_ordinary_work_still_runs(repo):
     for command, expected in (("git status", "On branch"), ("git log --oneline", "first"),
                               ("python3 -c 'print(6 * 7)'", "42"),
@@ -170,6 +172,7 @@ def test_ordinary_work_still_runs(repo):
         assert not result.is_error and expected in result.content, (command, result.content)
 
 
+@pytest.mark.process
 def test_planted_fsmonitor_and_filters_do_not_run_when_midstream_starts(repo, tmp_path):
     marker = tmp_path / "pwned"
     (repo / ".gitattributes").write_text("*.py filter=evil diff=evil\n")
@@ -203,6 +206,7 @@ def path_without_bwrap(tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("output", ["text", "json", "stream-json"])
+@pytest.mark.process
 def test_an_unconfined_session_says_so_at_start_in_every_output_format(workspace, path_without_bwrap, output):
     server = ScriptedServer([reply(Text("done"))])
     with server:
@@ -222,6 +226,7 @@ def test_an_unconfined_session_says_so_at_start_in_every_output_format(workspace
         assert first["confined"] is False and "install" in first["message"]
 
 
+@pytest.mark.process
 def test_isolation_bwrap_refuses_to_start_without_it(workspace, path_without_bwrap):
     done = subprocess.run([sys.executable, "-m", "midstream", "-p", "hi", "--isolation", "bwrap"], cwd=workspace,
                           env=program_env(ANTHROPIC_BASE_URL="http://127.0.0.1:9", PATH=path_without_bwrap),
@@ -230,6 +235,7 @@ def test_isolation_bwrap_refuses_to_start_without_it(workspace, path_without_bwr
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_a_confined_session_is_quiet_about_it(workspace):
     server = ScriptedServer([reply(Text("done"))])
     with server:
@@ -240,6 +246,7 @@ def test_a_confined_session_is_quiet_about_it(workspace):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_a_host_unix_socket_cannot_be_reached(repo):
     """A read-only bind does not stop connect(); root in the namespace is root to a daemon on the socket."""
     path = repo / "daemon.sock"
@@ -258,6 +265,7 @@ def test_a_host_unix_socket_cannot_be_reached(repo):
 
 @needs_bwrap
 @pytest.mark.parametrize("writable", [True, False])
+@pytest.mark.process
 def test_git_works_in_a_subdirectory_and_a_linked_worktree_under_tmp(repo, tmp_path, writable):
     (repo / "sub").mkdir()
     linked = tmp_path / "linked"
@@ -291,6 +299,7 @@ def test_midstreams_git_calls_do_not_run_a_submodules_planted_config(tmp_path):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_hostile_git_pointers_neither_hang_nor_show_the_host(repo):
     """A .git that is a FIFO, a link to /proc, or a pointer file to /proc is data, not a path to bind."""
     for name, make in (("fifo", lambda p: os.mkfifo(p)), ("link", lambda p: p.symlink_to("/proc")),

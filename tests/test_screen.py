@@ -12,7 +12,9 @@ import pyte
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import program_env
+
+pytestmark = pytest.mark.process
 
 ROWS = 30
 

@@ -7,11 +7,8 @@ import subprocess
 import pytest
 from midstream.sandbox.ignore import IgnoreRules
 from midstream.tools import search
-from midstream.tools.registry import ToolContext
 
-
-def call(tool, workspace, **args):
-    return tool.run(ToolContext(workspace), args)
+from tests.helpers import call
 
 
 @pytest.fixture

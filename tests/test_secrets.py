@@ -8,11 +8,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from midstream.tools.cli.logs import RedactSecrets
 from midstream.tools.conversation.transcript import state_dir
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 SECRETS = {
     "aws": "AKIA" + uuid.uuid4().hex[:16].upper(),
@@ -44,6 +45,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.process
 def test_a_rolled_back_command_full_of_secrets_reaches_the_log_redacted_and_files_are_private(workspace, tmp_path):
     # A command that writes (so the rollback reports it) and carries the secrets as text, running none of them.
     ran = reply(ToolUse("t1", "bash", {"command": f"cat > notes.txt <<'EOF'\n{COMMAND}\nEOF"}), Text("and then"))

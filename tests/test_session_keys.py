@@ -3,22 +3,22 @@ message on the command line, resuming, slash commands and ``!command``."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools.conversation.history import history_problems
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env, wait_until
+from tests.helpers import program_env, wait_until
+from tests.helpers import spawn as _spawn
 
+pytestmark = pytest.mark.process
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *args], cwd=str(workspace),
-                         env=env, dimensions=(40, 140), encoding="utf-8", timeout=20)
+spawn = functools.partial(_spawn, dimensions=(40, 140))
 
 
 def leave(child: pexpect.spawn) -> None:

@@ -11,12 +11,7 @@ import pytest
 from midstream.tools.cli.options import OPTIONS
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
-
-
-def midstream(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "midstream", *args], cwd=cwd, env=program_env(**(env_extra or {})),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+from tests.helpers import midstream, program_env
 
 
 def user_settings(text: str) -> Path:
@@ -41,6 +36,7 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.process
 def test_project_settings_override_user_settings_and_flags_override_both(workspace):
     user_settings('model = "claude-user"\nmax_tokens = 1111\nmax_requests = 7\n')
     project_settings(workspace, '# the project\nmax_tokens = 2222\ncache_ttl = "1h"\n')
@@ -66,18 +62,21 @@ def test_project_settings_override_user_settings_and_flags_override_both(workspa
     ('grace = \n', 1, "Invalid value"),
     ('idle_timeout = nan\n', 1, "idle_timeout: nan is out of range"),
 ])
+@pytest.mark.process
 def test_a_bad_setting_is_one_line_naming_the_file_and_line(workspace, text, line, expected):
     path = user_settings(text)
     message = one_error_line(midstream(["-p", "x"], workspace, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
     assert message.startswith(f"midstream: {path}:{line}: ") and expected in message
 
 
+@pytest.mark.process
 def test_a_bad_project_setting_names_the_project_file(workspace):
     path = project_settings(workspace, 'max_attempts = 0\n')
     message = one_error_line(midstream(["-p", "x"], workspace, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
     assert message == f"midstream: {path}:1: max_attempts: 0 is out of range; use 1 to 100"
 
 
+@pytest.mark.process
 def test_a_project_file_cannot_loosen_the_sandbox(workspace):
     project_settings(workspace, 'mode = "auto"\nisolation = "none"\n')
     server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": "rm -rf build"})), reply(Text("ok"))])
@@ -91,6 +90,7 @@ def test_a_project_file_cannot_loosen_the_sandbox(workspace):
 
 
 
+@pytest.mark.process
 def test_a_project_file_cannot_shorten_the_countdown(workspace):
     """A repository's `grace = 0` would take away the person's chance to stop `rm -rf` in auto mode."""
     project_settings(workspace, "grace = 0\n")
@@ -105,6 +105,7 @@ def test_a_project_file_cannot_shorten_the_countdown(workspace):
 
 
 
+@pytest.mark.process
 def test_a_settings_file_that_is_not_a_regular_file_is_one_line_not_a_hang(workspace):
     path = workspace / ".midstream" / "settings.toml"
     path.parent.mkdir()
@@ -115,6 +116,7 @@ def test_a_settings_file_that_is_not_a_regular_file_is_one_line_not_a_hang(works
 NUMERIC = [o for o in OPTIONS if o.kind in (int, float)]
 
 
+@pytest.mark.process
 def test_every_numeric_flag_at_0_minus_1_and_huge_is_refused_in_one_line_or_accepted(workspace):
     """Never a traceback: a value outside the range exits 2 with one line naming the flag and the range."""
     huge = {int: "99999999999999999999", float: "1e400"}
@@ -143,6 +145,7 @@ def test_every_numeric_flag_at_0_minus_1_and_huge_is_refused_in_one_line_or_acce
     assert accepted == {("--grace", "0")}  # 0 turns the countdown off; nothing else here is in range
 
 
+@pytest.mark.process
 def test_other_flag_mistakes_are_one_line_too(workspace):
     for args in (["--mode", "yolo"], ["--output-format", "xml"], ["--max-tokens"], ["--nonsense"],
                  ["--workers", "abc"], ["--grace", "nan"], ["--idle-timeout", "-inf"], ["--max-tokens", "1.5"],
@@ -151,6 +154,7 @@ def test_other_flag_mistakes_are_one_line_too(workspace):
         assert line.startswith("midstream: ")
 
 
+@pytest.mark.process
 def test_print_mode_refuses_a_destructive_command_unless_mode_auto_is_given(workspace):
     def run(*extra: str) -> tuple[subprocess.CompletedProcess, dict]:
         (workspace / "build").mkdir(exist_ok=True)
@@ -170,6 +174,7 @@ def test_print_mode_refuses_a_destructive_command_unless_mode_auto_is_given(work
     assert not result.get("is_error")
 
 
+@pytest.mark.process
 def test_settings_choose_the_mode_for_print_mode_too(workspace):
     user_settings('mode = "auto"\ngrace = 0\n')
     (workspace / "build").mkdir()
@@ -180,6 +185,7 @@ def test_settings_choose_the_mode_for_print_mode_too(workspace):
     assert not (workspace / "build").exists()  # the person's own settings opted in
 
 
+@pytest.mark.process
 def test_empty_task_and_a_replay_under_a_settings_mode(workspace, tmp_path):
     assert "empty" in one_error_line(midstream(["-p", "  "], workspace, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}))
     user_settings('mode = "auto"\n')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import tracemalloc
@@ -14,25 +13,13 @@ from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.registry import Decision, ToolContext
 from midstream.tools.shell import bash
 
-from tests.conftest import wait_until
+from tests.helpers import processes_with, wait_until
 
 
 def run(workspace, command, isolation="none", **args):
     lines: list[str] = []
     ctx = ToolContext(workspace, report_progress=lines.append, decision=Decision(isolation=isolation))
     return bash.run(ctx, {"command": command, **args}), lines, ctx
-
-
-def processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and "pytest" not in cmdline:
-            found.append(f"{pid}: {cmdline}")
-    return found
 
 
 def test_output_is_merged_with_its_exit_status(workspace):
@@ -119,6 +106,7 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path):
     outside = Path("/var/tmp") / f"midstream-probe-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"echo inside > in.txt; echo x > {outside}", isolation="bwrap")
@@ -134,6 +122,7 @@ def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path)
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_there_is_no_network(workspace):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -149,6 +138,7 @@ def test_under_bubblewrap_there_is_no_network(workspace):
 
 
 @needs_bwrap
+@pytest.mark.process
 def test_under_bubblewrap_a_timeout_still_kills_everything(workspace):
     marker = f"midstream-test-{uuid.uuid4().hex}"
     result, _, _ = run(workspace, f"python3 -c 'import time; time.sleep(300)' {marker}", isolation="bwrap", timeout=1)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.tools import default_registry
 from midstream.tools.calls import worded
 from midstream.tools.conversation.ledger import Ledger
@@ -33,7 +34,7 @@ from midstream.tools.ui.render import JsonRenderer
 from midstream.tools.ui.terminal import TerminalRenderer
 from rich.console import Console
 
-from tests.conftest import program_env
+from tests.helpers import program_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = default_registry()
@@ -191,6 +192,7 @@ def test_the_json_renderer_writes_one_object_per_line():
     assert records[2]["result"]["facts"]["ended"] == "ran"  # the facts travel with the text
 
 
+@pytest.mark.process
 def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
     command = "echo working; sleep 1.5; echo finished"
     server = ScriptedServer([
@@ -214,6 +216,7 @@ def test_in_a_real_terminal_text_streams_and_a_status_line_shows(workspace):
     assert child.exitstatus == 0
 
 
+@pytest.mark.process
 def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     server = ScriptedServer([reply(Text("first answer")), reply(Text("second answer"))])
     env = program_env()
@@ -247,6 +250,7 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     assert second == "over two lines"
 
 
+@pytest.mark.process
 def test_slash_commands_are_not_sent_to_the_model(workspace):
     server = ScriptedServer([reply(Text("a real answer"))])
     env = program_env()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import subprocess
@@ -9,16 +10,14 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from midstream.sandbox.snapshots import TurnSnapshots
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.conftest import program_env
+from tests.helpers import git, program_env
+from tests.helpers import spawn as _spawn
 
-
-def git(workspace: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=workspace, check=True,
-                          capture_output=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
-    return done.stdout.decode()
+pytestmark = pytest.mark.process
 
 
 def files(workspace: Path) -> dict[str, tuple[int, bytes]]:
@@ -76,11 +75,7 @@ def make_repository(workspace: Path) -> None:
     (workspace / "untracked.txt").write_text("untracked\n")
 
 
-def spawn(server: ScriptedServer, workspace: Path, *args: str) -> pexpect.spawn:
-    env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
-    command = ["-m", "midstream", "--isolation", "none", "--mode", "auto", "--grace", "0", *args]
-    return pexpect.spawn(sys.executable, command,
-                         cwd=str(workspace), env=env, dimensions=(40, 120), encoding="utf-8", timeout=30)
+spawn = functools.partial(_spawn, mode="auto", grace="0", timeout=30)
 
 
 THE_TURN = [

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
-import httpx2
 import pytest
 from midstream.tools.events import TurnRolledBack
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
-from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import FatalModelError, ModelClient, RetryableModelError
+
+from tests.helpers import assemble_over
+
+_assemble_over = functools.partial(assemble_over, ModelClient)
 
 
 def _sse_bytes(scripted: dict) -> bytes:
     return b"".join(
         f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in scripted["events"]
     )
-
-
-def _assemble_over(chunks: list[bytes]) -> TurnAssembler:
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
-
-    client = ModelClient(base_url="http://model.test", api_key="k", transport=httpx2.MockTransport(handler))
-    assembler = TurnAssembler()
-    with client.stream({"model": "m"}) as events:
-        for event in events:
-            assembler.feed(event)
-    client.close()
-    return assembler
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64])

@@ -300,9 +300,16 @@ def tool(
 
     A tool names what a call touches either as ``access`` (paths only) or as ``judge`` (paths and
     whether it is destructive, judged together: a command is read once)."""
-    if (access is None) == (judge is None):
-        raise TypeError("give a tool exactly one of access= or judge=")
-    judged = judge or (lambda workspace, args, _access=access: Judgement(_access(workspace, args)))
+    if judge is None:
+        if access is None:
+            raise TypeError("give a tool access= or judge=")
+        touches = access
+
+        def judge(workspace: Path, args: dict[str, Any]) -> Judgement:
+            return Judgement(touches(workspace, args))
+    elif access is not None:
+        raise TypeError("give a tool access= or judge=, not both")
+    judged = judge
 
     def wrap(function: Callable[..., str | Output]) -> Tool:
         return Tool(

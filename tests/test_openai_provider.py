@@ -1,5 +1,5 @@
-"""Issue 17's Chat Completions wire on top of main's client (issue 14), error recogniser (18),
-option table (16) and usage events (15): each side's promise, held on the other's ground."""
+"""Choosing the OpenAI provider keeps every promise of the rest of the program: the client's one connection
+and request timeout, the shape check, usage with the model's name, overflow recovery, the provider table."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUs
 from midstream.tools.wire import model as model_module
 from midstream.tools.wire.openai import OpenAIClient, chat_request
 
-from tests.test_openai_wire import chat_agent
+from tests.helpers import chat_agent
 
-# -- issue 14's client: one connection, the watchdog, the encoded body ----------------------------
+# -- the client: one connection, the watchdog, the encoded body ----------------------------
 
 
 def test_one_connection_serves_a_whole_chat_turn(make_agent):
@@ -89,7 +89,7 @@ def test_translated_events_pass_the_shape_check_and_a_nameless_call_is_retried(m
     assert agent.history[-1]["content"] == [{"type": "text", "text": "fine"}]
 
 
-# -- issue 15: usage, with the model the server reported ------------------------------------------
+# -- usage, with the model the server reported ------------------------------------------
 
 
 def test_usage_names_the_model_the_chat_server_reported(make_agent):
@@ -101,7 +101,7 @@ def test_usage_names_the_model_the_chat_server_reported(make_agent):
     assert len(usage) == 1 and usage[0].model == "scripted"  # what the chunks said, not what was asked for
 
 
-# -- issue 18: one PromptTooLong, one recogniser, and the loop's recovery -------------------------
+# -- one PromptTooLong, one recogniser, and the loop's recovery -------------------------
 
 
 @pytest.mark.parametrize(("status", "error", "tokens", "limit"), [
@@ -156,7 +156,7 @@ def test_an_overflow_on_the_chat_wire_compacts_once_and_the_retry_succeeds(make_
     assert history_problems(agent.history) == []
 
 
-# -- issue 16: --provider is one line of the table; the model follows the provider ----------------
+# -- --provider is one line of the table; the model follows the provider ----------------
 
 
 def _config(argv: list[str]):

@@ -1,0 +1,188 @@
+"""What the test files share: the program's environment, a recording renderer, waiting, test tools, runners.
+
+Fixtures stay in conftest.py; everything a test module imports comes from here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pexpect
+from midstream.tools.conversation.transcript import state_dir
+from midstream.tools.events import Event, Quiet
+from midstream.tools.registry import Access, ToolContext, ToolError, Wording, tool
+from midstream.tools.testing.scripted_server import ScriptedServer
+from midstream.tools.wire.assembler import TurnAssembler
+
+# A system prompt long enough to be worth caching.
+LONG_SYSTEM = "\n".join(f"Rule {i}: keep the code base tidy, tested and easy to read for the next person."
+                        for i in range(300))  # ~6,000 tokens at four characters a token
+
+
+def program_env(**extra: str) -> dict[str, str]:
+    """Our environment without any ANTHROPIC_* or OPENAI_* setting (no real model service), plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))} | extra
+
+
+class RecordingRenderer(Quiet):
+    """Keeps every event (and the rest of the Renderer protocol as a renderer without a screen does)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def show(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.002)
+    return condition()
+
+
+def recording_tool(log: list[str]):
+    """A tool that writes start:/end: lines into ``log`` and can wait for another call to start."""
+
+    def access(workspace: Path, args: dict[str, Any]) -> Access:
+        if args.get("writes"):
+            return Access.writing(args["writes"])
+        return Access.reading(args.get("reads") or args.get("label", "?"))
+
+    @tool(wording=Wording("Recording", "Recorded", target="label"), access=access)
+    def record(
+        ctx: ToolContext,
+        label: str,
+        reads: str = "",
+        writes: str = "",
+        wait_for: str = "",
+        wait_seconds: float = 5.0,
+        fail: bool = False,
+    ) -> str:
+        """Record this call's start and end in the test's order log."""
+        log.append(f"start:{label}")
+        if wait_for:
+            wait_until(lambda: f"start:{wait_for}" in log, wait_seconds)
+        log.append(f"end:{label}")
+        if fail:
+            raise ToolError(f"{label} failed on purpose")
+        return f"recorded {label}"
+
+    return record
+
+
+def call(tool, workspace, **args):
+    """Run one tool directly in ``workspace`` with ``args``."""
+    return tool.run(ToolContext(workspace), args)
+
+
+def tool_results(request: dict) -> list[dict]:
+    """The tool_result blocks of the last user message of a recorded request."""
+    last = request["body"]["messages"][-1]
+    assert last["role"] == "user"
+    return [b for b in last["content"] if b["type"] == "tool_result"]
+
+
+def reply_committed() -> bool:
+    """The reply with the tool call is on disk (its command may start before that)."""
+    return any('"role": "assistant"' in p.read_text() for p in (state_dir() / "sessions").glob("*/*.jsonl"))
+
+
+def drop_after_block(scripted: dict, index: int) -> dict:
+    """Drop the connection right after content_block_stop of block ``index``."""
+    events = scripted["events"]
+    stop = next(i for i, e in enumerate(events) if e["type"] == "content_block_stop" and e["index"] == index)
+    return scripted | {"drop_after": stop + 1}
+
+
+def assemble_over(client_type: Any, chunks: list[bytes], base_url: str = "http://model.test") -> TurnAssembler:
+    """The turn a ``client_type`` client assembles from SSE ``chunks`` served by a mock transport."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
+
+    client = client_type(base_url=base_url, api_key="k", transport=httpx2.MockTransport(handler))
+    assembler = TurnAssembler()
+    with client.stream({"model": "m", "messages": []}) as events:
+        for event in events:
+            assembler.feed(event)
+    client.close()
+    return assembler
+
+
+def chat_agent(make_agent, server: ScriptedServer, **overrides):
+    """An agent from the ``make_agent`` fixture that speaks Chat Completions to ``server``."""
+    return make_agent(server, provider="openai", base_url=server.url + "/v1", model="qwen2.5:3b", **overrides)
+
+
+def midstream(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None, stdin: str | None = None,
+              script: bool = False) -> subprocess.CompletedProcess:
+    """Run the program to its end (``python -m midstream``, or the installed script) and capture its output."""
+    command = [str(Path(sys.executable).parent / "midstream")] if script else [sys.executable, "-m", "midstream"]
+    feed: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run(command + args, cwd=cwd, env=program_env(**(env_extra or {})), capture_output=True,
+                          text=True, timeout=60, **feed)
+
+
+def spawn(server: ScriptedServer, workspace: Path, *args: str, mode: str | None = None, grace: str | None = None,
+          dimensions: tuple[int, int] = (40, 120), timeout: int = 20) -> pexpect.spawn:
+    """The program in a pseudo-terminal against ``server``, without isolation; ``args`` come last and win."""
+    options = [*(["--mode", mode] if mode else []), *(["--grace", grace] if grace else [])]
+    env = program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm")
+    return pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *options, *args],
+                         cwd=str(workspace), env=env, dimensions=dimensions, encoding="utf-8", timeout=timeout)
+
+
+def git(workspace: Path, *args: str) -> str:
+    """Run git in ``workspace`` as a throwaway identity; its standard output."""
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=workspace, check=True,
+                          capture_output=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+    return done.stdout.decode()
+
+
+def watch_processes(monkeypatch: Any, started: list[str]) -> None:
+    """Note in ``started`` every launch of the program, another interpreter, bubblewrap, pip or a pty."""
+    popen_init, forkpty = subprocess.Popen.__init__, os.forkpty
+
+    def noting_popen(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes | os.PathLike) else list(args)
+        first = os.path.basename(os.fsdecode(argv[0])) if argv else ""
+        if first in ("midstream", "bwrap", "pip", "pip3") or os.fsdecode(argv[0]) == sys.executable:
+            started.append(" ".join(os.fsdecode(a) for a in argv)[:200])
+        popen_init(self, args, *rest, **options)
+
+    def noting_forkpty() -> tuple[int, int]:
+        started.append("a pseudo-terminal")
+        return forkpty()
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", noting_popen)
+    monkeypatch.setattr(os, "forkpty", noting_forkpty)
+
+
+def processes_with(marker: str) -> list[str]:
+    """Every process (but pytest) whose command line contains ``marker``, as ``pid: command line``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and "pytest" not in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
