@@ -31,7 +31,7 @@ from midstream.tools.web.hub import Hub  # noqa: E402
 from midstream.tools.web.server import TOKEN_HEADER  # noqa: E402
 
 from tests.bench_engine import table  # noqa: E402
-from tests.conftest import RecordingRenderer  # noqa: E402
+from tests.helpers import RecordingRenderer  # noqa: E402
 
 EVENTS = 20_000
 

@@ -25,7 +25,7 @@ from midstream.tools.testing.scripted_server import ScriptedServer, Text, Thinki
 from midstream.tools.web.attach import BrowserView
 from midstream.tools.web.broadcast import Broadcast
 
-from tests.conftest import RecordingRenderer, program_env, wait_until
+from tests.helpers import RecordingRenderer, program_env, wait_until
 
 pytestmark = pytest.mark.process
 

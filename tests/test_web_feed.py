@@ -18,7 +18,7 @@ from midstream.tools.web.markdown import StreamingMarkdown, render
 from midstream.tools.web.server import TOKEN_HEADER, WebServer
 from midstream.tools.web.view import View
 
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 SEGMENTS = ["# Plan\n\n", "First **bold** step,\nsecond line.\n\n", "```python\nx = 1\n\ny = 2\n```\n\n",
             "- one\n- two\n\n", "| a | b |\n|---|---|\n| 1 | 2 |\n\n", "last line without a newline"]
