@@ -75,6 +75,7 @@ def test_ctrl_c_while_a_command_runs_stops_it_and_its_children(workspace):
             child.sendline("start it")
             assert wait_until(lambda: len(processes_with(marker)) == 2, 10)
             child.sendintr()
+            child.expect("interrupted")  # the turn is over: "› " alone may be the old prompt redrawn
             child.expect("› ")
             assert wait_until(lambda: not processes_with(marker), 5), processes_with(marker)
             say_then_leave(child, "what happened?", "ok")
@@ -98,6 +99,7 @@ def test_ctrl_c_in_a_destructive_grace_window_refuses_the_call(workspace):
         child.sendline("clean up")
         child.expect("runs in")
         child.sendintr()
+        child.expect("interrupted")  # the turn is over: "› " alone may be the old prompt redrawn
         child.expect("› ")
         say_then_leave(child, "never mind", "ok")
     assert (build / "keep.o").read_text() == "precious"
@@ -161,6 +163,7 @@ def test_an_interrupted_git_commit_is_reported_as_having_changed_files(workspace
         child.sendline("commit it")
         assert wait_until(lambda: (workspace / "hook-started.flag").exists(), 10)
         child.sendintr()
+        child.expect("interrupted")  # the turn is over: "› " alone may be the old prompt redrawn
         child.expect("› ")
         say_then_leave(child, "did it commit?", "ok")
     (result,) = tool_results(server.requests[1])

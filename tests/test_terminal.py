@@ -238,7 +238,7 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
         child.expect(pexpect.EOF)
         child = session()  # a new process: the history comes from disk
         child.expect("› ")
-        child.send("\x1b[A")  # Up: the last line typed in this workspace
+        child.send("\x1b[A")  # Up: the last message typed in this workspace, all its lines
         child.sendline("")
         child.expect("second answer")
         child.expect("› ")
@@ -247,7 +247,7 @@ def test_the_prompt_continues_lines_and_remembers_across_sessions(workspace):
     first = server.requests[0]["body"]["messages"][-1]["content"][-1]["text"]
     second = server.requests[1]["body"]["messages"][0]["content"][-1]["text"]
     assert first == "explain this \nover two lines"
-    assert second == "over two lines"
+    assert second == "explain this \nover two lines"  # one entry per message (readline kept one per line)
 
 
 @pytest.mark.process

@@ -141,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_environment(args, settings, need_service=args.replay is None)
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
-    task = sys.stdin.read() if args.task == "-" else args.task
+    task = _task(args)
     if task is not None and not task.strip():
         raise _fail("the task is empty: give -p some text (or '-' and the text on stdin).")
-    interactive = task is None and sys.stdin.isatty()
+    interactive = task is None and _stdin_is_terminal()
     why_mode = choose_mode(config, settings, args, headless=task is not None)
     if args.resume == "" and not interactive:
         return _list_sessions(config.workspace)
@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
     broadcast = Broadcast(renderer)  # the browser view joins it, at start (--web) or later (/web)
     # A question goes to every surface; the first answer wins. With --web, the page can answer one in -p.
-    questions = Questions(broadcast.show, terminal=confirmer(renderer) if interactive else None)
+    # Esc at the terminal's question says no and stops the turn, as it stops a reply.
+    terminal = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
+    questions = Questions(broadcast.show, terminal=terminal)
     broadcast.add(questions.observe)
     agent = Agent(config, tools=tools, renderer=broadcast, history=history, transcript=transcript,
                   confirm=questions.ask if interactive or args.web else None, model=_model_client(args, config))
@@ -179,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     renderer.show(startup_status(config.isolation, config.network))
     session = Interactive(agent, renderer, keys)
     session.open_web = web.open
-    _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None and args.replay is None)
+    _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
         said = web.open()
         if web.server is None:
@@ -198,6 +200,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent.close()
         _close(renderer, args)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
+
+
+STDIN_MAX_BYTES = 8 * 1024 * 1024
+STDIN_WAIT = 3.0  # seconds a pipe may stay silent before -p goes on without it
+
+
+def _task(args: argparse.Namespace) -> str | None:
+    """The headless task: -p's text with what was piped to stdin after it, as Claude Code does.
+
+    Without -p and without a terminal on stdin there is no prompt to type at: the first message and
+    the piped text are the task (run as -p would), or one line says what to do.
+    """
+    if args.task == "-":
+        return _piped(wait=None)
+    if args.task is not None:
+        return "\n\n".join(part for part in (args.task, _piped(wait=STDIN_WAIT)) if part.strip())
+    if _stdin_is_terminal() or (args.resume == "" and not args.prompt):  # the latter lists sessions
+        return None
+    task = "\n\n".join(part for part in (args.prompt or "", _piped(wait=STDIN_WAIT)) if part.strip())
+    if not task:
+        raise _fail("stdin is not a terminal, so there is no prompt to type at: give the task with -p TASK "
+                    "(text piped in is appended to it), or run midstream in a terminal.")
+    args.prompt = None
+    return task
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdin at all
+        return False
+
+
+def _piped(wait: float | None) -> str:
+    """What a pipe or file on stdin holds (nothing for a terminal or /dev/null), decoded leniently."""
+    import select
+    import stat
+
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return ""
+    if os.isatty(fd) or not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)):
+        return ""
+    if wait is not None and not stat.S_ISREG(mode) and not select.select([fd], [], [], wait)[0]:
+        print(f"midstream: nothing arrived on stdin in {wait:g} s; going on without it", file=sys.stderr)
+        return ""
+    data = sys.stdin.buffer.read(STDIN_MAX_BYTES + 1)
+    if len(data) > STDIN_MAX_BYTES:
+        raise _fail(f"stdin holds more than {STDIN_MAX_BYTES // 2**20} MB, more than a model reads at once: "
+                    "save it to a file in the workspace and name the file in the task.")
+    return data.decode("utf-8", errors="replace")
 
 
 def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, headless: bool) -> None:
@@ -230,13 +285,14 @@ def _session_facts(agent: Agent, why_mode: str) -> dict[str, object]:
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:
     """stream-json's first line, as Claude Code's ``system``/``init``: what applies to this run."""
+    from midstream.tools.ui.stream_json import init_line
+
     config = agent.config
-    record = {
-        "type": "system", "subtype": "init", "event": "SessionStarted",
-        "session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
-        "mode": config.mode, "refuse_destructive": config.refuse_destructive, "mode_reason": why_mode,
-        "sandbox": sandbox_state(config), "cwd": str(config.workspace), "tools": tools.names(),
-    }
+    record = init_line(
+        session_id=agent.transcript.id if agent.transcript else None, model=config.model,
+        mode=config.mode, refuse_destructive=config.refuse_destructive, mode_reason=why_mode,
+        sandbox=sandbox_state(config), cwd=str(config.workspace), tools=tools.names(),
+    )
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
@@ -342,9 +398,9 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
 def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
-        from midstream.tools.ui.render import JsonRenderer
+        from midstream.tools.ui.stream_json import StreamJsonRenderer
 
-        return JsonRenderer()
+        return StreamJsonRenderer(session_id=session_id)
     if output_format == "json":
         from midstream.tools.ui.render import SummaryRenderer
 

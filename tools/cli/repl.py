@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
+from midstream.tools.cli.attach import Pastes, attach_mentions
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
@@ -29,6 +32,8 @@ class Interactive:
         self.agent = agent
         self.renderer = renderer
         self.keys = keys
+        self.pastes = Pastes()  # folded pastes, typed at the prompt or during a turn
+        keys.fold = self.pastes.fold
         self.shell_notes: list[str] = []  # `!command` outputs the model gets with the next message
         self._queued: list[str] = []  # whole lines typed while the model worked
         self._prefill = ""  # and the unfinished one
@@ -61,11 +66,19 @@ class Interactive:
         while (line := self.keys.next_message()) is not None:
             self._queued.append(line)
         self._prefill = self.keys.leftover()
+        if self._queued and getattr(ended, "stop_reason", None) == "interrupted":
+            # Stopped by the person: what they queued is not sent behind their back; it waits in the
+            # prompt, to send, edit or drop (Esc Esc).
+            self._prefill = "\n".join([*self._queued, self._prefill]).strip("\n")
+            self._queued = []
         if self.keys.take_eof() and not self._prefill.strip():
             self._leaving = True  # Ctrl-D on an empty line, typed ahead: leave once the lines before it ran
         return ended
 
     def send(self, text: str) -> TurnEnded:
+        text, notes = attach_mentions(self.pastes.expand(text), self.agent.config.workspace)
+        for note in notes:
+            self.say(note, style="dim")
         if self.shell_notes:
             text = "\n\n".join([*self.shell_notes, text])
             self.shell_notes = []
@@ -101,12 +114,14 @@ class Interactive:
         from midstream.tools.cli.prompt import Prompt
 
         if first_message and first_message.strip():
+            self.say(f"› {first_message}", style="bold")  # the task in the scrollback, as if typed
             self.send(first_message)
-        prompt = Prompt(self.agent.config.workspace)
+        commands = {name: command.help for name, command in slash.COMMANDS.items()}
+        prompt = Prompt(self.agent.config.workspace, self.pastes, commands)
         while True:
             if self._queued:
                 text: str | None = self._queued.pop(0)
-                self.say(f"› {text}  (queued)", style="")  # typed during the last turn, sent now
+                self.say(f"› {text}  (queued)", style="bold")  # typed during the last turn, sent now
             elif self._leaving:
                 return 0
             else:
@@ -130,30 +145,90 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer) -> Asker:
+def confirmer(renderer: Renderer, on_escape: Callable[[], None] | None = None) -> Asker:
     """Ask on the terminal from a worker thread until the question is closed: answered here, answered
     in another surface (the browser view), or given up when Ctrl-C sets ``cancelled``.
 
-    The renderer's ``suspended()`` also hands the terminal back from the type-ahead (line mode, echo)
-    while the question is open: the type-ahead registers itself among its suspend hooks.
+    The answer is a line (``y``, ``yes``, ``a`` … then Enter); Esc answers "no" at once and calls
+    ``on_escape``, which stops the turn, so no further question follows (as in Claude Code and Codex).
+    The renderer's ``suspended()`` also hands the terminal back from the type-ahead while the
+    question is open: the type-ahead registers itself among its suspend hooks.
     """
     def confirm(question: Question, cancelled: threading.Event) -> None:
         with renderer.suspended():
             sys.stderr.write(f"{question.text} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
-            while not cancelled.is_set() and not question.closed:
-                ready, _, _ = select.select([sys.stdin], [], [], 0.1)
-                if ready:
-                    answer = sys.stdin.readline().strip().lower()
-                    question.give({"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no"),
-                                  "terminal")
-                    break
-            if question.closed and question.by not in ("terminal", "cancelled"):
-                sys.stderr.write(f"{question.answer} (answered in the {question.by})\n")
-                with contextlib.suppress(OSError, termios.error):  # a half-typed answer is not the next prompt's
-                    termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
-            elif not question.closed or question.by == "cancelled":
-                sys.stderr.write("\n")
+            line = _read_answer(cancelled, question)
+            if question.closed:  # answered in another surface first: say so, and what
+                sys.stderr.write(f"{chr(10) if line else ''}{question.answer} (answered in the {question.by})\n")
+                sys.stderr.flush()
+                return
+            if line is None:  # Esc
+                question.give("no", "terminal")
+                sys.stderr.write("no (Esc: the turn stops)\n")
+                sys.stderr.flush()
+                if on_escape is not None:
+                    on_escape()
+                    # Hold the question's turn until the stop reached the calls: a call waiting to ask
+                    # next then finds itself cancelled, and is never asked.
+                    cancelled.wait(2.0)
+                    time.sleep(0.02)
+                return
+            sys.stderr.write("\n")
             sys.stderr.flush()
+            if not cancelled.is_set():
+                question.give({"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(
+                    line.strip().lower(), "no"), "terminal")
 
     return confirm
+
+
+def _read_answer(cancelled: threading.Event, question: Question) -> str | None:
+    """A line typed on stdin, echoed as it is typed; None for Esc; what was typed so far once
+    ``cancelled`` is set or the question is answered elsewhere."""
+    fd = sys.stdin.fileno()
+    with _keys_mode(fd) as keys:
+        typed = ""
+        while not cancelled.is_set() and not question.closed:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(fd, 1024)
+            if not data:
+                return typed
+            if not keys:  # no terminal: a line as it comes
+                return data.decode(errors="replace").splitlines()[0] if data.strip() else ""
+            text = data.decode(errors="replace")
+            if text == "\x1b":  # Esc alone in a read; an arrow key is longer
+                return None
+            for char in text:
+                if char in "\r\n":
+                    return typed
+                if char in "\x7f\b":
+                    if typed:
+                        typed = typed[:-1]
+                        sys.stderr.write("\b \b")
+                elif char >= " " and char != "\x1b":
+                    typed += char
+                    sys.stderr.write(char)
+            sys.stderr.flush()
+        return typed
+
+
+@contextlib.contextmanager
+def _keys_mode(fd: int) -> Iterator[bool]:
+    """Keys one by one, not echoed by the terminal (we echo), Ctrl-C still a signal; False: no terminal."""
+    try:
+        saved = termios.tcgetattr(fd)
+    except (termios.error, ValueError, OSError):
+        yield False
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
+    quiet[6] = list(saved[6])
+    quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

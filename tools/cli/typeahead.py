@@ -6,7 +6,10 @@ whatever reads stdin next. ``TypeAhead.capturing()`` turns echo and line editing
 turn (Ctrl-C still raises SIGINT: ISIG stays on) and reads keys on a thread: printable keys
 build the line, Backspace / Ctrl-U / Ctrl-W edit it, Enter queues it as the next message, Esc
 calls ``on_escape`` (the command line plugs its interrupt in there), Ctrl-D on an empty line
-means leave once the queue is done. The line being typed and the
+means leave once the queue is done, Up takes the last queued message back into the line to edit
+(Ctrl-U then drops it). Bracketed paste is switched on for the turn, so a pasted block joins
+the line whole (folded by ``fold``, see attach.Pastes) instead of queueing one message per
+pasted line. The line being typed and the
 queue are shown by the renderer's ``typing(typed, queued)`` at the foot of its live region, never
 inside the reply. When the turn ends the terminal is put back as it was; the queued messages are
 sent one by one, and an unfinished line is handed to the next prompt to finish.
@@ -27,6 +30,24 @@ from typing import Any
 __all__ = ["TypeAhead"]
 
 _WORD_SEPARATORS = " \t"
+_PASTE_ON, _PASTE_OFF = "\x1b[?2004h", "\x1b[?2004l"
+_PASTE_START, _PASTE_END = "\x1b[200~", "\x1b[201~"
+
+
+def _partial_marker(text: str, start: int) -> str:
+    """The tail of ``text`` that could be the start of the paste's end marker, cut by a read."""
+    for size in range(min(len(_PASTE_END) - 1, len(text) - start), 0, -1):
+        if _PASTE_END.startswith(text[-size:]):
+            return text[-size:]
+    return ""
+
+
+def _write_terminal(sequence: str) -> None:
+    """A mode switch for the terminal the keys come from (stdout is that terminal when we capture)."""
+    with contextlib.suppress(OSError, ValueError):
+        if sys.stdout.isatty():
+            sys.stdout.write(sequence)
+            sys.stdout.flush()
 
 
 class TypeAhead:
@@ -38,8 +59,10 @@ class TypeAhead:
         show: Callable[[str, list[str]], None] | None = None,
         *,
         on_escape: Callable[[], None] | None = None,
+        fold: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.fd = fd
+        self.fold = fold
         self.show = show or (lambda typed, queued: None)
         self.on_escape = on_escape
         self.typed = ""
@@ -50,6 +73,8 @@ class TypeAhead:
         self._thread: threading.Thread | None = None
         self._saved: list[Any] | None = None  # terminal attributes to restore
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pasting: list[str] | None = None  # inside a bracketed paste: what it held so far
+        self._pending = ""  # an escape sequence cut by the end of a read
 
     @classmethod
     def for_terminal(cls, renderer: object, on_escape: Callable[[], None] | None = None) -> TypeAhead | None:
@@ -79,6 +104,10 @@ class TypeAhead:
     def leftover(self) -> str:
         """The unfinished line typed during the last turn, handed over (and forgotten here)."""
         with self._lock:
+            if self._pasting is not None:  # the turn ended inside a paste: keep what came of it
+                self.typed += self.fold("".join(self._pasting))
+                self._pasting = None
+            self._pending = ""
             typed, self.typed = self.typed, ""
             return typed
 
@@ -114,14 +143,15 @@ class TypeAhead:
     def _start(self) -> None:
         try:
             saved = termios.tcgetattr(self.fd)
-        except termios.error:
-            return  # not a terminal after all: nothing to capture
+        except (termios.error, ValueError, OSError):
+            return  # no terminal (fd -1, a pipe, a closed stdin): nothing to capture
         quiet = list(saved)
         quiet[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
         quiet[6] = list(saved[6])
         quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
         self._saved = saved  # before the change: whatever happens next, _finish puts it back
         termios.tcsetattr(self.fd, termios.TCSANOW, quiet)
+        _write_terminal(_PASTE_ON)
         self._stop.clear()
         self._thread = threading.Thread(target=self._read_keys, name="typeahead", daemon=True)
         self._thread.start()
@@ -133,7 +163,8 @@ class TypeAhead:
             self._thread.join(timeout=1)
             self._thread = None
         if self._saved is not None:
-            with contextlib.suppress(termios.error):
+            _write_terminal(_PASTE_OFF)
+            with contextlib.suppress(termios.error, ValueError, OSError):
                 termios.tcsetattr(self.fd, termios.TCSANOW, self._saved)
             self._saved = None
 
@@ -154,19 +185,38 @@ class TypeAhead:
 
     def feed(self, data: bytes) -> None:
         """Apply keys as read from the terminal (one read: an Esc alone in it is the Esc key)."""
-        text = self._decoder.decode(data)
+        text = self._pending + self._decoder.decode(data)
+        self._pending = ""
         escape = False
         with self._lock:
             index = 0
             while index < len(text):
+                if self._pasting is not None:  # everything up to the paste's end marker is text
+                    end = text.find(_PASTE_END, index)
+                    if end < 0:
+                        kept = _partial_marker(text, index)
+                        self._pasting.append(text[index:len(text) - len(kept)])
+                        self._pending = kept
+                        break
+                    self._pasting.append(text[index:end])
+                    self.typed += self.fold("".join(self._pasting))
+                    self._pasting, index = None, end + len(_PASTE_END)
+                    continue
                 char = text[index]
                 index += 1
                 if char == "\x1b":
-                    if index < len(text) and text[index] in "[O":  # an arrow or function key: skipped
-                        index += 1
-                        while index < len(text) and not ("@" <= text[index] <= "~"):
-                            index += 1
-                        index += 1
+                    if text.startswith(_PASTE_START[1:], index):
+                        self._pasting, index = [], index + len(_PASTE_START) - 1
+                    elif index < len(text) and text[index] in "[O":  # an arrow or function key
+                        end = index + 1
+                        while end < len(text) and not ("@" <= text[end] <= "~"):
+                            end += 1
+                        if end >= len(text):  # cut by the read: wait for the rest
+                            self._pending = text[index - 1:]
+                            break
+                        if text[index:end + 1] in ("[A", "OA"):  # Up: the last queued message back
+                            self._take_back()
+                        index = end + 1
                     else:
                         escape = True
                 elif char in "\r\n":
@@ -188,6 +238,12 @@ class TypeAhead:
         self._shown()
         if escape and self.on_escape is not None:
             self.on_escape()
+
+    def _take_back(self) -> None:
+        """Up: the newest queued message becomes the line being typed (what was typed goes first)."""
+        if self.queued:
+            last = self.queued.pop()
+            self.typed = f"{last} {self.typed}".rstrip() if self.typed.strip() else last
 
     def _shown(self) -> None:
         with self._lock:

@@ -42,7 +42,7 @@ from midstream.tools.events import (
 
 __all__ = [
     "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
-    "headless", "outcome_line", "preview_rows", "shorten", "stream_record",
+    "headless", "outcome_line", "preview_rows", "shorten",
 ]
 
 
@@ -273,11 +273,6 @@ class PlainRenderer(Quiet):
         self._err.flush()
 
 
-def stream_record(event: Event) -> dict[str, Any]:
-    """The one translation of an event into a stream-json object: the JSON lines and the browser view's SSE."""
-    return {"event": type(event).__name__, **dataclasses.asdict(event)}
-
-
 class JsonRenderer(Quiet):
     """One JSON object per event on stdout, for scripts and editors."""
 
@@ -286,7 +281,8 @@ class JsonRenderer(Quiet):
         self._lock = threading.Lock()
 
     def show(self, event: Event) -> None:
-        line = json.dumps(stream_record(event), ensure_ascii=False, default=str)
+        record = {"event": type(event).__name__, **dataclasses.asdict(event)}
+        line = json.dumps(record, ensure_ascii=False, default=str)
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()

@@ -1,18 +1,20 @@
-"""The hub: a renderer that numbers every event, keeps the page's state and fans records out to tabs.
+"""The hub: a renderer that numbers every record, keeps the page's state and fans records out to tabs.
 
 ``Hub.show`` runs on the loop's threads, under one lock, and never does I/O: it folds the event
-into the ``View``, turns it into its stream-json record (``stream_record``, the one translation),
-keeps the record in a bounded replay log, and appends it to each subscriber's bounded queue. A tab
-whose queue is full is cut off (its connection ends; the browser reconnects and catches up from
-the replay log or a fresh snapshot), so a slow or gone tab never holds the loop back.
+into the ``View``, has the stream-json renderer (tools/ui/stream_json.py, the one vocabulary) turn
+it into its lines, keeps each in a bounded replay log, and appends it to every subscriber's
+bounded queue. A tab whose queue is full is cut off (its connection ends; the browser reconnects
+and catches up from the replay log or a fresh snapshot), so a slow or gone tab never holds the
+loop back.
 
 Every record carries ``t``, milliseconds since the epoch when the hub saw it (the timeline needs
 it); the SSE ``id:`` is its number. Page-only records (``Snapshot``, ``Rendered``,
-``SessionUsage``) are numbered in the same sequence.
+``SessionUsage``, ``ToolPreview``, ``Note``) are numbered in the same sequence.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from midstream.tools.events import Event
-from midstream.tools.ui.render import stream_record
+from midstream.tools.ui.stream_json import StreamJsonRenderer
 from midstream.tools.web.view import View
 
 __all__ = ["Hub", "Subscriber"]
@@ -78,6 +80,10 @@ class Hub:
         self.view = view or View()
         self._clock = clock
         self._lock = threading.Lock()
+        self._lines = io.StringIO()  # where the stream-json renderer writes, emptied after each event
+        session = self.view.session
+        self._stream_json = StreamJsonRenderer(self._lines, model=str(session.get("model") or ""),
+                                               session_id=str(session.get("session_id") or ""))
         self._number = 0
         self._log: deque[tuple[int, bytes]] = deque()
         self._log_bytes = 0
@@ -91,7 +97,14 @@ class Hub:
         with self._lock:
             at = self._clock() * 1000
             extra = self.view.apply(event, at)
-            self._publish({**stream_record(event), "t": at})
+            self._stream_json.show(event)
+            stamp = f', "t": {at:.1f}}}'
+            written = self._lines.getvalue()
+            self._lines.seek(0)
+            self._lines.truncate()
+            for line in written.splitlines():  # each a JSON object: its closing brace gets the time before it
+                if line.strip():
+                    self._publish_data(line.rstrip()[:-1] + stamp)
             for record in extra:
                 self._publish({**record, "t": at})
 
@@ -125,8 +138,11 @@ class Hub:
             self._subscribers.clear()
 
     def _publish(self, record: dict[str, Any]) -> None:
+        self._publish_data(json.dumps(record, ensure_ascii=False, default=str))
+
+    def _publish_data(self, line: str) -> None:
         self._number += 1
-        data = frame(self._number, record)
+        data = f"id: {self._number}\ndata: {line}\n\n".encode()
         self._log.append((self._number, data))
         self._log_bytes += len(data)
         while len(self._log) > REPLAY_EVENTS or self._log_bytes > REPLAY_BYTES:
@@ -134,3 +150,4 @@ class Hub:
         for subscriber in self._subscribers:
             subscriber.put(data)
         self._subscribers = [s for s in self._subscribers if not s.cut]
+
