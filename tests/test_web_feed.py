@@ -271,3 +271,41 @@ def test_a_long_block_without_blank_lines_is_rendered_a_few_times_not_once_per_l
     assert len(rendered) < 200  # every line while it is short, then each time it has doubled
     assert streaming.segments[-1].count("<li>") == 20_000 and streaming.chars == sum(
         len(f"- item {n} of a very long list\n") for n in range(20_000))
+
+
+def test_the_stream_carries_exactly_the_stream_json_lines_of_the_real_loop(workspace):
+    import io
+
+    from midstream.agent import Agent, AgentConfig
+    from midstream.tools import builtin_tools
+    from midstream.tools.registry import ToolRegistry
+    from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+    from midstream.tools.ui.stream_json import StreamJsonRenderer
+    from midstream.tools.web.broadcast import Broadcast
+
+    (workspace / "a.txt").write_text("alpha\n")
+    server = ScriptedServer([reply(Text("Reading.\n\n"), ToolUse("r1", "read_file", {"path": "a.txt"})),
+                             reply(Text("It says **alpha**."))])
+    printed = io.StringIO()
+    broadcast = Broadcast(StreamJsonRenderer(printed, model="m", session_id="s"))
+    hub = Hub(View(session={"model": "m", "session_id": "s"}))
+    broadcast.add(hub.show)
+    with server:
+        agent = Agent(AgentConfig(workspace=workspace, base_url=server.url, api_key="k", model="m",
+                                  system_prompt="t", prompt_cache=False, tell_date=False),
+                      tools=ToolRegistry(builtin_tools()), renderer=broadcast)
+        try:
+            agent.send("read a.txt")
+        finally:
+            agent.close()
+    start, _ = hub.subscribe(last_id=0)
+    page_only = {"Rendered", "SessionUsage", "ToolPreview", "Note"}
+    streamed = [_data(f) for f in start if _data(f)["event"] not in page_only]
+    lines = [json.loads(line) for line in printed.getvalue().splitlines()]
+
+    def same(record: dict) -> dict:
+        return {k: v for k, v in record.items() if k not in ("t", "duration_ms", "duration_api_ms")}
+
+    assert [same(r) for r in streamed] == [same(r) for r in lines]
+    assert all(isinstance(r["t"], float) for r in streamed)
+    assert {"assistant", "user", "result", "event"} <= {r["type"] for r in streamed}
