@@ -119,7 +119,7 @@ def test_text_and_a_tools_live_output_appear_while_the_reply_streams_and_the_bar
             turn = session.send("run the steps, then fix add")
             page.wait_for_selector(".card[data-id=t1] .target:text('for i in 1 2 3 4')")
             page.wait_for_selector(".card[data-id=t1] .out:text('step 2')")
-            page.wait_for_function("[...document.querySelectorAll('.md')].some(m => "
+            page.wait_for_function("() => [...document.querySelectorAll('.md')].some(m => "
                                    "m.textContent.includes('While the steps run'))")
             assert "sent:message_stop" not in server.log  # both were on the page before the reply ended
             _shot(page, "during-turn", tmp_path)
@@ -168,6 +168,38 @@ def test_two_tabs_show_the_same_and_a_tab_opened_mid_turn_catches_up(browser, wo
             assert "say so first" in thinking.inner_text()
             assert [b["key"] for b in _bars(early)] == [b["key"] for b in _bars(late)]
             assert early.inner_text("#usage") == late.inner_text("#usage") != ""
+            fresh = browser.new_page()  # and one that saw nothing of it: the snapshot alone
+            fresh.goto(session.url)
+            fresh.wait_for_selector(".md h1:text('Done')")
+            assert fresh.inner_text("#log") == early.inner_text("#log")
+        finally:
+            session.close()
+
+
+def test_a_tab_cut_off_mid_turn_reconnects_and_catches_up_with_what_it_missed(browser, workspace):
+    server = ScriptedServer([
+        reply(Text("One line after another.\n" * 30, chunk=8, delay=0.02),
+              ToolUse("t1", "bash", {"command": "for i in 1 2 3; do echo tick $i; sleep 0.3; done"})),
+        reply(Text("Finished **at last**.")),
+    ])
+    with server:
+        session = Session(server, workspace)
+        try:
+            page = browser.new_page()
+            page.goto(session.url)
+            page.wait_for_selector("#state:text('idle')")
+            turn = session.send("go")
+            page.wait_for_function("() => [...document.querySelectorAll('.md')].some(m => "
+                                   "m.textContent.includes('another'))")
+            session.view.server.hub.close()  # every stream ends, as when a tab falls too far behind
+            page.wait_for_selector("#state:text('reconnecting')")
+            turn.join(20)
+            page.wait_for_selector(".md strong:text('at last')")  # reconnected (Last-Event-ID) and caught up
+            fresh = browser.new_page()
+            fresh.goto(session.url)
+            fresh.wait_for_selector(".md strong:text('at last')")
+            assert page.inner_text("#log") == fresh.inner_text("#log")
+            assert page.inner_text("#log").count("One line after another.") == 30  # nothing twice, nothing lost
         finally:
             session.close()
 
@@ -226,7 +258,7 @@ def test_a_foreign_page_can_neither_stop_nor_answer_even_knowing_the_token(brows
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
-            page.wait_for_function("document.title.startsWith('done:')")
+            page.wait_for_function("() => document.title.startsWith('done:')")
             outcomes = page.title().removeprefix("done:").split(",")
             assert outcomes[0] == "rejected:blocked"  # the custom header needs a preflight, which is refused
             assert outcomes[3] == "rejected:blocked"  # reading the stream cross-origin: no CORS headers, no data
@@ -335,6 +367,8 @@ def test_the_page_stops_the_real_program_as_esc_does(browser, workspace):
             program.child.expect("› ")
             program.child.sendline("and now?")
             program.child.expect("Fine, stopped")
+            program.child.sendline("/web")  # asked again: the same view, the same line
+            program.child.expect(re.escape(f"browser view: {program.url}"))
             messages = server.requests[-1]["body"]["messages"]
             assert [m["role"] for m in messages] == ["user", "assistant", "user"]
             (result,) = [b for b in messages[2]["content"] if b["type"] == "tool_result"]
