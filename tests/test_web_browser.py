@@ -300,14 +300,18 @@ class Program:
         self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--web", *args],
                                    cwd=str(workspace), env=env, dimensions=(30, 120), timeout=20,
                                    encoding="utf-8")
+        if os.environ.get("MIDSTREAM_PTY_LOG"):
+            self.child.logfile_read = open(os.environ["MIDSTREAM_PTY_LOG"], "w")  # noqa: SIM115
         self.child.expect(r"browser view: (http://127\.0\.0\.1:\d+/\?token=[\w-]+)")
         self.url = self.child.match.group(1)
         self.child.expect("› ")
 
     def close(self) -> None:
+        """Leave (Ctrl-D); a program still busy with a question is ended rather than masking a failure."""
         if self.child.isalive():
             self.child.sendeof()
-            self.child.expect(pexpect.EOF)
+            if self.child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=10) == 1:
+                self.child.terminate(force=True)
         self.child.close()
 
 
@@ -332,7 +336,7 @@ def test_a_question_reaches_every_tab_and_the_terminal_and_the_first_answer_clos
             assert "+from the page" in late.inner_text(".question .diff")  # what it would write
             late.click(".question button.yes")
             program.child.expect(re.escape("yes (answered in the browser)"))  # the terminal's question closed
-            watching.wait_for_selector(".question", state="detached")
+            watching.wait_for_selector(".question:has-text('Writing approved.txt?')", state="detached")
             assert wait_until(lambda: (workspace / "approved.txt").exists())
             # The next question, answered in the terminal: the page's copy closes.
             program.child.expect(re.escape("Writing refused.txt? [y]es / [n]o / [a]lways this session: "))
