@@ -235,6 +235,31 @@ def test_stop_in_the_page_ends_a_sleep_30_at_once_and_the_next_request_is_valid(
             session.close()
 
 
+def test_a_destructive_commands_countdown_shows_in_the_page_and_its_stop_means_it_never_runs(browser, workspace,
+                                                                                              tmp_path):
+    (workspace / "build").mkdir()
+    (workspace / "build" / "keep.txt").write_text("precious\n")
+    server = ScriptedServer([reply(ToolUse("d1", "bash", {"command": "rm -rf build"})), reply(Text("Understood."))])
+    with server:
+        session = Session(server, workspace, grace_seconds=30.0)
+        try:
+            page = browser.new_page()
+            page.goto(session.url)
+            turn = session.send("clean up")
+            countdown = page.wait_for_selector(".card[data-id=d1][data-state=grace] .countdown")
+            assert "rm -rf build" in countdown.inner_text() and "runs in" in countdown.inner_text()
+            assert "build" in countdown.inner_text().split("→", 1)[1]  # what it would destroy
+            _shot(page, "countdown", tmp_path)
+            assert "queued" in page.get_attribute(".bar[data-key=d1]", "class")  # not running yet: waiting out its window
+            page.click(".card[data-id=d1] .countdown button")
+            turn.join(10)
+            assert not turn.is_alive() and session.ended[0].stop_reason == "interrupted"
+            assert (workspace / "build" / "keep.txt").read_text() == "precious\n"  # it never ran
+            page.wait_for_selector(".card[data-id=d1][data-state=failed]")
+        finally:
+            session.close()
+
+
 def test_a_foreign_page_can_neither_stop_nor_answer_even_knowing_the_token(browser, workspace):
     server = ScriptedServer([reply(Text("x"))])
     with server:
