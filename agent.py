@@ -287,6 +287,9 @@ class Agent:
     def _run(self) -> TurnEnded:
         self.busy, self.interrupting, self._leave = True, False, False
         try:
+            self.tools.between_turns(lambda: self.interrupting)  # MCP tools join here, never within a turn
+            if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
+                return self._stop_for_the_person(None, [])
             return self._requests_until_done()
         finally:
             self.undo.end_turn()
@@ -334,7 +337,7 @@ class Agent:
                     return self._end("refusal", ok=False, message="the model refused this request")
                 case other:
                     return self._end(other, ok=False, message=f"unexpected stop reason {other!r}")
-        return self._end(None, ok=False, message=f"stopped after {self.config.max_requests} model requests")
+        return self._end("max_requests", ok=False, message=f"stopped after {self.config.max_requests} model requests")
 
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage

@@ -5,6 +5,7 @@ Fixtures stay in conftest.py; everything a test module imports comes from here.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx2
 import pexpect
+import pyte
 from midstream.tools.conversation.transcript import state_dir
 from midstream.tools.events import Event, Quiet
 from midstream.tools.registry import Access, ToolContext, ToolError, Wording, tool
@@ -186,3 +188,41 @@ def processes_with(marker: str) -> list[str]:
         if marker in cmdline and "pytest" not in cmdline:
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+ROWS = 30
+
+
+class Terminal:
+    """The program in a pty; everything it writes is kept, and replayed into a pyte screen on demand."""
+
+    def __init__(self, server: ScriptedServer, workspace: Path, columns: int, *args: str) -> None:
+        self.columns = columns
+        self.bytes = io.BytesIO()
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        mode = [] if "--mode" in args else ["--mode", "auto"]  # these tests are about the screen, not permissions
+        self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *mode, *args],
+                                   cwd=str(workspace), env=env, dimensions=(ROWS, columns), timeout=20)
+        self.child.logfile_read = self.bytes
+
+    def expect(self, pattern: str | bytes) -> None:
+        self.child.expect(pattern.encode() if isinstance(pattern, str) else pattern)
+
+    def lines(self) -> list[str]:
+        """Scrollback then screen, one string per row, trailing blanks dropped."""
+        screen = pyte.HistoryScreen(self.columns, ROWS, history=100_000)
+        stream = pyte.ByteStream(screen)
+        stream.feed(self.bytes.getvalue())
+        rows = [_row(line, self.columns) for line in screen.history.top]
+        rows += [line.rstrip() for line in screen.display]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows
+
+    def finish(self) -> None:
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+
+
+def _row(line: dict, columns: int) -> str:
+    return "".join(line[x].data for x in range(columns)).rstrip()

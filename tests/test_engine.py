@@ -203,6 +203,7 @@ def test_max_requests_stops_a_runaway_loop(make_agent):
         agent, _ = make_agent(server, max_requests=3)
         ended = agent.send("loop")
     assert not ended.ok and "3 model requests" in ended.message
+    assert ended.stop_reason == "max_requests"  # a fact for -p's exit and stream-json's subtype, not words
     assert len(server.requests) == 3
     # The last tool turn still got its results: history stays valid for the next message.
     assert agent.history[-1]["content"][0]["type"] == "tool_result"

@@ -250,7 +250,7 @@ def test_a_destructive_commands_countdown_shows_in_the_page_and_its_stop_means_i
             assert "rm -rf build" in countdown.inner_text() and "runs in" in countdown.inner_text()
             assert "build" in countdown.inner_text().split("→", 1)[1]  # what it would destroy
             _shot(page, "countdown", tmp_path)
-            assert "queued" in page.get_attribute(".bar[data-key=d1]", "class")  # not running yet: waiting out its window
+            assert "queued" in page.get_attribute(".bar[data-key=d1]", "class")  # waiting out its window
             page.click(".card[data-id=d1] .countdown button")
             turn.join(10)
             assert not turn.is_alive() and session.ended[0].stop_reason == "interrupted"

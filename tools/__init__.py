@@ -11,6 +11,7 @@
 - ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, retries
 - ``conversation/``  what the API accepts as history, transcripts, prompt caching, usage and cost
 - ``ui/``            the terminal, plain-text and JSON renderers
+- ``mcp/``           MCP servers' tools as tools: config, the event-loop thread, progress, cancellation
 - ``testing/``       scripted model servers on loopback, for ``--demo`` and the tests
 - ``cli/``           the command line, the demo, the log file, the interactive prompt
 - ``_package/``      the installed package's root (``midstream``): see its docstring

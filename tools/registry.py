@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from midstream.tools.schema import schema_from_signature, validate
 
@@ -37,6 +37,7 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolResult",
+    "ToolSource",
     "Wording",
     "counted",
     "tool",
@@ -325,11 +326,41 @@ def tool(
     return wrap
 
 
-class ToolRegistry:
-    """The tools the model may call, in a stable order (stable bytes keep the prompt cache warm)."""
+class ToolSource(Protocol):
+    """Tools that come and go with something outside midstream (MCP servers): asked between turns."""
 
-    def __init__(self, tools: Iterable[Tool]) -> None:
-        self._tools = {t.name: t for t in sorted(tools, key=lambda t: t.name)}
+    def tools_for_turn(self, stop: Callable[[], bool]) -> list[Tool]: ...
+
+
+class ToolRegistry:
+    """The tools the model may call, in a stable order (stable bytes keep the prompt cache warm).
+
+    Built-ins come first, sorted; a source's tools follow them, sorted, and change only when
+    ``between_turns`` is called (the loop does so before each user message), so the tools a request
+    carries never change within a turn and the prompt cache breaks at most once when a source grows.
+    """
+
+    def __init__(self, tools: Iterable[Tool], sources: Iterable[ToolSource] = ()) -> None:
+        self._builtin = {t.name: t for t in sorted(tools, key=lambda t: t.name)}
+        self._sources = list(sources)
+        self._tools = dict(self._builtin)
+
+    def add_source(self, source: ToolSource) -> None:
+        self._sources.append(source)
+
+    @property
+    def sources(self) -> tuple[ToolSource, ...]:
+        return tuple(self._sources)
+
+    def between_turns(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Let the sources' tools join (or leave); ``stop`` ends a wait for them early (Ctrl-C)."""
+        if not self._sources:
+            return
+        joined = sorted((t for s in self._sources for t in s.tools_for_turn(stop) if t.name not in self._builtin),
+                        key=lambda t: t.name)
+        tools = {**self._builtin, **{t.name: t for t in joined}}
+        if list(tools.items()) != list(self._tools.items()):
+            self._tools = tools  # one assignment: tool threads reading get() see the old or the new table
 
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema() for t in self._tools.values()]

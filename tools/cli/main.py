@@ -38,6 +38,9 @@ from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MOD
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
 
+if TYPE_CHECKING:
+    from midstream.tools.mcp import McpServers
+
 __all__ = ["config_from_environment", "main", "parse_args"]
 
 DEFAULT_MODELS = {"anthropic": DEFAULT_MODEL, "openai": DEFAULT_OPENAI_MODEL}
@@ -154,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = _tools()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
                          session_id=transcript.id)
+    mcp = _mcp_servers(args, config, settings, transcript, renderer, headless=task is not None)
+    if mcp is not None:
+        tools.add_source(mcp)  # its tools join between turns
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
     from midstream.tools.questions import Questions
@@ -198,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         web.close()
         agent.close()
+        if mcp is not None:
+            mcp.close()
         _close(renderer, args)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
@@ -347,6 +355,39 @@ def _tools() -> ToolRegistry:
     from midstream.tools import default_registry
 
     return default_registry()
+
+
+def _mcp_servers(args: argparse.Namespace, config: AgentConfig, settings: Settings, transcript: Transcript,
+                 renderer: Renderer, *, headless: bool) -> McpServers | None:
+    """MCP servers, connecting in the background from here on; only a `required` one delays the start."""
+    if not args.mcp_config and not settings.tables.get("mcp_servers") and not (config.workspace / ".mcp.json").exists():
+        return None  # the common case costs one stat
+    from midstream.tools.mcp import ConfigError, open_servers
+
+    def say(line: str) -> None:
+        renderer.say(f"midstream: {line}", style="yellow")
+
+    try:
+        servers = open_servers(config.workspace, mcp_configs=args.mcp_config, tables=settings.tables.get(
+            "mcp_servers", []), api_key=config.api_key, headless=headless, session_dir=transcript.path.with_suffix(""),
+            state_dir=state_dir(), environ=dict(os.environ), say=say)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    if servers is None:
+        return None
+    servers.start()
+    if held := servers.held_line():
+        say(held)
+    if servers.required:  # the person asked not to start without them
+        try:
+            servers.wait_for(servers.required)
+        except KeyboardInterrupt:  # before the loop's Ctrl-C handling is installed
+            servers.close()
+            raise SystemExit(130) from None
+        if why := servers.failed_required():
+            servers.close()
+            raise _fail(why)
+    return servers
 
 
 def _start_logging(config: AgentConfig) -> None:

@@ -175,6 +175,9 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         shown = "; ".join(note for note in notes if note)
         parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
                             help=f"{option.help} ({shown})" if shown else option.help)
+    parser.add_argument("--mcp-config", action="append", default=[], metavar="FILE",
+                        help="MCP servers from this JSON file (Claude Code's .mcp.json shape) or inline JSON; "
+                             "may be repeated; they start in -p too")
     parser.add_argument("--undo", action="store_true",
                         help="undo the last turn of this workspace's latest session (again: the turn before)")
     parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")

@@ -25,6 +25,7 @@ from midstream.tools.cli.options import OPTIONS, SettingError, check_value
 __all__ = ["Settings", "project_settings_file", "resolve", "user_settings_file"]
 
 _BY_KEY = {option.key: option for option in OPTIONS if option.key}
+TABLES = ("mcp_servers",)  # read by their own parts, not options
 
 
 def user_settings_file() -> Path:
@@ -43,6 +44,8 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Tables another part reads itself, as (file, is it the project's, value): [mcp_servers.NAME] (tools/mcp/).
+    tables: dict[str, list[tuple[Path, bool, Any]]] = field(default_factory=dict)
 
     def __getitem__(self, dest: str) -> Any:
         return self.values[dest]
@@ -87,6 +90,9 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
 def _apply_file(settings: Settings, path: Path, *, project: bool) -> None:
     data, text = _read(path)
     for key, value in data.items():
+        if key in TABLES:
+            settings.tables.setdefault(key, []).append((path, project, value))
+            continue
         line = _line_of(text, key)
         where = f"{path}:{line}" if line else str(path)
         option = _BY_KEY.get(key)

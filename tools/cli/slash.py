@@ -115,6 +115,23 @@ def _web(session: Interactive, rest: str) -> None:
     session.say(session.open_web() if session.open_web else "no browser view in this session", style="")
 
 
+def _mcp(session: Interactive, rest: str) -> None:
+    """MCP servers and their state; ``/mcp approve NAME`` starts a project server (tools/mcp/)."""
+    from midstream.tools.mcp import McpServers
+
+    servers = next((s for s in session.agent.tools.sources if isinstance(s, McpServers)), None)
+    if servers is None:
+        session.say("no MCP servers (--mcp-config FILE, a .mcp.json here, or [mcp_servers.NAME] in settings.toml)")
+        return
+    word, _, name = rest.partition(" ")
+    if word == "approve" and name.strip():
+        session.say(servers.approve(name.strip()))
+    elif rest:
+        session.say("use /mcp to list the servers, /mcp approve NAME to start a project server")
+    else:
+        session.say("\n".join(servers.describe()), style="")
+
+
 def _exit(session: Interactive, rest: str) -> str:
     return LEAVE
 
@@ -130,6 +147,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
     Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
+    Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}
 COMMANDS["quit"] = COMMANDS["exit"]

@@ -3,4 +3,5 @@
 - ``scripted_server``  the Messages API's SSE from scripted replies: timing, drops, errors, the recorded requests
 - ``scripted_chat``    the same scenarios on the Chat Completions wire
 - ``cache_model``      the Messages API's prompt-cache accounting, so scripted usage is realistic
+- ``mcp_server``       an MCP server made with the SDK (stdio or HTTP): slow with progress, echo, big, fail, hang
 """

@@ -335,7 +335,7 @@ class SummaryRenderer(Quiet):
                 case TurnEnded(stop_reason=reason, ok=ok, message=message, session=total):
                     cost = total.dollars if total.requests else None  # priced by the model each reply named
                     summary = {
-                        "type": "result", "subtype": _subtype(ok, message), "is_error": not ok,
+                        "type": "result", "subtype": _subtype(ok, reason), "is_error": not ok,
                         "session_id": self.session_id, "duration_ms": round((time.monotonic() - self._started) * 1000),
                         "num_turns": self._turns, "total_cost_usd": cost,
                         "ok": ok, "stop_reason": reason, "error": message or None,
@@ -351,8 +351,8 @@ class SummaryRenderer(Quiet):
                     self._out.flush()
 
 
-def _subtype(ok: bool, message: str) -> str:
+def _subtype(ok: bool, stop_reason: str | None) -> str:
     """Claude Code's words for how a run ended."""
     if ok:
         return "success"
-    return "error_max_turns" if message.startswith("stopped after") else "error_during_execution"
+    return "error_max_turns" if stop_reason == "max_requests" else "error_during_execution"

@@ -320,7 +320,7 @@ class TerminalRenderer:
     def _end_tools_left(self) -> None:
         """Calls still listed when the turn ends never finished here: say so, one line each."""
         for line in self._tools.values():
-            status = line.status or line.name
+            status = visible(line.status) if line.status else self._tool_status(line).removesuffix("…")
             if line.started is None:
                 self._print(Text(f"○ {status}: not run (the turn was interrupted before it started)", style="dim"))
             else:
