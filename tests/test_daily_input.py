@@ -5,7 +5,6 @@ terminal (``--plain``, ``TERM=dumb``, a pipe) is no traceback."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ import pyte
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
+from tests.helpers import program_env
+
 pytestmark = pytest.mark.process
 
 ROWS = 30
@@ -22,8 +23,7 @@ PASTE_ON, PASTE_START, PASTE_END = b"\x1b[?2004h", b"\x1b[200~", b"\x1b[201~"
 
 
 def _env(server: ScriptedServer, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    return clean | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"} | extra
+    return program_env(**({"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"} | extra))
 
 
 class Terminal:

@@ -58,8 +58,9 @@ def a_busy_reply(run: int) -> list[dict]:
 
 
 def wanted_lines(run: int, tool_line: str) -> list[str]:
+    # The fence lines are hidden behind the highlighted block (they were printed as typed before).
     return [f"› run {run}", f"Run {run}: first line of prose.", f"A second line, run {run}.", "Then some code:",
-            "```python", f"  def run_{run}():", f"      return {run}", "```", f"After the code, run {run}.",
+            f"  def run_{run}():", f"      return {run}", f"After the code, run {run}.",
             f"Last line of run {run}.", tool_line, f"Finished run {run}."]
 
 
@@ -140,11 +141,14 @@ def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(
         term.child.sendeof()
         term.finish()
     rows = term.lines()
-    assert in_order(rows, ["? Editing calc.py would change:", "    -    return a - b", "    +    return a + b",
-                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    -    return a - b"]) == [], rows
-    assert in_order(rows, ["? Editing table.py would change:", "    -value_1 = 1",
-                           "    … 68 more lines (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
-                           "    -value_1 = 1", "    … 68 more lines (+39 -39 in all)"]) == [], rows
+    # Numbered rows of both sides; a long diff folded so that added lines show beside the removed ones
+    # (it showed its first 12 rows, all removals, before).
+    assert in_order(rows, ["? Editing calc.py would change:", "    2 -     return a - b", "    2 +     return a + b",
+                           "Editing calc.py? [y]es", "✓ Edited calc.py", "    2 -     return a - b"]) == [], rows
+    assert in_order(rows, ["? Editing table.py would change:", "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
+                           "     2 - value_1 = 1", "     2 + value_1 = 2",
+                           "    63 more rows folded (+39 -39 in all)"]) == [], rows
     assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
                            "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
     assert (workspace / "table.py").read_text() == new

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
+
+from tests.helpers import program_env
 
 pytestmark = pytest.mark.process
 
@@ -23,7 +24,7 @@ def test_stream_json_has_init_assistant_user_and_a_final_result(workspace):
         broken,
         reply(Text("The notes say hello.")),
     ])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env = program_env()
     with server:
         done = subprocess.run([sys.executable, "-m", "midstream", "-p", "read", "--output-format", "stream-json",
                                "--isolation", "none"], cwd=workspace, env=env | {"ANTHROPIC_BASE_URL": server.url},

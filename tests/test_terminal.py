@@ -66,6 +66,11 @@ def region_text(renderer: TerminalRenderer) -> str:
     return capture.export_text()
 
 
+def live_rows(renderer: TerminalRenderer) -> list[str]:
+    """The region's rows but the turn's status line (``✻ Working… · esc to interrupt``)."""
+    return [row for row in region_text(renderer).splitlines() if row.strip() and "to interrupt" not in row]
+
+
 def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_stays_live():
     renderer, sink = make()
     renderer.show(RequestStarted(1, 1))
@@ -80,7 +85,7 @@ def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_
     assert "Some \x1b[1mbold\x1b[0m text\n" in out
     assert "and \x1b[1;36mcode\x1b[0m on a line\n" in out
     assert out.count("Title") == 1  # printed once, never redrawn
-    assert region_text(renderer).strip() == ""
+    assert live_rows(renderer) == []  # only the status line is left
     renderer.show(TurnEnded("end_turn", True))
 
 
@@ -122,7 +127,7 @@ def test_tool_status_lines_fill_in_run_and_are_replaced_by_outcomes():
     renderer.show(finished("b", "bash", {"command": "pytest -q"}, ToolResult(
         "..F\n1 failed, 11 passed\n[exit status 1]", True, Facts("failed", 1, detail="1 failed, 11 passed")), 2.0))
     assert "✗ Ran `pytest -q`: exit 1 (1 failed, 11 passed)" in sink.getvalue()
-    assert region_text(renderer).strip() == ""
+    assert live_rows(renderer) == []  # only the status line is left
     renderer.show(TurnEnded("end_turn", True))
 
 
@@ -134,8 +139,8 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
     renderer.show(finished("e", "edit_file", {"path": "a.py"}, ToolResult(
         f"Edited a.py: replaced 1 occurrence.\n{diff}", facts=Facts(diff=diff)), 0.0))
     out = sink.getvalue()
-    assert "✓ Edited a.py" in out and "-x = 1" in out and "+x = 2" in out
-    assert "more line" not in out  # a short diff is shown whole
+    assert "✓ Edited a.py" in out and "1 - x = 1" in out and "1 + x = 2" in out  # numbered, both sides
+    assert "folded" not in out  # a short diff is shown whole
     renderer.show(ToolGrace("r", "rm -rf build/", ("build/ (1,204 files)",), 3.0))
     region = region_text(renderer)
     assert "rm -rf build/ → build/ (1,204 files)" in region and "runs in" in region and "Ctrl-C" in region

@@ -124,6 +124,9 @@ def key_bindings(prompt: Prompt) -> KeyBindings:
     @keys.add("c-o")
     def _unfold(event: Any) -> None:
         buffer = event.current_buffer
+        if not buffer.text:  # on an empty line: the last folded diff, whole (as /diff)
+            event.app.exit(result="/diff")
+            return
         if prompt.pastes.folded(buffer.text):
             buffer.text = prompt.pastes.expand(buffer.text)
             buffer.cursor_position = len(buffer.text)

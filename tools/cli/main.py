@@ -37,6 +37,7 @@ from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MOD
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
+    from midstream.tools.ui.diffs import DiffLog
 
 if TYPE_CHECKING:
     from midstream.tools.mcp import McpServers
@@ -155,8 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     transcript, history = _open_session(args, config)
     cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
+    diffs = None
+    if task is None:  # a person may ask for what the terminal folds (/diff); -p never imports it
+        from midstream.tools.ui.diffs import DiffLog
+
+        diffs = DiffLog()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
-                         session_id=transcript.id)
+                         session_id=transcript.id, diffs=diffs, theme=settings["theme"])
     mcp = _mcp_servers(args, config, settings, transcript, renderer, headless=task is not None)
     if mcp is not None:
         tools.add_source(mcp)  # its tools join between turns
@@ -185,9 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
     renderer.show(startup_status(config.isolation, config.network))
-    session = Interactive(agent, renderer, keys)
+    session = Interactive(agent, renderer, keys, diffs=diffs)
     session.open_web = web.open
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
+    if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
+        session.say(f"replaying {args.replay} · {why_mode}", style="dim")
     if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
         said = web.open()
         if web.server is None:
@@ -198,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if task is not None:
             return _exit_code(agent.send(task))
-        return session.run(args.prompt)
+        code = session.run(args.prompt)
+        if agent.history and agent.transcript is not None:  # the way back, said on the way out
+            session.say(f"resume this session: midstream -c (or --resume {agent.transcript.id})", style="dim")
+        return code
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
@@ -275,7 +286,8 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    say("Enter sends · \\ at the end goes on · Esc or Ctrl-C stops a reply · Ctrl-D leaves · /help", style="dim")
+    say("Enter sends · Alt-Enter or \\ then Enter: a new line · Tab completes · @path attaches a file", style="dim")
+    say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
 
 
 def _stop_from_web(agent: Agent) -> bool:
@@ -436,7 +448,8 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
     return Transcript.create(config.workspace, config.model), []
 
 
-def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "") -> Renderer:
+def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "",
+              diffs: DiffLog | None = None, theme: str = "auto") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
         from midstream.tools.ui.stream_json import StreamJsonRenderer
@@ -447,10 +460,14 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
 
         return SummaryRenderer(session_id=session_id)
     if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+        from midstream.tools.ui.lines import set_theme
         from midstream.tools.ui.terminal import TerminalRenderer
+        from midstream.tools.ui.theme import background
         from rich.console import Console
 
-        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming)
+        set_theme(background(theme, ask=streaming))
+        return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming,
+                                diffs=diffs)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(stream_text=streaming)

@@ -101,8 +101,41 @@ OPTIONS: tuple[Option, ...] = (
     Option("--context-window", "context_window", int, None, "the model's context window (known for Claude "
            "models); compaction keeps within it", low=1, high=10_000_000, unit="tokens"),
     Option("--output-format", None, str, "text", "text; json: one object with the result at the "
-           "end; stream-json: one per event", choices=("text", "json", "stream-json"), field=None),
+           "end; stream-json: Claude Code's line types and midstream's live events, one per line",
+           choices=("text", "json", "stream-json"), field=None),
+    Option("--theme", "theme", str, "auto", "colours for a dark or a light terminal background (auto: the "
+           "terminal's answer, else $COLORFGBG, else dark)", choices=("auto", "dark", "light"), field=None),
 )
+
+# Where each option is listed in --help (options not named here are listed under "model and limits").
+_GROUP_OF = {
+    "provider": "model and limits", "model": "model and limits",
+    "mode": "permissions and sandbox", "grace": "permissions and sandbox", "isolation": "permissions and sandbox",
+    "network": "permissions and sandbox", "output_format": "output", "theme": "output",
+}
+_HELP_GROUPS = ("session", "model and limits", "permissions and sandbox", "output", "other")
+HELP_EPILOG = """examples:
+  midstream                                  an interactive session in this repository
+  midstream "fix the failing test"           the same, starting with this message
+  midstream -p "explain src/app.py"          one task, the answer on stdout, then exit
+  git diff | midstream -p "review this"      piped text is added after the task
+  midstream -c                               pick up the latest session here
+  midstream --demo                           an offline demo (no key, no network)
+
+environment:
+  ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL      the Messages API's key and address (any compatible server)
+  ANTHROPIC_MODEL                            the model, below --model
+  OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL   the same for --provider openai (Ollama, llama.cpp, vLLM)
+  MIDSTREAM_LOG_LEVEL                        the log file's level (default INFO)
+  XDG_CONFIG_HOME, XDG_STATE_HOME            where settings and state live (below)
+
+settings (TOML, each key as in "setting:" above; a flag wins over an environment variable, which wins
+over the files):
+  ~/.config/midstream/settings.toml          yours, for every repository
+  .midstream/settings.toml                   the repository's: may tighten safety, never loosen it
+sessions, history and logs: ~/.local/state/midstream/
+
+in a session: /help lists the commands and keys."""
 
 
 def check_value(option: Option, value: Any, where: str, *, from_text: bool) -> Any:
@@ -146,22 +179,28 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(version: str) -> argparse.ArgumentParser:
     """The parser: the table's options (their values checked later, with the settings) and the rest."""
-    parser = _Parser(prog="midstream",
+    parser = _Parser(prog="midstream", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HELP_EPILOG,
                      description="A coding agent whose tools start the moment their call is complete.")
+    groups = {name: parser.add_argument_group(name) for name in _HELP_GROUPS}
     parser.add_argument("prompt", nargs="?", help="start the interactive session with this first message")
     parser.add_argument("--version", action="version", version=f"midstream {version}")
-    parser.add_argument("-p", "--print", dest="task", metavar="TASK",
-                        help="run one task without the prompt and exit ('-' reads the task from stdin)")
-    parser.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
-    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
-    resume = parser.add_mutually_exclusive_group()
+    session = groups["session"]
+    session.add_argument("-p", "--print", dest="task", metavar="TASK",
+                         help="run one task without the prompt and exit ('-' reads the task from stdin; "
+                         "text piped in is added after it)")
+    session.add_argument("--demo", action="store_true", help="run the offline demo (no key, no network)")
+    session.add_argument("--cwd", type=Path, default=Path.cwd(), help="the workspace (default: here)")
+    resume = session.add_mutually_exclusive_group()
     resume.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
                         help="resume the latest session of this workspace")
     resume.add_argument("--resume", metavar="ID", nargs="?", const="",
                         help="resume the session with this id (without one: list this workspace's sessions)")
+    session.add_argument("--undo", action="store_true",
+                         help="undo the last turn of this workspace's latest session (again: the turn before)")
     for option in OPTIONS:
+        group = groups[_GROUP_OF.get(option.dest, "model and limits")]
         if option.kind is bool:  # a switch: present means on; the settings files may say either
-            parser.add_argument(option.flag, dest=option.dest, default=None, action="store_const", const=True,
+            group.add_argument(option.flag, dest=option.dest, default=None, action="store_const", const=True,
                                 help=f"{option.help} (setting: {option.key})" if option.key else option.help)
             continue
         if option.choices:
@@ -173,23 +212,22 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         notes.append(option.allowed() if option.low is not None else "")
         notes.append(f"setting: {option.key}" if option.key else "")
         shown = "; ".join(note for note in notes if note)
-        parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
-                            help=f"{option.help} ({shown})" if shown else option.help)
-    parser.add_argument("--mcp-config", action="append", default=[], metavar="FILE",
-                        help="MCP servers from this JSON file (Claude Code's .mcp.json shape) or inline JSON; "
-                             "may be repeated; they start in -p too")
-    parser.add_argument("--undo", action="store_true",
-                        help="undo the last turn of this workspace's latest session (again: the turn before)")
-    parser.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
-    parser.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
-    parser.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
-    parser.add_argument("--replay", type=Path, metavar="DIR",
-                        help="answer from a --record recording instead (read-only unless --mode is given)")
-    parser.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
-    parser.add_argument("--web", action="store_true", help="serve a live view of the session to a browser on "
+        group.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar,
+                           help=f"{option.help} ({shown})" if shown else option.help)
+    output, other = groups["output"], groups["other"]
+    output.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
+    output.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
+    output.add_argument("--web", action="store_true", help="serve a live view of the session to a browser on "
                         "127.0.0.1 (prints its URL; /web does it later): watch, answer and stop from any tab")
-    parser.add_argument("--web-port", type=_port, default=0, metavar="N",
+    output.add_argument("--web-port", type=_port, default=0, metavar="N",
                         help="the browser view's port (default: a free one)")
+    other.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
+    other.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
+    other.add_argument("--replay", type=Path, metavar="DIR",
+                       help="answer from a --record recording instead (read-only unless --mode is given)")
+    other.add_argument("--mcp-config", action="append", default=[], metavar="FILE",
+                       help="MCP servers from this JSON file (Claude Code's .mcp.json shape) or inline JSON; "
+                            "may be repeated; they start in -p too")
     return parser
 
 

@@ -10,7 +10,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from midstream.agent import Agent
 from midstream.tools.cli import sessions, slash
@@ -20,6 +20,10 @@ from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.questions import Asker, Question
 
+if TYPE_CHECKING:
+    from midstream.tools.ui.diffs import DiffLog
+    from rich.text import Text
+
 __all__ = ["Interactive", "confirmer"]
 
 T = TypeVar("T")
@@ -28,8 +32,9 @@ T = TypeVar("T")
 class Interactive:
     """One person at a terminal: reads messages, runs turns, catches commands."""
 
-    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead) -> None:
+    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead, diffs: DiffLog | None = None) -> None:
         self.agent = agent
+        self.diffs = diffs  # the diffs shown folded, for /diff
         self.renderer = renderer
         self.keys = keys
         self.pastes = Pastes()  # folded pastes, typed at the prompt or during a turn
@@ -52,6 +57,11 @@ class Interactive:
             yield
         finally:
             self._waiting.clear()
+
+    def show(self, rows: list[Text]) -> None:
+        """Rows of our own (a whole diff), each in its one style."""
+        for row in rows:
+            self.renderer.say(row.plain, style=str(row.style) or "none")
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""

@@ -36,15 +36,30 @@ class Command:
 
 
 def _help(session: Interactive, rest: str) -> None:
-    width = max(len(c.usage) for c in COMMANDS.values())
-    lines = [f"  {c.usage:<{width}}  {c.help}" for c in COMMANDS.values()]
-    lines.append(f"  {'!COMMAND':<{width}}  run a shell command in the sandbox; the model sees its output next")
+    import shutil
+    import textwrap
+
+    commands = list(dict.fromkeys(COMMANDS.values()))  # /quit is /exit: listed once
+    rows = [(c.usage + (" (/quit)" if c.name == "exit" else ""), c.help) for c in commands]
+    rows.append(("!COMMAND", "run a shell command in the sandbox; the model sees its output next"))
+    width = max(len(usage) for usage, _ in rows)
+    columns = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+    lines = []
+    for usage, text in rows:  # a help text that wraps keeps its column
+        wrapped = textwrap.wrap(text, max(20, columns - width - 4)) or [""]
+        lines.append(f"  {usage:<{width}}  {wrapped[0]}")
+        lines += [f"  {'':<{width}}  {more}" for more in wrapped[1:]]
     session.say("Commands:\n" + "\n".join(lines) + "\n" + KEYS_HELP, style="")
 
 
-KEYS_HELP = """Keys: Esc or Ctrl-C stops what is running (a reply, tools, a destructive command's countdown).
-      Ctrl-C twice on an empty prompt, or Ctrl-D, leaves. End a line with \\ to go on.
-Session: saved as you go; `midstream -c` picks it up again, `midstream --resume` lists sessions."""
+KEYS_HELP = """Keys: Enter sends; Alt-Enter, or \\ then Enter, starts a new line.
+      Tab completes /commands and paths; @path attaches a file or a listing.
+      A long paste is one [pasted N lines]: Ctrl-O shows it (empty line: /diff).
+      Esc or Ctrl-C stops a reply, tools, a countdown; Esc at a question: no.
+      Esc Esc clears the line. Up: history (in a reply: the last queued line).
+      Ctrl-C twice on an empty prompt, or Ctrl-D, leaves.
+Session: saved as you go; `midstream -c` picks it up again,
+         `midstream --resume` lists this workspace's sessions."""
 
 
 def _clear(session: Interactive, rest: str) -> None:
@@ -132,6 +147,21 @@ def _mcp(session: Interactive, rest: str) -> None:
         session.say("\n".join(servers.describe()), style="")
 
 
+def _diff(session: Interactive, rest: str) -> None:
+    """The last folded diff (or the Nth last) printed whole."""
+    from midstream.tools.ui.diffs import full
+
+    back = int(rest) if rest.isdigit() else 1
+    found = session.diffs.get(back) if session.diffs is not None else None
+    if found is None:
+        kept = len(session.diffs) if session.diffs is not None else 0
+        session.say("no folded diff to show" if not kept else f"only {kept} folded diff{'s' * (kept != 1)} so far")
+        return
+    title, diff = found
+    session.renderer.say(f"{title}: the whole diff", style="bold")
+    session.show(full(diff))
+
+
 def _exit(session: Interactive, rest: str) -> str:
     return LEAVE
 
@@ -148,6 +178,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
     Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
     Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),
+    Command("diff", "/diff [N]", "show the last folded diff whole (N: the Nth last); Ctrl-O on an empty line too",
+            _diff),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}
 COMMANDS["quit"] = COMMANDS["exit"]

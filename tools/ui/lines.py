@@ -5,19 +5,28 @@ showed (a paragraph reflows, a list renumbers, a code block gets its frame); tha
 lines used to vanish. Here each line is styled on its own, from what it says and whether it is
 inside a fenced code block: headings (left-aligned), bullets, numbered items, quotes, rules,
 inline ``code``, **bold**, *italic*, ~~strike~~ and [links](url). Code inside a fence is
-highlighted line by line. Tables stay as the model wrote them.
+highlighted line by line, the fence lines themselves hidden. A list item or quote that wraps keeps
+its indent on every row (a hanging indent). A table is the one thing held back: its rows wait
+(shown raw in the live region) until the line after the table, then it is drawn once with box
+characters, each cell wrapped to fit the width. ``Blocks`` keeps that state for one reply.
+
+Single newlines inside a paragraph stay line breaks: joining them would mean holding every
+paragraph back until it ends, and a model's single newlines are mostly meant as breaks.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any, Literal
 
+from rich import box
 from rich.style import Style
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 
-__all__ = ["FENCE", "code_line", "markdown_line", "visible"]
+__all__ = ["FENCE", "Blocks", "code_line", "markdown_line", "set_theme", "table", "visible"]
 
 FENCE = re.compile(r"^\s{0,3}(```+|~~~+)\s*([\w+#.-]*)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -72,25 +81,128 @@ def inline(text: str, style: str | Style = "") -> Text:
     return out
 
 
-def markdown_line(line: str) -> Text:
-    """One line of prose Markdown (not inside a code fence), styled."""
+def markdown_line(line: str) -> Text | Table:
+    """One line of prose Markdown (not inside a code fence), styled; an item or quote that wraps keeps
+    its indent (a two-column grid: the marker, then the text wrapping beside it)."""
     if match := _HEADING.match(line):
         level = len(match.group(1))
         return inline(match.group(2), _HEADING_STYLES[level])
     if _RULE.match(line):
         return Text("─" * 40, style="dim")
     if match := _BULLET.match(line):
-        return Text(match.group(1) + "• ").append_text(inline(match.group(2)))
+        return _hanging(Text(match.group(1) + "• "), inline(match.group(2)))
     if match := _NUMBERED.match(line):
-        return Text(f"{match.group(1)}{match.group(2)} ").append_text(inline(match.group(3)))
+        return _hanging(Text(f"{match.group(1)}{match.group(2)} "), inline(match.group(3)))
     if match := _QUOTE.match(line):
-        return Text("▌ ", style="dim").append_text(inline(match.group(1), "italic"))
+        return _hanging(Text("▌ ", style="dim"), inline(match.group(1), "italic"))
+    if match := _INDENTED.match(line):  # a list item's continuation line
+        return _hanging(Text(match.group(1)), inline(match.group(2)))
     return inline(line)
+
+
+_INDENTED = re.compile(r"^(\s{2,})(\S.*)$")
+
+
+def _hanging(marker: Text, text: Text) -> Table:
+    grid = Table.grid(padding=0)
+    grid.add_column(width=marker.cell_len, no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row(marker, text)
+    return grid
+
+
+_TABLE_ROW = re.compile(r"^\s{0,3}\|.*\|\s*$")
+_SEPARATOR_CELL = re.compile(r"^\s*:?-{1,}:?\s*$")
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip()[1:-1]
+    cells, cell, escaped = [], "", False
+    for char in inner:
+        if char == "|" and not escaped:
+            cells.append(cell.strip())
+            cell = ""
+            continue
+        escaped = char == "\\" and not escaped
+        cell += char
+    cells.append(cell.strip())
+    return [c.replace("\\|", "|") for c in cells]
+
+
+def table(rows: list[str]) -> Table | None:
+    """A Markdown table (header, separator, body rows) drawn with box characters; None if it is none."""
+    if len(rows) < 2 or not all(_SEPARATOR_CELL.match(c) for c in _cells(rows[1])):
+        return None
+    header, aligns = _cells(rows[0]), _cells(rows[1])
+    drawn = Table(box=box.ROUNDED, show_header=True, header_style="bold", expand=False, pad_edge=True)
+    for index, title in enumerate(header):
+        spec = aligns[index].strip() if index < len(aligns) else ""
+        justify: Literal["left", "center", "right"] = (
+            "center" if spec.startswith(":") and spec.endswith(":") else "right" if spec.endswith(":") else "left")
+        drawn.add_column(inline(title), justify=justify, overflow="fold")
+    for row in rows[2:]:
+        cells = _cells(row)
+        cells = (cells + [""] * len(header))[:len(header)]
+        drawn.add_row(*[inline(cell) for cell in cells])
+    return drawn
+
+
+class Blocks:
+    """One reply's Markdown state: the open code fence and the table rows held back."""
+
+    def __init__(self) -> None:
+        self.fence: str | None = None  # the language of an open code block ("" when unnamed)
+        self.held: list[str] = []  # rows of a table not yet ended
+
+    def feed(self, line: str) -> list[Any]:
+        """A finished line: what to print now (nothing for a fence line or a held table row)."""
+        out: list[Any] = []
+        if self.fence is None and _TABLE_ROW.match(line):
+            self.held.append(line)
+            if len(self.held) == 2 and table(self.held) is None:  # no separator row: not a table
+                out.append(markdown_line(self.held.pop(0)))
+            return out
+        out += self.flush()
+        if (fence := FENCE.match(line)) is not None:
+            self.fence = fence.group(2) if self.fence is None else None
+            return out
+        out.append(code_line(line, self.fence) if self.fence is not None else markdown_line(line))
+        return out
+
+    def flush(self) -> list[Any]:
+        """The held table, drawn (or its rows as lines, when they were no table after all)."""
+        held, self.held = self.held, []
+        if not held:
+            return []
+        drawn = table(held)
+        return [drawn] if drawn is not None else [markdown_line(row) for row in held]
+
+    def live(self, partial: str) -> Text:
+        """The unfinished line (and held rows, raw) as the live region shows them."""
+        shown = "\n".join([*self.held, partial]) if self.held else partial
+        if self.fence is not None and not FENCE.match(partial):
+            return code_line(partial, self.fence) if not self.held else Text(shown)
+        return Text(shown, style="dim") if FENCE.match(partial) or self.held else inline(partial)
+
+    def reset(self) -> None:
+        self.fence, self.held = None, []
+
+
+_THEMES = {"dark": "monokai", "light": "friendly"}
+_theme = ["monokai"]
+
+
+def set_theme(name: str) -> None:
+    """``dark`` or ``light``: the colours code is highlighted in, and inline code's."""
+    global CODE_STYLE
+    _theme[0] = _THEMES.get(name, "monokai")
+    CODE_STYLE = "bold blue" if name == "light" else "bold cyan"
+    _highlighter.cache_clear()
 
 
 @lru_cache(maxsize=32)
 def _highlighter(language: str) -> Syntax:
-    return Syntax("", language or "text", theme="monokai", background_color="default")
+    return Syntax("", language or "text", theme=_theme[0], background_color="default")
 
 
 def code_line(line: str, language: str) -> Text:

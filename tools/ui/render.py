@@ -118,7 +118,8 @@ def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 
             lines = after.splitlines()
             head = [f"+{line}" for line in lines[:limit]]
             rest = [f"… {len(lines) - limit} more lines"] if len(lines) > limit else []
-            return [f"  new file, {len(lines)} lines ({len(after.encode()):,} bytes)", *head, *rest]
+            return [f"  new file, {len(lines)} line{'s' * (len(lines) != 1)} ({len(after.encode()):,} bytes)", *head,
+                    *rest]
     diff = "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=2))
     shown, more, added, removed = diff_rows(diff, limit)
     tail = [f"… {more} more lines (+{added} -{removed} in all)"] if more else []

@@ -69,11 +69,11 @@ def init_line(**fields: Any) -> dict[str, Any]:
             "permissionMode": fields.get("mode"), **fields}
 
 
-def result_subtype(ok: bool, message: str) -> str:
+def result_subtype(ok: bool, stop_reason: str | None) -> str:
     """Claude Code's words for how a run ended."""
     if ok:
         return "success"
-    return "error_max_turns" if message.startswith("stopped after") else "error_during_execution"
+    return "error_max_turns" if stop_reason == "max_requests" else "error_during_execution"
 
 
 class StreamJsonRenderer(Quiet):
@@ -165,7 +165,7 @@ class StreamJsonRenderer(Quiet):
         total = ended.session
         cost = total.dollars if total.requests else None
         return {
-            "type": "result", "event": "TurnEnded", "subtype": result_subtype(ended.ok, ended.message),
+            "type": "result", "event": "TurnEnded", "subtype": result_subtype(ended.ok, ended.stop_reason),
             "is_error": not ended.ok, "session_id": self.session_id, "result": self._final,
             "num_turns": self._turns, "duration_ms": round((time.monotonic() - self._started) * 1000),
             "duration_api_ms": round(self._api_seconds * 1000), "total_cost_usd": cost,

@@ -36,6 +36,7 @@ from midstream.tools.events import (
     ContextUsed,
     Event,
     RequestStarted,
+    RequestUsage,
     SandboxStatus,
     TextDelta,
     ThinkingDelta,
@@ -51,24 +52,28 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
-from midstream.tools.ui.lines import FENCE, code_line, markdown_line, visible
+from midstream.tools.ui.diffs import DiffLog, fold
+from midstream.tools.ui.lines import Blocks, visible
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
     describe_rollback,
-    diff_rows,
     headless,
     outcome_line,
     preview_rows,
     shorten,
 )
+from midstream.tools.ui.status import WorkStatus
 from rich.console import Console, Group
 from rich.text import Text
 
 __all__ = ["TerminalRenderer"]
 
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
-DIFF_ROWS = 12  # rows of an edit's diff shown under its outcome; the rest is counted, not hidden
+DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
+GROUP_AT = 3  # calls of one kind finished together from this many on are one line
+_GROUPS = {"read_file": ("Read", "files"), "list_dir": ("Listed", "folders"), "glob": ("Searched", "patterns"),
+           "grep": ("Searched", "patterns"), "bash": ("Ran", "commands")}
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
@@ -96,22 +101,26 @@ class TerminalRenderer:
         refresh_per_second: float = 40,
         record: bool = False,
         interactive: bool = True,
+        diffs: DiffLog | None = None,
     ) -> None:
         self.console = console or Console(highlight=False)
         # For --svg, a second console records what is printed for good (the region's redraws are
         # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
+        self.diffs = diffs if diffs is not None else DiffLog()  # folded diffs, for /diff
         self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
         self._lock = threading.RLock()
         self._printer = LivePrinter(self.console, self._region_parts, self._lock,
                                     min_interval=1 / refresh_per_second, on_print=self._record)
         self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
+        self._group: dict[str, list[ToolFinished]] = {}  # finished calls held until the last of their kind
         self._partial = ""  # the unfinished line, shown raw in the region
-        self._fence: str | None = None  # the language of an open code block ("" when unnamed)
+        self._md = Blocks()  # the open code fence and a table's rows held back (tools/ui/lines.py)
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
+        self._status = WorkStatus("esc" if interactive else "ctrl-c")
         self._streamed = False  # something of the current reply has arrived
         self._typed = ""  # what the person is typing while the turn runs (see tools/cli/typeahead.py)
         self._queued: list[str] = []  # messages typed during the turn, sent when it ends
@@ -178,33 +187,38 @@ class TerminalRenderer:
         match event:
             case RequestStarted():
                 self._commit_partial(discarded=False)
-                self._streamed, self._fence = False, None
+                self._streamed = False
+                self._md.reset()
                 self._waiting_since = time.monotonic()
+                self._status.request_started()
                 self._printer.start()
             case TextDelta(text=text):
                 text = visible(text)
-                self._streamed = True
+                self._came_through(text)
                 first = self._waiting_since is not None
                 self._waiting_since = None
                 self._add_text(text)
                 self._printer.touch(now=first)  # the first text is shown at once, the rest coalesced
             case ThinkingDelta(text=text):
+                self._came_through(text)
                 self._waiting_since = None
                 self._thinking_started = self._thinking_started or time.monotonic()
                 self._thinking.append(visible(text))
                 self._printer.touch()
             case BlockStopped(block_type="text"):
                 self._commit_partial(discarded=False)
-                self._fence = None
+                self._print(*self._md.flush())
+                self._md.reset()
             case BlockStopped(block_type="thinking"):
                 self._end_thinking()
             case ToolCallStarted(id=call_id, name=name, template=template, target=target):
                 self._waiting_since = None
-                self._streamed = True
+                self._came_through("")
                 self._commit_partial(discarded=False)
                 self._tools[call_id] = _ToolLine(name, template=template, target=target)
                 self._printer.touch()
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
+                self._status.streamed(piece)
                 self._tools[call_id].partial.append(piece)
                 self._printer.touch()
             case ToolCallReady(id=call_id, name=name, status=status):
@@ -223,13 +237,21 @@ class TerminalRenderer:
                 self._printer.touch()
             case ToolAsking(name=name, input=args, workspace=workspace, status=status):
                 status = visible(status or name)
-                rows = preview_rows(name, args, Path(workspace), DIFF_ROWS)
-                self._print(Text(f"? {status} would change:", style="bold yellow"), *[_diff_row(r) for r in rows])
+                rows = preview_rows(name, args, Path(workspace), 10**6)
+                if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
+                    shown = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
+                    if len(rows) > DIFF_ROWS + 1:
+                        shown.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                else:
+                    shown = self._diff(f"{status} (would change)", "\n".join(rows))
+                self._print(Text(f"? {status} would change:", style="bold yellow"), *shown)
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)
                 self._printer.touch()
             case ToolFinished() as finished:
                 self._finish_tool(finished)
+            case RequestUsage(usage=usage):
+                self._status.billed(usage)
             case TurnCommitted():
                 self._commit_partial(discarded=False)
             case CacheMissed(message=message):
@@ -243,17 +265,28 @@ class TerminalRenderer:
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
                 self._commit_partial(discarded=True)
-                self._fence = None  # the retry starts its text afresh, outside any code block
+                self._md.reset()  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
+                self._flush_groups()
                 self._tools.clear()
-                said = describe_rollback(rolled, streamed=self._streamed)
-                said = f"partial reply discarded: {said}" if self._streamed else said
-                self._print(Text(visible(f"↺ {said}"), style="yellow"))
+                self._waiting_since = None  # the wait is the backoff's now, shown on the retry line
+                quiet = not (self._streamed or rolled.undone or rolled.discarded or rolled.commands or rolled.kept)
+                if (before := self._status.rolled_back(rolled, quiet=quiet)) is not None:
+                    self._print(Text(visible(before), style="yellow"))
+                if not quiet or rolled.retry_in is None:
+                    said = describe_rollback(rolled, streamed=self._streamed)
+                    said = f"partial reply discarded: {said}" if self._streamed else said
+                    self._print(Text(visible(f"↺ {said}"), style="yellow"))
             case TurnEnded(ok=ok, message=message, usage=spent, session=session):
                 self._commit_partial(discarded=False)
-                self._fence = None
+                self._print(*self._md.flush())
+                self._md.reset()
+                self._flush_groups()
                 self._end_tools_left()
                 self._waiting_since = None
+                if (retried := self._status.came_through()) is not None:
+                    self._print(Text(visible(retried), style="yellow"))
+                self._status.ended()
                 if not ok and message:
                     shown = message if self.interactive else headless(message)
                     self._print(Text(f"✗ {visible(shown)}", style="bold red"))
@@ -262,6 +295,13 @@ class TerminalRenderer:
                 self.session = session
                 self._printer.stop()
 
+    def _came_through(self, text: str) -> None:
+        """Something of the reply arrived: retries before it are one printed line; the status counts it."""
+        self._streamed = True
+        self._status.streamed(text)
+        if (retried := self._status.came_through()) is not None:
+            self._print(Text(visible(retried), style="yellow"))
+
     # -- text ---------------------------------------------------------------------------------------
 
     def _add_text(self, text: str) -> None:
@@ -269,24 +309,22 @@ class TerminalRenderer:
             self._partial += text
             return
         *finished, self._partial = (self._partial + text).split("\n")
-        self._print(*[self._styled(line) for line in finished])
-
-    def _styled(self, line: str) -> Text:
-        """A finished line as it is printed: inside a code fence highlighted, else Markdown."""
-        styled = _style_line(line, self._fence)
-        if (fence := FENCE.match(line)) is not None:
-            self._fence = fence.group(2) if self._fence is None else None
-        return styled
+        self._print(*[shown for line in finished for shown in self._md.feed(line)])
 
     def _commit_partial(self, *, discarded: bool) -> None:
         """Print the unfinished line as it stands, so nothing shown is lost and nothing is glued."""
+        if discarded and self._md.held:  # a table cut off: its rows as they came, struck through
+            rows, self._md.held = self._md.held, []
+            self._print(*[Text(row, style="dim strike") for row in rows])
         if not self._partial:
             return
         line, self._partial = self._partial, ""
-        styled = self._styled(line)
+        shown = self._md.feed(line) + self._md.flush()
         if discarded:
-            styled.stylize("dim strike")
-        self._print(styled)
+            for item in shown:
+                if isinstance(item, Text):
+                    item.stylize("dim strike")
+        self._print(*shown)
 
     def _end_thinking(self) -> None:
         text = "".join(self._thinking).strip()
@@ -301,20 +339,46 @@ class TerminalRenderer:
     def _finish_tool(self, finished: ToolFinished) -> None:
         self._tools.pop(finished.id, None)
         result = finished.result
+        if not result.is_error and not result.facts.diff and not finished.reused:
+            # Calls of one kind side by side are one line once the last of them is done: "Read 12 files".
+            self._group.setdefault(finished.name, []).append(finished)
+            if any(line.name == finished.name for line in self._tools.values()):
+                return
+            self._print(*self._grouped(self._group.pop(finished.name)))
+            return
         text = visible(outcome_line(finished))
         if finished.reused:
             text += " · reused from before the rollback"
         style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
         rows: list[Any] = [Text(text, style=style)]
         if result.facts.diff and not result.is_error:
-            rows += self._diff(result.facts.diff)
+            rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
         self._print(*rows)
 
-    def _diff(self, diff: str) -> list[Text]:
-        shown, more, added, removed = diff_rows(diff, DIFF_ROWS)
-        rows = [_diff_row(row) for row in shown]
-        if more:
-            rows.append(Text(f"    … {more} more line{'s' * (more != 1)} (+{added} -{removed} in all)", style="dim"))
+    def _grouped(self, calls: list[ToolFinished]) -> list[Text]:
+        """Each call's line, or one line for three or more: ``✓ Read 12 files (340 lines): a.py, b.py …``."""
+        if len(calls) < GROUP_AT:
+            return [Text(visible(outcome_line(call)), style="green") for call in calls]
+        verb, noun = _GROUPS.get(calls[0].name, ("", "calls"))
+        verb = verb or (calls[0].done or calls[0].name).split(" ", 1)[0]
+        targets = [(call.done or call.name).split(" ", 1)[-1] for call in calls]
+        lines = [call.result.facts.lines for call in calls]
+        counts = [call.result.facts.count for call in calls]
+        total = (f" ({sum(n or 0 for n in lines):,} lines)" if any(n is not None for n in lines) else
+                 f" ({sum(n or 0 for n in counts):,} found)" if any(n is not None for n in counts) else "")
+        shown = ", ".join(targets[:4]) + (f" +{len(targets) - 4} more" if len(targets) > 4 else "")
+        return [Text(visible(f"✓ {verb} {len(calls)} {noun}{total}: {shown}"), style="green", no_wrap=True,
+                     overflow="ellipsis")]
+
+    def _flush_groups(self) -> None:
+        for name in list(self._group):
+            self._print(*self._grouped(self._group.pop(name)))
+
+    def _diff(self, title: str, diff: str) -> list[Text]:
+        """The diff folded to its budget; a folded one is kept for /diff."""
+        rows, folded = fold(diff)
+        if folded:
+            self.diffs.add(title, diff)
         return rows
 
     def _end_tools_left(self) -> None:
@@ -352,6 +416,9 @@ class TerminalRenderer:
         now = time.monotonic()
         parts: list[Any] = []
         animated = False
+        if self._status.retrying is not None:
+            parts.append(_row(self._status.retrying.row(now), "yellow"))
+            animated = True
         if self._waiting_since is not None:
             parts.append(_row(f"{_spin(now)} Thinking… {now - self._waiting_since:.1f} s", "dim"))
             animated = True
@@ -362,7 +429,9 @@ class TerminalRenderer:
             width = max(20, self.console.width)
             rows = max(1, self.console.height // 3)
             tail = self._partial[-(width * rows):]  # a very long line shows its end; it prints whole
-            parts.append(_style_line(tail, self._fence))
+            parts.append(self._md.live(tail))
+        elif self._md.held:
+            parts.append(self._md.live(""))
         if self._tools:
             animated = True
             lines = list(self._tools.values())
@@ -370,6 +439,10 @@ class TerminalRenderer:
                 parts.append(self._tool_row(line, now))
             if len(lines) > TOOL_ROWS:
                 parts.append(_row(f"  … {len(lines) - TOOL_ROWS} more calls", "dim"))
+        if self._waiting_since is None and self._status.retrying is None:
+            if (status := self._status.row(now, _spin(now))) is not None:
+                parts.append(_row(status, "dim"))
+                animated = True
         if self._queued:
             for message in self._queued:
                 parts.append(_row(f"⏎ queued: {message}", "cyan"))
@@ -404,15 +477,6 @@ _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 def _spin(now: float) -> str:
     return _FRAMES[int(now * 10) % len(_FRAMES)]
-
-
-def _style_line(line: str, fence: str | None) -> Text:
-    """A line inside a code fence highlighted, a fence marker dim, any other line as Markdown."""
-    if FENCE.match(line):
-        return Text(line.strip(), style="dim")
-    if fence is not None:
-        return code_line(line, fence)
-    return markdown_line(line)
 
 
 def _diff_row(row: str) -> Text:
