@@ -239,12 +239,12 @@ class TerminalRenderer:
                 status = visible(status or name)
                 rows = preview_rows(name, args, Path(workspace), 10**6)
                 if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
-                    shown = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
+                    preview = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
                     if len(rows) > DIFF_ROWS + 1:
-                        shown.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                        preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
                 else:
-                    shown = self._diff(f"{status} (would change)", "\n".join(rows))
-                self._print(Text(f"? {status} would change:", style="bold yellow"), *shown)
+                    preview = self._diff(f"{status} (would change)", "\n".join(rows))
+                self._print(Text(f"? {status} would change:", style="bold yellow"), *preview)
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)
                 self._printer.touch()
