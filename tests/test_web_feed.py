@@ -309,3 +309,20 @@ def test_the_stream_carries_exactly_the_stream_json_lines_of_the_real_loop(works
     assert [same(r) for r in streamed] == [same(r) for r in lines]
     assert all(isinstance(r["t"], float) for r in streamed)
     assert {"assistant", "user", "result", "event"} <= {r["type"] for r in streamed}
+
+
+def test_a_resumed_conversation_shows_what_the_person_typed_not_midstreams_notes():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "<context>Today's date is 2026-12-01.</context>"},
+                                     {"type": "text", "text": "run it"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "bash",
+                                           "input": {"command": "sleep 30"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "interrupted",
+                                      "is_error": True},
+                                     {"type": "text", "text": "[The person interrupted this turn. Tool results …]"}]},
+    ]
+    entries = View(history).snapshot()["entries"]
+    assert [(e["kind"], e.get("text")) for e in entries if e["kind"] != "tool"] == [
+        ("user", "run it"), ("note", "[The person interrupted this turn. Tool results …]")]
+    (card,) = [e for e in entries if e["kind"] == "tool"]
+    assert card["input"] == {"command": "sleep 30"} and card["result"] == {"content": "interrupted", "is_error": True}

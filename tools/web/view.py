@@ -19,6 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from midstream.prompts import DATE_NOTE_PREFIX
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import (
     BlockStopped,
@@ -234,7 +235,13 @@ def entries_from_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for block in blocks:
             kind = block.get("type")
             if kind == "text" and message.get("role") == "user":
-                entries.append({"kind": "user", "text": block.get("text", "")})
+                text = block.get("text", "")
+                if text.startswith(DATE_NOTE_PREFIX):
+                    continue  # midstream's own context for the model, not something the person typed
+                if text.startswith("[The person"):  # midstream's notes: an interruption, a command they ran
+                    entries.append({"kind": "note", "level": "info", "text": text.split("\n", 1)[0]})
+                else:
+                    entries.append({"kind": "user", "text": text})
             elif kind == "text":
                 text = block.get("text", "")
                 entries.append({"kind": "text", "key": "", "text": text, "segments": [render(text)],
