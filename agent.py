@@ -63,8 +63,11 @@ from midstream.tools.events import (
     TurnCommitted,
     TurnEnded,
 )
+from midstream.tools.hooks.loop import LoopHooks
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.scheduler import Scheduler
+from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.providers import client_for
@@ -184,12 +187,17 @@ class Agent:
         transcript: Transcript | None = None,
         confirm: Callable[[str, threading.Event], str] | None = None,
         model: ModelClient | None = None,
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self.tools = tools
         # Usage and cost are kept here, once, as events pass on to the renderer (/cost reads them).
         self.ledger = Ledger(renderer, lambda: config.model)
-        self.renderer: Renderer = self.ledger
+        # Traces see every event the loop shows (tools/tracing.py); off, the renderer is the ledger itself.
+        self.trace = LoopTrace(tracer or NOT_TRACING, model=config.model, provider=config.provider,
+                               max_tokens=config.max_tokens, conversation=transcript.id if transcript else "")
+        self.renderer: Renderer = self.trace.observing(self.ledger)
         self.history: list[dict[str, Any]] = history if history is not None else []
         self.transcript = transcript
         self.model = model or model_client(config)
@@ -206,6 +214,11 @@ class Agent:
             network=config.network,
         )
         self.calls = Calls(config.workspace, tools, self.scheduler, self.gate, self.renderer)
+        # Claude Code's hooks (tools/hooks/): PreToolUse and PostToolUse run in tools/calls.py, the rest here.
+        self.calls.trace = self.trace
+        self.hooks = self.calls.hooks = LoopHooks(
+            hooks or Hooks([], config.workspace, isolation=config.isolation, mode=config.mode), self.renderer.show,
+            self.trace, before_run=lambda: self.undo.before_call())
         self.system = (
             [{"type": "text", "text": config.system_prompt}] if config.system_prompt
             else build_system_blocks(config.workspace)
@@ -217,9 +230,10 @@ class Agent:
         self._leave = False  # ...and pressed it again: finish the cleanup fast, then leave
         self._aborted = False  # this request's stream was shut down for Ctrl-C (see abort_stream)
 
-    def close(self) -> None:
+    def close(self, reason: str = "other") -> None:
         """Stop every tool still running (no process of ours outlives the agent), then release all."""
         self.calls.stop(kill=True)
+        self.hooks.session_end(reason)
         self.scheduler.shutdown()
         self.model.close()
         if self.transcript:
@@ -229,8 +243,10 @@ class Agent:
         """Go on with another conversation (/clear, /resume); the one before stays on disk."""
         if self.transcript:
             self.transcript.close()
+        self.hooks.session_end("clear")
         self.history, self.transcript = history, transcript
         self._begin_conversation()
+        self.hooks.session_start("resume" if history else "clear")
 
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
@@ -241,6 +257,8 @@ class Agent:
         self.context = self._context_keeper()  # records to this transcript, tells this audit
         self._date_told = date_told_in(self.history)
         self.calls.forget_reusable()  # results of another conversation's calls are not this one's
+        self.hooks.hooks.session_id = self.trace.conversation = transcript.id if transcript else ""
+        self.hooks.hooks.transcript_path = str(transcript.path) if transcript else ""  # what hooks read on stdin
 
     def _context_keeper(self) -> ContextKeeper:
         """Clearing and compaction replace messages (never edit them in place), so the commit guard,
@@ -254,7 +272,18 @@ class Agent:
 
     def send(self, text: str) -> TurnEnded:
         """Run one user message to the end: as many model requests as the tools need."""
-        blocks = [{"type": "text", "text": text}]
+        self.trace.begin_turn(text)
+        self.busy, self.interrupting = True, False  # Esc and Ctrl-C stop a UserPromptSubmit hook too
+        try:
+            refused, context = self.hooks.prompt(text, lambda: self.interrupting)
+        finally:
+            self.busy = False
+        if refused is not None and self.interrupting:  # Esc or Ctrl-C while the hook ran
+            return self._end("interrupted", ok=False, message="interrupted; the message was not sent")
+        if refused is not None:  # not sent, not in history: the person sees why
+            return self._end(None, ok=False, message=f"the UserPromptSubmit hook stopped this message, which was "
+                                                     f"not sent: {refused}")
+        blocks = [*context, {"type": "text", "text": text}]
         today = date_note()
         if self.config.tell_date and today != self._date_told:
             # After the cached prefix, in the newest message: a new day must not invalidate the cache.
@@ -274,6 +303,7 @@ class Agent:
         """Run the last user message again, after its attempts ran out."""
         if not self.history or self.history[-1]["role"] != "user":
             return self._end(None, ok=False, message="there is no unanswered message to retry")
+        self.trace.begin_turn("")
         return self._run()
 
     def hurry(self) -> None:
@@ -322,6 +352,8 @@ class Agent:
                 except KeyboardInterrupt:
                     return self._stop_for_the_person(None, reply.calls)
                 self._commit({"role": "user", "content": self.calls.results(reply.calls)})
+                if (why := self.hooks.take_stop()) is not None:  # a hook answered continue = false
+                    return self._end(None, ok=False, message=f"a hook ended the turn: {why}")
             elif self.interrupting:  # pressed while the reply was being committed: nothing left to stop
                 return self._stop_for_the_person(None, [])
             match reply.stop_reason:
@@ -330,6 +362,9 @@ class Agent:
                 case "max_tokens" if reply.calls:
                     continue
                 case "end_turn" | "stop_sequence":
+                    if (go_on := self.hooks.stop(lambda: self.interrupting)) is not None:
+                        self._commit({"role": "user", "content": [{"type": "text", "text": go_on}]})
+                        continue  # a Stop hook sent the model on, and told it why
                     return self._end(reply.stop_reason, ok=True)
                 case "max_tokens":
                     return self._end("max_tokens", ok=False, message="the reply was cut off at max_tokens")
@@ -342,6 +377,7 @@ class Agent:
     def _end(self, stop_reason: str | None, *, ok: bool, message: str = "") -> TurnEnded:
         ended = self.ledger.ended(TurnEnded(stop_reason, ok, message))  # with this message's usage
         self.renderer.show(ended)
+        self.trace.end_turn(ended)
         return ended
 
     def _commit(self, message: dict[str, Any]) -> None:
@@ -414,7 +450,8 @@ class Agent:
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
         try:
-            with self.model.stream(body) as events:
+            traceparent = self.trace.traceparent()  # the attempt's span, so the service's trace can join ours
+            with self.model.stream(body, {"traceparent": traceparent} if traceparent else None) as events:
                 for event in self._interruptible(events):
                     for update in assembler.feed(event):
                         update = self.calls.worded(update)
@@ -474,6 +511,8 @@ class Agent:
         while wait(futures, timeout=0.1).not_done:
             if self.interrupting:
                 raise KeyboardInterrupt
+        if self.interrupting:  # they ended early because the person stopped them (a hook stops at once)
+            raise KeyboardInterrupt
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -484,6 +523,7 @@ class Agent:
 
     def abort_stream(self) -> None:
         """Wake a read blocked on the stream (from another thread, e.g. when a signal arrives)."""
+        self.hooks.stop_all()  # a running hook stops at once, wherever it runs
         if self.interruptible:
             self._aborted = True
             self.model.abort()

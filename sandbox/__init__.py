@@ -16,4 +16,5 @@
 - ``snapshots``    every turn undoable: workspace snapshots as git trees, and /undo
 - ``changes``      which files changed since a moment (what an interrupted command did)
 - ``private``      files only the person can read: transcripts, logs, recordings, history
+- ``approvals``    the person's approvals of project hooks and MCP servers, by exact definition
 """

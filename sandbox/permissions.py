@@ -50,10 +50,18 @@ class Gate:
     _always: set[str] = field(default_factory=set)
     _asking: threading.Lock = field(default_factory=threading.Lock)  # one question at a time
 
-    def decide(self, call: PlannedCall, ctx: ToolContext) -> Decision:
-        """Run as is, run confined, ask, count down, or refuse (``Decision.refusal``)."""
+    def decide(self, call: PlannedCall, ctx: ToolContext, *, hook: str | None = None, why: str = "") -> Decision:
+        """Run as is, run confined, ask, count down, or refuse (``Decision.refusal``).
+
+        ``hook`` is a PreToolUse hook's permissionDecision (Claude Code's meaning): ``ask`` asks the person
+        in any mode but read-only, every time; ``allow`` spares the question of ask mode, nothing else.
+        """
         runs = Decision(isolation=self.isolation, network=self.network)
         writes = bool(call.judgement.access.writes)
+        if hook == "ask" and self.mode != "read-only":
+            return self._ask(call, ctx, runs, forced=why or "a PreToolUse hook asks")
+        if hook == "allow" and self.mode == "ask":
+            return runs
         if call.tool.name in SHELL_TOOLS and self.mode != "auto":
             return self._command(call, ctx, writes, runs)
         if self.mode == "read-only" and writes:
@@ -89,19 +97,23 @@ class Gate:
                         f"list_dir instead, or tell the person that installing bubblewrap ({INSTALL_HINT}) lifts "
                         "this.")
 
-    def _ask(self, call: PlannedCall, ctx: ToolContext, runs: Decision) -> Decision:
+    def _ask(self, call: PlannedCall, ctx: ToolContext, runs: Decision, forced: str = "") -> Decision:
         command = call.input.get("command") if isinstance(call.input.get("command"), str) else None
         destructive = call.judgement.destructive
         keys = command_keys(command) if command is not None else frozenset({f"tool:{call.tool.name}"})
-        if not destructive and keys and keys <= self._always:
+        if not destructive and keys and keys <= self._always and not forced:
             return runs
+        if self.confirm is None and forced:
+            return _refused(f"Refused: a PreToolUse hook asks the person to confirm {call.status} ({forced}), and "
+                            "nobody can answer in this non-interactive run.")
         if self.confirm is None:
             return _refused(f"Refused: {call.status} needs the person's confirmation (ask mode), and nobody can "
                             "answer in this non-interactive run.")
         with self._asking:
             if not ctx.cancelled.is_set():
                 self.announce(ToolAsking(call.id, call.tool.name, dict(call.input), str(ctx.workspace), call.status))
-            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{call.status}?", ctx.cancelled)
+            question = f"{call.status}?" + (f" ({forced})" if forced else "")
+            answer = "no" if ctx.cancelled.is_set() else self.confirm(question, ctx.cancelled)
         if answer == "always":
             if not destructive and keys:  # a destructive form is asked for every time
                 self._always |= keys

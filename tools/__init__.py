@@ -8,6 +8,9 @@
 - ``calls.py``       one call from dispatch to result: judged once, gated, scheduled, run, rolled back
 - ``scheduler.py``   runs calls in parallel where they do not conflict, in order where they do
 - ``events.py``      the loop's vocabulary: the events it reports, the Renderer protocol
+- ``hooks/``         Claude Code's hooks: settings tables, the runner, what each event's answers mean
+- ``tracing.py``     OpenTelemetry GenAI spans mirroring the loop, off unless OTEL_TRACES_EXPORTER asks
+- ``tracing_otel.py`` the SDK and OTLP/HTTP exporter behind them, imported only when traces are on
 - ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, retries
 - ``conversation/``  what the API accepts as history, transcripts, prompt caching, usage and cost
 - ``ui/``            the terminal, plain-text and JSON renderers

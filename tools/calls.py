@@ -20,6 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,10 @@ from midstream.tools.events import (
     ToolRunning,
     TurnRolledBack,
 )
-from midstream.tools.registry import Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.hooks.loop import LoopHooks
+from midstream.tools.registry import Decision, Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
 from midstream.tools.scheduler import ScheduledCall, Scheduler
+from midstream.tools.tracing import LoopTrace
 
 __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
@@ -82,6 +85,8 @@ class Calls:
         self.renderer = renderer
         self.undo: TurnSnapshots | None = None  # this conversation's: set by the agent
         self.transcript: Transcript | None = None
+        self.hooks: LoopHooks | None = None  # PreToolUse and PostToolUse (tools/hooks/): set by the agent
+        self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
@@ -127,7 +132,16 @@ class Calls:
         with self._lock:
             self._running[call.id] = ctx
         try:
-            decision = ctx.decision = self.gate.decide(call, ctx)
+            # PreToolUse at dispatch, in this call's worker: side by side with other calls and their hooks.
+            writable = self.gate.mode != "read-only"  # what a project hook may write in the workspace
+            hooked = self.hooks.pre_tool(call.tool.name, call.input, call.id, cancelled=ctx.cancelled,
+                                         writable=writable) if self.hooks else None
+            if hooked is not None and hooked.refusal is not None:
+                decision = ctx.decision = Decision(refusal=hooked.refusal.content,
+                                                   ended="interrupted" if hooked.verdict.stopped else "refused")
+            else:
+                decision = ctx.decision = self.gate.decide(
+                    call, ctx, hook=hooked.verdict.permission if hooked else None, why=hooked.reason if hooked else "")
             if decision.refusal is not None:
                 result = ToolResult(decision.refusal, is_error=True, facts=Facts(ended=decision.ended))
             else:  # running only now: a grace window or a question comes first, on screen too
@@ -138,10 +152,14 @@ class Calls:
                 if writes and self.undo is not None:
                     self.undo.before_call()  # a snapshot /undo can return to
                 crash_record.started()
-                result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
+                with self.trace.running(call.id) if self.trace is not None else nullcontext():
+                    result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
                 crash_record.finished(result.is_error)
+                if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
+                    result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
+                                                  writable=writable, pre=hooked)
         finally:
             with self._lock:
                 self._running.pop(call.id, None)

@@ -23,6 +23,7 @@ __all__ = [
     "ContextCleared",
     "ContextUsed",
     "Event",
+    "HookNotice",
     "MessageSent",
     "QuestionAsked",
     "QuestionClosed",
@@ -279,6 +280,15 @@ class SandboxStatus:
 
 
 @dataclass(frozen=True)
+class HookNotice:
+    """A hook failed, could not start, blocked something, or has a message for the person (one line)."""
+
+    event: str  # the hook event: PreToolUse, UserPromptSubmit, ...
+    message: str
+    call_id: str = ""  # the call it ran for, if any
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """The model is done with this user message (or the loop gave up); ``usage`` is what this message
     cost, ``session`` the session's total so far (see tools/conversation/ledger.py)."""
@@ -294,7 +304,7 @@ Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
     | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed | SandboxStatus
-    | ToolAsking | RequestUsage | MessageSent | QuestionAsked | QuestionClosed
+    | ToolAsking | RequestUsage | HookNotice | MessageSent | QuestionAsked | QuestionClosed
 )
 
 

@@ -31,6 +31,7 @@ from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.wire.model import ModelClient
 from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL
@@ -182,8 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     terminal = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
     questions = Questions(broadcast.show, terminal=terminal)
     broadcast.add(questions.observe)
+    hooks = _hooks(settings, config, transcript, interactive=interactive)
+    from midstream.tools.tracing import from_environment
+
+    tracer = from_environment(version=_version())  # NOT_TRACING, importing nothing, unless OTEL_ asks
     agent = Agent(config, tools=tools, renderer=broadcast, history=history, transcript=transcript,
-                  confirm=questions.ask if interactive or args.web else None, model=_model_client(args, config))
+                  confirm=questions.ask if interactive or args.web else None, model=_model_client(args, config),
+                  hooks=hooks, tracer=tracer)
     agent_box.append(agent)
     web = BrowserView(broadcast, lambda: agent.history, stop=lambda: _stop_from_web(agent), questions=questions,
                       port=args.web_port, session=lambda: _session_facts(agent, why_mode))
@@ -196,14 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
         session.say(f"replaying {args.replay} · {why_mode}", style="dim")
-    if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
-        said = web.open()
-        if web.server is None:
-            agent.close()
-            raise _fail(said.removeprefix("midstream: "))
-        session.say(said, style="")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
+    agent.hooks.session_start("resume" if history else "startup")
     try:
+        if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
+            said = web.open()
+            if web.server is None:
+                raise _fail(said.removeprefix("midstream: "))
+            session.say(said, style="")
         if task is not None:
             return _exit_code(agent.send(task))
         code = session.run(args.prompt)
@@ -214,9 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         web.close()
-        agent.close()
+        agent.close("prompt_input_exit" if interactive else "other")
         if mcp is not None:
             mcp.close()
+        tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
         _close(renderer, args)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
@@ -301,6 +308,37 @@ def _session_facts(agent: Agent, why_mode: str) -> dict[str, object]:
     config = agent.config
     return {"session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
             "mode": agent.gate.mode, "mode_reason": why_mode, "cwd": str(config.workspace)}
+
+
+def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, interactive: bool) -> Hooks | None:
+    """The settings files' hooks that may run: the person's, and the project's they approved."""
+    tables = settings.tables.get("hooks", [])
+    if not tables:
+        return None
+    from midstream.tools.hooks.approve import runnable_hooks
+    from midstream.tools.hooks.config import HookConfigError, hooks_from_tables, launch_problem
+
+    warnings: list[str] = []
+    try:
+        commands = hooks_from_tables(tables, warnings)
+    except HookConfigError as error:
+        raise _fail(str(error)) from None
+    for warning in warnings:
+        print(f"midstream: {warning}", file=sys.stderr, flush=True)
+
+    def ask(question: str) -> bool:
+        from midstream.tools.cli.repl import _ask
+
+        return (_ask(f"{question} [y/N] ") or "").strip().lower() in ("y", "yes")
+
+    commands = runnable_hooks(commands, config.workspace, ask=ask if interactive else None,
+                              say=lambda line: print(f"midstream: {line}", file=sys.stderr, flush=True))
+    for hook in commands:  # said now, not first at the call it was meant to guard
+        if problem := launch_problem(hook, config.workspace):
+            print(f"midstream: {hook.label()} ({hook.where}) cannot start: {problem} — a configuration error; "
+                  "until it is fixed it fails every time", file=sys.stderr, flush=True)
+    return Hooks(commands, config.workspace, isolation=config.isolation, mode=config.mode,
+                 session_id=transcript.id, transcript_path=str(transcript.path))
 
 
 def _print_init_line(agent: Agent, tools: ToolRegistry, why_mode: str) -> None:

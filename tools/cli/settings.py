@@ -25,7 +25,7 @@ from midstream.tools.cli.options import OPTIONS, SettingError, check_value
 __all__ = ["Settings", "project_settings_file", "resolve", "user_settings_file"]
 
 _BY_KEY = {option.key: option for option in OPTIONS if option.key}
-TABLES = ("mcp_servers",)  # read by their own parts, not options
+TABLES = ("mcp_servers", "hooks")  # read by their own parts, not options
 
 
 def user_settings_file() -> Path:
@@ -44,7 +44,8 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    # Tables another part reads itself, as (file, is it the project's, value): [mcp_servers.NAME] (tools/mcp/).
+    # Tables another part reads itself, as (file, is it the project's, value): [mcp_servers.NAME] (tools/mcp/),
+    # [[hooks.EVENT]] (tools/hooks/).
     tables: dict[str, list[tuple[Path, bool, Any]]] = field(default_factory=dict)
 
     def __getitem__(self, dest: str) -> Any:

@@ -37,4 +37,4 @@ def open_servers(workspace: Path, *, mcp_configs: Sequence[str], tables: Sequenc
     if not found.specs:
         return None
     return McpServers(found.specs, workspace=workspace, session_dir=session_dir, headless=headless,
-                      approvals=Approvals(state_dir / "mcp-approved.json"), environ=environ, say=say)
+                      approvals=Approvals(state_dir / "approvals.json"), environ=environ, say=say)

@@ -25,6 +25,7 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    HookNotice,
     Quiet,
     RequestStarted,
     SandboxStatus,
@@ -245,6 +246,8 @@ class PlainRenderer(Quiet):
                     self._note(f"midstream: warning: {message}")
                 case CacheMissed(message=message):
                     self._note(f"⚠ {message}")
+                case HookNotice(message=message):
+                    self._note(f"midstream: {message}")
                 case ContextUsed(fraction=fraction):
                     self._context = f" · context {fraction:.0%}" if fraction is not None else ""
                 case ContextCleared() | CompactionStarted() | Compacted() | CompactionFailed() as context:
@@ -331,6 +334,8 @@ class SummaryRenderer(Quiet):
                 case TurnCommitted():
                     self._final, self._reply = "".join(self._reply), []
                     self._turns += 1
+                case HookNotice(message=message):  # for the person, not the script reading stdout
+                    print(f"midstream: {message}", file=sys.stderr, flush=True)
                 case ContextCleared() | Compacted() | CompactionFailed() as context:
                     self._context.append({"event": type(context).__name__, **dataclasses.asdict(context)})
                 case TurnEnded(stop_reason=reason, ok=ok, message=message, session=total):

@@ -35,6 +35,7 @@ from midstream.tools.events import (
     ContextCleared,
     ContextUsed,
     Event,
+    HookNotice,
     RequestStarted,
     RequestUsage,
     SandboxStatus,
@@ -255,6 +256,8 @@ class TerminalRenderer:
             case TurnCommitted():
                 self._commit_partial(discarded=False)
             case CacheMissed(message=message):
+                self._print(Text(f"⚠ {message}", style="yellow"))
+            case HookNotice(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case ContextUsed(fraction=fraction):
                 self._context = f" · context {fraction:.0%}" if fraction is not None else ""

@@ -296,7 +296,8 @@ class ModelClient:
             self._built.close()
 
     @contextmanager
-    def stream(self, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+    def stream(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+        """One streaming request; ``headers`` are this request's own (a trace's ``traceparent``)."""
         body = self._wire_body(body)
         parts = self._encoder.parts(body)  # written one after the other: the body is never joined
         size = sum(map(len, parts))
@@ -311,7 +312,7 @@ class ModelClient:
         try:
             with self._http.stream(
                 "POST", self.path, content=iter(parts),
-                headers={"content-type": "application/json", "content-length": str(size)},
+                headers={**(headers or {}), "content-type": "application/json", "content-length": str(size)},
             ) as response:
                 answered = True
                 self._socket = response.extensions.get("network_stream")
