@@ -197,3 +197,25 @@ def test_parallel_reads_are_one_line_with_the_count(workspace, columns):
     grouped = [row for row in rows if row.startswith("✓ Read 12 files (24 lines): ")]
     assert len(grouped) == 1 and not any(row.startswith("✓ Read f") for row in rows), rows
     assert any(row.startswith("✗ Reading missing.py") for row in rows), rows  # a failure keeps its own line
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_todo_plan_is_a_checklist_printed_once_and_costs_one_short_result(workspace, columns):
+    first = ["[>] read the code", "[ ] write the test", "[ ] fix the bug"]
+    second = ["[x] read the code", "[x] write the test", "[>] fix the bug"]
+    server = ScriptedServer([
+        reply(Text("Planning.\n"), ToolUse("p1", "todo", {"plan": first})),
+        reply(Text("Tested.\n", chunk=2, delay=0.05), ToolUse("p2", "todo", {"plan": second})),
+        reply(Text("All three steps are under way.")),
+    ])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "do it in steps")
+        term.expect("Plan · 0 of 3 done")  # drawn in the live region while the message is worked on
+        term.finish()
+    rows = term.lines()
+    assert [row for row in rows if row.startswith("Plan · ")] == ["Plan · 2 of 3 done"], rows  # printed once
+    at = rows.index("Plan · 2 of 3 done")
+    assert rows[at + 1:at + 4] == ["  ☑ read the code", "  ☑ write the test", "  ◐ fix the bug"], rows
+    assert not any("Updated the plan" in row for row in rows), rows
+    results = [b for b in server.requests[1]["body"]["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert results[0]["content"] == "Plan updated: 0 of 3 done; doing: read the code."  # no copy of the list

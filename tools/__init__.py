@@ -3,6 +3,7 @@
 - ``files.py``       read_file, write_file, edit_file: confined, link-safe, results with diffs
 - ``search.py``      list_dir, glob, grep (ripgrep, or RE2 in Python)
 - ``shell.py``       bash: one command in the sandbox, output streamed and capped
+- ``todo.py``        todo: the model's plan, drawn as a checklist that updates in place
 - ``registry.py``    what a tool is: wording, judgement, results with facts, the call's record
 - ``schema.py``      input schemas from signatures, and the check of a call's input
 - ``calls.py``       one call from dispatch to result: judged once, gated, scheduled, run, rolled back
@@ -36,8 +37,9 @@ def builtin_tools() -> list[Tool]:
     from midstream.tools.files import edit_file, read_file, write_file
     from midstream.tools.search import glob, grep, list_dir
     from midstream.tools.shell import bash
+    from midstream.tools.todo import todo
 
-    return [read_file, write_file, edit_file, list_dir, glob, grep, bash]
+    return [read_file, write_file, edit_file, list_dir, glob, grep, bash, todo]
 
 
 def default_registry() -> ToolRegistry:

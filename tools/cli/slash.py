@@ -130,6 +130,21 @@ def _web(session: Interactive, rest: str) -> None:
     session.say(session.open_web() if session.open_web else "no browser view in this session", style="")
 
 
+def _diff(session: Interactive, rest: str) -> None:
+    """The last folded diff (or the Nth last) printed whole."""
+    from midstream.tools.ui.diffs import full
+
+    back = int(rest) if rest.isdigit() else 1
+    found = session.diffs.get(back) if session.diffs is not None else None
+    if found is None:
+        kept = len(session.diffs) if session.diffs is not None else 0
+        session.say("no folded diff to show" if not kept else f"only {kept} folded diff{'s' * (kept != 1)} so far")
+        return
+    title, diff = found
+    session.renderer.say(f"{title}: the whole diff", style="bold")
+    session.show(full(diff))
+
+
 def _mcp(session: Interactive, rest: str) -> None:
     """MCP servers and their state; ``/mcp approve NAME`` starts a project server (tools/mcp/)."""
     from midstream.tools.mcp import McpServers
@@ -147,21 +162,6 @@ def _mcp(session: Interactive, rest: str) -> None:
         session.say("\n".join(servers.describe()), style="")
 
 
-def _diff(session: Interactive, rest: str) -> None:
-    """The last folded diff (or the Nth last) printed whole."""
-    from midstream.tools.ui.diffs import full
-
-    back = int(rest) if rest.isdigit() else 1
-    found = session.diffs.get(back) if session.diffs is not None else None
-    if found is None:
-        kept = len(session.diffs) if session.diffs is not None else 0
-        session.say("no folded diff to show" if not kept else f"only {kept} folded diff{'s' * (kept != 1)} so far")
-        return
-    title, diff = found
-    session.renderer.say(f"{title}: the whole diff", style="bold")
-    session.show(full(diff))
-
-
 def _exit(session: Interactive, rest: str) -> str:
     return LEAVE
 
@@ -177,9 +177,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
     Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
-    Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),
     Command("diff", "/diff [N]", "show the last folded diff whole (N: the Nth last); Ctrl-O on an empty line too",
             _diff),
+    Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}
 COMMANDS["quit"] = COMMANDS["exit"]

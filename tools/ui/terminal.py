@@ -53,8 +53,10 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.todo import Step, parse_plan
 from midstream.tools.ui.diffs import DiffLog, fold
 from midstream.tools.ui.lines import Blocks, visible
+from midstream.tools.ui.outcomes import checklist, grouped
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
@@ -72,9 +74,6 @@ __all__ = ["TerminalRenderer"]
 
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
 DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
-GROUP_AT = 3  # calls of one kind finished together from this many on are one line
-_GROUPS = {"read_file": ("Read", "files"), "list_dir": ("Listed", "folders"), "glob": ("Searched", "patterns"),
-           "grep": ("Searched", "patterns"), "bash": ("Ran", "commands")}
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
@@ -116,6 +115,8 @@ class TerminalRenderer:
         self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
         self._group: dict[str, list[ToolFinished]] = {}  # finished calls held until the last of their kind
+        self._plan: list[Step] = []  # the model's plan (the todo tool), drawn as a checklist
+        self._plan_changed = False  # updated during this message: printed once when it ends
         self._partial = ""  # the unfinished line, shown raw in the region
         self._md = Blocks()  # the open code fence and a table's rows held back (tools/ui/lines.py)
         self._thinking: list[str] = []
@@ -222,6 +223,10 @@ class TerminalRenderer:
                 self._status.streamed(piece)
                 self._tools[call_id].partial.append(piece)
                 self._printer.touch()
+            case ToolCallReady(name="todo", input=args) if (steps := parse_plan(args.get("plan"))) is not None:
+                self._plan, self._plan_changed = steps, True  # drawn in the region, printed at the end
+                self._tools.pop(event.id, None)
+                self._printer.touch()
             case ToolCallReady(id=call_id, name=name, status=status):
                 line = self._tools.setdefault(call_id, _ToolLine(name))
                 line.status, line.ready = line.status or visible(status or name), True
@@ -286,6 +291,9 @@ class TerminalRenderer:
                 self._md.reset()
                 self._flush_groups()
                 self._end_tools_left()
+                if self._plan_changed:
+                    self._print(*checklist(self._plan))
+                    self._plan_changed = False
                 self._waiting_since = None
                 if (retried := self._status.came_through()) is not None:
                     self._print(Text(visible(retried), style="yellow"))
@@ -342,12 +350,14 @@ class TerminalRenderer:
     def _finish_tool(self, finished: ToolFinished) -> None:
         self._tools.pop(finished.id, None)
         result = finished.result
+        if finished.name == "todo" and not result.is_error:
+            return  # the checklist in the region is its outcome
         if not result.is_error and not result.facts.diff and not finished.reused:
             # Calls of one kind side by side are one line once the last of them is done: "Read 12 files".
             self._group.setdefault(finished.name, []).append(finished)
             if any(line.name == finished.name for line in self._tools.values()):
                 return
-            self._print(*self._grouped(self._group.pop(finished.name)))
+            self._print(*grouped(self._group.pop(finished.name)))
             return
         text = visible(outcome_line(finished))
         if finished.reused:
@@ -358,24 +368,9 @@ class TerminalRenderer:
             rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
         self._print(*rows)
 
-    def _grouped(self, calls: list[ToolFinished]) -> list[Text]:
-        """Each call's line, or one line for three or more: ``✓ Read 12 files (340 lines): a.py, b.py …``."""
-        if len(calls) < GROUP_AT:
-            return [Text(visible(outcome_line(call)), style="green") for call in calls]
-        verb, noun = _GROUPS.get(calls[0].name, ("", "calls"))
-        verb = verb or (calls[0].done or calls[0].name).split(" ", 1)[0]
-        targets = [(call.done or call.name).split(" ", 1)[-1] for call in calls]
-        lines = [call.result.facts.lines for call in calls]
-        counts = [call.result.facts.count for call in calls]
-        total = (f" ({sum(n or 0 for n in lines):,} lines)" if any(n is not None for n in lines) else
-                 f" ({sum(n or 0 for n in counts):,} found)" if any(n is not None for n in counts) else "")
-        shown = ", ".join(targets[:4]) + (f" +{len(targets) - 4} more" if len(targets) > 4 else "")
-        return [Text(visible(f"✓ {verb} {len(calls)} {noun}{total}: {shown}"), style="green", no_wrap=True,
-                     overflow="ellipsis")]
-
     def _flush_groups(self) -> None:
         for name in list(self._group):
-            self._print(*self._grouped(self._group.pop(name)))
+            self._print(*grouped(self._group.pop(name)))
 
     def _diff(self, title: str, diff: str) -> list[Text]:
         """The diff folded to its budget; a folded one is kept for /diff."""
@@ -422,6 +417,8 @@ class TerminalRenderer:
         if self._status.retrying is not None:
             parts.append(_row(self._status.retrying.row(now), "yellow"))
             animated = True
+        if self._plan_changed:
+            parts += checklist(self._plan)
         if self._waiting_since is not None:
             parts.append(_row(f"{_spin(now)} Thinking… {now - self._waiting_since:.1f} s", "dim"))
             animated = True
