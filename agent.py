@@ -193,7 +193,7 @@ class Agent:
         self.config = config
         self.tools = tools
         # Usage and cost are kept here, once, as events pass on to the renderer (/cost reads them).
-        self.ledger = Ledger(renderer, lambda: config.model)
+        self.ledger = Ledger(renderer)
         # Traces see every event the loop shows (tools/tracing.py); off, the renderer is the ledger itself.
         self.trace = LoopTrace(tracer or NOT_TRACING, model=config.model, provider=config.provider,
                                max_tokens=config.max_tokens, conversation=transcript.id if transcript else "")
@@ -292,6 +292,7 @@ class Agent:
         if undone := self.undo.pending_note():  # the model must know which of its turns were taken back
             blocks.insert(0, {"type": "text", "text": undone})
         self.undo.begin_turn()
+        self.calls.forget_reusable()  # a new message is a new request: what an earlier one ran may run again
         try:
             self._commit({"role": "user", "content": blocks})
         except HistoryInvalid as error:
@@ -300,7 +301,7 @@ class Agent:
         return self._run()
 
     def retry(self) -> TurnEnded:
-        """Run the last user message again, after its attempts ran out."""
+        """Run the last user message again, after its attempts ran out (what they ran is reused)."""
         if not self.history or self.history[-1]["role"] != "user":
             return self._end(None, ok=False, message="there is no unanswered message to retry")
         self.trace.begin_turn("")
@@ -414,7 +415,9 @@ class Agent:
         """A request outside the turn (the summary): cached, interruptible and retried like the others."""
         if self.config.prompt_cache:
             body = apply_cache_control(body, self.config.cache_ttl)
-        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep)
+        # Every answered try is billed, priced by the model in use (the one asked for the summary).
+        return ask_for_text(self.model, body, self._interruptible, retry=self.retries, sleep=self._sleep,
+                            billed=lambda usage: self.renderer.show(RequestUsage(self.config.model, usage)))
 
     # -- one request, retried until it completes ---------------------------------------------
 

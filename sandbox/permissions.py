@@ -25,7 +25,7 @@ from midstream.sandbox.isolation import INSTALL_HINT, probe
 from midstream.sandbox.shellparse import parse_script
 from midstream.sandbox.targets import describe_targets
 from midstream.tools.events import ToolAsking, ToolGrace
-from midstream.tools.registry import Decision, Ending, PlannedCall, ToolContext
+from midstream.tools.registry import NOT_STARTED, Decision, Ending, PlannedCall, ToolContext
 
 __all__ = ["MODES", "SHELL_TOOLS", "Gate", "command_keys"]
 
@@ -110,8 +110,9 @@ class Gate:
             return _refused(f"Refused: {call.status} needs the person's confirmation (ask mode), and nobody can "
                             "answer in this non-interactive run.")
         with self._asking:
-            if not ctx.cancelled.is_set():
-                self.announce(ToolAsking(call.id, call.tool.name, dict(call.input), str(ctx.workspace), call.status))
+            if ctx.cancelled.is_set():  # stopped while another call's question was open: never asked, never run
+                return _refused(NOT_STARTED, "not_run")
+            self.announce(ToolAsking(call.id, call.tool.name, dict(call.input), str(ctx.workspace), call.status))
             question = f"{call.status}?" + (f" ({forced})" if forced else "")
             answer = "no" if ctx.cancelled.is_set() else self.confirm(question, ctx.cancelled)
         if answer == "always":

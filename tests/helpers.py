@@ -190,7 +190,7 @@ def processes_with(marker: str) -> list[str]:
     return found
 
 
-ROWS = 30
+ROWS = 30  # the pty's height in Terminal
 
 
 class Terminal:
@@ -226,3 +226,15 @@ class Terminal:
 
 def _row(line: dict, columns: int) -> str:
     return "".join(line[x].data for x in range(columns)).rstrip()
+
+
+def in_order(rows: list[str], wanted: list[str]) -> list[str]:
+    """The wanted lines (each a prefix of a whole row) that are missing or out of order."""
+    missing, position = [], 0
+    for line in wanted:
+        found = next((i for i in range(position, len(rows)) if rows[i].startswith(line)), None)
+        if found is None:
+            missing.append(line)
+        else:
+            position = found + 1
+    return missing

@@ -465,6 +465,7 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
     usage = {"input_tokens": 46_000, "output_tokens": 10}
     events = [RequestUsage("claude-sonnet-4-5", usage), ContextUsed(46_000, 200_000), TurnCommitted("tool_use", usage),
               ContextCleared(4, 120_000, 70_000), CompactionStarted("auto", 161_000),
+              RequestUsage("claude-sonnet-4-5", {"input_tokens": 100, "output_tokens": 900}),  # the summary's
               Compacted("auto", 161_000, 12_000, 40, 1, {"input_tokens": 100, "output_tokens": 900}),
               TurnEnded("end_turn", True)]
     out, err = io.StringIO(), io.StringIO()
@@ -472,7 +473,7 @@ def test_plain_and_json_output_say_what_was_compacted_and_how_full_the_window_is
     summary_out = io.StringIO()
     summary = SummaryRenderer(summary_out)
     for renderer in (plain, summary):  # usage is counted once, by the ledger in front of the renderer
-        ledger = Ledger(renderer, lambda: "claude-sonnet-4-5")
+        ledger = Ledger(renderer)
         for event in events[:-1]:
             ledger.show(event)
         ledger.show(ledger.ended(events[-1]))

@@ -6,21 +6,9 @@ from __future__ import annotations
 import pytest
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import Terminal
+from tests.helpers import Terminal, in_order
 
 pytestmark = pytest.mark.process
-
-def in_order(rows: list[str], wanted: list[str]) -> list[str]:
-    """The wanted lines (each a prefix of a whole row) that are missing or out of order."""
-    missing, position = [], 0
-    for line in wanted:
-        found = next((i for i in range(position, len(rows)) if rows[i].startswith(line)), None)
-        if found is None:
-            missing.append(line)
-        else:
-            position = found + 1
-    return missing
-
 
 @pytest.mark.parametrize("columns", [80, 120])
 def test_ctrl_c_mid_line_keeps_the_line_and_the_next_reply_starts_on_its_own(workspace, columns):

@@ -149,7 +149,7 @@ def test_an_edit_shows_its_diff_and_a_grace_window_counts_down():
 
 def test_one_usage_line_per_message_priced_by_the_model_the_server_reported():
     terminal, sink = make()
-    renderer = Ledger(terminal, lambda: "claude-sonnet-5-5")  # as the agent counts usage, once, for every renderer
+    renderer = Ledger(terminal)  # as the agent counts usage, once, for every renderer
     usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 8000,
              "cache_creation_input_tokens": 500}
     renderer.show(RequestStarted(1, 1))

@@ -23,3 +23,21 @@ def test_keys_build_a_line_enter_queues_it_and_esc_calls_back():
     assert keys.typed == "ok"
     assert keys.next_message() == "fix the bug" and keys.next_message() is None
     assert keys.leftover() == "ok" and keys.leftover() == ""
+
+
+def test_a_paste_during_a_turn_is_one_message_and_up_takes_back_the_last_queued():
+    from midstream.tools.cli.attach import Pastes
+
+    pastes = Pastes()
+    keys = TypeAhead(-1, fold=pastes.fold)
+    lines = "".join(f"line {i}\r" for i in range(43))
+    keys.feed(b"see: \x1b[200~" + lines[:100].encode())  # a paste cut across reads, its end marker too
+    keys.feed(lines[100:].encode() + b"\x1b[20")
+    keys.feed(b"1~\r")
+    assert keys.queued == ["see: [pasted 43 lines]"] and keys.typed == ""
+    assert pastes.expand(keys.queued[0]) == "see: " + "\n".join(f"line {i}" for i in range(43))
+    keys.feed(b"second\r")
+    keys.feed(b"\x1b[A")  # Up: the last queued message comes back to be edited
+    assert keys.queued == ["see: [pasted 43 lines]"] and keys.typed == "second"
+    keys.feed(b"\x15")  # Ctrl-U drops it
+    assert keys.typed == "" and keys.queued == ["see: [pasted 43 lines]"]

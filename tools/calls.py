@@ -40,7 +40,17 @@ from midstream.tools.events import (
     TurnRolledBack,
 )
 from midstream.tools.hooks.loop import LoopHooks
-from midstream.tools.registry import Decision, Facts, PlannedCall, ToolContext, ToolRegistry, ToolResult
+from midstream.tools.registry import (
+    NOT_STARTED,
+    Access,
+    Decision,
+    Facts,
+    PlannedCall,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    workspace_key,
+)
 from midstream.tools.scheduler import ScheduledCall, Scheduler
 from midstream.tools.tracing import LoopTrace
 
@@ -48,7 +58,8 @@ __all__ = ["NOT_STARTED", "Attempt", "Calls", "Dispatched", "worded"]
 
 log = logging.getLogger("midstream.calls")
 
-NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
+NOT_RUN = ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run"))
+_NOT_RUN = Decision(refusal=NOT_STARTED, ended="not_run")
 
 Dispatched = tuple[ToolCallReady, Future[ToolResult]]
 
@@ -89,7 +100,8 @@ class Calls:
         self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
         # Results of calls from rolled-back attempts that an identical call in the retry may reuse.
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
-        self._running: dict[str, ToolContext] = {}  # call id -> context, while a call runs
+        self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched, not yet finished, in order
+        self._not_run: set[str] = set()  # cancelled before they started, not yet announced
         self._lock = threading.Lock()
 
     def worded(self, update: Event) -> Event:
@@ -109,17 +121,14 @@ class Calls:
         if problem or tool is None:
             return self._finished_now(call, ToolResult(problem or "unknown tool", is_error=True,
                                                        facts=Facts(ended="refused")))
-        if earlier := self._reusable.get(_call_key(call.name, call.input)):
+        planned = tool.plan(self.workspace, call.id, call.input)
+        if (earlier := self._reusable.get(_call_key(call.name, call.input))) and not _stale(planned, attempt):
             attempt.ran[call.id] = result = earlier.pop(0)  # reusable again if this attempt breaks off too
             attempt.reused.add(call.id)
+            attempt.planned[call.id] = planned
             return self._finished_now(call, result, reused=True)
-        planned = attempt.planned[call.id] = tool.plan(self.workspace, call.id, call.input)
-        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
-                                                   lambda: self._run(planned, attempt)))
-
-    def _run(self, call: PlannedCall, attempt: Attempt) -> ToolResult:
-        started = time.monotonic()
-        crash_record = CrashRecord(self.transcript, call.id, f"{call.tool.name} {_shown(call.input)}".strip(),
+        attempt.planned[call.id] = planned
+        crash_record = CrashRecord(self.transcript, call.id, f"{tool.name} {_shown(call.input)}".strip(),
                                    self.workspace)
 
         def before_write(path: Path) -> None:
@@ -127,21 +136,32 @@ class Calls:
             attempt.wrote.setdefault(call.id, []).append(path)
             crash_record.file_changed(path)
 
+        # The context exists from dispatch on, so a stop reaches a call still waiting for its turn or
+        # for a free worker: the scheduler may have handed it to the pool already, to start later.
         ctx = ToolContext(self.workspace, report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
                           before_write=before_write)
         with self._lock:
-            self._running[call.id] = ctx
+            self._live[call.id] = (planned, ctx)
+        return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
+                                                   lambda: self._run(planned, ctx, crash_record, attempt)))
+
+    def _run(self, call: PlannedCall, ctx: ToolContext, crash_record: CrashRecord, attempt: Attempt) -> ToolResult:
+        started = time.monotonic()
         try:
             # PreToolUse at dispatch, in this call's worker: side by side with other calls and their hooks.
             writable = self.gate.mode != "read-only"  # what a project hook may write in the workspace
             hooked = self.hooks.pre_tool(call.tool.name, call.input, call.id, cancelled=ctx.cancelled,
-                                         writable=writable) if self.hooks else None
-            if hooked is not None and hooked.refusal is not None:
+                                         writable=writable) if self.hooks and not ctx.cancelled.is_set() else None
+            if ctx.cancelled.is_set():  # stopped while it waited for a free worker (or its hook): it never starts
+                decision = ctx.decision = _NOT_RUN
+            elif hooked is not None and hooked.refusal is not None:
                 decision = ctx.decision = Decision(refusal=hooked.refusal.content,
                                                    ended="interrupted" if hooked.verdict.stopped else "refused")
             else:
                 decision = ctx.decision = self.gate.decide(
                     call, ctx, hook=hooked.verdict.permission if hooked else None, why=hooked.reason if hooked else "")
+            if decision.refusal is None and ctx.cancelled.is_set():
+                decision = _NOT_RUN  # stopped while the gate let it through: it has not started, so it never will
             if decision.refusal is not None:
                 result = ToolResult(decision.refusal, is_error=True, facts=Facts(ended=decision.ended))
             else:  # running only now: a grace window or a question comes first, on screen too
@@ -160,11 +180,16 @@ class Calls:
                 if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
                     result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
                                                   writable=writable, pre=hooked)
-        finally:
+        except BaseException:  # the scheduler answers it with an internal error; the calls after it go on
             with self._lock:
-                self._running.pop(call.id, None)
+                self._live.pop(call.id, None)
+            self._announce_not_run()
+            raise
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
+        with self._lock:
+            self._live.pop(call.id, None)
+        self._announce_not_run()
         return result
 
     def _finished_now(self, call: ToolCallReady, result: ToolResult, reused: bool = False) -> Future[ToolResult]:
@@ -179,11 +204,29 @@ class Calls:
 
     def stop(self, *, kill: bool) -> None:
         """Cancel calls that have not started; ask running ones to stop, or kill them outright."""
-        self.scheduler.cancel_waiting(ToolResult(NOT_STARTED, is_error=True, facts=Facts(ended="not_run")))
         with self._lock:
-            running = list(self._running.values())
-        for ctx in running:
+            live = dict(self._live)
+        for _, ctx in live.values():  # first: a call the pool is about to start sees it and does not run
             ctx.stop(kill=kill)
+        cancelled = self.scheduler.cancel_waiting(NOT_RUN)
+        with self._lock:
+            self._not_run.update(cancelled)
+        self._announce_not_run()
+
+    def _announce_not_run(self) -> None:
+        """Tell the renderers (and json output) of calls cancelled before they started, in block order:
+        each once every call dispatched before it has finished."""
+        with self._lock:
+            due = []
+            for call_id, (planned, _) in list(self._live.items()):
+                if call_id not in self._not_run:
+                    break
+                del self._live[call_id]
+                self._not_run.discard(call_id)
+                due.append(planned)
+        for planned in due:
+            self.renderer.show(ToolFinished(planned.id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
+                                            done=planned.done))
 
     # -- settling ---------------------------------------------------------------------------------
 
@@ -203,6 +246,8 @@ class Calls:
                   retry_in: float | None) -> TurnRolledBack:
         """Nothing of the failed reply reached history; undo its file changes and remember what ran."""
         restored = attempt.journal.rollback()
+        root = self.workspace.resolve()
+        undone = Access.writing(*(workspace_key(root, str(p)) for p in restored))
         kept = set(attempt.journal.kept)  # a command changed them after the file tool: left as they are
         commands, discarded = [], 0
         for call, _ in attempt.calls:
@@ -213,15 +258,16 @@ class Calls:
             stays = call.id in attempt.reused or kept.intersection(attempt.wrote.get(call.id, ()))
             if tool.journaled and not stays:
                 continue  # undone above; an identical call in the retry applies it again
-            self._reusable[_call_key(call.name, call.input)].append(result)
+            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
+            # A read of what was just restored saw a write that is gone: the retry reads again.
+            if planned.judgement.access.writes or not undone.conflicts_with(planned.judgement.access):
+                self._reusable[_call_key(call.name, call.input)].append(result)
             if tool.journaled:
                 continue  # its write stays on disk: a command built on it
-            planned = attempt.planned.get(call.id) or tool.plan(self.workspace, call.id, call.input)  # reused
             if planned.judgement.access.writes:
                 commands.append(str(call.input.get("command", call.name)))
             else:
                 discarded += 1
-        root = self.workspace.resolve()
         event = TurnRolledBack(
             str(error), number, attempts, retry_in, elapsed=time.monotonic() - attempt.started,
             undone=tuple(str(p.relative_to(root)) for p in restored), discarded=discarded,
@@ -244,6 +290,15 @@ def worded(tools: ToolRegistry, update: Event) -> Event:
         case ToolCallReady(name=name, input=args) if (tool := tools.get(name)) is not None:
             return replace(update, status=tool.status(args))
     return update
+
+
+def _stale(planned: PlannedCall, attempt: Attempt) -> bool:
+    """A read that comes after a write this attempt makes anew: an earlier attempt's result would be
+    stale. (A command's result is always reused: it must never run twice.)"""
+    access = planned.judgement.access
+    return not access.writes and any(
+        earlier.judgement.access.writes and earlier.judgement.access.conflicts_with(access)
+        for call_id, earlier in attempt.planned.items() if call_id not in attempt.reused)
 
 
 def _shown(args: dict[str, Any]) -> str:

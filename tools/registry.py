@@ -30,6 +30,7 @@ __all__ = [
     "Ending",
     "Facts",
     "Judgement",
+    "NOT_STARTED",
     "Output",
     "PlannedCall",
     "Tool",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 Ending = Literal["ran", "failed", "refused", "stopped", "not_run", "interrupted", "timed_out"]
+
+NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
 
 
 @dataclass(frozen=True)
@@ -185,19 +188,24 @@ class ToolContext:
     decision: Decision = Decision()
     live: threading.Event = field(default_factory=threading.Event)  # it started what stop(kill=True) ends
     _killers: list[Callable[[], None]] = field(default_factory=list)
+    _killed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_kill(self, kill: Callable[[], None]) -> None:
         """Register how to end what this call started at once (a process group), for ``stop(kill=True)``."""
         with self._lock:
             self._killers.append(kill)
+            killed = self._killed
         self.live.set()
+        if killed:  # the kill was asked for while the process was being started: it must not miss it
+            kill()
 
     def stop(self, *, kill: bool = False) -> None:
         """Ask the call to stop (it sees ``cancelled``); with ``kill``, end what it started now."""
         self.cancelled.set()
         if kill:
             with self._lock:
+                self._killed = True
                 killers = list(self._killers)
             for end in killers:
                 end()

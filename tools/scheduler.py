@@ -42,14 +42,15 @@ class Scheduler:
             self._start_ready()
         return call.future
 
-    def cancel_waiting(self, result: ToolResult) -> None:
-        """Give every call that has not started yet ``result`` instead of running it."""
+    def cancel_waiting(self, result: ToolResult) -> list[str]:
+        """Give every call that has not started yet ``result`` instead of running it; their ids."""
         with self._lock:
             waiting = [c for c in self._unfinished if not c.started]
             for call in waiting:
                 self._unfinished.remove(call)
         for call in waiting:
             call.future.set_result(result)
+        return [call.id for call in waiting]
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

@@ -218,6 +218,9 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
             _kill_group(process)
             ending = _Ending(f"[timed out after {timeout} s; process group terminated]", "timed_out")
             break
+    else:
+        if ctx.cancelled.is_set() and (process.returncode or 0) < 0:  # killed outright (a second Ctrl-C)
+            ending = _Ending(_interrupted(ctx, time.monotonic() - started, started_ns, process), "interrupted")
     reader.join(0.5)
     if reader.is_alive():
         # The shell is gone but something it started in the background still holds the output open.

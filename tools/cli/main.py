@@ -30,6 +30,7 @@ from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
 from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
+from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mcp is not None:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
-        _close(renderer, args)
+        _close(renderer, args, agent.ledger.session)
         cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
@@ -293,7 +294,7 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"session {transcript.id} · {agent.config.model} · {why_mode}", style="dim")
     elif resumed:
         say(f"{agent.config.model} · {why_mode}", style="dim")
-    say("Enter sends · Alt-Enter or \\ then Enter: a new line · Tab completes · @path attaches a file", style="dim")
+    say("Enter sends · Alt-Enter or \\ Enter: a new line · Tab completes · @path attaches", style="dim")
     say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
 
 
@@ -511,10 +512,14 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
     return PlainRenderer(stream_text=streaming)
 
 
-def _close(renderer: Renderer, args: argparse.Namespace) -> None:
-    renderer.close()
-    if args.svg is not None:
-        from midstream.tools.ui.terminal import TerminalRenderer
+def _close(renderer: Renderer, args: argparse.Namespace, session: Usage | None = None) -> None:
+    if "midstream.tools.ui.terminal" not in sys.modules:  # not a terminal renderer (rich is slow to import)
+        renderer.close()
+        return
+    from midstream.tools.ui.terminal import TerminalRenderer
 
-        if isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
-            renderer.save_svg(str(args.svg))
+    if isinstance(renderer, TerminalRenderer) and session is not None:
+        renderer.session = session  # its line at exit: the ledger's whole session, a late /compact too
+    renderer.close()
+    if args.svg is not None and isinstance(renderer, TerminalRenderer):  # a picture of the terminal needs one
+        renderer.save_svg(str(args.svg))

@@ -403,11 +403,14 @@ def _trimmed(messages: list[dict[str, Any]], base: dict[str, Any], limit: int) -
 
 
 def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Iterator[dict[str, Any]]], Iterator[
-        dict[str, Any]]], *, retry: RetryPolicy, sleep: Callable[[float], None]) -> tuple[str, dict[str, Any]]:
+        dict[str, Any]]], *, retry: RetryPolicy, sleep: Callable[[float], None],
+        billed: Callable[[dict[str, Any]], None] = lambda usage: None) -> tuple[str, dict[str, Any]]:
     """One request outside the turn loop (the summary): its text and usage, retried like a turn.
 
     ``events`` wraps the stream (the loop's Ctrl-C handling); ``retry`` says how long to ``sleep``
-    before each new try, and when to stop. Tool calls in the answer are ignored: nothing is dispatched.
+    before each new try, and when to stop; ``billed`` hears the usage of every answered try, the
+    ones that broke off, came back empty or were interrupted too. Tool calls in the answer are
+    ignored: nothing is dispatched.
     """
     for attempt in range(1, retry.attempts + 1):
         assembler = TurnAssembler()
@@ -420,6 +423,8 @@ def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Ite
             if not assembler.complete:
                 raise RetryableModelError("the stream ended before message_stop")
         except RetryableModelError as error:
+            if assembler.usage:  # answered, so billed
+                billed(dict(assembler.usage))
             shown, wait = retry.after(attempt, error)
             if wait is None:
                 if shown is error:
@@ -427,6 +432,11 @@ def ask_for_text(model: ModelClient, body: dict[str, Any], events: Callable[[Ite
                 raise shown from error
             sleep(wait)
             continue
+        except BaseException:  # interrupted, or a failure no try can mend: what was answered was billed
+            if assembler.usage:
+                billed(dict(assembler.usage))
+            raise
+        billed(dict(assembler.usage))
         text = "".join(b.get("text", "") for b in assembler.message()["content"] if b.get("type") == "text")
         return text, assembler.usage
     raise AssertionError("unreachable")

@@ -1,19 +1,18 @@
 """What the session has cost, counted once: every answered request, as its events pass to the renderer.
 
 The loop's renderer is wrapped in a ``Ledger``; renderers and ``/cost`` read its totals (and each
-``TurnEnded`` carries the message's), so no renderer counts tokens of its own. A request is priced
-by the model the server said ran it; a summary request by the model in use when it ran.
+``TurnEnded`` carries the message's), so no renderer counts tokens of its own. Every answered request,
+the summary's included, is one ``RequestUsage``, priced by the model it names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 
 from midstream.tools.conversation.usage import Usage
-from midstream.tools.events import Compacted, Event, Renderer, RequestUsage, TurnEnded
+from midstream.tools.events import Event, Renderer, RequestUsage, TurnEnded
 
 __all__ = ["Ledger"]
 
@@ -21,9 +20,8 @@ __all__ = ["Ledger"]
 class Ledger:
     """A renderer in front of the renderer: keeps the session's and the message's usage."""
 
-    def __init__(self, renderer: Renderer, model: Callable[[], str]) -> None:
+    def __init__(self, renderer: Renderer) -> None:
         self.renderer = renderer
-        self._model = model
         self.session = Usage()  # every request billed in this session
         self.message = Usage()  # ...and since the person's last message
         self._lock = threading.Lock()  # usage events come from the loop, summaries from /compact
@@ -32,8 +30,6 @@ class Ledger:
         match event:
             case RequestUsage(model=model, usage=usage):
                 self._add(Usage.billed(usage, model))
-            case Compacted(usage=spent) if spent:  # the summary request was billed too
-                self._add(Usage.billed(spent, self._model()))
         self.renderer.show(event)
 
     def ended(self, ended: TurnEnded) -> TurnEnded:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import signal
 import sys
 import threading
@@ -59,12 +60,21 @@ def outcome_line(finished: ToolFinished) -> str:
     if result.is_error:
         if facts.exit_status is None:  # the tool refused or failed before anything ran: say what it tried
             first = result.content.splitlines()[:1]
-            return f"✗ {status}: {shorten(first[0], 160) if first else 'failed'}"
+            return f"✗ {status}: {_first_sentence(first[0]) if first else 'failed'}"
         detail = shorten(facts.detail, 80)
-        return f"✗ {done}: {_exit_words(facts.exit_status)}" + (f" ({detail})" if detail else "")
+        # A timed-out command died of our SIGTERM: "killed by SIGTERM" would hide why.
+        how = "timed out" if facts.ended == "timed_out" else _exit_words(facts.exit_status)
+        return f"✗ {done}: {how}" + (f" ({detail})" if detail else "")
     if facts.exit_status is not None:
         return f"✓ {done} ({finished.seconds:.1f} s)"
     return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
+
+
+def _first_sentence(text: str, limit: int = 240) -> str:
+    """A message written for the model, shown to the person: its first sentence whole, not cut mid-way."""
+    end = re.search(r"[.!?](\s|$)", text)
+    sentence = text[:end.end()].strip() if end else text
+    return shorten(sentence, limit)
 
 
 def _exit_words(code: int) -> str:

@@ -72,6 +72,7 @@ from rich.text import Text
 
 __all__ = ["TerminalRenderer"]
 
+STREAMED_WIDTH = 60  # characters of a call's input shown while it streams (the shell's status width)
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
 DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
@@ -396,7 +397,10 @@ class TerminalRenderer:
         if not line.template:
             return visible(line.name) + "…"
         args = {m.group(1): _unescape(m.group(2)) for m in _STRING_FIELD.finditer("".join(line.partial))}
-        return visible(line.template.replace("{}", args.get(line.target, "…"), 1)) + "…"
+        # One row, as the tool words it once complete: a heredoc streaming in must not fill the region.
+        value = " ".join(args.get(line.target, "").split())
+        value = value if len(value) <= STREAMED_WIDTH else value[: STREAMED_WIDTH - 1] + "…"
+        return visible(line.template.replace("{}", value or "…", 1)) + "…"
 
     def _print(self, *renderables: Any) -> None:
         if self._held is not None:

@@ -33,7 +33,8 @@ class RetryPolicy:
         return error, self.delay(attempt, error.retry_after)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        # The exponent is capped: past ~1,000 tries 2 ** n no longer fits a float (--max-attempts is the person's).
+        delay = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 64))
         delay *= random.uniform(0.5, 1.0)
         return max(delay, retry_after or 0.0)
 
