@@ -38,14 +38,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import wait
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from midstream.prompts import build_system_blocks, date_note, date_told_in
 from midstream.sandbox.permissions import Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.spare import close_spares
+from midstream.sandbox.transaction import transactions_unavailable
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.calls import Attempt, Calls, Dispatched
+from midstream.tools.config import DEFAULT_MODEL, AgentConfig, model_client
 from midstream.tools.conversation.cache import CacheAudit, apply_cache_control
 from midstream.tools.conversation.compaction import ContextKeeper, ask_for_text, context_window_for
 from midstream.tools.conversation.history import CommitGuard, HistoryInvalid, repair_reply
@@ -70,85 +72,14 @@ from midstream.tools.scheduler import Scheduler
 from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.model import ModelClient, ModelError, PromptTooLong, RetryableModelError
-from midstream.tools.wire.providers import client_for
 from midstream.tools.wire.retry import RetryPolicy
 
-__all__ = ["Agent", "AgentConfig", "main"]
+__all__ = ["DEFAULT_MODEL", "Agent", "AgentConfig", "main", "model_client"]
 
 log = logging.getLogger("midstream.agent")
 # Library practice: without a configured handler our warnings must not reach the terminal through
 # logging's last resort; the command line sends them to the log file instead (tools/cli/logs.py).
 logging.getLogger("midstream").addHandler(logging.NullHandler())
-
-DEFAULT_MODEL = "claude-sonnet-5-5"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-
-
-@dataclass
-class AgentConfig:
-    """Everything that shapes a session; defaults are what a person gets with no flags."""
-
-    workspace: Path = field(default_factory=Path.cwd)
-    """The directory the tools act in."""
-    provider: str = "anthropic"
-    """The wire: anthropic (Messages API) or openai (Chat Completions: OpenAI, Ollama, llama.cpp, vLLM)."""
-    model: str = DEFAULT_MODEL
-    """Model name sent with every request."""
-    base_url: str = DEFAULT_BASE_URL
-    """Any Anthropic-compatible Messages API."""
-    api_key: str | None = None
-    """Sent as x-api-key; may be absent for a local server."""
-    max_tokens: int = 16000
-    """Output budget of one model request."""
-    max_requests: int = 50
-    """Model requests allowed for one user message before the loop stops."""
-    max_attempts: int = 5
-    """Tries of one request (the first plus retries) before giving up."""
-    connect_timeout: float = 10.0
-    """Seconds to open a connection to the model service."""
-    idle_timeout: float = 90.0
-    """Seconds without any stream event (pings count) before the reply is treated as dropped."""
-    request_timeout: float = 600.0
-    """Seconds one model request may take in all, however its bytes trickle in."""
-    retry_after_max: float = 300.0
-    """Longest wait a service's retry-after may impose; asking for more ends the turn instead."""
-    backoff_base: float = 1.0
-    """First retry delay in seconds; it doubles each attempt, with jitter."""
-    backoff_max: float = 30.0
-    """Largest retry delay in seconds, unless the server's retry-after asks for more."""
-    workers: int = 8
-    """Tool calls that may run at once."""
-    mode: str = "auto"
-    """Permission mode: read-only, ask or auto (see sandbox/permissions.py)."""
-    grace_seconds: float = 3.0
-    """How long a destructive call shows its targets before it runs in auto mode; 0 turns it off."""
-    refuse_destructive: bool = False
-    """Refuse destructive calls in auto mode instead of counting down (-p without an explicit mode)."""
-    isolation: str = "auto"
-    """Shell isolation: bwrap, none, or auto (bwrap when it works here)."""
-    network: bool = False
-    """Let shell commands reach the network (the sandbox has none by default)."""
-    system_prompt: str = ""
-    """The system prompt; empty means built from prompts/ for this workspace and its instruction files."""
-    prompt_cache: bool = True
-    """Send cache_control breakpoints (see tools/conversation/cache.py) and audit what each reply read."""
-    cache_ttl: str = "5m"
-    """Prompt cache lifetime: 5m, or 1h (writes cost 2x input instead of 1.25x)."""
-    tell_date: bool = True
-    """Tell the model today's date in the first message, and again in the first message after it changes."""
-    context_window: int | None = None
-    """Tokens one request may hold; None: known for Claude models (tools/conversation/compaction.py)."""
-    compact: bool = True
-    """Clear old tool results and compact the conversation before it outgrows the window (/compact and
-    the recovery from a "prompt is too long" answer work either way)."""
-
-
-def model_client(config: AgentConfig, **wire: Any) -> ModelClient:
-    """The one place a model client is built from the configuration (``wire``: a transport, a recorder)."""
-    return client_for(config.provider, base_url=config.base_url, api_key=config.api_key,
-                      connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout,
-                      request_timeout=config.request_timeout, **wire)
-
 
 @dataclass
 class _Reply:
@@ -235,6 +166,7 @@ class Agent:
         self.calls.stop(kill=True)
         self.hooks.session_end(reason)
         self.scheduler.shutdown()
+        close_spares()  # the sandboxes set up ahead of time for the next command
         self.model.close()
         if self.transcript:
             self.transcript.close()
@@ -251,7 +183,8 @@ class Agent:
     def _begin_conversation(self) -> None:
         """What belongs to one conversation: its undo record, cache audit, context keeper, date note."""
         config, transcript = self.config, self.transcript
-        self.undo = TurnSnapshots(config.workspace, transcript.id if transcript else None)  # see /undo
+        self.undo = TurnUndo(config.workspace, transcript.id if transcript else None,  # see /undo
+                             overlay=lambda: not transactions_unavailable(config.workspace.resolve(), config.isolation))
         self.calls.undo, self.calls.transcript = self.undo, transcript
         self.cache_audit = CacheAudit(ttl_seconds=3600 if config.cache_ttl == "1h" else 300)
         self.context = self._context_keeper()  # records to this transcript, tells this audit
@@ -322,6 +255,9 @@ class Agent:
             if self.interrupting:  # Ctrl-C while the first turn waited for a starting server: no request
                 return self._stop_for_the_person(None, [])
             return self._requests_until_done()
+        except BaseException:  # SIGTERM, SIGHUP, an exit: a change set waiting in its countdown is discarded
+            self.calls.discard_pending()
+            raise
         finally:
             self.undo.end_turn()
             self.busy = False
@@ -471,10 +407,12 @@ class Agent:
                 # Leaving the `with` above closed the response: the service stops generating (and billing).
                 self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
+            attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
             wait(attempt.futures())  # running calls may finish: see below
             raise
         except BaseException:
-            # Calls already running are allowed to finish: a half-done command is worse than a done one.
+            # Calls already running are allowed to finish: a half-done command is worse than a done one,
+            attempt.discard.set()  # but a change set waiting in a countdown is discarded
             wait(attempt.futures())
             raise
         finally:
@@ -486,6 +424,7 @@ class Agent:
             message, calls = _drop_cut_off_calls(message, calls, assembler.bad_tool_ids)
         repaired = repair_reply(message)
         if repaired is not None and (problems := self.guard.problems(self.history, repaired)):
+            attempt.discard.set()
             wait(attempt.futures())
             raise RetryableModelError("malformed reply: " + "; ".join(problems))
         return _Reply(repaired, assembler.stop_reason, assembler.usage, calls, sent)

@@ -90,7 +90,8 @@ PROGRAMS: dict[str, Program] = {
     "sha256sum": Program(short="bctwz", long=_long("check", "tag")),
     "which": Program(short="a"), "pwd": Program(short="LP"), "echo": Program(short="neE"),
     "true": Program(), "false": Program(), "whoami": Program(), "id": Program(short="ugGnr"),
-    "uname": Program(short="asnrvmpio"), "date": Program(short="uRI", long=_long("utc", "iso-8601", "rfc-3339")),
+    "uname": Program(short="asnrvmpio"),
+    "date": Program(short="uRI", long=_long("utc", "iso-8601", "rfc-3339"), max_operands=0),  # MMDDhhmm sets the clock
     "printenv": Program(max_operands=0),  # the command's environment is already an allowlist
     "jq": Program(short="rcSjaesMCn", long=_long("raw-output", "compact-output", "sort-keys", "slurp",
                                                    "exit-status", "arg", "argjson", "null-input")),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["INTERPRETERS", "PRIVILEGED", "SHELLS", "UNKNOWN", "Call", "make_call", "normalise", "shell_script",
-           "unwrap"]
+           "split_string", "unwrap"]
 
 UNKNOWN = "\x00?"  # a word whose value needs running code
 
@@ -116,6 +116,9 @@ WRAPPERS: dict[str, set[str]] = {
     "xargs": {"I", "n", "P", "d", "L", "s", "a", "E", "--max-args", "--max-procs", "--delimiter", "--arg-file"},
     "watch": {"n", "d", "--interval"}, "unbuffer": set(), "caffeinate": set(), "flock": {"w", "E"},
     "busybox": set(), "chrt": {"p"}, "taskset": set(), "systemd-run": {"u", "p", "--unit", "--property"},
+    # tracers run the command they are given (and are never read-only themselves: see policy)
+    "strace": {"o", "e", "p", "s", "u", "E", "a", "b", "I", "P", "X", "O", "S"},
+    "ltrace": {"o", "e", "p", "s", "u", "n", "a", "A", "D", "F", "l", "L", "x", "w"}, "valgrind": set(),
 }
 SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "fish"}
 INTERPRETERS = {"python", "perl", "node", "ruby"}
@@ -159,6 +162,27 @@ def unwrap(argv: list[str]) -> tuple[list[str], list[str]]:
         while rest and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", rest[0]) and name in ("env", "sudo"):
             rest = rest[1:]
     return wrappers, rest
+
+
+def split_string(argv: list[str]) -> str | None:
+    """The command line inside ``env -S STRING`` or ``script -c STRING``, which run it as their command."""
+    for index, word in enumerate(argv):
+        name = os.path.basename(word)
+        if name not in ("env", "script"):
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word) or name in WRAPPERS:
+                continue
+            return None
+        letter, long = ("S", "--split-string") if name == "env" else ("c", "--command")
+        rest = argv[index + 1:]
+        for position, arg in enumerate(rest):
+            if arg == f"-{letter}" or arg == long:
+                return rest[position + 1] if position + 1 < len(rest) else None
+            if arg.startswith(f"-{letter}") or arg.startswith(f"{long}="):
+                return arg[2:] if not arg.startswith("--") else arg.partition("=")[2]
+            if not arg.startswith("-"):
+                break
+        return None
+    return None
 
 
 def shell_script(args: list[str]) -> tuple[bool, str | None]:

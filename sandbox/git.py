@@ -9,6 +9,10 @@ GIT_CONFIG_PARAMETERS) and ignores the system config, so no program named by the
 midstream's environment. Drivers have names the repository chooses (``filter.evil.process`` runs on a
 plain ``git status`` of a modified file), so run_git first reads which driver programs the config
 names (reading config runs nothing) and blanks each one.
+
+git itself is the one found at start outside the workspace (sandbox/programs.py: a ``.venv/bin/git``
+planted by a command is never run), and its environment has no model key or other credential.
+Submodules and embedded repositories are never entered: each runs git under its own config.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from midstream.sandbox import programs
+from midstream.sandbox.secrets import without_secrets
 
 __all__ = ["HARDENING", "git_env", "run_git"]
 
@@ -38,6 +45,8 @@ HARDENING: tuple[str, ...] = (
     "-c", "sequence.editor=true",
     "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false", "-c", "gpg.program=false",
     "-c", "diff.ignoreSubmodules=all",  # status would run git inside each submodule, under its own config
+    "-c", "status.submoduleSummary=false", "-c", "submodule.recurse=false", "-c", "fetch.recurseSubmodules=false",
+    "-c", "safe.bareRepository=explicit",  # a bare repository planted in the workspace is never discovered
     "--no-pager",
 )
 
@@ -47,7 +56,7 @@ _DRIVER_KEYS = r"^(filter|diff|merge)\..+\.(clean|smudge|process|textconv|comman
 
 def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a git call: no system config, no prompts, no optional index writes."""
-    env = dict(os.environ if base is None else base)
+    env = without_secrets(os.environ if base is None else base)
     for name in list(env):
         if name.startswith("GIT_") and name not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
                                                      "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
@@ -55,6 +64,22 @@ def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat",
                GIT_ATTR_NOSYSTEM="1")
     return env
+
+
+# Subcommands that would look inside submodules; a .gitmodules ``ignore = none`` beats diff.ignoreSubmodules,
+# only the command line beats that.
+_LOOKS_INSIDE = frozenset({"status", "diff", "diff-files", "diff-index", "log", "show"})
+
+
+def _no_submodules(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--ignore-submodules=all`` after a subcommand that would otherwise enter submodules."""
+    args = list(args)
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        index += 2 if args[index] in ("-c", "-C") else 1
+    if index < len(args) and args[index] in _LOOKS_INSIDE:
+        args.insert(index + 1, "--ignore-submodules=all")
+    return args
 
 
 def run_git(
@@ -71,13 +96,16 @@ def run_git(
     that diff pass them. Raises ``OSError`` when git is missing and ``TimeoutExpired`` on a hang.
     """
     environment = git_env(env)
+    git = programs.resolve("git")
+    if git is None:
+        raise FileNotFoundError("git is not installed (or only inside the workspace, where midstream never runs it)")
     listed = subprocess.run(
-        ["git", *HARDENING, "config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS], cwd=cwd,
+        [git, *HARDENING, "config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS], cwd=cwd,
         env=environment, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
     )
     blanked = [f"{key}=" for key in listed.stdout.decode("utf-8", "replace").split("\0") if key]
     overrides = [part for setting in blanked for part in ("-c", setting)]
     return subprocess.run(
-        ["git", *HARDENING, *overrides, *args], cwd=cwd, env=environment, input=input,
+        [git, *HARDENING, *overrides, *_no_submodules(args)], cwd=cwd, env=environment, input=input,
         capture_output=True, timeout=timeout, check=False, stdin=None if input is not None else subprocess.DEVNULL,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from midstream.sandbox.protected import protected_name
+
 __all__ = ["OutsideWorkspace", "confine", "display_path"]
 
 
@@ -36,11 +38,8 @@ def confine(workspace: Path, path: str, *, for_write: bool = False) -> Path:
         relative = resolved.relative_to(root)
     except ValueError:
         raise _refuse(path, "resolves outside the workspace") from None
-    if for_write and ".git" in relative.parts:
-        raise _refuse(path, "is inside a .git/ (git's own data is never written by tools)")
-    if for_write and relative.parts[:1] in ((".gitmodules",), (".midstream",)):
-        raise _refuse(path, "is protected (submodule commands and midstream's own configuration are the "
-                      "person's to change; tell them what you would change)")
+    if for_write and (why := protected_name(relative.parts)):
+        raise _refuse(path, f"is protected ({why}); it is the person's to change: tell them what you would change")
     return resolved
 
 

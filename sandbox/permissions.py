@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from midstream.sandbox.allowlist import why_not
-from midstream.sandbox.commandline import INTERPRETERS, PRIVILEGED, SHELLS, UNKNOWN, make_call, normalise, unwrap
 from midstream.sandbox.isolation import INSTALL_HINT, probe
-from midstream.sandbox.shellparse import parse_script
+from midstream.sandbox.remember import command_keys  # what "always" remembers: sandbox/remember.py
+from midstream.sandbox.review import Stops, outside_effects, review
 from midstream.sandbox.targets import describe_targets
+from midstream.sandbox.transaction import transactions_unavailable
 from midstream.tools.events import ToolAsking, ToolGrace
 from midstream.tools.registry import NOT_STARTED, Decision, Ending, PlannedCall, ToolContext
 
@@ -57,6 +58,8 @@ class Gate:
         in any mode but read-only, every time; ``allow`` spares the question of ask mode, nothing else.
         """
         runs = Decision(isolation=self.isolation, network=self.network)
+        if call.tool.name in SHELL_TOOLS and self.mode != "read-only" and self._transactions(ctx):
+            return self._transaction(call, ctx, runs)  # read-only keeps the read-only bind: nothing to apply
         writes = bool(call.judgement.access.writes)
         if hook == "ask" and self.mode != "read-only":
             return self._ask(call, ctx, runs, forced=why or "a PreToolUse hook asks")
@@ -78,6 +81,50 @@ class Gate:
                             "Do the rest without it and say in your answer that it needs the person, or a run with "
                             "--mode auto.")
         return self._grace(call, ctx, runs) if self.grace_seconds > 0 else runs
+
+    def _transactions(self, ctx: ToolContext) -> bool:
+        return not transactions_unavailable(ctx.workspace.resolve(), self.isolation)
+
+    def _transaction(self, call: PlannedCall, ctx: ToolContext, runs: Decision) -> Decision:
+        """A command that runs in an overlay: judged by its change set once it ran (sandbox/review.py);
+        before it runs, only what no overlay holds back, which needs the network."""
+        command = str(call.input.get("command", ""))
+        stops = Stops(ctx.cancelled, ctx.discard)
+        judged = replace(runs, isolation="bwrap", writable=True, review=lambda changes: review(
+            changes, mode=self.mode, command=command, call_id=call.id, stops=stops, announce=self.announce,
+            confirm=self.confirm, refuse_destructive=self.refuse_destructive, grace_seconds=self.grace_seconds))
+        outside = outside_effects(command) if self.network else ()
+        if not outside:
+            return judged
+        if self.mode == "ask":
+            return self._ask_before(call, ctx, outside, judged)
+        if self.refuse_destructive:
+            return _refused(f"Refused: this command acts beyond the workspace ({'; '.join(outside)}), which no "
+                            "sandbox can take back, and in this non-interactive run nobody can stop it during a "
+                            "countdown. Do the rest without it and say in your answer that it needs the person, or "
+                            "a run with --mode auto.")
+        if self.grace_seconds <= 0:
+            return judged
+        self.announce(ToolGrace(call.id, command, outside, self.grace_seconds))
+        if who := stops.wait(self.grace_seconds):
+            return _refused(f"This command was stopped by {who} during its {self.grace_seconds:g} s countdown (it "
+                            "acts beyond the workspace); nothing was run. Do not retry it; ask what to do instead.",
+                            "stopped")
+        return judged
+
+    def _ask_before(self, call: PlannedCall, ctx: ToolContext, outside: tuple[str, ...], runs: Decision) -> Decision:
+        """Ask mode with the network on: a command that can reach outside is asked before it runs."""
+        if self.confirm is None:
+            return _refused(f"Refused: this command acts beyond the workspace ({'; '.join(outside)}) and needs the "
+                            "person's confirmation (ask mode); nobody can answer in this non-interactive run.")
+        with self._asking:
+            if not ctx.cancelled.is_set():
+                self.announce(ToolAsking(call.id, call.tool.name, dict(call.input), str(ctx.workspace), call.status,
+                                         changes=tuple(f"acts beyond the workspace: {why}" for why in outside)))
+            answer = "no" if ctx.cancelled.is_set() else self.confirm(f"{call.status}?", ctx.cancelled)
+        if answer in ("yes", "always"):
+            return runs
+        return _refused("The person refused this call. Do not retry it; ask them what they want instead.")
 
     def _command(self, call: PlannedCall, ctx: ToolContext, writes: bool, runs: Decision) -> Decision:
         """read-only and ask modes: how a command runs (workspace bound read-only or writable) and when to ask."""
@@ -128,9 +175,9 @@ class Gate:
         # What it would destroy; when that cannot be listed ("cannot tell", kill -1 …), why it is destructive.
         targets = tuple(describe_targets(list(call.judgement.findings), ctx.workspace)) or call.judgement.reasons
         self.announce(ToolGrace(call.id, command, targets, self.grace_seconds))
-        if ctx.cancelled.wait(self.grace_seconds):
-            return _refused(f"The person stopped this destructive call during its {self.grace_seconds:g} s grace "
-                            "window; nothing was run. Do not retry it; ask them what to do instead.", "stopped")
+        if who := Stops(ctx.cancelled, ctx.discard).wait(self.grace_seconds):
+            return _refused(f"This destructive call was stopped by {who} during its {self.grace_seconds:g} s grace "
+                            "window; nothing was run. Do not retry it; ask what to do instead.", "stopped")
         return runs
 
 
@@ -138,39 +185,3 @@ def _refused(text: str, ended: Ending = "refused") -> Decision:
     return Decision(refusal=text, ended=ended)
 
 
-_SUBCOMMAND_PROGRAMS = {"git", "npm", "yarn", "pnpm", "bun", "cargo", "go", "docker", "podman", "kubectl", "pip",
-                        "pip3", "uv", "poetry", "make", "gh", "deno", "dotnet", "mvn", "gradle", "apt", "apt-get",
-                        "brew", "npx", "just", "task", "terraform", "helm", "rustup", "conda", "hatch", "tox", "nox"}
-
-
-def command_keys(command: str) -> frozenset[str] | None:
-    """The program-and-subcommand of every command in ``command`` ("npm test", "git status"), or
-    None when the command cannot be read well enough to say."""
-    parsed = parse_script(command)
-    if parsed.error:
-        return None
-    keys: set[str] = set()
-    for simple in parsed.commands:
-        if not simple.argv:
-            continue
-        if simple.argv[0] is None:
-            return None
-        wrappers, argv = unwrap([UNKNOWN if w is None else w for w in simple.argv])
-        if not argv or argv[0] == UNKNOWN or wrappers and set(wrappers) & PRIVILEGED:
-            return None
-        program = normalise(argv[0])
-        if program in SHELLS | {"eval", "source", "."}:
-            return None  # a script's key says nothing about what the script does
-        call = make_call(program, argv[1:], None)
-        if program in _SUBCOMMAND_PROGRAMS:
-            # `npm run lint` is not `npm run deploy`: a runner's script or tool is part of the key
-            named = call.operands[:2] if call.sub in ("run", "exec", "x", "run-script", "dlx") else [call.sub]
-            named = [call.sub] if program == "git" else named
-            keys.add(" ".join([program, *named]).strip())
-        elif program in INTERPRETERS:
-            module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else call.sub
-            keys.add(f"{program} {module}".strip() if "c" not in call.flags and "e" not in call.flags else
-                     f"{program} -c {argv[-1]}")
-        else:
-            keys.add(program)
-    return frozenset(keys)

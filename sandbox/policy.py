@@ -27,8 +27,10 @@ from midstream.sandbox.commandline import (
     make_call,
     normalise,
     shell_script,
+    split_string,
     unwrap,
 )
+from midstream.sandbox.readers import date_reads_only, git_reads_only, sed_reads_only
 from midstream.sandbox.shellparse import Simple, parse_script
 
 __all__ = ["RULES", "Classification", "Finding", "Rule", "Verdict", "UNKNOWN", "analyze", "classify",
@@ -233,10 +235,10 @@ _GIT_BRANCH_LIST = {"a", "r", "v", "l", "--list", "--all", "--show-current", "--
                     "--merged", "--no-merged", "--format", "--sort", "--color", "--no-color"}
 _READ_ONLY_PROGRAMS = (
     "ls", "cat", "head", "tail", "wc", "grep", "egrep", "fgrep", "rg", "ag", "pwd", "echo", "printf",
-    "which", "type", "file", "stat", "du", "df", "tree", "diff", "cmp", "sort", "uniq", "cut", "tr",
-    "basename", "dirname", "realpath", "readlink", "true", "false", "test", "[", "date", "whoami", "id",
+    "which", "type", "file", "stat", "du", "df", "diff", "cmp", "uniq", "cut", "tr",
+    "basename", "dirname", "realpath", "readlink", "true", "false", "test", "[", "whoami", "id",
     "uname", "printenv", "nl", "less", "more", "column", "jq", "sha256sum", "md5sum", "cksum",
-    "hexdump", "xxd", "od", "strings", "comm", "join", "paste", "fold", "fmt", "expand", "seq",
+    "hexdump", "od", "strings", "comm", "join", "paste", "fold", "fmt", "expand", "seq",
     "cd", "pushd", "popd", ":",
 )
 
@@ -311,15 +313,22 @@ RULES: tuple[Rule, ...] = (
     Rule("git", "worktree", both(operand_in("remove"), any_flag("f", "--force")), _D,
          "git worktree remove --force", lambda c: c.operands[1:]),
     # read-only: safe beside other reads
-    *(Rule("git", sub, always, _R, "git read") for sub in _GIT_READ_ONLY),
-    Rule("git", "", always, _R, "git read"),
-    Rule("git", "branch", lambda c: not c.operands or c.flags <= _GIT_BRANCH_LIST and bool(c.flags), _R,
-         "git branch (listing)"),
-    Rule("git", "stash", lambda c: c.operands[:1] in (["list"], ["show"]), _R, "git stash list"),
-    Rule("git", "remote", lambda c: not c.operands or c.operands[0] in {"-v", "show", "get-url"}, _R, "git remote"),
+    # read-only: safe beside other reads, and asked nothing in ask mode: only forms that neither run a
+    # program nor write a file (sandbox/readers.py)
+    *(Rule("git", sub, git_reads_only, _R, "git read") for sub in _GIT_READ_ONLY),
+    Rule("git", "", git_reads_only, _R, "git read"),
+    Rule("git", "branch", both(git_reads_only, lambda c: not c.operands or c.flags <= _GIT_BRANCH_LIST
+                                and bool(c.flags)), _R, "git branch (listing)"),
+    Rule("git", "stash", both(git_reads_only, lambda c: c.operands[:1] in (["list"], ["show"])), _R, "git stash list"),
+    Rule("git", "remote", both(git_reads_only, lambda c: not c.operands or c.operands[0] in {"-v", "show", "get-url"}),
+         _R, "git remote"),
     Rule("find", None, lambda c: not {"-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprintf", "-fls",
                                       "-delete"} & set(c.args), _R, "find"),
-    Rule("sed", None, always, _R, "sed"),
+    Rule("sed", None, sed_reads_only, _R, "sed"),
+    Rule("date", None, date_reads_only, _R, "date"),
+    Rule("sort", None, lambda c: not any(f.startswith("--compress-program") for f in c.flags), _R, "sort"),
+    Rule("tree", None, no_flag("o"), _R, "tree"),
+    Rule("xxd", None, lambda c: len(c.operands) < 2 and "r" not in c.flags, _R, "xxd"),
     *(Rule(p, None, always, _R, p) for p in _READ_ONLY_PROGRAMS),
 )
 
@@ -391,6 +400,9 @@ class _Analysis:
     def argv(self, argv: list[str], cwd: Path | None, depth: int, *, piped_into: bool = False,
              stdin_text: str | None = None) -> Path | None:
         wrappers, command = unwrap(argv)
+        if (split := split_string(argv)) is not None:  # env -S 'rm -rf x': the string is a command line
+            self.add(Verdict.ORDINARY, "env -S runs the command line it is given", cwd)
+            self.script(split, cwd, depth + 1)
         if any(w in PRIVILEGED for w in wrappers):
             self.add(_D, "sudo runs as another user", cwd)
         if not command:
@@ -421,6 +433,8 @@ class _Analysis:
             return cwd
         if "xargs" in wrappers and program in _DELETERS:
             self.add(_D, f"xargs {program} deletes whatever names arrive on its input", cwd)
+        for runner in {"xargs", "strace", "ltrace", "valgrind", "script"} & set(wrappers):
+            self.add(Verdict.ORDINARY, f"{runner} runs what it is given: never read-only", cwd)
         if program in SHELLS:
             has_c, script = shell_script(args)
             if has_c:

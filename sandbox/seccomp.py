@@ -1,69 +1,100 @@
-"""A seccomp filter for sandboxed commands: no Unix domain sockets.
+"""The seccomp filter of sandboxed commands: kernel interfaces a command has no use for are refused.
 
-A read-only bind does not stop ``connect()`` on a socket file, and a command whose user namespace maps
-to host root (midstream run as root) is root to any daemon that checks the peer's credentials: the
-Docker socket, systemd's private socket, containerd. Abstract sockets are reachable too when the
-network is allowed. So a sandboxed command may not create an ``AF_UNIX`` socket at all (``socketpair``,
-which connects to nothing, still works). Syscalls of another ABI (x32, 32-bit) are refused, since
-``socketcall`` hides its arguments from the filter.
+Built with libseccomp (through ``pyseccomp``), exported as classic BPF once per process and handed to
+bubblewrap with ``--seccomp FD``. Refused, each for a reason:
 
-The filter is classic BPF, built here as bytes (``struct sock_filter`` is 8 bytes: u16 code, u8 jt,
-u8 jf, u32 k) and handed to bubblewrap with ``--seccomp FD``. On an architecture it does not know,
-``program()`` returns None and commands run without it.
+- **Sockets of any family but AF_INET and AF_INET6** (``socket``): a read-only bind does not stop
+  ``connect()`` on a Unix socket file, and a command whose user namespace maps to host root is root
+  to a daemon checking peer credentials (docker, systemd, dbus); ``AF_VSOCK`` reaches the hypervisor
+  host whatever the network namespace; ``AF_PACKET`` and raw families are for network tools we do not
+  run. ``AF_NETLINK`` only with ``NETLINK_ROUTE`` (glibc's ``getaddrinfo`` and ``ip addr`` read the
+  interfaces of the command's own network namespace); ``NETLINK_SOCK_DIAG`` would list every socket.
+  ``socketpair`` only for ``AF_UNIX`` (connects to nothing outside: builds and test runners use it).
+- **io_uring** (``io_uring_setup``/``enter``/``register``, ENOSYS so runtimes fall back): its
+  ``IORING_OP_SOCKET`` and ``IORING_OP_CONNECT`` make and connect sockets without the ``socket``
+  call, past every rule above.
+- **Kernel-facing interfaces**: ``bpf``, ``perf_event_open`` (kernel pointers, side channels),
+  ``userfaultfd`` (stalls the kernel at will: the usual exploit primitive), ``keyctl``/``add_key``/
+  ``request_key`` (the kernel keyring is not namespaced per sandbox), module loading, ``kexec``,
+  ``reboot``, swap, ``acct``, ``quotactl``, ``syslog``, clock setting.
+- **Filesystem and namespace changes**: ``mount`` and the new mount API, ``pivot_root``, ``unshare``,
+  ``setns``, ``open_by_handle_at`` (opens files by handle, past bind mounts).
+- **Terminal injection**: ``ioctl(TIOCSTI)`` and ``ioctl(TIOCLINUX)`` push input into a terminal.
+- **Another ABI** (x32, i386: ``socketcall`` hides its arguments): ENOSYS for the whole call.
+
+Not refused: ``ptrace`` and ``process_vm_readv`` (gdb and strace work; the pid namespace leaves
+only the command's own processes to trace).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
-import platform
-import struct
+import socket
 
-__all__ = ["memfd_with_program", "program"]
+__all__ = ["DENIED", "SOCKET_FAMILIES", "memfd_with_program", "program"]
 
-_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
-_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
-_JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
-_RET_K = 0x06  # BPF_RET | BPF_K
-_ALLOW = 0x7FFF0000
-_DENY = 0x00050000 | errno.EPERM  # SECCOMP_RET_ERRNO
-_ENOSYS = 0x00050000 | errno.ENOSYS
-_AF_UNIX = 1
-_X32_BIT = 0x40000000
-
-# machine -> (AUDIT_ARCH_*, socket syscall number, whether x32 numbers exist)
-_ARCHES = {
-    "x86_64": (0xC000003E, 41, True),
-    "aarch64": (0xC00000B7, 198, False),
-}
+SOCKET_FAMILIES = (socket.AF_INET, socket.AF_INET6)  # what socket() may create; AF_NETLINK: route only
+_AF_MAX = 46
+_NETLINK_ROUTE = 0
+_TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+_IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+DENIED = (
+    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
+    "swapon", "swapoff", "acct", "quotactl", "syslog", "settimeofday", "clock_settime", "clock_adjtime",
+    "adjtimex", "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig",
+    "fsmount", "fspick", "mount_setattr", "unshare", "setns", "open_by_handle_at", "lookup_dcookie",
+    "vhangup", "iopl", "ioperm", "uselib", "nfsservctl", "fanotify_init",
+)
 
 
-def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-    return struct.pack("<HBBI", code, jt, jf, k)
-
-
+@functools.cache
 def program() -> bytes | None:
-    """The filter for this machine's architecture, or None when it is not one we know."""
-    known = _ARCHES.get(platform.machine())
-    if known is None:
+    """The filter as BPF bytes, or None when libseccomp cannot be loaded here."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError):
         return None
-    arch, socket_nr, has_x32 = known
-    ops = [
-        _op(_LD_W_ABS, 4),  # seccomp_data.arch
-        _op(_JEQ_K, arch, jt=1, jf=0),
-        _op(_RET_K, _ENOSYS),  # another ABI: refused
-        _op(_LD_W_ABS, 0),  # seccomp_data.nr
-    ]
-    if has_x32:
-        ops += [_op(_JGE_K, _X32_BIT, jt=0, jf=1), _op(_RET_K, _ENOSYS)]
-    ops += [
-        _op(_JEQ_K, socket_nr, jt=0, jf=3),
-        _op(_LD_W_ABS, 16),  # the low half of args[0], the domain (little-endian)
-        _op(_JEQ_K, _AF_UNIX, jt=0, jf=1),
-        _op(_RET_K, _DENY),
-        _op(_RET_K, _ALLOW),
-    ]
-    return b"".join(ops)
+    deny = sc.ERRNO(errno.EPERM)
+    f = sc.SyscallFilter(sc.ALLOW)
+    f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
+    low = 0xFFFFFFFF  # an int argument is its low 32 bits; the high ones are the caller's to fill
+    for family in range(_AF_MAX):
+        if family not in SOCKET_FAMILIES and family != socket.AF_NETLINK:
+            f.add_rule(deny, "socket", sc.Arg(0, sc.MASKED_EQ, low, family))
+        if family != socket.AF_UNIX:
+            f.add_rule(deny, "socketpair", sc.Arg(0, sc.MASKED_EQ, low, family))
+    for call in ("socket", "socketpair"):
+        f.add_rule(deny, call, sc.Arg(0, sc.GE, _AF_MAX))  # unknown families, and high bits set
+    f.add_rule(deny, "socket", sc.Arg(0, sc.MASKED_EQ, low, socket.AF_NETLINK), sc.Arg(2, sc.NE, _NETLINK_ROUTE))
+    for call in _IO_URING:
+        f.add_rule(sc.ERRNO(errno.ENOSYS), call)
+    for call in DENIED:
+        try:
+            f.add_rule(deny, call)
+        except (RuntimeError, ValueError, OSError):  # a call this architecture does not have
+            continue
+    for request in (_TIOCSTI, _TIOCLINUX):
+        f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, low, request))
+    fd = os.memfd_create("midstream-seccomp-build", 0)
+    try:
+        f.export_bpf(_Fd(fd))
+        size = os.lseek(fd, 0, os.SEEK_END)
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+class _Fd:
+    """What ``export_bpf`` wants: something with a ``fileno``."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
 
 
 def memfd_with_program() -> int | None:

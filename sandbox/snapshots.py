@@ -65,6 +65,14 @@ class SnapshotError(RuntimeError):
     """git could not take or restore a snapshot."""
 
 
+def _embedded_repositories(workspace: Path) -> set[bytes]:
+    """Workspace-relative directories holding a repository of their own (looked for on every snapshot)."""
+    from midstream.sandbox.protected import nested_repositories
+
+    return {os.fsencode(path.parent.relative_to(workspace)) for path in nested_repositories(workspace)
+            if path.name == ".git"}
+
+
 class TooLarge(SnapshotError):
     """The workspace holds more new data than a snapshot should copy."""
 
@@ -89,6 +97,7 @@ class SnapshotStore:
         env = {**os.environ, "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.workspace),
                "GIT_INDEX_FILE": str(index or self.index)}
         settings = ["-c", "core.autocrlf=false", "-c", "core.safecrlf=false", "-c", "advice.addEmbeddedRepo=false",
+                    "-c", "submodule.recurse=false", "-c", "status.submoduleSummary=false",
                     "-c", "core.quotePath=false"]
         result = run_git([*settings, *args], self.workspace, env=env, input=input, timeout=300)
         if check and result.returncode != 0:
@@ -186,7 +195,8 @@ class SnapshotStore:
         untracked: list[bytes] = []
         walker.start()
         try:
-            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv").stdout
+            differing = self._git("diff-files", "--name-only", "-z", "--no-ext-diff", "--no-textconv",
+                                  "--ignore-submodules=all").stdout
         finally:
             walker.join()
         if not untracked:
@@ -195,8 +205,14 @@ class SnapshotStore:
         huge: list[str] = []
         new_bytes = 0
         entries = [(b"C", n) for n in differing.split(b"\0")] + [(b"?", n) for n in untracked[0].split(b"\0")]
+        nested = _embedded_repositories(self.workspace)  # looked for again at every snapshot
         for tag, name in entries:
             if not name:
+                continue
+            if name.endswith(b"/") or any(name == n or name.startswith(n + b"/") for n in nested):
+                # An embedded repository: `git add` would run git inside it, under its own config (its
+                # filter drivers, on the host). Left out of snapshots, and out of the fallback's `add .` too.
+                nested.add(name.rstrip(b"/"))
                 continue
             if tag == b"?":
                 with contextlib.suppress(OSError):
@@ -216,6 +232,7 @@ class SnapshotStore:
                               "--pathspec-file-nul", input=b"\0".join(changed) + b"\0", check=False)
         if changed and (added is None or added.returncode != 0):  # many files, or one vanished meanwhile
             pathspecs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in huge)
+            pathspecs += b"".join(b":(exclude,literal)" + n + b"\0" for n in sorted(nested))
             added = self._git("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul",
                               input=b".\0" + pathspecs, check=False)
             if b"fatal:" in added.stderr:  # unreadable files are only errors; this would be a false snapshot

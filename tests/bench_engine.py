@@ -174,6 +174,108 @@ def bench_dispatch(workspace: str, calls: int = 500) -> None:
     )
 
 
+# -- a command's start after its block stop, sandbox and overlay included ------------------------
+
+def _command_starts(workspace: str, command: str, calls: int = 20, spacing: float = 0.15,
+                    **config: Any) -> list[float]:
+    """ms from the server writing each block's content_block_stop to the command's first instruction."""
+    from midstream.tools import builtin_tools
+
+    sent: dict[int, float] = {}
+    blocks = [ToolUse(f"c{i}", "bash", {"command": command.replace("N", str(i))}, delay=0.002) for i in range(calls)]
+    scripted = reply(*blocks)
+    for event in scripted["events"]:
+        if event["type"] == "content_block_start":
+            event["_delay"] = spacing  # the model writing the next call: the one before has time to run
+        if event["type"] == "content_block_stop":
+            event["_before"] = lambda i=event["index"]: sent.__setitem__(i, time.time())
+    server = ScriptedServer([scripted, reply(Text("done"))])
+    with server:
+        settings = dict(workspace=Path(workspace), base_url=server.url, api_key="k", model="bench",
+                        system_prompt="bench", max_tokens=1000, workers=4, grace_seconds=0, **config)
+        agent = Agent(AgentConfig(**settings), tools=ToolRegistry(builtin_tools()), renderer=Stamps())
+        agent.send("go")
+        agent.close()
+    starts = {}
+    for block in server.requests[1]["body"]["messages"][-1]["content"]:
+        if block.get("type") == "tool_result":
+            first = block["content"].split()[0]
+            starts[int(block["tool_use_id"][1:])] = float(first.split("=")[-1])
+    return [(starts[i] - sent[i]) * 1000 for i in sorted(starts)]
+
+
+def bench_command_start(workspace: str) -> None:
+    """Tool start after its block stop for 20 trivial commands in one reply: sandboxed and overlaid, or not."""
+    import subprocess as sp
+
+    os.environ["XDG_STATE_HOME"] = str(Path(workspace) / ".state")  # undo records and layers: not the person's
+    Path(workspace, ".gitignore").write_text(".state/\n")
+    sp.run(["git", "init", "-q", workspace], check=True)
+    Path(workspace, "tracked.txt").write_text("x\n")
+    sp.run("git add -A && git -c user.email=b@b -c user.name=b commit -qm b", shell=True, cwd=workspace, check=True)
+    reading, writing = "echo $EPOCHREALTIME", "echo $EPOCHREALTIME; echo N >> log.txt"
+    rows = []
+    for label, command, config in (
+        ("unsandboxed (--isolation none), reading", reading, {"isolation": "none"}),
+        ("unsandboxed (--isolation none), writing: git snapshots", writing, {"isolation": "none"}),
+        ("bwrap, read-only mode (no overlay)", reading, {"mode": "read-only"}),
+        ("bwrap + overlay (a transaction), reading", reading, {}),
+        ("bwrap + overlay (a transaction), writing: applied", writing, {}),
+    ):
+        _command_starts(workspace, command, 3, **config)  # warm: probes, caches
+        latencies = _command_starts(workspace, command, **config)
+        rows.append([label, statistics.median(latencies), sorted(latencies)[-2], max(latencies)])
+    table("Tool start after block stop: 20 trivial commands in one reply, 150 ms apart (server's "
+          "content_block_stop -> the command's first instruction)",
+          ["how commands run", "median ms", "2nd worst ms", "max ms"], rows)
+
+
+def bench_apply(workspace: str, files: int = 10_000) -> None:
+    """A command that rewrites 10,000 files: its run in the overlay, reading, applying and undoing its change set."""
+    import shutil
+    import subprocess as sp
+
+    from midstream.sandbox.changeset import GitView
+    from midstream.sandbox.isolation import command_environment, sandboxed
+    from midstream.sandbox.record import UndoRecord
+    from midstream.sandbox.transaction import Transaction
+    from midstream.sandbox.undo import undo_record
+
+    root = Path(workspace) / "many"
+    root.mkdir()
+    os.environ["XDG_STATE_HOME"] = str(Path(workspace) / ".state")
+    (root / "d").mkdir()
+    for i in range(files):
+        (root / "d" / f"f{i}").write_text(f"{i}\n")
+    command = "python3 -c \"import os\nfor n in os.listdir('d'): open('d/'+n, 'a').write('x')\""
+    rows = []
+    started = time.perf_counter()
+    sp.run(["bash", "-c", command], cwd=root, check=True)
+    rows.append(["the command, unsandboxed (baseline)", (time.perf_counter() - started) * 1000])
+    record = UndoRecord(Path(workspace) / ".state" / "bench", "bench")
+    with Transaction.begin(root) as tx:
+        with sandboxed(["bash", "-c", command], root, "bwrap") as (argv, fds):
+            started = time.perf_counter()
+            sp.run(tx.wrap(argv), cwd=root, env=command_environment(), pass_fds=fds, check=True)
+            rows.append(["the command in bwrap + overlay (copy-up of every file)",
+                         (time.perf_counter() - started) * 1000])
+        started = time.perf_counter()
+        changes = tx.changes(GitView(root))
+        rows.append([f"reading the change set ({changes.summary()})", (time.perf_counter() - started) * 1000])
+        started = time.perf_counter()
+        applied = tx.apply(record)
+        rows.append([f"applying it ({len(applied.applied):,} paths: link aside, rename in)",
+                     (time.perf_counter() - started) * 1000])
+    started = time.perf_counter()
+    report = undo_record(root, record)
+    rows.append([f"undoing it ({len(report.files):,} paths)", (time.perf_counter() - started) * 1000])
+    copy = Path(workspace) / "copy"
+    started = time.perf_counter()
+    shutil.copytree(root / "d", copy)
+    rows.append(["for scale: copying the directory (shutil.copytree)", (time.perf_counter() - started) * 1000])
+    table(f"A command that rewrites {files:,} files, as a transaction", ["step", "ms"], rows)
+
+
 # -- assembly cost -----------------------------------------------------------------------------
 
 def _big_tool_reply(size: int) -> dict[str, Any]:
@@ -330,11 +432,23 @@ def bench_startup(workspace: str, runs: int = 10) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--commands", action="store_true", help="only the command start and apply benchmarks")
     args = parser.parse_args()
+    if args.commands:
+        with tempfile.TemporaryDirectory() as workspace:
+            bench_command_start(workspace)
+        with tempfile.TemporaryDirectory() as workspace:
+            bench_apply(workspace)
+        return
     with tempfile.TemporaryDirectory() as workspace:
         bench_overlap(workspace)
         bench_overlap(workspace, provider="openai")
         bench_dispatch(workspace)
+    with tempfile.TemporaryDirectory() as workspace:
+        bench_command_start(workspace)
+    with tempfile.TemporaryDirectory() as workspace:
+        bench_apply(workspace)
+    with tempfile.TemporaryDirectory() as workspace:
         bench_assembly(args.quick)
         bench_chat_assembly()
         bench_startup(workspace)

@@ -107,7 +107,7 @@ def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_f
 
     server = ScriptedServer([
         reply(ToolUse("t1", "bash", {"command": "npm test"})),
-        reply(ToolUse("t2", "bash", {"command": "npm test -- --watch=false"}),  # covered by "always"
+        reply(ToolUse("t2", "bash", {"command": "npm test"}),  # covered by "always"
               ToolUse("t3", "bash", {"command": "rm -rf x"})),  # a destructive form: asked
         reply(ToolUse("t4", "bash", {"command": "rm -rf x"}),  # and asked again: "always" never sticks to it
               ToolUse("t5", "bash", {"command": "npm run lint"}),  # another subcommand: asked
@@ -120,6 +120,32 @@ def test_ask_mode_always_covers_one_program_and_subcommand_never_a_destructive_f
         agent.send("go")
     assert questions == ["Running `npm test`?", "Running `rm -rf x`?", "Running `rm -rf x`?",
                          "Running `npm run lint`?", "Running `npm test && touch y`?"]
+
+
+@pytest.mark.process
+def test_always_for_make_test_does_not_cover_make_test_with_a_makefile_from_stdin(make_agent, workspace):
+    questions: list[str] = []
+
+    def confirm(question: str, cancelled) -> str:
+        questions.append(question)
+        return "always"
+
+    server = ScriptedServer([
+        reply(ToolUse("t1", "bash", {"command": "make test"})),
+        reply(ToolUse("t2", "bash", {"command": "make test"})),  # covered
+        reply(ToolUse("t3", "bash", {"command": "make test -f /dev/stdin"})),  # another program entirely: asked
+        reply(ToolUse("t4", "bash", {"command": "sed -n 'w out' a.txt"})),  # not read-only: asked
+        reply(ToolUse("t5", "bash", {"command": "git -c diff.external=./x log --ext-diff"})),  # asked
+        reply(ToolUse("t6", "bash", {"command": "make test"})),  # still covered
+        reply(Text("ok")),
+    ])
+    (workspace / "a.txt").write_text("a\n")
+    with server:
+        agent, _ = make_agent(server, mode="ask", isolation="none")  # asked before running: what "always" covers
+        agent.gate.confirm = confirm
+        agent.send("go")
+    assert questions == ["Running `make test`?", "Running `make test -f /dev/stdin`?",
+                         "Running `sed -n 'w out' a.txt`?", "Running `git -c diff.external=./x log --ext-diff`?"]
 
 
 def test_a_countdown_with_nothing_to_list_says_why_the_command_is_destructive(make_agent, workspace):

@@ -146,7 +146,30 @@ def test_every_destructive_row_is_exercised(ws):
 @pytest.mark.parametrize("rule", [r for r in RULES if r.verdict is R and r.reason == r.program],
                          ids=lambda r: r.program)
 def test_every_read_only_program_row(rule):
-    assert classify("[ something ]" if rule.program == "[" else f"{rule.program} something").verdict is R
+    operand = {"sed": "p", "date": "+%s", "[": "something ]"}.get(rule.program, "something")
+    assert classify(f"{rule.program} {operand}").verdict is R
+
+
+@pytest.mark.parametrize("command", [
+    "sed '1e touch x' f", "sed 's/a/b/e' f", "sed 's/a/b/w out' f", "sed -n 'w out' f", "sed 'W out' f",
+    "sed -f script.sed f", "sed -e p -e 'e id' f", "sed --expression='1e id' f", "sed -ne '$!{e id' -e '}' f",
+    "git -c diff.external=./x log -p", "git log --ext-diff", "git diff --textconv", "git grep -O./x foo",
+    "git grep --open-files-in-pager=./x foo", "git log --output=f", "git --exec-path=. status",
+    "git --config-env=core.pager=X log", "git ls-remote --upload-pack=./x origin", "git -p log",
+    "date 01010101", "date -s '2001-01-01'", "date --set=now",
+    "awk 'BEGIN{system(\"id\")}'", "xargs cat", "env -S 'cat f'", "script -c ls /dev/null", "strace cat f",
+    "make -f /dev/stdin", "gdb -ex shell", "python3 -c 'print(1)'", "sort --compress-program=sh f", "tree -o f .",
+    "xxd in out",
+])
+def test_forms_that_run_a_program_or_write_are_never_read_only(command):
+    assert not classify(command).read_only, command
+
+
+@pytest.mark.parametrize("command", ["sed -n '1,5p' f", "sed 's/a/b/g;/x/d' f", "sed -E 's|a|b|2p' f",
+                                     "sed --sandbox 'e id' f", "git log --oneline -5", "git diff --stat",
+                                     "date", "date -u +%Y", "sort -u f", "tree -L 2"])
+def test_their_plain_forms_still_are(command):
+    assert classify(command).read_only, command
 
 
 # -- targets ----------------------------------------------------------------------------------------
@@ -221,10 +244,19 @@ def test_git_forms_list_the_files_whose_uncommitted_work_would_be_lost(ws):
 def test_command_keys_name_program_and_subcommand():
     assert command_keys("npm test") == {"npm test"}
     assert command_keys("git status && git diff") == {"git status", "git diff"}
-    assert command_keys("timeout 60 npm test -- --watch=false") == {"npm test"}
-    assert command_keys("python3 -m pytest -q") == {"python pytest"}
+    assert command_keys("timeout 60 npm test") == {"npm test"}
+    assert command_keys("npm test -- --watch=false") == {"npm test -- --watch=false"}  # options: the whole command
+    assert command_keys("make test") == {"make test"} != command_keys("make test V=1 -B -C sub")
+    assert command_keys("cargo test --release") == {"cargo test"}
     assert command_keys("ls -la | wc -l") == {"ls", "wc"}
     assert command_keys("npm run lint") == {"npm run lint"} != command_keys("npm run deploy")
     assert command_keys("git") == {"git"}
     for unreadable in ("$X test", "bash -c 'npm test'", "eval npm test", "sudo npm test", "ls 'oops"):
         assert command_keys(unreadable) is None, unreadable
+    # Programs that run what they are given are never remembered: every run is asked.
+    for runner in ("python3 -m pytest -q", "make test -f /dev/stdin", "awk '{print}' f", "gdb -ex shell",
+                   "strace ls", "xargs cat", "env -S 'npm test'", "node -e 1", "make --eval=x test"):
+        assert command_keys(runner) is None, runner
+    # Options outside the safe list make the key the exact command: always for one never covers another.
+    assert command_keys("tar -x -f a.tar") == {"tar -x -f a.tar"}
+    assert command_keys("git -c core.pager=x log") == {"git -c core.pager=x log"} != command_keys("git log")

@@ -34,6 +34,19 @@ COMMAND = (f"aws s3 ls --key {SECRETS['aws']}; git clone https://x-token:{SECRET
            f"mysql -uroot -p{SECRETS['mysql']} db; psql --password {SECRETS['password']}")
 
 
+def test_gitlab_google_hugging_face_npm_and_named_random_values_are_redacted():
+    tokens = {"gitlab": "glpat-" + uuid.uuid4().hex[:20], "google": "AIza" + uuid.uuid4().hex + "abc",
+              "hugging face": "hf_" + uuid.uuid4().hex[:34], "npm": "npm_" + (uuid.uuid4().hex * 2)[:36],
+              "named": "Zq8Lm3Xv9Tn2Wb7Kc4Rp6Yd1Hs5Gf0J"}
+    line = (f"git clone https://oauth2@gitlab.com {tokens['gitlab']}; GOOGLE={tokens['google']}; "
+            f"huggingface-cli login {tokens['hugging face']}; echo {tokens['npm']}; my deploy key: {tokens['named']}")
+    redacted = RedactSecrets().redact(line)
+    for name, value in tokens.items():
+        assert value not in redacted, name
+    kept = "the token expired; key: ordinary_configuration_name"  # words, not random values
+    assert RedactSecrets().redact(kept) == kept
+
+
 def test_every_credential_shape_is_redacted_wherever_it_appears():
     redacted = RedactSecrets().redact(f"rolled back: commands=[{COMMAND!r}]")
     for name, value in SECRETS.items():

@@ -108,10 +108,14 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot ru
 @needs_bwrap
 @pytest.mark.process
 def test_under_bubblewrap_writes_outside_the_workspace_fail(workspace, tmp_path):
-    outside = Path("/var/tmp") / f"midstream-probe-{uuid.uuid4().hex}"
-    result, _, _ = run(workspace, f"echo inside > in.txt; echo x > {outside}", isolation="bwrap")
+    system = Path("/usr/local") / f"midstream-probe-{uuid.uuid4().hex}"
+    result, _, _ = run(workspace, f"echo inside > in.txt; echo x > {system}", isolation="bwrap")
     assert result.is_error and "Read-only file system" in result.content
     assert (workspace / "in.txt").read_text() == "inside\n"
+    assert not system.exists()
+    # /var/tmp, like /tmp, is the sandbox's own: a write there never reaches the host.
+    outside = Path("/var/tmp") / f"midstream-probe-{uuid.uuid4().hex}"
+    run(workspace, f"echo x > {outside}", isolation="bwrap")
     assert not outside.exists()
     # A sibling of the workspace under /tmp lands in the sandbox's private /tmp, never on the real disk.
     sibling = tmp_path / "sibling.txt"

@@ -7,6 +7,7 @@
 - ``registry.py``    what a tool is: wording, judgement, results with facts, the call's record
 - ``schema.py``      input schemas from signatures, and the check of a call's input
 - ``calls.py``       one call from dispatch to result: judged once, gated, scheduled, run, rolled back
+- ``config.py``      AgentConfig, everything that shapes a session, and the one place a model client is built
 - ``scheduler.py``   runs calls in parallel where they do not conflict, in order where they do
 - ``events.py``      the loop's vocabulary: the events it reports, the Renderer protocol
 - ``hooks/``         Claude Code's hooks: settings tables, the runner, what each event's answers mean

@@ -27,7 +27,7 @@ from typing import Any
 
 from midstream.sandbox.journal import UndoJournal
 from midstream.sandbox.permissions import SHELL_TOOLS, Gate
-from midstream.sandbox.snapshots import TurnSnapshots
+from midstream.sandbox.undo import TurnUndo
 from midstream.tools.conversation.transcript import CrashRecord, Transcript
 from midstream.tools.events import (
     Event,
@@ -75,6 +75,7 @@ class Attempt:
     reused: set[str] = field(default_factory=set)  # call ids answered with an earlier attempt's result
     planned: dict[str, PlannedCall] = field(default_factory=dict)  # call id -> its judged record
     started: float = field(default_factory=time.monotonic)
+    discard: threading.Event = field(default_factory=threading.Event)  # it broke off: pending change sets go
 
     def futures(self) -> list[Future[ToolResult]]:
         return [future for _, future in self.calls]
@@ -94,7 +95,7 @@ class Calls:
         self.scheduler = scheduler
         self.gate = gate
         self.renderer = renderer
-        self.undo: TurnSnapshots | None = None  # this conversation's: set by the agent
+        self.undo: TurnUndo | None = None  # this conversation's: set by the agent
         self.transcript: Transcript | None = None
         self.hooks: LoopHooks | None = None  # PreToolUse and PostToolUse (tools/hooks/): set by the agent
         self.trace: LoopTrace | None = None  # the call's span is current while it runs: set by the agent
@@ -135,11 +136,13 @@ class Calls:
             attempt.journal.record(path)
             attempt.wrote.setdefault(call.id, []).append(path)
             crash_record.file_changed(path)
+            if self.undo is not None:
+                self.undo.before_write(path)  # the turn's undo record keeps the original
 
         # The context exists from dispatch on, so a stop reaches a call still waiting for its turn or
         # for a free worker: the scheduler may have handed it to the pool already, to start later.
         ctx = ToolContext(self.workspace, report_progress=lambda line: self.renderer.show(ToolProgress(call.id, line)),
-                          before_write=before_write)
+                          before_write=before_write, discard=attempt.discard, undo=self.undo)
         with self._lock:
             self._live[call.id] = (planned, ctx)
         return self.scheduler.submit(ScheduledCall(call.id, planned.judgement.access,
@@ -169,13 +172,15 @@ class Calls:
                 # A command's text is only read by a speed bump (sed 'w f' reads as read-only): unless the
                 # kernel binds the workspace read-only for it, it may write, so /undo must be able to return.
                 writes = call.judgement.access.writes or (call.tool.name in SHELL_TOOLS and decision.writable)
-                if writes and self.undo is not None:
-                    self.undo.before_call()  # a snapshot /undo can return to
+                if writes and self.undo is not None and decision.review is None:
+                    self.undo.before_call()  # without overlays: a snapshot /undo can return to
                 crash_record.started()
                 with self.trace.running(call.id) if self.trace is not None else nullcontext():
                     result = attempt.ran[call.id] = call.tool.run(ctx, call.input)
                 for path in attempt.wrote.get(call.id, ()):
                     attempt.journal.seal(path)
+                    if self.undo is not None:
+                        self.undo.after_write(path)
                 crash_record.finished(result.is_error)
                 if self.hooks:  # PostToolUse: what a hook writes is part of the turn (a snapshot comes first)
                     result = self.hooks.post_tool(call.tool.name, call.input, result, call.id, cancelled=ctx.cancelled,
@@ -227,6 +232,13 @@ class Calls:
         for planned in due:
             self.renderer.show(ToolFinished(planned.id, planned.tool.name, NOT_RUN, 0.0, status=planned.status,
                                             done=planned.done))
+
+    def discard_pending(self) -> None:
+        """Every running call's countdown or question ends now, discarding its change set (SIGTERM, exit)."""
+        with self._lock:
+            running = list(self._running.values())
+        for ctx in running:
+            ctx.discard.set()
 
     # -- settling ---------------------------------------------------------------------------------
 

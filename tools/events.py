@@ -165,6 +165,7 @@ class ToolAsking:
     input: dict[str, Any]
     workspace: str
     status: str = ""
+    changes: tuple[str, ...] = ()  # a command's observed change set (its lines, then diffs), when it already ran
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,9 @@ class Quiet:
         pass
 
     def say(self, text: str, style: str = "") -> None:
-        print(text, file=sys.stderr, flush=True)
+        from midstream.tools.ui.sanitise import shown
+
+        print(shown(text), file=sys.stderr, flush=True)
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -44,7 +44,7 @@ __all__ = [
     "tool",
 ]
 
-Ending = Literal["ran", "failed", "refused", "stopped", "not_run", "interrupted", "timed_out"]
+Ending = Literal["ran", "failed", "refused", "stopped", "not_run", "interrupted", "timed_out", "discarded"]
 
 NOT_STARTED = "Not run: the person interrupted the turn before this call started. Do not retry it unasked."
 
@@ -55,7 +55,8 @@ class Facts:
 
     ``ended``: ran (and succeeded), failed (ran, or tried to, and failed), refused (by a policy or the
     person before it ran), stopped (in its countdown, by the person), not_run (the turn ended before it
-    started), interrupted (stopped while running), timed_out.
+    started), interrupted (stopped while running), timed_out, discarded (a command ran in isolation and
+    its change set was not applied: ``detail`` says why).
     """
 
     ended: Ending = "ran"
@@ -64,6 +65,7 @@ class Facts:
     count: int | None = None  # entries listed, files found, matching lines
     diff: str = ""  # the whole unified diff of what an edit or an overwrite changed
     detail: str = ""  # the one thing worth showing beside the outcome ("1 failed, 11 passed")
+    applied: str = ""  # what a command's change set did to the workspace ("2 created, 1 modified")
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,9 @@ class Decision:
     writable: bool = True
     network: bool = False
     literal: bool = False
+    # A command run as a transaction: judges its change set once it ran (sandbox/review.py), None: it runs
+    # directly on the workspace.
+    review: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -186,6 +191,8 @@ class ToolContext:
     before_write: Callable[[Path], None] = lambda path: None  # the undo journal's hook
     cancelled: threading.Event = field(default_factory=threading.Event)
     decision: Decision = Decision()
+    discard: threading.Event = field(default_factory=threading.Event)  # the reply broke off: pending changes go
+    undo: Any = None  # the conversation's undo (sandbox/undo.py TurnUndo): where applied changes are recorded
     live: threading.Event = field(default_factory=threading.Event)  # it started what stop(kill=True) ends
     _killers: list[Callable[[], None]] = field(default_factory=list)
     _killed: bool = False

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,10 +145,13 @@ def grep(ctx: ToolContext, pattern: str, path: str = ".", glob: str = "", ignore
 @functools.cache
 def ripgrep() -> str | None:
     """The rg installed with midstream (beside its Python), else one on PATH."""
+    from midstream.sandbox import programs
+
     beside = Path(sys.executable).parent / "rg"
-    if beside.is_file() and os.access(beside, os.X_OK):
+    writable = any(beside.resolve().is_relative_to(d) for d in programs.untrusted_dirs())
+    if beside.is_file() and os.access(beside, os.X_OK) and not writable:
         return str(beside)
-    return shutil.which("rg")
+    return programs.resolve("rg")  # never one a command could have planted in the workspace
 
 
 def _linear(pattern: str, ignore_case: bool) -> Any:
@@ -168,6 +170,13 @@ def _linear(pattern: str, ignore_case: bool) -> Any:
                     "engine has, and such patterns can take forever. Rewrite it without them.")
 
 
+def _rg_env() -> dict[str, str]:
+    """rg's environment: ours without credentials (sandbox/secrets.py)."""
+    from midstream.sandbox.secrets import without_secrets
+
+    return without_secrets(os.environ)
+
+
 def _walk_args(rg: str) -> list[str]:
     command = [rg, "--hidden", "--no-require-git", "--no-ignore-dot", "--no-ignore-global", "--no-ignore-exclude",
                "--no-ignore-parent", "--no-messages", "--color=never", "--sort=path"]
@@ -184,7 +193,7 @@ def _rg_files(root: Path, base: Path) -> list[str] | None:
     relative = base.relative_to(root).as_posix()
     try:
         done = subprocess.run([*_walk_args(rg), "--files", "--", relative], cwd=root, capture_output=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+                              env=_rg_env(), timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode not in (0, 1):
@@ -205,7 +214,8 @@ def _rg(workspace: Path, rg: str, pattern: str, target: Path, glob: str, ignore_
     relative = target.relative_to(root).as_posix()
     command += ["--regexp", pattern, "--", relative if relative != "." else "."]
     try:
-        done = subprocess.run(command, cwd=root, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        done = subprocess.run(command, cwd=root, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                              env=_rg_env())
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode not in (0, 1):  # 2: rg could not parse the pattern; let Python try

@@ -10,19 +10,24 @@ read-only there, the result says why and what to do.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.changes import changed_since, describe_changes
 from midstream.sandbox.isolation import command_environment, sandboxed
+from midstream.sandbox.overlay import MOUNT_FAILED
 from midstream.sandbox.policy import classify
+from midstream.sandbox.spare import make_spare, take_spare
+from midstream.sandbox.transaction import Transaction
 from midstream.tools.registry import (
     Access,
     Ending,
@@ -36,6 +41,8 @@ from midstream.tools.registry import (
 )
 
 __all__ = ["CappedOutput", "bash"]
+
+_log = logging.getLogger("midstream.shell")
 
 DEFAULT_TIMEOUT = 120
 MAX_TIMEOUT = 600
@@ -152,10 +159,15 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Outp
     decision = ctx.decision
     writable, network = decision.writable, decision.network
     shell = ["bash", "-f", "+B"] if decision.literal else ["bash"]  # see permissions.Gate._command
+    if decision.review is not None and ctx.undo is not None and ctx.undo.record is not None:
+        return _transacted(ctx, [*shell, "-c", command], command, timeout, network)
     with sandboxed([*shell, "-c", command], ctx.workspace, decision.isolation, writable=writable,
-                   network=network) as (argv, fds):
+                   network=network) as run:
+        argv, fds = run
         output = CappedOutput()
         ending, status = _run(ctx, argv, fds, output, timeout)
+        if limit := run.verdict():  # a process or memory limit ended it: say which
+            ending = _Ending(limit, "failed")
     text = output.text().rstrip("\n")
     result = f"{text}\n" if text else ""
     result += ending.text + "\n" if ending.text else ""
@@ -167,6 +179,62 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> Outp
     if ending.text or status != 0:
         raise ToolError(result, facts)
     return Output(result, facts)
+
+
+def _transacted(ctx: ToolContext, argv: list[str], command: str, timeout: int, network: bool) -> Output:
+    """Run in an overlay of the workspace (sandbox/transaction.py); its change set is then reviewed by the
+    gate's decision, and applied or discarded. Nothing of it reaches the workspace before that."""
+    undo = ctx.undo
+    spare = take_spare(ctx.workspace, network=network) if argv[:2] == ["bash", "-c"] else None
+    with Transaction.begin(ctx.workspace, layer=spare.layer if spare else None) as tx:
+        output = CappedOutput()
+        if spare is not None:  # set up ahead of time: handing the command over is one write
+            ending, status = _run(ctx, [], (), output, timeout, interrupted=_discarded,
+                                  launch=lambda: spare.hand_over(command))
+        else:
+            with sandboxed(argv, ctx.workspace, "bwrap", writable=True, network=network) as (sandbox, fds):
+                ending, status = _run(ctx, tx.wrap(sandbox), fds, output, timeout, interrupted=_discarded)
+        stopped = ctx.cancelled.is_set()
+        changes = tx.changes(None if stopped else undo.git)  # git is asked only to decide
+        applied, note = "", ""
+        if stopped:
+            if not changes.empty:
+                note = (f"[ran in isolation; stopped by the person, so its changes ({changes.summary()}) were "
+                        "discarded: nothing reached the workspace]")
+        else:
+            review = ctx.decision.review
+            assert review is not None  # bash() comes here only with one
+            verdict = review(changes)
+            note = verdict.note
+            if verdict.apply:
+                done = tx.apply(undo.record, source=command)
+                applied = changes.summary()
+                note = "\n".join([f"[applied to the workspace: {applied}]", *done.lines()])
+    text = output.text().rstrip("\n")
+    result = f"{text}\n" if text else ""
+    result += ending.text + "\n" if ending.text else ""
+    if status == MOUNT_FAILED and not text.strip():
+        result += "[the copy-on-write view of the workspace could not be set up; the command did not run]\n"
+    elif status != 0 and (why := _explain(output, network, True, True)):
+        result += why + "\n"
+    result += f"[exit status {status}]" + (f"\n{note}" if note else "")
+    try:
+        make_spare(ctx.workspace, tx.store, network=network)  # the next command's sandbox, ready before it comes
+    except (OSError, subprocess.SubprocessError) as error:
+        _log.warning("no spare sandbox: %s", error)
+    discarded = not changes.empty and not applied
+    ended: Ending = ending.ended if ending.text else "discarded" if discarded else "ran" if status == 0 else "failed"
+    facts = Facts(ended=ended, exit_status=status, applied=applied,
+                  detail=note.strip("[]") if discarded and not ending.text else _detail(output))
+    if ending.text or status != 0 or discarded:  # what it did did not happen: never a plain success
+        raise ToolError(result, facts)
+    return Output(result, facts)
+
+
+def _discarded(ctx: ToolContext, seconds: float, started_ns: int, process: subprocess.Popen[bytes]) -> str:
+    return (f"[Interrupted by the person after {seconds:.1f} s: the command was stopped (SIGINT, then SIGTERM and "
+            "SIGKILL as needed). It ran in isolation, so whatever part of its work it did was discarded. Do not "
+            "run it again unless the person asks you to.]")
 
 
 _TEST_COUNTS = re.compile(rb"\d+ failed(?:, \d+ passed)?")
@@ -190,11 +258,13 @@ class _Ending:
 
 
 def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: CappedOutput,
-         timeout: int) -> tuple[_Ending, int | None]:
-    """Run ``argv`` to its end, a timeout or an interrupt; return (how it ended, exit status)."""
+         timeout: int, interrupted: Any = None,
+         launch: Callable[[], subprocess.Popen[bytes]] | None = None) -> tuple[_Ending, int | None]:
+    """Run ``argv`` (or what ``launch`` starts) to its end, a timeout or an interrupt; return (how it ended,
+    exit status)."""
     started = time.monotonic()
     started_ns = time.time_ns()
-    process = subprocess.Popen(
+    process = launch() if launch is not None else subprocess.Popen(
         argv, cwd=ctx.workspace, env=command_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds,
     )
@@ -212,7 +282,8 @@ def _run(ctx: ToolContext, argv: list[str], fds: tuple[int, ...], output: Capped
     while not exited.wait(0.05):
         if ctx.cancelled.is_set():
             _kill_group(process, ON_INTERRUPT, grace=1.0)
-            ending = _Ending(_interrupted(ctx, time.monotonic() - started, started_ns, process), "interrupted")
+            said = (interrupted or _interrupted)(ctx, time.monotonic() - started, started_ns, process)
+            ending = _Ending(said, "interrupted")
             break
         if time.monotonic() - started > timeout:
             _kill_group(process)

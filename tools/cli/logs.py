@@ -3,7 +3,9 @@
 ``concurrent-log-handler`` locks the file around each write and rotation, so agents running side
 by side in one repository interleave whole lines instead of corrupting the file. Every record
 passes ``RedactSecrets`` first: the values of secret-looking environment variables, API-key
-shapes and Authorization / x-api-key headers are replaced before anything is formatted to disk.
+shapes (Anthropic, OpenAI, AWS, GitHub, GitLab, Slack, Google, Stripe, Hugging Face, npm, JWTs,
+private keys), Authorization / x-api-key headers, and any long random-looking value after a word
+like key, token, secret or password are replaced before anything is formatted to disk.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import logging.handlers
+import math
 import os
 import queue
 import re
@@ -32,6 +35,9 @@ _SECRET_SHAPES = [re.compile(shape) for shape in (
     r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{20,}",  # GitHub
     r"\bxox[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/]+",  # Slack
     r"\bAIza[0-9A-Za-z_\-]{35}\b",  # Google
+    r"\bgl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ffct)-[0-9A-Za-z_\-]{20,}",  # GitLab
+    r"\bhf_[A-Za-z0-9]{30,}\b",  # Hugging Face
+    r"\bnpm_[A-Za-z0-9]{36}\b",  # npm
     r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe
     r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]+",  # JSON web tokens
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
@@ -43,6 +49,18 @@ _SECRET_SHAPES = [re.compile(shape) for shape in (
     r"(?P<keep>(?<![\w-])(?:-u|--user)[\s=]+[^\s:'\"]+:)[^\s'\"]+",  # curl -u user:password
     r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|secret|token|api_?key)[\w.-]*['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{4,}",
 )]
+
+
+# Any long, random-looking value right after a word that says what it is (key, token, secret, password).
+_NAMED_VALUE = re.compile(r"(?i)(?P<keep>\b[\w.-]*(?:key|token|secret|password|passwd|credential)s?\b['\"]?\W{1,3})"
+                          r"(?P<value>[A-Za-z0-9+/_.~=\-]{20,})")
+
+
+def _random_looking(value: str) -> bool:
+    """Shannon entropy of at least 3.5 bits a character, and letters with digits: a key, not a word."""
+    counts = {c: value.count(c) for c in set(value)}
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= 3.5 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
 class RedactSecrets(logging.Filter):
@@ -58,7 +76,7 @@ class RedactSecrets(logging.Filter):
             text = text.replace(value, "[redacted]")
         for shape in _SECRET_SHAPES:
             text = shape.sub(lambda m: (m.groupdict().get("keep") or "") + "[redacted]", text)
-        return text
+        return _NAMED_VALUE.sub(lambda m: m["keep"] + "[redacted]" if _random_looking(m["value"]) else m[0], text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())

@@ -28,12 +28,13 @@ from midstream.agent import DEFAULT_MODEL, Agent, AgentConfig, model_client
 from midstream.tools.cli import options, sessions
 from midstream.tools.cli.interrupts import install_signals, interrupt_turn
 from midstream.tools.cli.modes import choose_mode, sandbox_state
-from midstream.tools.cli.settings import SettingError, Settings, resolve, show_warnings
+from midstream.tools.cli.settings import SettingError, Settings, apply_sandbox, resolve, show_warnings
 from midstream.tools.conversation.transcript import SessionInUse, Transcript, state_dir
 from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
+from midstream.tools.ui.sanitise import shown
 from midstream.tools.wire.model import ModelClient
 from midstream.tools.wire.providers import DEFAULT_BASE_URLS, DEFAULT_OPENAI_MODEL
 
@@ -66,7 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _fail(message: str) -> SystemExit:
     """Bad usage or settings: one line on stderr, exit status 2 (as argparse does)."""
-    print(f"midstream: {message}", file=sys.stderr)
+    print(f"midstream: {shown(message)}", file=sys.stderr)
     return SystemExit(2)
 
 
@@ -117,6 +118,10 @@ def _workspace(args: argparse.Namespace) -> Path:
     workspace = args.cwd.resolve()
     if not workspace.is_dir():
         raise _fail(f"the workspace {workspace} is not a directory.")
+    from midstream.sandbox.workspace import workspace_problem
+
+    if problem := workspace_problem(workspace):
+        raise _fail(problem)
     return workspace
 
 
@@ -125,7 +130,8 @@ def _settings(args: argparse.Namespace, workspace: Path) -> Settings:
         settings = resolve(args, workspace)
     except SettingError as error:
         raise _fail(str(error)) from None
-    show_warnings(settings)
+    show_warnings(settings, workspace)
+    apply_sandbox(settings)
     return settings
 
 
@@ -135,16 +141,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise _fail("give the task once: either -p TASK or a first message, not both.")
     if args.task is not None and args.resume == "":
         raise _fail("--resume needs a session id with -p (`midstream --resume` alone lists them).")
+    from midstream.sandbox import programs
+
+    programs.pin_workspace(_workspace(args))  # before git or bwrap is looked up: never from inside the workspace
     settings = _settings(args, _workspace(args))
     if args.demo:
         return _demo(args, settings)
     if args.undo:
         return _undo_latest(args.cwd.resolve(), args.resume or None)
     from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
+    from midstream.sandbox.transaction import transaction_status
 
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
         threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
+    from midstream.sandbox.secrets import scrub_environ
+
+    scrub_environ(["ANTHROPIC_API_KEY", "OPENAI_API_KEY"])  # the config holds the key; no process reads it from us
     if config.isolation == "bwrap" and not probe().available:
         raise _fail(f"--isolation bwrap, but {probe().reason} ({INSTALL_HINT}).")
     task = _task(args)
@@ -197,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
-    renderer.show(startup_status(config.isolation, config.network))
+    renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
+                                     config.isolation))
     session = Interactive(agent, renderer, keys, diffs=diffs)
     session.open_web = web.open
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
@@ -361,13 +375,20 @@ def _exit_code(ended: TurnEnded) -> int:
 
 def _undo_latest(workspace: Path, session_id: str | None) -> int:
     """``midstream --undo``: the latest session's last turn, undone; the model hears of it when resumed."""
-    from midstream.sandbox.snapshots import undo_last_turn
+    from midstream.sandbox.undo import undo_last_turn
 
     path = sessions.find(workspace, session_id)  # the session `-c` would pick up, not an empty newer one
     if path is None:
         raise _fail(f"found no session for {workspace} to undo.")
-    report = undo_last_turn(workspace, path.stem)
-    print("\n".join(report.lines()), file=sys.stderr, flush=True)
+    try:
+        held = Transcript(path)  # the session's lock: never undo a turn another process is still running
+    except SessionInUse as error:
+        raise _fail(f"--undo refused: {error}") from None
+    try:
+        report = undo_last_turn(workspace, path.stem)
+    finally:
+        held.close()
+    print(shown("\n".join(report.lines())), file=sys.stderr, flush=True)  # file names are the workspace's
     return 0 if report.undone else 1
 
 
@@ -376,7 +397,7 @@ def _list_sessions(workspace: Path) -> int:
     if not found:
         print(f"no earlier sessions for {workspace}", file=sys.stderr)
         return 0
-    print(sessions.describe(found))
+    print(shown(sessions.describe(found)))
     print("resume one with: midstream --resume ID", file=sys.stderr)
     return 0
 
@@ -455,7 +476,7 @@ def _model_client(args: argparse.Namespace, config: AgentConfig) -> ModelClient 
 
     try:
         transport = ReplayTransport(args.replay) if args.replay else None
-    except FileNotFoundError as missing:
+    except (FileNotFoundError, ValueError) as missing:  # no recording, or one that is not files of a sane size
         raise _fail(str(missing)) from None
     if transport is not None and (mismatch := transport.check_provider(config.provider)):
         raise _fail(mismatch)
@@ -469,7 +490,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if args.resume == "":  # --resume without an id, at a terminal: the person picks one
             from midstream.tools.cli.repl import _ask
 
-            path = sessions.choose(config.workspace, _ask, lambda text: print(text, file=sys.stderr))
+            path = sessions.choose(config.workspace, _ask, lambda text: print(shown(text), file=sys.stderr))
             if path is None:
                 return Transcript.create(config.workspace, config.model), []
         else:
@@ -482,7 +503,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         except SessionInUse as error:
             raise _fail(str(error)) from None
         if crashed:
-            print(f"midstream: {crashed}", file=sys.stderr)
+            print(f"midstream: {shown(crashed)}", file=sys.stderr)
         return transcript, history
     return Transcript.create(config.workspace, config.model), []
 

@@ -19,6 +19,7 @@ from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.questions import Asker, Question
+from midstream.tools.ui.sanitise import shown
 
 if TYPE_CHECKING:
     from midstream.tools.ui.diffs import DiffLog
@@ -166,7 +167,7 @@ def confirmer(renderer: Renderer, on_escape: Callable[[], None] | None = None) -
     """
     def confirm(question: Question, cancelled: threading.Event) -> None:
         with renderer.suspended():
-            sys.stderr.write(f"{question.text} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{shown(question.text, one_line=True)} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
             line = _read_answer(cancelled, question)
             if question.closed:  # answered in another surface first: say so, and what

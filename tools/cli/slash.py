@@ -18,6 +18,7 @@ from midstream.sandbox.permissions import MODES
 from midstream.tools.conversation.compaction import context_window_for
 from midstream.tools.conversation.transcript import Transcript
 from midstream.tools.registry import Decision, ToolContext, ToolResult
+from midstream.tools.ui.sanitise import shown
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
@@ -219,7 +220,7 @@ def run_shell(session: Interactive, command: str) -> None:
     if session.agent.gate.mode == "read-only":  # the person's command too: the workspace stays as it is
         ctx.decision = session.agent.gate.decide(tool.plan(config.workspace, "bang", {"command": command}), ctx)
         if ctx.decision.refusal is not None:
-            print(ctx.decision.refusal, flush=True)
+            print(shown(ctx.decision.refusal), flush=True)
             return
     results: list[ToolResult] = []
     done = threading.Event()
@@ -253,5 +254,5 @@ def run_shell(session: Interactive, command: str) -> None:
     finally:
         session.keys.on_escape = escape
     output = results[0].content if results else "[not run: stopped by the person before it started]"
-    print(output, flush=True)
+    print(shown(output), flush=True)
     session.shell_notes.append(f"[The person ran a shell command themselves in the workspace:]\n$ {command}\n{output}")

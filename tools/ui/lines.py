@@ -20,6 +20,7 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
+from midstream.tools.ui.sanitise import shown
 from rich import box
 from rich.style import Style
 from rich.syntax import Syntax
@@ -43,16 +44,11 @@ _INLINE = re.compile(
     r"|(?<!\w)_(?P<italic2>[^_\s](?:[^_]*?[^_\s])?)_(?!\w)"
     r"|\[(?P<link>[^\]]+)\]\((?P<url>[^)\s]+)\)"
 )
-# Control characters other than newline and tab would reach the terminal as commands (an escape
-# sequence in a file the model quotes can move the cursor, clear the screen, retitle the window):
-# they are shown as ^X instead, so nothing the model or a tool prints can rewrite the screen.
-_CONTROLS = {code: f"^{chr(code + 64)}" for code in range(32) if chr(code) not in "\n\t"}
-_CONTROLS |= {0x7F: "^?"} | {code: f"<{code:02x}>" for code in range(0x80, 0xA0)}
 
 
 def visible(text: str) -> str:
-    """``text`` with control characters (bar newline and tab) made visible instead of obeyed."""
-    return text.translate(_CONTROLS)
+    """``text`` with control characters (bar newline and tab) made visible instead of obeyed (ui/sanitise.py)."""
+    return shown(text)
 
 
 _HEADING_STYLES = {1: "bold underline", 2: "bold", 3: "bold", 4: "bold dim", 5: "dim", 6: "dim"}

@@ -41,6 +41,7 @@ from midstream.tools.events import (
     TurnEnded,
     TurnRolledBack,
 )
+from midstream.tools.ui.sanitise import shown
 
 __all__ = [
     "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
@@ -57,6 +58,8 @@ def outcome_line(finished: ToolFinished) -> str:
         return f"○ {status}: not run (the turn was interrupted before it started)"
     if facts.ended == "stopped":
         return f"✗ {done}: stopped by the person in its grace window, nothing ran"
+    if facts.ended == "discarded":  # ran in isolation; what it changed never reached the workspace
+        return f"✗ {done}: {shorten(facts.detail, 160)}"
     if result.is_error:
         if facts.exit_status is None:  # the tool refused or failed before anything ran: say what it tried
             first = result.content.splitlines()[:1]
@@ -66,7 +69,7 @@ def outcome_line(finished: ToolFinished) -> str:
         how = "timed out" if facts.ended == "timed_out" else _exit_words(facts.exit_status)
         return f"✗ {done}: {how}" + (f" ({detail})" if detail else "")
     if facts.exit_status is not None:
-        return f"✓ {done} ({finished.seconds:.1f} s)"
+        return f"✓ {done} ({finished.seconds:.1f} s)" + (f" · applied {facts.applied}" if facts.applied else "")
     return f"✓ {done}" + (f" ({facts.detail})" if facts.detail else "")
 
 
@@ -213,7 +216,7 @@ class PlainRenderer(Quiet):
                     self._reply.append(text)
                 case TextDelta(text=text):
                     self._streamed = True
-                    self._out.write(text)
+                    self._out.write(shown(text))
                     self._out.flush()
                     self._mid_line = not text.endswith("\n")
                 case BlockStopped(block_type="text") if self._mid_line:
@@ -224,11 +227,11 @@ class PlainRenderer(Quiet):
                     self._streamed = True
                     self._narrate()
                 case ToolGrace(description=what, targets=targets, seconds=seconds):
-                    shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
-                    self._note(f"⚠ destructive: {what} → {shown or 'see command'} · runs in {seconds:g} s "
+                    listed = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
+                    self._note(f"⚠ destructive: {what} → {listed or 'see command'} · runs in {seconds:g} s "
                                "(Ctrl-C stops it)")
-                case ToolAsking(name=name, input=args, workspace=workspace):
-                    for row in preview_rows(name, args, Path(workspace)):
+                case ToolAsking(name=name, input=args, workspace=workspace, changes=changes):
+                    for row in changes or preview_rows(name, args, Path(workspace)):
                         self._note(f"    {row}")
                 case ToolCallReady(id=call_id, name=name, input=args):
                     target = args.get("path") or args.get("command") or args.get("pattern") or ""
@@ -268,7 +271,7 @@ class PlainRenderer(Quiet):
                     self._waiting.clear()
                     final = self._final if self._final is not None else "".join(self._reply).strip()
                     if not self.stream_text and final:
-                        self._out.write(final + "\n")
+                        self._out.write(shown(final) + "\n")
                         self._out.flush()
                     self._final, self._reply = None, []
                     if spent.requests:  # one usage line per message; a failure stays the last line
@@ -283,7 +286,7 @@ class PlainRenderer(Quiet):
             self._note("· " + text.replace("\n", "\n· "))
 
     def _note(self, line: str) -> None:
-        self._err.write(line + "\n")
+        self._err.write(shown(line) + "\n")  # commands, file names, model text: shown, never obeyed
         self._err.flush()
 
 

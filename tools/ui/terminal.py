@@ -168,7 +168,7 @@ class TerminalRenderer:
     def say(self, line: str, style: str = "bold cyan") -> None:
         """A line of the program's own (not the model's), printed above the live region."""
         with self._lock:
-            self._print(Text(line, style=style))
+            self._print(Text(visible(line), style=style))  # undo reports, session lists: names from the workspace
 
     def save_svg(self, path: str) -> None:
         if self.recording is not None:
@@ -242,15 +242,20 @@ class TerminalRenderer:
                 line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
                 self._printer.touch()
-            case ToolAsking(name=name, input=args, workspace=workspace, status=status):
+            case ToolAsking(name=name, input=args, workspace=workspace, status=status, changes=changes):
                 status = visible(status or name)
-                rows = preview_rows(name, args, Path(workspace), 10**6)
-                if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
-                    preview = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
-                    if len(rows) > DIFF_ROWS + 1:
-                        preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                if changes:  # a command's observed change set: its lines, as the review wrote them
+                    preview = [_diff_row(r) for r in changes[:DIFF_ROWS]]
+                    if len(changes) > DIFF_ROWS:
+                        preview.append(Text(f"    … {len(changes) - DIFF_ROWS} more lines", style="dim"))
                 else:
-                    preview = self._diff(f"{status} (would change)", "\n".join(rows))
+                    rows = preview_rows(name, args, Path(workspace), 10**6)
+                    if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
+                        preview = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
+                        if len(rows) > DIFF_ROWS + 1:
+                            preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                    else:
+                        preview = self._diff(f"{status} (would change)", "\n".join(rows))
                 self._print(Text(f"? {status} would change:", style="bold yellow"), *preview)
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)

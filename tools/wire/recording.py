@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +75,11 @@ class ReplayTransport(httpx2.BaseTransport):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._count = 0
-        if not any(directory.glob("*.response.json")):
+        if not directory.is_dir() or not any(directory.glob("*.response.json")):
             raise FileNotFoundError(f"no recording in {directory} (make one with --record)")
+        for path in directory.iterdir():  # checked before anything is read: a /dev/zero must not eat memory
+            if path.name.endswith((".json", ".sse")):
+                _check_recorded(path)
         self.provider = _recorded_wire(directory)
 
     def check_provider(self, provider: str) -> str | None:
@@ -94,16 +98,43 @@ class ReplayTransport(httpx2.BaseTransport):
             from midstream.tools.wire.model import FatalModelError  # (model.py imports this module)
 
             raise FatalModelError(f"the recording ends at response {number - 1}: this session asked for more")
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(_read_recorded(meta_path))
         recorded = self.directory / f"{number:04d}.request.json"
-        if recorded.exists() and json.loads(recorded.read_text()) != json.loads(request.read()):  # (a streamed body)
+        if recorded.exists() and json.loads(_read_recorded(recorded)) != json.loads(request.read()):  # streamed
             log.warning("replay: request %d differs from the recording; serving the recorded reply", number)
         if meta["status"] is None:
             raise httpx2.ConnectError(meta["ended"], request=request)
-        body = (self.directory / f"{number:04d}.response.sse").read_bytes()
+        body = _read_recorded(self.directory / f"{number:04d}.response.sse")
         headers = {k: v for k, v in meta["headers"].items() if k.lower() not in {"content-length", "transfer-encoding"}}
         return httpx2.Response(meta["status"], headers=headers, stream=_Replayed(body, meta["ended"], request),
                                request=request)
+
+
+RECORDED_LIMIT = 256 << 20  # bytes of one recorded file
+
+
+class RecordingUnreadable(ValueError):
+    """A recorded file that is not a regular file of a sane size: one line, never an out-of-memory."""
+
+
+def _check_recorded(path: Path) -> None:
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise RecordingUnreadable(f"{path} is not a regular file: not a recording")
+    if info.st_size > RECORDED_LIMIT:
+        raise RecordingUnreadable(f"{path} is {info.st_size:,} bytes, over the {RECORDED_LIMIT >> 20} MiB a "
+                                  "recorded file may have")
+
+
+def _read_recorded(path: Path) -> bytes:
+    """A recorded file's bytes: a regular file, read no further than the limit (it may change under us)."""
+    with open(path, "rb", buffering=0, opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)) as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise RecordingUnreadable(f"{path} is not a regular file: not a recording")
+        data = file.read(RECORDED_LIMIT + 1)
+    if len(data) > RECORDED_LIMIT:
+        raise RecordingUnreadable(f"{path} grew past {RECORDED_LIMIT >> 20} MiB while being replayed")
+    return data
 
 
 def _recorded_wire(directory: Path) -> str | None:
@@ -111,7 +142,7 @@ def _recorded_wire(directory: Path) -> str | None:
     ``stream_options`` (usage in the last chunk), a Messages body never does."""
     first = directory / "0001.request.json"
     try:
-        body = json.loads(first.read_text())
+        body = json.loads(_read_recorded(first))
     except (OSError, ValueError):
         return None
     if not isinstance(body, dict):
