@@ -58,6 +58,7 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import (
     CacheMissed,
     ContextUsed,
+    MessageSent,
     Renderer,
     RequestStarted,
     RequestUsage,
@@ -231,6 +232,7 @@ class Agent:
             self._commit({"role": "user", "content": blocks})
         except HistoryInvalid as error:
             return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
+        self.renderer.show(MessageSent(text))
         return self._run()
 
     def retry(self) -> TurnEnded:

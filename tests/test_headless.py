@@ -63,7 +63,7 @@ def test_stream_json_is_one_object_per_event(workspace):
     assert init["mode"] == "auto" and init["refuse_destructive"] is True  # -p without --mode
     assert init["sandbox"] in ("bwrap", "unavailable") and "read_file" in init["tools"]
     names = [e["event"] for e in events]
-    assert names[1:3] == ["SandboxStatus", "RequestStarted"] and names[-1] == "TurnEnded"  # told once, at start
+    assert names[1:4] == ["SandboxStatus", "MessageSent", "RequestStarted"] and names[-1] == "TurnEnded"  # told once
     for expected in ("TextDelta", "ToolCallStarted", "ToolCallReady", "ToolRunning", "ToolFinished", "TurnCommitted"):
         assert expected in names
     assert names.index("ToolCallReady") < names.index("TurnCommitted")  # dispatched before the reply ended

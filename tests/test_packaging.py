@@ -88,7 +88,7 @@ def test_the_wheel_has_one_top_level_name(wheel: Path):
     # Everything the program needs is inside: the loop, the tools and their packages, the prompts.
     for needed in ("midstream/__main__.py", "midstream/agent.py", "midstream/tools/files.py",
                    "midstream/tools/wire/client.py", "midstream/tools/cli/main.py", "midstream/sandbox/policy.py",
-                   "midstream/prompts/system.md"):
+                   "midstream/prompts/system.md", "midstream/tools/web/page.html", "midstream/tools/web/server.py"):
         assert needed in names
     assert not any(n.startswith("midstream/tools/_package") or "/tests/" in n for n in names)
 

@@ -16,6 +16,8 @@
 - ``wire/``          the model service: HTTP, SSE, the turn assembler, record/replay, retries
 - ``conversation/``  what the API accepts as history, transcripts, prompt caching, usage and cost
 - ``ui/``            the terminal, plain-text and JSON renderers
+- ``questions.py``   questions to the person that any surface answers, the first answer winning
+- ``web/``           the browser view (``--web``): a loopback server, one SSE stream, the page
 - ``mcp/``           MCP servers' tools as tools: config, the event-loop thread, progress, cancellation
 - ``testing/``       scripted model servers on loopback, for ``--demo`` and the tests
 - ``cli/``           the command line, the demo, the log file, the interactive prompt

@@ -24,6 +24,9 @@ __all__ = [
     "ContextUsed",
     "Event",
     "HookNotice",
+    "MessageSent",
+    "QuestionAsked",
+    "QuestionClosed",
     "Quiet",
     "Renderer",
     "RequestStarted",
@@ -43,6 +46,33 @@ __all__ = [
     "TurnEnded",
     "TurnRolledBack",
 ]
+
+
+@dataclass(frozen=True)
+class MessageSent:
+    """The person's message went into history; the turn for it begins."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class QuestionAsked:
+    """A question waits for the person (tools/questions.py): any surface may answer it."""
+
+    id: str
+    call_id: str
+    text: str
+    answers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QuestionClosed:
+    """A question was answered (``by`` the terminal, the browser, or ``cancelled``): every surface closes it."""
+
+    id: str
+    call_id: str
+    answer: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -275,7 +305,7 @@ Event = (
     RequestStarted | TextDelta | ThinkingDelta | BlockStopped | ToolCallStarted | ToolInputDelta
     | ToolCallReady | ToolRunning | ToolGrace | ToolProgress | ToolFinished | TurnCommitted | TurnRolledBack | TurnEnded
     | CacheMissed | ContextUsed | ContextCleared | CompactionStarted | Compacted | CompactionFailed | SandboxStatus
-    | ToolAsking | RequestUsage | HookNotice
+    | ToolAsking | RequestUsage | HookNotice | MessageSent | QuestionAsked | QuestionClosed
 )
 
 

@@ -11,6 +11,7 @@ everything installs under one name. pyproject.toml maps the rest:
     tools/conversation/                      history rules, transcripts, prompt caching, usage
     tools/events.py                          the loop's event vocabulary (what every renderer receives)
     tools/ui/                                the terminal, plain and JSON renderers
+    tools/web/                               the browser view: loopback server, SSE stream, page
     tools/testing/                           scripted model servers for --demo and the tests
     tools/cli/                               the command line, the demo, logs, the prompt
     sandbox/        -> midstream.sandbox     where tools may act: confinement, policy, isolation, undo

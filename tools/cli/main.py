@@ -187,32 +187,48 @@ def _session(argv: Sequence[str] | None) -> int:
         tools.add_source(mcp)  # its tools join between turns
     from midstream.tools.cli.repl import Interactive, confirmer
     from midstream.tools.cli.typeahead import TypeAhead
+    from midstream.tools.questions import Questions
+    from midstream.tools.web.attach import BrowserView
+    from midstream.tools.web.broadcast import Broadcast
 
     agent_box: list[Agent] = []
     # Keys typed during a turn: Esc interrupts it as Ctrl-C does, the rest is kept for the prompt.
     keys = (TypeAhead.for_terminal(renderer, on_escape=lambda: interrupt_turn(agent_box[0]))
             or TypeAhead(-1))  # no terminal: nothing to read, nothing to capture
+    broadcast = Broadcast(renderer)  # the browser view joins it, at start (--web) or later (/web)
+    # A question goes to every surface; the first answer wins. With --web, the page can answer one in -p.
+    # Esc at the terminal's question says no and stops the turn, as it stops a reply.
+    terminal = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
+    questions = Questions(broadcast.show, terminal=terminal)
+    broadcast.add(questions.observe)
     hooks = _hooks(settings, config, transcript, interactive=interactive)
     from midstream.tools.tracing import from_environment
 
     tracer = from_environment(version=_version())  # NOT_TRACING, importing nothing, unless OTEL_ asks
-    # Esc at a question says no and stops the turn, as it stops a reply.
-    confirm = confirmer(renderer, on_escape=lambda: interrupt_turn(agent_box[0])) if interactive else None
-    agent = Agent(config, tools=tools, renderer=renderer, history=history, transcript=transcript,
-                  confirm=confirm, model=_model_client(args, config), hooks=hooks, tracer=tracer)
+    agent = Agent(config, tools=tools, renderer=broadcast, history=history, transcript=transcript,
+                  confirm=questions.ask if interactive or args.web else None, model=_model_client(args, config),
+                  hooks=hooks, tracer=tracer)
     agent_box.append(agent)
+    web = BrowserView(broadcast, lambda: agent.history, stop=lambda: _stop_from_web(agent), questions=questions,
+                      port=args.web_port, session=lambda: _session_facts(agent, why_mode))
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
     renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
                                      config.isolation))
     session = Interactive(agent, renderer, keys, diffs=diffs)
+    session.open_web = web.open
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
         session.say(f"replaying {args.replay} · {why_mode}", style="dim")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
     agent.hooks.session_start("resume" if history else "startup")
     try:
+        if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
+            said = web.open()
+            if web.server is None:
+                raise _fail(said.removeprefix("midstream: "))
+            session.say(said, style="")
         if task is not None:
             return _exit_code(agent.send(task))
         code = session.run(args.prompt)
@@ -222,6 +238,7 @@ def _session(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C during cleanup: the conversation is already saved
         return 130
     finally:
+        web.close()
         agent.close("prompt_input_exit" if interactive else "other")
         if mcp is not None:
             mcp.close()
@@ -297,6 +314,19 @@ def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, 
         say(f"{agent.config.model} · {why_mode}", style="dim")
     say("Enter sends · Alt-Enter or \\ Enter: a new line · Tab completes · @path attaches", style="dim")
     say("Esc or Ctrl-C stops a reply · Esc Esc clears the line · Ctrl-D leaves · /help", style="dim")
+
+
+def _stop_from_web(agent: Agent) -> bool:
+    """The page's stop button: Esc's effect, from the server's thread; False when no turn runs."""
+    busy = agent.busy
+    interrupt_turn(agent)
+    return busy
+
+
+def _session_facts(agent: Agent, why_mode: str) -> dict[str, object]:
+    config = agent.config
+    return {"session_id": agent.transcript.id if agent.transcript else None, "model": config.model,
+            "mode": agent.gate.mode, "mode_reason": why_mode, "cwd": str(config.workspace)}
 
 
 def _hooks(settings: Settings, config: AgentConfig, transcript: Transcript, *, interactive: bool) -> Hooks | None:

@@ -217,6 +217,10 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     output, other = groups["output"], groups["other"]
     output.add_argument("--plain", action="store_true", help="no live region or colours, even on a terminal")
     output.add_argument("--svg", type=Path, metavar="FILE", help="save what the terminal showed as an SVG picture")
+    output.add_argument("--web", action="store_true", help="serve a live view of the session to a browser on "
+                        "127.0.0.1 (prints its URL; /web does it later): watch, answer and stop from any tab")
+    output.add_argument("--web-port", type=_port, default=0, metavar="N",
+                        help="the browser view's port (default: a free one)")
     other.add_argument("--no-cache", action="store_true", help="send no cache_control breakpoints")
     other.add_argument("--record", type=Path, metavar="DIR", help="save each request and raw reply in DIR")
     other.add_argument("--replay", type=Path, metavar="DIR",
@@ -225,6 +229,12 @@ def build_parser(version: str) -> argparse.ArgumentParser:
                        help="MCP servers from this JSON file (Claude Code's .mcp.json shape) or inline JSON; "
                             "may be repeated; they start in -p too")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: a free one)")
+    return int(text)
 
 
 def parse(argv: Sequence[str] | None, version: str) -> argparse.Namespace:

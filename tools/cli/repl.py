@@ -18,6 +18,7 @@ from midstream.tools.cli.attach import Pastes, attach_mentions
 from midstream.tools.cli.typeahead import TypeAhead
 from midstream.tools.conversation.transcript import SessionInUse
 from midstream.tools.events import Renderer, TurnEnded
+from midstream.tools.questions import Asker, Question
 from midstream.tools.ui.sanitise import shown
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Interactive:
         self._prefill = ""  # and the unfinished one
         self._leaving = False  # ...and Ctrl-D after them
         self._waiting = threading.Event()  # set while a Ctrl-C outside a turn has something to stop
+        self.open_web: Callable[[], str] | None = None  # starts the browser view, says where (/web)
 
     def waiting_for_person(self) -> bool:
         """Is the session at the prompt, or in a wait a Ctrl-C should end? (Else a press is dropped.)"""
@@ -154,21 +156,26 @@ def _ask(question: str) -> str | None:
         return None
 
 
-def confirmer(renderer: Renderer,
-              on_escape: Callable[[], None] | None = None) -> Callable[[str, threading.Event], str]:
-    """Ask on the terminal from a worker thread; give up ("no") as soon as Ctrl-C sets ``cancelled``.
+def confirmer(renderer: Renderer, on_escape: Callable[[], None] | None = None) -> Asker:
+    """Ask on the terminal from a worker thread until the question is closed: answered here, answered
+    in another surface (the browser view), or given up when Ctrl-C sets ``cancelled``.
 
     The answer is a line (``y``, ``yes``, ``a`` … then Enter); Esc answers "no" at once and calls
     ``on_escape``, which stops the turn, so no further question follows (as in Claude Code and Codex).
     The renderer's ``suspended()`` also hands the terminal back from the type-ahead while the
     question is open: the type-ahead registers itself among its suspend hooks.
     """
-    def confirm(question: str, cancelled: threading.Event) -> str:
+    def confirm(question: Question, cancelled: threading.Event) -> None:
         with renderer.suspended():
-            sys.stderr.write(f"{shown(question, one_line=True)} [y]es / [n]o / [a]lways this session: ")
+            sys.stderr.write(f"{shown(question.text, one_line=True)} [y]es / [n]o / [a]lways this session: ")
             sys.stderr.flush()
-            line = _read_answer(cancelled)
+            line = _read_answer(cancelled, question)
+            if question.closed:  # answered in another surface first: say so, and what
+                sys.stderr.write(f"{chr(10) if line else ''}{question.answer} (answered in the {question.by})\n")
+                sys.stderr.flush()
+                return
             if line is None:  # Esc
+                question.give("no", "terminal")
                 sys.stderr.write("no (Esc: the turn stops)\n")
                 sys.stderr.flush()
                 if on_escape is not None:
@@ -177,20 +184,23 @@ def confirmer(renderer: Renderer,
                     # next then finds itself cancelled, and is never asked.
                     cancelled.wait(2.0)
                     time.sleep(0.02)
-                return "no"
+                return
             sys.stderr.write("\n")
             sys.stderr.flush()
-            return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(line.strip().lower(), "no")
+            if not cancelled.is_set():
+                question.give({"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(
+                    line.strip().lower(), "no"), "terminal")
 
     return confirm
 
 
-def _read_answer(cancelled: threading.Event) -> str | None:
-    """A line typed on stdin, echoed as it is typed; None for Esc; "" once ``cancelled`` is set."""
+def _read_answer(cancelled: threading.Event, question: Question) -> str | None:
+    """A line typed on stdin, echoed as it is typed; None for Esc; what was typed so far once
+    ``cancelled`` is set or the question is answered elsewhere."""
     fd = sys.stdin.fileno()
     with _keys_mode(fd) as keys:
         typed = ""
-        while not cancelled.is_set():
+        while not cancelled.is_set() and not question.closed:
             ready, _, _ = select.select([fd], [], [], 0.1)
             if not ready:
                 continue
@@ -213,8 +223,7 @@ def _read_answer(cancelled: threading.Event) -> str | None:
                     typed += char
                     sys.stderr.write(char)
             sys.stderr.flush()
-        sys.stderr.write("\n")
-        return ""
+        return typed
 
 
 @contextlib.contextmanager

@@ -127,6 +127,10 @@ def _resume(session: Interactive, rest: str) -> None:
     session.resume(rest or None)
 
 
+def _web(session: Interactive, rest: str) -> None:
+    session.say(session.open_web() if session.open_web else "no browser view in this session", style="")
+
+
 def _diff(session: Interactive, rest: str) -> None:
     """The last folded diff (or the Nth last) printed whole."""
     from midstream.tools.ui.diffs import full
@@ -173,6 +177,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
+    Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
     Command("diff", "/diff [N]", "show the last folded diff whole (N: the Nth last); Ctrl-O on an empty line too",
             _diff),
     Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),

@@ -31,7 +31,9 @@ call is complete and dispatched: usually before ``TurnCommitted``), ``ToolRunnin
 ``ToolAsking``, ``ToolProgress``, ``ToolFinished`` (with ``result``: ``content``, ``is_error`` and
 ``facts``), ``TurnRolledBack`` (the partial reply is discarded; a retry follows unless ``retry_in``
 is null), ``RequestUsage``, ``CacheMissed``, ``ContextUsed``, ``ContextCleared``,
-``CompactionStarted``, ``Compacted``, ``CompactionFailed``, ``SandboxStatus``. Field names are the
+``CompactionStarted``, ``Compacted``, ``CompactionFailed``, ``SandboxStatus``, ``MessageSent`` (the
+person's message, committed), ``QuestionAsked`` / ``QuestionClosed`` (a question any surface may
+answer, and who did: tools/questions.py). Field names are the
 dataclasses' own; values that JSON cannot hold are written as strings.
 """
 
