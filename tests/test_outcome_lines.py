@@ -37,7 +37,7 @@ EXPECTED = [
     "✗ Ran `echo half; exit 3`: exit 3 (half)",
     "✗ Ran `sleep 30`: timed out",
     "✗ Ran `kill -9 $$`: killed by SIGKILL",
-    "✗ no_such_tool: Unknown tool 'no_such_tool'. The available tools are:",
+    "✗ no_such_tool: Unknown tool 'no_such_tool'.",  # its first sentence, whole (issue 25)
     "✗ Reading 7: Invalid input for read_file:",
     "✗ Writing ../outside.txt: ",
     "✓ Found *.txt (1 file)",
