@@ -99,6 +99,7 @@ def test_the_ask_question_and_slash_undo_on_a_real_terminal(workspace):
         term.expect("written")
         term.expect("› ")
         term.child.sendline("/undo")
+        term.expect(r"notes\^\[\]52")  # the undo report names the file (the prompt redraws "› " on Enter)
         term.expect("› ")
         term.finish()
     raw = term.written.getvalue()
