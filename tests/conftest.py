@@ -26,6 +26,15 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sandbox_probed_once() -> None:
+    """Whether bubblewrap works here is asked once a run (midstream caches it), before any test watches
+    for the processes it starts: else the first in-process test to build an agent would start the probe."""
+    from midstream.sandbox.isolation import probe
+
+    probe()
+
+
 @pytest.fixture(autouse=True)
 def process_marker_is_honest(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A test that starts real processes must say so, so that `-m "not process"` stays the in-process part."""

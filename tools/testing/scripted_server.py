@@ -192,6 +192,9 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
+        # A connection the client resets between select() and accept() leaves a blocking accept() waiting
+        # for the next one, and shutdown() then waits for ever: a non-blocking listener just skips it.
+        self._httpd.socket.setblocking(False)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.02,), name="scripted-server", daemon=True
         )
