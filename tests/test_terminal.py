@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from midstream.tools.events import (
 )
 from midstream.tools.registry import Facts, ToolResult
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
-from midstream.tools.ui.render import JsonRenderer
 from midstream.tools.ui.terminal import TerminalRenderer
 from rich.console import Console
 
@@ -182,19 +180,6 @@ def test_a_rollback_discards_the_partial_reply():
             "discarded) · retry 2/5 in 2.0 s") in sink.getvalue()
     renderer.show(TurnEnded(None, False, "gave up"))
     assert "✗ gave up" in sink.getvalue()
-
-
-def test_the_json_renderer_writes_one_object_per_line():
-    out = io.StringIO()
-    renderer = JsonRenderer(out)
-    for event in (RequestStarted(1, 1), TextDelta(0, 'quote " and\nnewline'),
-                  ToolFinished("a", "bash", ToolResult("ok"), 0.5), TurnEnded("end_turn", True)):
-        renderer.show(event)
-    records = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [r["event"] for r in records] == ["RequestStarted", "TextDelta", "ToolFinished", "TurnEnded"]
-    assert records[1]["text"] == 'quote " and\nnewline'
-    assert records[2]["result"]["content"] == "ok" and records[2]["result"]["is_error"] is False
-    assert records[2]["result"]["facts"]["ended"] == "ran"  # the facts travel with the text
 
 
 @pytest.mark.process

@@ -42,8 +42,6 @@ class Option:
     unit: str = ""
     env: str | None = None  # an environment variable between the settings files and the flag;
     # "{PROVIDER}" in it is the provider chosen (ANTHROPIC or OPENAI): --provider comes first in OPTIONS
-    project_may_not: tuple[Any, ...] = ()  # values a repository's own settings file may not choose
-    project_at_least: float | None = None  # ...and below this a number would loosen safety
     field: str | None = ""  # the AgentConfig field it sets: "" means the same name as the flag, None none
 
     @property
@@ -76,13 +74,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--model", "model", str, _C.model, f"model name (with --provider openai: $OPENAI_MODEL, else "
            f"{PROVIDERS['openai'].model})", env="{PROVIDER}_MODEL"),
     Option("--mode", "mode", str, None, "permission mode (default: auto where the sandbox works in a git "
-           "repository, else ask; -p refuses destructive commands unless given)", choices=MODES,
-           project_may_not=("auto",)),
+           "repository, else ask; -p refuses destructive commands unless given)", choices=MODES),
     Option("--grace", "grace", float, _C.grace_seconds, "countdown before a destructive command runs in auto "
-           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds",
-           project_at_least=_C.grace_seconds),
+           "mode (0: none)", low=0, high=600, unit="seconds", field="grace_seconds"),
     Option("--isolation", "isolation", str, _C.isolation, "run shell commands under bubblewrap (auto: when it "
-           "works here)", choices=("auto", "bwrap", "none"), project_may_not=("none",)),
+           "works here)", choices=("auto", "bwrap", "none")),
     Option("--cache-ttl", "cache_ttl", str, _C.cache_ttl, "prompt cache lifetime (1h costs 2x input per write "
            "instead of 1.25x)", choices=("5m", "1h")),
     Option("--max-tokens", "max_tokens", int, _C.max_tokens, "output budget of one model request",
@@ -96,7 +92,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--request-timeout", "request_timeout", float, _C.request_timeout, "longest one model request may "
            "take in all", low=1, high=86400, unit="seconds"),
     Option("--network", "network", bool, False, "let shell commands use the network (the sandbox has none by "
-           "default)", project_may_not=(True,)),
+           "default)"),
     Option("--workers", "workers", int, _C.workers, "tool calls that may run at once", low=1, high=64),
     Option("--context-window", "context_window", int, None, "the model's context window (known for Claude "
            "models); compaction keeps within it", low=1, high=10_000_000, unit="tokens"),

@@ -44,7 +44,7 @@ from midstream.tools.events import (
 from midstream.tools.ui.sanitise import shown
 
 __all__ = [
-    "JsonRenderer", "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
+    "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
     "headless", "outcome_line", "preview_rows", "shorten",
 ]
 
@@ -288,21 +288,6 @@ class PlainRenderer(Quiet):
     def _note(self, line: str) -> None:
         self._err.write(shown(line) + "\n")  # commands, file names, model text: shown, never obeyed
         self._err.flush()
-
-
-class JsonRenderer(Quiet):
-    """One JSON object per event on stdout, for scripts and editors."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self._out = out or sys.stdout
-        self._lock = threading.Lock()
-
-    def show(self, event: Event) -> None:
-        record = {"event": type(event).__name__, **dataclasses.asdict(event)}
-        line = json.dumps(record, ensure_ascii=False, default=str)
-        with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
 
 
 class SummaryRenderer(Quiet):
