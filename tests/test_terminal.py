@@ -331,3 +331,31 @@ def test_the_plain_renderer_reports_calls_that_never_ran():
     lines = err.getvalue().splitlines()
     assert lines == ["… Editing a.py", "✓ Edited a.py", "○ edit_file b.py: not run (the turn was interrupted "
                      "before it started)", "midstream: interrupted; the conversation is saved"]
+
+
+def test_a_region_stopped_with_a_draw_pending_leaves_its_refresh_thread_asleep():
+    """At the prompt nothing is drawn: the refresh thread must sleep, not spin on a draw that is gone."""
+    import os
+    import threading
+    import time
+
+    from midstream.tools.ui.printer import LivePrinter
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    printer = LivePrinter(console, lambda: ["working"], threading.RLock(), min_interval=0.05)
+    printer.start()
+    printer.touch()  # a draw falls due in 50 ms...
+    printer.touch()
+    printer.stop()  # ...but the turn ends first
+    thread = next(t for t in threading.enumerate() if t.name == "live-region" and t.is_alive())
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    time.sleep(0.1)
+    before = cpu_ticks()
+    time.sleep(1.0)
+    used = (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK")
+    printer.close()
+    assert used < 0.2, f"the stopped region's thread used {used:.2f} s of CPU in 1 s"

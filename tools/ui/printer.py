@@ -82,6 +82,7 @@ class LivePrinter:
             self._write(self._erase() + _SHOW_CURSOR)
             self._height = 0
             self._active = False
+            self._dirty = False  # nothing is pending for a region that is gone (a dirty stopped region spun)
 
     def close(self) -> None:
         self.stop()
@@ -165,8 +166,8 @@ class LivePrinter:
 
     def _refresh_loop(self) -> None:
         while True:
-            timeout: float | None = None
-            if self._dirty:
+            timeout: float | None = None  # stopped: sleep until start() or close() wakes it
+            if self._dirty and self._active:
                 timeout = max(0.0, self._last_draw + self.min_interval - time.monotonic())
             elif self._animated and self._active:
                 timeout = max(0.0, self._last_draw + self.tick - time.monotonic())
