@@ -29,9 +29,9 @@ only the command's own processes to trace).
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import socket
+import threading
 
 __all__ = ["DENIED", "SOCKET_FAMILIES", "memfd_with_program", "program"]
 
@@ -50,9 +50,22 @@ DENIED = (
 )
 
 
-@functools.cache
+_built: list[bytes | None] = []
+_building = threading.Lock()
+
+
 def program() -> bytes | None:
-    """The filter as BPF bytes, or None when libseccomp cannot be loaded here."""
+    """The filter as BPF bytes, or None when libseccomp cannot be loaded here; built once per process.
+
+    Once, under a lock: libseccomp is not safe to drive from two threads at once (the start-up probe
+    runs on its own thread), and building it failed with EINVAL when they met."""
+    with _building:
+        if not _built:
+            _built.append(_program())
+        return _built[0]
+
+
+def _program() -> bytes | None:
     try:
         import pyseccomp as sc
     except (ImportError, OSError):

@@ -157,7 +157,7 @@ def _session(argv: Sequence[str] | None) -> int:
     from midstream.sandbox.transaction import transaction_status
 
     if settings["isolation"] != "none":  # probed in the background, off the path to the first request
-        threading.Thread(target=probe, name="sandbox-probe", daemon=True).start()
+        threading.Thread(target=_probe_ahead, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
     from midstream.sandbox.secrets import scrub_environ
 
@@ -298,6 +298,17 @@ def _piped(wait: float | None) -> str:
         raise _fail(f"stdin holds more than {STDIN_MAX_BYTES // 2**20} MB, more than a model reads at once: "
                     "save it to a file in the workspace and name the file in the task.")
     return data.decode("utf-8", errors="replace")
+
+
+def _probe_ahead() -> None:
+    """The sandbox probe, started early on its own thread: a failure there is logged, never a traceback on
+    the person's terminal; the first real use asks again (sandbox/isolation.py caches only an answer)."""
+    from midstream.sandbox.isolation import probe
+
+    try:
+        probe()
+    except Exception:
+        logging.getLogger("midstream.cli").exception("the sandbox probe failed; it is tried again when needed")
 
 
 def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, headless: bool) -> None:
