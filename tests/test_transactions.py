@@ -20,13 +20,10 @@ from midstream.sandbox.record import UndoRecord
 from midstream.sandbox.transaction import Transaction
 from midstream.sandbox.undo import undo_record
 
+from tests.helpers import git
+
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")]
-
-
-def _git(ws: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=ws, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture
@@ -34,14 +31,14 @@ def ws(tmp_path: Path) -> Path:
     """A repository with a committed file, an ignored data/ directory, an untracked .env, and lib/."""
     root = tmp_path / "ws"
     root.mkdir()
-    _git(root, "init", "-q")
+    git(root, "init", "-q")
     (root / ".gitignore").write_text("data/\n")
     (root / "tracked.py").write_text("print('committed')\n")
     (root / "lib").mkdir()
     for name in "abc":
         (root / "lib" / f"{name}.py").write_text(f"{name} = 1\n")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "init")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
     (root / "data").mkdir()
     for i in range(3):
         (root / "data" / f"f{i}.bin").write_bytes(os.urandom(1000 + i))

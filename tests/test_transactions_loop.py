@@ -20,24 +20,19 @@ from midstream.sandbox.isolation import bwrap_works
 from midstream.tools.events import ToolAsking, ToolFinished, ToolGrace
 from midstream.tools.testing.scripted_server import ScriptedServer, Text, ToolUse, reply
 
-from tests.helpers import program_env, wait_until
+from tests.helpers import git, program_env, wait_until
 
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here (.ci/run installs it)")]
 
 
-def _git(ws: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=ws, check=True,
-                   capture_output=True)
-
-
 @pytest.fixture
 def repo(workspace: Path) -> Path:
-    _git(workspace, "init", "-q")
+    git(workspace, "init", "-q")
     (workspace / ".gitignore").write_text("data/\nbuild/\n")
     (workspace / "app.py").write_text("print('app')\n")
-    _git(workspace, "add", "-A")
-    _git(workspace, "commit", "-qm", "init")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-qm", "init")
     (workspace / "data").mkdir()
     for i in range(50):
         (workspace / "data" / f"row{i}.bin").write_bytes(os.urandom(100 + i))
