@@ -5,6 +5,7 @@ Fixtures stay in conftest.py; everything a test module imports comes from here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -197,10 +198,10 @@ ROWS = 30  # the pty's height in Terminal
 class Terminal:
     """The program in a pty; everything it writes is kept, and replayed into a pyte screen on demand."""
 
-    def __init__(self, server: ScriptedServer, workspace: Path, columns: int, *args: str) -> None:
+    def __init__(self, server: ScriptedServer, workspace: Path, columns: int, *args: str, **env_extra: str) -> None:
         self.columns = columns
         self.bytes = io.BytesIO()
-        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"}
+        env = program_env() | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"} | env_extra
         mode = [] if "--mode" in args else ["--mode", "auto"]  # these tests are about the screen, not permissions
         self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *mode, *args],
                                    cwd=str(workspace), env=env, dimensions=(ROWS, columns), timeout=20)
@@ -208,6 +209,36 @@ class Terminal:
 
     def expect(self, pattern: str | bytes) -> None:
         self.child.expect(pattern.encode() if isinstance(pattern, str) else pattern)
+
+    def prompt(self) -> None:
+        """Until the prompt is drawn and listens (bracketed paste on, then its mark)."""
+        self.child.expect_exact(b"\x1b[?2004h")
+        self.expect("› ")
+
+    def leave(self) -> None:
+        """Ctrl-D at the prompt; the program ends with status 0."""
+        self.prompt()
+        self.child.sendeof()
+        self.finish()
+        assert self.child.exitstatus == 0, self.child.exitstatus
+
+    def shows(self, text: str, timeout: float = 20) -> list[str]:
+        """Read until a row on the screen contains ``text`` (a redraw may write only what changed); the screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.screen()
+            if any(text in row for row in rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never on the screen: {rows}")
+            with contextlib.suppress(pexpect.TIMEOUT):
+                self.child.read_nonblocking(100_000, timeout=0.1)
+
+    def screen(self) -> list[str]:
+        """The rows on the screen now (without the scrollback)."""
+        screen = pyte.Screen(self.columns, ROWS)
+        pyte.ByteStream(screen).feed(self.bytes.getvalue())
+        return [line.rstrip() for line in screen.display]
 
     def lines(self) -> list[str]:
         """Scrollback then screen, one string per row, trailing blanks dropped."""

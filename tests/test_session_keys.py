@@ -124,9 +124,8 @@ def test_resume_without_an_id_lists_the_sessions_to_choose_from(workspace):
         assert "second topic" in lines[0] and "first topic" in lines[1]  # newest first
         assert "just now" in lines[0] or "min ago" in lines[0]
         child = spawn(server, workspace, "--resume")
-        child.expect("newest first")
-        child.expect("resume which")
-        child.sendline("2")
+        child.expect("first topic")  # the picker (tests/test_resume_picker.py), newest highlighted
+        child.send("\x1b[B\r")  # Down, Enter: the one before it
         child.expect("resumed session")
         child.expect("› ")
         child.sendline("go on")
@@ -248,8 +247,8 @@ def test_resume_inside_a_session_switches_to_the_chosen_one(workspace):
         child.expect("about dogs")
         child.expect("› ")
         child.sendline("/resume")
-        child.expect("resume which")
-        child.sendline("2")
+        child.expect("about cats")  # the only other session: the one we are in is not listed
+        child.send("\r")
         child.expect("resumed session")
         child.expect("› tell me about cats")
         child.expect("› ")

@@ -218,6 +218,7 @@ def _session(argv: Sequence[str] | None) -> int:
                                      config.isolation))
     session = Interactive(agent, renderer, keys, diffs=diffs)
     session.open_web = web.open
+    session.terminal = interactive and _draws(args)  # /resume's picker, the pager of /show and /transcript
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
         session.say(f"replaying {args.replay} · {why_mode}", style="dim")
@@ -410,7 +411,7 @@ def _undo_latest(workspace: Path, session_id: str | None) -> int:
 def _list_sessions(workspace: Path) -> int:
     found = sessions.list_sessions(workspace)
     if not found:
-        print(f"no earlier sessions for {workspace}", file=sys.stderr)
+        print(f"no earlier sessions in {workspace}", file=sys.stderr)
         return 0
     print(shown(sessions.describe(found)))
     print("resume one with: midstream --resume ID", file=sys.stderr)
@@ -508,8 +509,13 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
         if args.resume == "":  # --resume without an id, at a terminal: the person picks one
             from midstream.tools.cli.repl import _ask
 
-            path = sessions.choose(config.workspace, _ask, lambda text: print(shown(text), file=sys.stderr))
-            if path is None:
+            try:
+                path = sessions.choose(config.workspace, _ask, lambda text: print(shown(text), file=sys.stderr),
+                                       terminal=_draws(args))
+            except sessions.Cancelled:
+                print("midstream: no session resumed (cancelled); nothing was changed", file=sys.stderr)
+                raise SystemExit(130) from None
+            if path is None:  # none to pick (said): a new one
                 return Transcript.create(config.workspace, config.model), []
         else:
             path = sessions.find(config.workspace, args.resume or None)
@@ -540,7 +546,7 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
         from midstream.tools.ui.render import SummaryRenderer
 
         return SummaryRenderer(session_id=session_id)
-    if sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb":
+    if _draws(args, stdin=False):
         from midstream.tools.ui.lines import set_theme
         from midstream.tools.ui.terminal import TerminalRenderer
         from midstream.tools.ui.theme import background
@@ -552,6 +558,12 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(stream_text=streaming)
+
+
+def _draws(args: argparse.Namespace, *, stdin: bool = True) -> bool:
+    """May we draw on this terminal (a live region, the session picker), or is it plain lines?"""
+    return ((not stdin or _stdin_is_terminal()) and sys.stdout.isatty() and not args.plain
+            and os.environ.get("TERM") != "dumb")
 
 
 def _close(renderer: Renderer, args: argparse.Namespace, session: Usage | None = None) -> None:

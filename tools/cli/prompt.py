@@ -112,7 +112,7 @@ class Prompt:
 
     def _read_terminal(self, prefill: str) -> str:
         session = self._session or self._build()
-        with _signals_kept():
+        with signals_kept():
             # The prompt is coloured (the default colour) so its space is written out ("› "), not skipped as blank.
             return session.prompt([("class:prompt", "› ")], default=prefill, handle_sigint=False)
 
@@ -188,7 +188,7 @@ def _typing_command(session: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _signals_kept() -> Iterator[None]:
+def signals_kept() -> Iterator[None]:
     """Whatever the prompt's event loop does to signal handlers and the wakeup fd, undone."""
     signals: Iterable[int] = (signal.SIGINT, getattr(signal, "SIGWINCH", signal.SIGINT))
     kept = {number: signal.getsignal(number) for number in signals}

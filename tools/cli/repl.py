@@ -46,6 +46,7 @@ class Interactive:
         self._leaving = False  # ...and Ctrl-D after them
         self._waiting = threading.Event()  # set while a Ctrl-C outside a turn has something to stop
         self.open_web: Callable[[], str] | None = None  # starts the browser view, says where (/web)
+        self.terminal = False  # a terminal we may draw on: /resume's picker, a pager for /show and /transcript
 
     def waiting_for_person(self) -> bool:
         """Is the session at the prompt, or in a wait a Ctrl-C should end? (Else a press is dropped.)"""
@@ -104,8 +105,13 @@ class Interactive:
                 self.say(f"no session {session_id} for {workspace}")
                 return
         else:
-            with self.interruptible():
-                path = sessions.choose(workspace, _ask, self.say)
+            here = self.agent.transcript.path if self.agent.transcript else None
+            try:
+                with self.interruptible():
+                    path = sessions.choose(workspace, _ask, self.say, terminal=self.terminal, leave_out=here)
+            except (sessions.Cancelled, KeyboardInterrupt):
+                self.say("no session resumed; still in this one", style="dim")
+                return
             if path is None:
                 return
         if self.agent.transcript and path == self.agent.transcript.path:

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +17,37 @@ from midstream.prompts import DATE_NOTE_PREFIX
 from midstream.tools.conversation.history import as_blocks
 from midstream.tools.conversation.transcript import CRASH_NOTE, Transcript, present_in
 
-__all__ = ["SessionInfo", "choose", "clean_up_after_crashes", "last_exchange", "list_sessions", "open_session",
-           "resumed_notice", "user_text"]
+__all__ = ["Cancelled", "SessionInfo", "choose", "clean_up_after_crashes", "describe", "last_exchange",
+           "list_sessions", "open_session", "resumed_notice", "row", "user_text"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-LISTED = 20
+LISTED = 50  # sessions listed, newest first (the picker filters among them)
 
 
 @dataclass(frozen=True)
 class SessionInfo:
+    """One session as a listing shows it: what is known of it, even when its file is damaged."""
+
     path: Path
     id: str
     first_message: str
     modified: float
+    last_message: str = ""
+    messages: int = 0  # messages the person typed (tool results and our notes are not counted)
+    problem: str = ""  # what could not be read of it ("2 lines could not be read"), or ""
+    said: str = ""  # what the person typed in it, joined and bounded: what a filter searches
+
+    def summary(self) -> str:
+        """``first message → last message``, or what is known when it cannot be read."""
+        if not self.first_message:
+            return f"(no readable message: {self.problem})" if self.problem else "(no message)"
+        text = " ".join(self.first_message.split())
+        if self.messages > 1 and self.last_message and self.last_message != self.first_message:
+            text += " → " + " ".join(self.last_message.split())
+        return text + (f" ({self.problem})" if self.problem else "")
+
+    def counted(self) -> str:
+        return f"{self.messages} msg{'s' * (self.messages != 1)}"
 
 
 def user_text(message: dict[str, Any]) -> str:
@@ -39,21 +57,66 @@ def user_text(message: dict[str, Any]) -> str:
     return "\n".join(t for t in texts if not t.startswith(ours)).strip()
 
 
-def _first_message(path: Path) -> str:
-    """The first thing the person said in a session file; whatever it holds, never an error."""
+SEARCHED = 4000  # characters of what the person typed in a session that a filter looks through
+
+
+@dataclass
+class _Said:
+    """What the person typed in one session file, read line by line."""
+
+    first: str = ""
+    last: str = ""
+    count: int = 0
+    searched: list[str] = field(default_factory=list)  # the messages a filter looks through, bounded
+    problem: str = ""
+
+
+def _summary(path: Path, *, first_only: bool = False) -> _Said:
+    """The person's messages in a session file; whatever the file holds, never an error."""
+    said = _Said()
+    bad = kept = 0
     try:
         with path.open("rb") as lines:
-            for line in lines:
+            for raw in lines:
+                if not raw.endswith(b"\n"):
+                    break  # a torn last line: the process died writing it, not damage
+                stripped = raw.strip()
+                if not stripped:
+                    continue
+                if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+                    bad += 1
+                    continue
+                if b'"user"' not in raw:
+                    continue  # no message of the person's: not worth parsing (a tool result can be large)
                 try:
-                    record = json.loads(line.decode("utf-8"))
-                    message = record["message"] if record.get("type") == "message" else None
-                    if isinstance(message, dict) and message.get("role") == "user" and (text := user_text(message)):
-                        return text
+                    record = json.loads(raw.decode("utf-8"))
+                    if record.get("type") != "message":
+                        continue
+                    message = record["message"]
+                    if message["role"] != "user":
+                        continue
+                    text = user_text(message)
                 except (ValueError, TypeError, KeyError, AttributeError):
-                    continue  # a line that cannot be read: the listing goes on
-    except OSError:
-        pass
-    return ""
+                    bad += 1  # a line that cannot be read: the listing goes on
+                    continue
+                if not text:
+                    continue
+                said.first, said.last, said.count = said.first or text, text, said.count + 1
+                if kept < SEARCHED:
+                    said.searched.append(text[: SEARCHED - kept])
+                    kept += len(said.searched[-1])
+                if first_only:
+                    break
+    except OSError as error:
+        said.problem = f"cannot be read: {error.strerror or error}"
+        return said
+    said.problem = f"{bad} line{'s' * (bad != 1)} could not be read" if bad else ""
+    return said
+
+
+def _first_message(path: Path) -> str:
+    """The first thing the person said in a session file; whatever it holds, never an error."""
+    return _summary(path, first_only=True).first
 
 
 def open_session(path: Path) -> tuple[Transcript, list[dict[str, Any]], str | None]:
@@ -90,22 +153,25 @@ _held: list[object] = []
 def find(workspace: Path, session_id: str | None) -> Path | None:
     """The session with this id (a plain name, never a path), or the latest that holds a conversation
     (a session left before its first message is not what ``-c`` means to pick up)."""
-    if session_id is None:
-        latest = list_sessions(workspace, limit=1)
-        return latest[0].path if latest else None
+    if session_id is None:  # the newest with a message: a damaged file without one is not it
+        return next((path for path in Transcript.sessions(workspace) if _first_message(path)), None)
     if not _ID.match(session_id):
         return None
     return Transcript.find(workspace, session_id)
 
 
-def list_sessions(workspace: Path, limit: int = LISTED) -> list[SessionInfo]:
-    """This workspace's sessions that hold a conversation, newest first."""
+def list_sessions(workspace: Path, limit: int = LISTED, *, leave_out: Path | None = None) -> list[SessionInfo]:
+    """This workspace's sessions that hold a conversation (or did: a damaged one is listed with what
+    is known of it), newest first; ``leave_out``: the session we are in."""
     found = []
     for path in Transcript.sessions(workspace):
-        first = _first_message(path)
+        if path == leave_out:
+            continue
+        said = _summary(path)
         with contextlib.suppress(OSError):  # gone since it was listed
-            if first:
-                found.append(SessionInfo(path, path.stem, first, path.stat().st_mtime))
+            if said.count or said.problem:
+                found.append(SessionInfo(path, path.stem, said.first, path.stat().st_mtime, last_message=said.last,
+                                         messages=said.count, problem=said.problem, said="\n".join(said.searched)))
         if len(found) == limit:
             break
     return found
@@ -120,32 +186,64 @@ def age(seconds: float) -> str:
 
 def one_line(text: str, width: int = 70) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
 
 
-def describe(sessions: list[SessionInfo]) -> str:
+def row(session: SessionInfo, now: float, width: int) -> str:
+    """``  5 min ago   3 msgs  first message → last message``, cut to ``width``."""
+    head = f"{age(now - session.modified):>10}  {session.counted():>8}  "
+    return head + one_line(session.summary(), max(10, width - len(head)))
+
+
+def describe(sessions: list[SessionInfo], width: int = 100) -> str:
+    """The numbered list, with each session's id (``--resume ID`` takes it)."""
     now = time.time()
-    return "\n".join(f"{n:>3}. {s.id}  {age(now - s.modified):>10}  {one_line(s.first_message)}"
-                     for n, s in enumerate(sessions, start=1))
+    lines = []
+    for n, s in enumerate(sessions, start=1):
+        head = f"{n:>3}. {s.id}  "
+        lines.append(head + row(s, now, width - len(head)))
+    return "\n".join(lines)
 
 
-def choose(workspace: Path, ask: Callable[[str], str | None], say: Callable[[str], None]) -> Path | None:
-    """List the sessions and let the person pick one by number or id; None: none chosen."""
-    sessions = list_sessions(workspace)
-    if not sessions:
-        say(f"no earlier sessions for {workspace}")
+class Cancelled(Exception):
+    """The person left the session picker without choosing (Esc, Ctrl-C, end of input)."""
+
+
+def choose(workspace: Path, ask: Callable[[str], str | None], say: Callable[[str], None], *,
+           terminal: bool = False, leave_out: Path | None = None) -> Path | None:
+    """Let the person pick one of this workspace's sessions; None: there is none to pick (said in one
+    line). ``terminal``: a list to move through (tools/cli/picker.py); else a numbered list, where an
+    empty answer takes the newest. Raises ``Cancelled`` when the person leaves it."""
+    found = list_sessions(workspace, leave_out=leave_out)
+    if not found:
+        say(f"no earlier sessions in {workspace}")
         return None
-    say(f"sessions of {workspace}, newest first:\n{describe(sessions)}")
+    if terminal:
+        from midstream.tools.cli.picker import pick
+
+        picked = pick(found)
+        if picked is None:
+            raise Cancelled
+        return picked.path
+    say(f"sessions of {workspace}, newest first:\n{describe(found, _width())}")
     while True:
-        answer = ask("resume which? (number or id, Enter for none): ")
-        if answer is None or not answer.strip():
-            return None
+        answer = ask(f"resume which? (Enter: the newest; a number 1-{len(found)}, or an id): ")
+        if answer is None:
+            raise Cancelled
         answer = answer.strip()
-        if answer.isdigit() and 1 <= int(answer) <= len(sessions):
-            return sessions[int(answer) - 1].path
-        if path := next((s.path for s in sessions if s.id == answer), None) or find(workspace, answer):
+        if not answer:
+            return found[0].path
+        if answer.isdigit() and 1 <= int(answer) <= len(found):
+            return found[int(answer) - 1].path
+        if path := next((s.path for s in found if s.id == answer), None):
             return path
-        say(f"no session {answer!r}; give a number from 1 to {len(sessions)}")
+        say(f"no session {answer!r} here: give a number from 1 to {len(found)}, an id, or Enter for the newest")
+
+
+def _width() -> int:
+    import shutil
+
+    return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
 
 
 def last_exchange(history: list[dict[str, Any]]) -> list[str]:
