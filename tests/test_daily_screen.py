@@ -27,7 +27,7 @@ class Terminal:
         self.columns = columns
         self.bytes = io.BytesIO()
         self.resizes: list[tuple[int, int]] = []  # (byte offset, new columns)
-        env = program_env()
+        env = program_env(PAGER="cat")  # a whole diff printed into the scrollback (tests/test_full_view.py: less)
         mode = [] if "--mode" in args else ["--mode", "auto"]
         self.child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", *mode, *args],
                                    cwd=str(workspace), env=env | {"ANTHROPIC_BASE_URL": server.url, "TERM": "xterm"},
@@ -171,14 +171,14 @@ def test_a_40_line_edit_and_an_overwrite_show_both_sides_and_diff_shows_all(work
         term.finish()
     rows = term.lines()
     edited = rows.index("✓ Edited table.py")
-    fold_end = next(i for i in range(edited, len(rows)) if "more rows folded" in rows[i])
+    fold_end = next(i for i in range(edited, len(rows)) if "more rows (+" in rows[i])
     folded = rows[edited:fold_end]
     assert any(row.lstrip().startswith("2 - value_1 = 1") for row in folded), folded
     assert any(row.lstrip().startswith("2 + value_1 = 2") for row in folded), folded  # added lines before the fold
     wrote = next(i for i, row in enumerate(rows) if row.startswith("✓ Wrote big.py") or row.startswith("✓ Overwrote"))
     after = rows[wrote + 1:wrote + 20]
     assert any("- line_0 = 'old'" in row for row in after) and any("+ line_0 = 'new'" in row for row in after), after
-    whole = rows[next(i for i, row in enumerate(rows) if row == "Edited table.py: the whole diff"):]
+    whole = rows[next(i for i, row in enumerate(rows) if row == "Edited table.py · the whole diff"):]
     assert any(row.lstrip().startswith("40 + value_39 = 78") for row in whole), whole
     assert any("30 + line_29 = 'new'" in row for row in rows[-40:]), rows[-40:]
 

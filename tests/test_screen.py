@@ -134,9 +134,10 @@ def test_ask_mode_shows_the_diff_before_the_question_and_a_long_diff_is_counted(
     assert in_order(rows, ["? Editing calc.py would change:", "    2 -     return a - b", "    2 +     return a + b",
                            "Editing calc.py? [y]es", "✓ Edited calc.py", "    2 -     return a - b"]) == [], rows
     assert in_order(rows, ["? Editing table.py would change:", "     2 - value_1 = 1", "     2 + value_1 = 2",
-                           "    63 more rows folded (+39 -39 in all)", "Editing table.py? [y]es", "✓ Edited table.py",
+                           "    … 63 more rows (+39 -39 in all) · ctrl-o to expand", "Editing table.py? [y]es",
+                           "✓ Edited table.py",
                            "     2 - value_1 = 1", "     2 + value_1 = 2",
-                           "    63 more rows folded (+39 -39 in all)"]) == [], rows
+                           "    … 63 more rows (+39 -39 in all) · ctrl-o to expand"]) == [], rows
     assert in_order(rows, ["? Writing fresh.py would change:", "      new file, 2 lines (27 bytes)",
                            "    +print('new')", "    +print('file')", "Writing fresh.py? [y]es"]) == [], rows
     assert (workspace / "table.py").read_text() == new

@@ -5,6 +5,8 @@
 - ``settings``     the user's and the project's settings.toml
 - ``modes``        which permission mode a session starts in, and why
 - ``sessions``     opening, resuming and listing sessions
+- ``picker``       the --resume / /resume list to move through and filter, on a terminal
+- ``fullview``     /transcript: the whole session from its file, nothing folded
 - ``repl``         the interactive session: prompt, turns with Esc watched, questions to the person
 - ``prompt``       the input line and its history
 - ``typeahead``    what the person types while a reply streams or tools run

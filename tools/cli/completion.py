@@ -124,8 +124,10 @@ def key_bindings(prompt: Prompt) -> KeyBindings:
     @keys.add("c-o")
     def _unfold(event: Any) -> None:
         buffer = event.current_buffer
-        if not buffer.text:  # on an empty line: the last folded diff, whole (as /diff)
-            event.app.exit(result="/diff")
+        if not buffer.text:  # on an empty line: the last fold, whole (as /show; not put in the history)
+            prompt.by_key = True
+            event.app.erase_when_done = True  # the empty prompt line goes: after the pager, one prompt again
+            event.app.exit(result="/show")
             return
         if prompt.pastes.folded(buffer.text):
             buffer.text = prompt.pastes.expand(buffer.text)

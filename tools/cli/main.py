@@ -40,7 +40,7 @@ from midstream.tools.wire.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from midstream.tools.cli.repl import Interactive
-    from midstream.tools.ui.diffs import DiffLog
+    from midstream.tools.ui.folds import Folds
 
 if TYPE_CHECKING:
     from midstream.tools.mcp import McpServers
@@ -175,13 +175,13 @@ def _session(argv: Sequence[str] | None) -> int:
     transcript, history = _open_session(args, config)
     cleaning = sessions.clean_up_after_crashes(config.workspace)
     tools = _tools()
-    diffs = None
-    if task is None:  # a person may ask for what the terminal folds (/diff); -p never imports it
-        from midstream.tools.ui.diffs import DiffLog
+    folds = None
+    if task is None:  # a person may open what the terminal folds (/show, /diff); -p never imports it
+        from midstream.tools.ui.folds import Folds
 
-        diffs = DiffLog()
+        folds = Folds()
     renderer = _renderer(args, streaming=task is None, output_format=settings["output_format"],
-                         session_id=transcript.id, diffs=diffs, theme=settings["theme"])
+                         session_id=transcript.id, folds=folds, theme=settings["theme"])
     mcp = _mcp_servers(args, config, settings, transcript, renderer, headless=task is not None)
     if mcp is not None:
         tools.add_source(mcp)  # its tools join between turns
@@ -216,7 +216,7 @@ def _session(argv: Sequence[str] | None) -> int:
         _print_init_line(agent, tools, why_mode)
     renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
                                      config.isolation))
-    session = Interactive(agent, renderer, keys, diffs=diffs)
+    session = Interactive(agent, renderer, keys, folds=folds)
     session.open_web = web.open
     session.terminal = interactive and _draws(args)  # /resume's picker, the pager of /show and /transcript
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
@@ -536,7 +536,7 @@ def _open_session(args: argparse.Namespace, config: AgentConfig) -> tuple[Transc
 
 
 def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, session_id: str = "",
-              diffs: DiffLog | None = None, theme: str = "auto") -> Renderer:
+              folds: Folds | None = None, theme: str = "auto") -> Renderer:
     """json or stream-json for scripts; the live terminal on a TTY; plain lines otherwise."""
     if output_format == "stream-json":
         from midstream.tools.ui.stream_json import StreamJsonRenderer
@@ -554,7 +554,7 @@ def _renderer(args: argparse.Namespace, *, streaming: bool, output_format: str, 
 
         set_theme(background(theme, ask=streaming))
         return TerminalRenderer(Console(highlight=False), record=args.svg is not None, interactive=streaming,
-                                diffs=diffs)
+                                folds=folds)
     from midstream.tools.ui.render import PlainRenderer
 
     return PlainRenderer(stream_text=streaming)

@@ -4,8 +4,9 @@ Keys: Enter sends (so does Ctrl-J, which is what a pty's ``\\n`` is); Alt-Enter,
 end of the line then Enter, starts a new line; Tab completes ``/commands`` and paths (after ``@``
 too); Esc alone does nothing (it is never a Meta prefix that eats the next key), Esc Esc clears
 the line; a bracketed paste of more than a few lines is one token, ``[pasted 43 lines]``, and
-Ctrl-O shows it in full; Ctrl-C clears the line, on an empty line says how to leave, and a
-second Ctrl-C within ``EXIT_WINDOW`` seconds leaves; Ctrl-D on an empty line leaves.
+Ctrl-O shows it in full (on an empty line Ctrl-O opens the last fold: ``/show``); Ctrl-C clears
+the line, on an empty line says how to leave, and a second Ctrl-C within ``EXIT_WINDOW`` seconds
+leaves; Ctrl-D on an empty line leaves.
 
 prompt_toolkit is imported when the first prompt is drawn, never on the ``-p`` path. Its event
 loop adds signal handlers while it runs and, removing them, resets SIGINT to Python's default and
@@ -73,6 +74,7 @@ class Prompt:
         self.commands = commands or {}  # name -> one line of help, for Tab
         self._session: Any = None  # the PromptSession, built at the first read
         self._escaped_at: float | None = None
+        self.by_key = False  # the line returned was a key's command, not typed
         self.terminal = sys.stdin.isatty() and sys.stdout.isatty()
 
     def read(self, prefill: str = "") -> str | None:
@@ -97,7 +99,9 @@ class Prompt:
                 continue
             if not text.strip():
                 continue  # an empty Enter sends nothing
-            self._remember(text)
+            if not self.by_key:  # a key's command (Ctrl-O's /show) is not something typed: not in the history
+                self._remember(text)
+            self.by_key = False
             return text
 
     def _remember(self, text: str) -> None:
@@ -114,7 +118,10 @@ class Prompt:
         session = self._session or self._build()
         with signals_kept():
             # The prompt is coloured (the default colour) so its space is written out ("› "), not skipped as blank.
-            return session.prompt([("class:prompt", "› ")], default=prefill, handle_sigint=False)
+            try:
+                return session.prompt([("class:prompt", "› ")], default=prefill, handle_sigint=False)
+            finally:
+                session.app.erase_when_done = False  # set by Ctrl-O for the one read it ended
 
     def _build(self) -> Any:
         from midstream.tools.cli.completion import Completer, key_bindings

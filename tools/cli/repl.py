@@ -22,7 +22,7 @@ from midstream.tools.questions import Asker, Question
 from midstream.tools.ui.sanitise import shown
 
 if TYPE_CHECKING:
-    from midstream.tools.ui.diffs import DiffLog
+    from midstream.tools.ui.folds import Folds
     from rich.text import Text
 
 __all__ = ["Interactive", "confirmer"]
@@ -33,9 +33,9 @@ T = TypeVar("T")
 class Interactive:
     """One person at a terminal: reads messages, runs turns, catches commands."""
 
-    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead, diffs: DiffLog | None = None) -> None:
+    def __init__(self, agent: Agent, renderer: Renderer, keys: TypeAhead, folds: Folds | None = None) -> None:
         self.agent = agent
-        self.diffs = diffs  # the diffs shown folded, for /diff
+        self.folds = folds  # what the terminal folded, for /show, /diff and Ctrl-O
         self.renderer = renderer
         self.keys = keys
         self.pastes = Pastes()  # folded pastes, typed at the prompt or during a turn
@@ -60,10 +60,11 @@ class Interactive:
         finally:
             self._waiting.clear()
 
-    def show(self, rows: list[Text]) -> None:
-        """Rows of our own (a whole diff), each in its one style."""
-        for row in rows:
-            self.renderer.say(row.plain, style=str(row.style) or "none")
+    def page(self, rows: list[Text]) -> None:
+        """Rows of our own opened whole (a fold, the transcript): in a pager on a terminal, else printed."""
+        from midstream.tools.ui.pager import page
+
+        page(rows, terminal=self.terminal, say=lambda text, style: self.renderer.say(text, style=style))
 
     def say(self, text: str, style: str = "bold cyan") -> None:
         """A line of the program's own, above the live region where there is one."""

@@ -55,7 +55,9 @@ def _help(session: Interactive, rest: str) -> None:
 
 KEYS_HELP = """Keys: Enter sends; Alt-Enter, or \\ then Enter, starts a new line.
       Tab completes /commands and paths; @path attaches a file or a listing.
-      A long paste is one [pasted N lines]: Ctrl-O shows it (empty line: /diff).
+      A long paste is one [pasted N lines]: Ctrl-O shows it in the line.
+      Ctrl-O on an empty line opens the last fold (… N more lines) whole;
+      /show N an older one, /transcript everything. In the pager, q returns.
       Esc or Ctrl-C stops a reply, tools, a countdown; Esc at a question: no.
       Esc Esc clears the line. Up: history (in a reply: the last queued line).
       Ctrl-C twice on an empty prompt, or Ctrl-D, leaves.
@@ -131,19 +133,38 @@ def _web(session: Interactive, rest: str) -> None:
     session.say(session.open_web() if session.open_web else "no browser view in this session", style="")
 
 
-def _diff(session: Interactive, rest: str) -> None:
-    """The last folded diff (or the Nth last) printed whole."""
-    from midstream.tools.ui.diffs import full
+def _show(session: Interactive, rest: str) -> None:
+    """The last fold (or the Nth last) whole: a command's output, a file read, thinking, a diff."""
+    _open_fold(session, rest, None)
 
-    back = int(rest) if rest.isdigit() else 1
-    found = session.diffs.get(back) if session.diffs is not None else None
-    if found is None:
-        kept = len(session.diffs) if session.diffs is not None else 0
-        session.say("no folded diff to show" if not kept else f"only {kept} folded diff{'s' * (kept != 1)} so far")
+
+def _diff(session: Interactive, rest: str) -> None:
+    """The last folded diff (or the Nth last) whole."""
+    _open_fold(session, rest, "diff")
+
+
+def _open_fold(session: Interactive, rest: str, kind: str | None) -> None:
+    from midstream.tools.ui.folds import opened
+
+    name = "diff" if kind else "show"
+    if rest and not rest.isdigit() or rest.isdigit() and int(rest) < 1:
+        session.say(f"/{name} takes a number: /{name} opens the last, /{name} 2 the one before it")
         return
-    title, diff = found
-    session.renderer.say(f"{title}: the whole diff", style="bold")
-    session.show(full(diff))
+    if session.folds is None:
+        session.say("nothing is folded here: this terminal shows everything as it comes (/transcript has it all)")
+        return
+    found = session.folds.get(int(rest or 1), kind)
+    if found is None:
+        session.say(session.folds.missing(int(rest or 1), kind))
+        return
+    session.page(opened(found))
+
+
+def _transcript(session: Interactive, rest: str) -> None:
+    """The whole session, nothing folded."""
+    from midstream.tools.cli.fullview import transcript_rows
+
+    session.page(transcript_rows(session.agent, session.folds))
 
 
 def _mcp(session: Interactive, rest: str) -> None:
@@ -178,8 +199,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
     Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
     Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
-    Command("diff", "/diff [N]", "show the last folded diff whole (N: the Nth last); Ctrl-O on an empty line too",
-            _diff),
+    Command("show", "/show [N]", "open the last fold whole (N: the Nth last): output, a read, thinking, a diff; "
+            "Ctrl-O on an empty line too", _show),
+    Command("diff", "/diff [N]", "open the last folded diff whole (N: the Nth last diff)", _diff),
+    Command("transcript", "/transcript", "the whole session with nothing folded, in a pager", _transcript),
     Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),
     Command("exit", "/exit", "leave (so do Ctrl-D and Ctrl-C twice)", _exit),
 )}

@@ -4,20 +4,20 @@ A unified diff (the ``diff`` fact of an edit or an overwrite) becomes rows ``  1
 ``  12 + new`` / ``  12   context``, numbered on the side the row belongs to. When it has more rows
 than the budget, context goes first, then the budget is shared between removed and added lines,
 each side keeping its first rows in their order, so a 120-line rewrite shows what went and what
-came instead of twelve removals. What was folded is kept in a ``DiffLog`` for ``/diff`` (or
-Ctrl-O on an empty prompt) to print whole.
+came instead of twelve removals. What was folded is kept with the session's other folds
+(tools/ui/folds.py), for ``/diff``, ``/show`` or Ctrl-O on an empty prompt to open whole.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass
 
+from midstream.tools.ui.folds import HINT
 from midstream.tools.ui.lines import visible
 from rich.text import Text
 
-__all__ = ["BUDGET", "DiffLog", "fold", "full", "rows_of"]
+__all__ = ["BUDGET", "fold", "full", "rows_of"]
 
 BUDGET = 16  # rows of a diff shown under its outcome line
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
@@ -111,8 +111,7 @@ def fold(diff: str, budget: int = BUDGET) -> tuple[list[Text], bool]:
     if left_out:
         added = sum(row.sign == "+" for row in rows)
         removed = sum(row.sign == "-" for row in rows)
-        out.append(Text(f"    {left_out} more rows folded (+{added} -{removed} in all) · /diff or Ctrl-O shows it all",
-                        style="dim"))
+        out.append(Text(f"    … {left_out} more rows (+{added} -{removed} in all) · {HINT}", style="dim"))
     return out, bool(left_out)
 
 
@@ -120,20 +119,3 @@ def full(diff: str) -> list[Text]:
     rows = rows_of(diff)
     width = max((len(str(row.number)) for row in rows if row.number is not None), default=1)
     return [_text(row, width) for row in rows]
-
-
-class DiffLog:
-    """The diffs shown folded in this session, newest last, for ``/diff``."""
-
-    def __init__(self, size: int = 50) -> None:
-        self._kept: deque[tuple[str, str]] = deque(maxlen=size)
-
-    def add(self, title: str, diff: str) -> None:
-        self._kept.append((title, diff))
-
-    def get(self, back: int = 1) -> tuple[str, str] | None:
-        """The ``back``-th newest folded diff (1: the last one)."""
-        return self._kept[-back] if 0 < back <= len(self._kept) else None
-
-    def __len__(self) -> int:
-        return len(self._kept)

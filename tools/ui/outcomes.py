@@ -1,21 +1,24 @@
-"""Finished calls as lines: several of one kind as one (``Read 12 files``), and the plan as a checklist."""
+"""Finished calls as lines: several of one kind as one (``Read 12 files``), what each returned folded
+under its line (kept in tools/ui/folds.py to be opened whole), and the plan as a checklist."""
 
 from __future__ import annotations
 
 from midstream.tools.events import ToolFinished
 from midstream.tools.todo import Step
+from midstream.tools.ui.folds import HINT, Folds, preview
 from midstream.tools.ui.lines import visible
 from midstream.tools.ui.render import outcome_line
 from rich.text import Text
 
-__all__ = ["GROUP_AT", "checklist", "grouped"]
+__all__ = ["GROUP_AT", "checklist", "folded_call", "folded_group", "grouped"]
 
 GROUP_AT = 3  # calls of one kind finished together from this many on are one line
 _GROUPS = {"read_file": ("Read", "files"), "list_dir": ("Listed", "folders"), "glob": ("Searched", "patterns"),
            "grep": ("Searched", "patterns"), "bash": ("Ran", "commands")}
 
-def grouped(calls: list[ToolFinished]) -> list[Text]:
-    """Each call's line, or one line for three or more: ``✓ Read 12 files (340 lines): a.py, b.py …``."""
+def grouped(calls: list[ToolFinished], hint: str = "", width: int = 0) -> list[Text]:
+    """Each call's line, or one line for three or more: ``✓ Read 12 files (340 lines): a.py, b.py …``,
+    ending in `` · hint`` when given, the targets cut so that the hint fits in ``width``."""
     if len(calls) < GROUP_AT:
         return [Text(visible(outcome_line(call)), style="green") for call in calls]
     verb, noun = _GROUPS.get(calls[0].name, ("", "calls"))
@@ -25,10 +28,54 @@ def grouped(calls: list[ToolFinished]) -> list[Text]:
     counts = [call.result.facts.count for call in calls]
     total = (f" ({sum(n or 0 for n in lines):,} lines)" if any(n is not None for n in lines) else
              f" ({sum(n or 0 for n in counts):,} found)" if any(n is not None for n in counts) else "")
-    shown = ", ".join(targets[:4]) + (f" +{len(targets) - 4} more" if len(targets) > 4 else "")
-    return [Text(visible(f"✓ {verb} {len(calls)} {noun}{total}: {shown}"), style="green", no_wrap=True,
-                 overflow="ellipsis")]
+    head = visible(f"✓ {verb} {len(calls)} {noun}{total}: ")
+    tail = f" · {hint}" if hint else ""
+    shown = visible(", ".join(targets[:4]) + (f" +{len(targets) - 4} more" if len(targets) > 4 else ""))
+    room = width - len(head) - len(tail)
+    if width and len(shown) > room:
+        shown = shown[: max(1, room - 1)] + "…"
+    line = Text(head + shown, style="green", no_wrap=True, overflow="ellipsis")
+    line.append(tail, style="dim")
+    return [line]
 
+
+def folded_call(folds: Folds, call: ToolFinished, line: Text) -> list[Text]:
+    """The rows under one call's outcome line: a command's output (its head and tail around a fold);
+    what the terminal does not show is kept in ``folds``, and ``line`` gets the hint to open it."""
+    facts = call.result.facts
+    if facts.ended in ("not_run", "stopped") or call.name == "todo":
+        return []
+    title = visible(call.done or call.status or call.name)
+    if facts.exit_status is not None:  # a command ran: its output, folded when long
+        text = _body(call)
+        rows, was_folded = preview(text)
+        if was_folded:
+            folds.add("output", title, text, call.id)
+        return rows
+    content = call.result.content
+    if not content.strip() or (call.result.is_error and "\n" not in content.strip() and len(content) <= 240):
+        return []  # nothing, or the line says it all
+    folds.add("read" if call.name == "read_file" else "output", title, content, call.id)
+    line.append(f" · {HINT}", style="dim")
+    return []
+
+
+def folded_group(folds: Folds, calls: list[ToolFinished]) -> str:
+    """Three or more calls on one line: what they returned kept as one fold; the hint for their line."""
+    text = "\n\n".join(f"── {visible(call.done or call.name)}\n{_body(call)}" for call in calls)
+    kind = "read" if all(call.name == "read_file" for call in calls) else "output"
+    title = f"{len(calls)} calls: " + ", ".join(visible(call.done or call.name) for call in calls[:4])
+    folds.add(kind, title + (f" +{len(calls) - 4} more" if len(calls) > 4 else ""), text)
+    return HINT
+
+
+def _body(call: ToolFinished) -> str:
+    """What a call returned, without the exit status its outcome line already says."""
+    content, status = call.result.content, call.result.facts.exit_status
+    if status is None:
+        return content
+    before, marker, after = content.rpartition(f"[exit status {status}]")
+    return (before.rstrip("\n") + ("\n" + after.lstrip("\n") if after.strip() else "")) if marker else content
 
 
 _CHECK = {"todo": ("☐", ""), "doing": ("◐", "bold"), "done": ("☑", "dim"), "dropped": ("☒", "dim strike")}

@@ -54,9 +54,10 @@ from midstream.tools.events import (
     TurnRolledBack,
 )
 from midstream.tools.todo import Step, parse_plan
-from midstream.tools.ui.diffs import DiffLog, fold
+from midstream.tools.ui.diffs import fold
+from midstream.tools.ui.folds import HINT, Folds
 from midstream.tools.ui.lines import Blocks, visible
-from midstream.tools.ui.outcomes import checklist, grouped
+from midstream.tools.ui.outcomes import GROUP_AT, checklist, folded_call, folded_group, grouped
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
@@ -102,13 +103,13 @@ class TerminalRenderer:
         refresh_per_second: float = 40,
         record: bool = False,
         interactive: bool = True,
-        diffs: DiffLog | None = None,
+        folds: Folds | None = None,
     ) -> None:
         self.console = console or Console(highlight=False)
         # For --svg, a second console records what is printed for good (the region's redraws are
         # cursor movements a picture cannot show).
         self.recording = Console(record=True, file=io.StringIO(), width=self.console.width) if record else None
-        self.diffs = diffs if diffs is not None else DiffLog()  # folded diffs, for /diff
+        self.folds = folds if folds is not None else Folds()  # what is folded, kept for /show, /diff, Ctrl-O
         self.interactive = interactive  # a prompt follows (else -p: failures suggest what works there)
         self._lock = threading.RLock()
         self._printer = LivePrinter(self.console, self._region_parts, self._lock,
@@ -346,9 +347,15 @@ class TerminalRenderer:
     def _end_thinking(self) -> None:
         text = "".join(self._thinking).strip()
         seconds = time.monotonic() - (self._thinking_started or time.monotonic())
-        first = shorten(text.splitlines()[0], 80) if text else ""
-        more = "…" if len(text.splitlines()) > 1 and not first.endswith("…") else ""
-        self._print(Text(f"✻ thought for {seconds:.1f} s: {first}{more}", style="dim italic"))
+        room = max(20, min(80, self.console.width - 1 - len(f"✻ thought for {seconds:.1f} s: · {HINT}") - 1))
+        first = shorten(text.splitlines()[0], room) if text else ""
+        folded = len(text.splitlines()) > 1 or first != " ".join(text.split())
+        more = "…" if folded and not first.endswith("…") else ""
+        line = Text(f"✻ thought for {seconds:.1f} s: {first}{more}", style="dim italic")
+        if folded:  # kept whole, to be opened
+            self.folds.add("thinking", f"Thought for {seconds:.1f} s", text)
+            line.append(f" · {HINT}", style="dim")
+        self._print(line)
         self._thinking, self._thinking_started = [], None
 
     # -- tools --------------------------------------------------------------------------------------
@@ -363,26 +370,38 @@ class TerminalRenderer:
             self._group.setdefault(finished.name, []).append(finished)
             if any(line.name == finished.name for line in self._tools.values()):
                 return
-            self._print(*grouped(self._group.pop(finished.name)))
+            self._print(*self._calls(self._group.pop(finished.name)))
             return
         text = visible(outcome_line(finished))
         if finished.reused:
             text += " · reused from before the rollback"
         style = "dim" if text.startswith("○") else "red" if result.is_error else "green"
-        rows: list[Any] = [Text(text, style=style)]
+        line = Text(text, style=style)
+        rows: list[Any] = [line]
         if result.facts.diff and not result.is_error:
-            rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
+            rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff, finished.id)
+        else:
+            rows += folded_call(self.folds, finished, line)
         self._print(*rows)
+
+    def _calls(self, calls: list[ToolFinished]) -> list[Text]:
+        """Finished calls of one kind: each line with what it returned folded under it, or one line."""
+        if len(calls) >= GROUP_AT:
+            return grouped(calls, hint=folded_group(self.folds, calls), width=self.console.width - 1)
+        rows = []
+        for call, line in zip(calls, grouped(calls), strict=True):
+            rows += [line, *folded_call(self.folds, call, line)]
+        return rows
 
     def _flush_groups(self) -> None:
         for name in list(self._group):
-            self._print(*grouped(self._group.pop(name)))
+            self._print(*self._calls(self._group.pop(name)))
 
-    def _diff(self, title: str, diff: str) -> list[Text]:
-        """The diff folded to its budget; a folded one is kept for /diff."""
+    def _diff(self, title: str, diff: str, call_id: str = "") -> list[Text]:
+        """The diff folded to its budget; a folded one is kept, to be opened whole."""
         rows, folded = fold(diff)
         if folded:
-            self.diffs.add(title, diff)
+            self.folds.add("diff", title, diff, call_id)
         return rows
 
     def _end_tools_left(self) -> None:
