@@ -19,18 +19,17 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["page", "pager_command"]
 
 
-def pager_command(environ: dict[str, str] | None = None) -> tuple[list[str] | None, str]:
+def pager_command(environ: Mapping[str, str] | None = None) -> tuple[list[str] | None, str]:
     """The pager to run (None: print instead), and a line saying why not when $PAGER cannot be used."""
     from midstream.sandbox.programs import resolve
 
-    environ = os.environ if environ is None else environ
-    wanted = environ.get("PAGER", "").strip()
+    wanted = (os.environ if environ is None else environ).get("PAGER", "").strip()
     try:
         argv = shlex.split(wanted) if wanted else ["less", "-R"]
     except ValueError:
