@@ -469,9 +469,9 @@ def _exit_parts(workspace: str) -> dict[str, float]:
         if answered:
             spent["fsync of the last commit"] += time.monotonic() - started
 
-    def close(self: Any) -> None:
+    def close(self: Any, *args: Any, **kwargs: Any) -> None:
         started = time.monotonic()
-        originals[1](self)
+        originals[1](self, *args, **kwargs)
         spent["agent.close (thread joins)"] += time.monotonic() - started
 
     def answer(request: Any, connection: Any) -> None:
