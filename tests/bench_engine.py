@@ -512,7 +512,7 @@ def bench_exit(workspace: str, runs: int = 10) -> None:
     parts = subprocess.run([sys.executable, __file__, "--exit-parts", workspace], capture_output=True, text=True,
                            check=True).stdout
     rows = [["midstream -p: the answer's last byte -> process exit (now)", statistics.median(now)],
-            ["the same with the sandbox (--isolation auto; its probes may still be running)", statistics.median(sandboxed)],
+            ["the same with the sandbox (--isolation auto; probes may still run)", statistics.median(sandboxed)],
             ["the same through the interpreter's own exit (before; the issue measured 0.293)", statistics.median(old)]]
     rows += [[f"  of which, in the session: {name}", float(value)]
              for name, value in json.loads(parts.strip().splitlines()[-1]).items()]
