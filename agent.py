@@ -73,7 +73,7 @@ from midstream.tools.scheduler import Scheduler
 from midstream.tools.tracing import NOT_TRACING, LoopTrace, Tracer
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.client import ModelClient
-from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.errors import RETRY_HINT, MessageSetAside, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = ["DEFAULT_MODEL", "Agent", "AgentConfig", "main", "model_client"]
@@ -281,7 +281,8 @@ class Agent:
             except _Interrupted as stop:
                 return self._stop_for_the_person(stop.message, stop.calls)
             except ModelError as error:
-                return self._end(None, ok=False, message=f"{error} · /retry sends the same message again")
+                hint = "" if isinstance(error, MessageSetAside) else RETRY_HINT
+                return self._end(None, ok=False, message=f"{error}{hint}")
             except HistoryInvalid as error:
                 return self._end(None, ok=False, message=f"internal error, request not sent: {error}")
             if reply.message is not None:

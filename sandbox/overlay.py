@@ -130,7 +130,7 @@ def _alive(pid: int) -> bool:
 
 def _choose(workspace: Path, root: Path | None) -> tuple[Path, bool]:
     """Where the store lives, and whether it shares the workspace's filesystem (see the module docstring)."""
-    digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(os.fsencode(workspace)).hexdigest()[:12]
     state = (root or _state_root()) / f"{workspace.name or 'root'}-{digest}"
     device = workspace.stat().st_dev
     state.mkdir(parents=True, exist_ok=True, mode=0o700)

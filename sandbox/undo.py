@@ -29,6 +29,7 @@ from midstream.sandbox.apply import move, place
 from midstream.sandbox.changeset import GitView
 from midstream.sandbox.record import Entry, UndoRecord, signature
 from midstream.sandbox.snapshots import TurnSnapshots, UndoReport
+from midstream.tools.startup import LATER
 
 __all__ = ["TurnUndo", "undo_last_turn", "undo_record"]
 
@@ -199,12 +200,12 @@ class TurnUndo:
             if snapshots := self.snapshots:
                 snapshots.warm()
 
-        threading.Thread(target=decide, name="undo-decide", daemon=True).start()
+        LATER.run("undo-decide", decide)  # once the first request is written (tools/startup.py)
 
     def _decided_now(self) -> tuple[UndoRecord | None, TurnSnapshots | None]:
-        """What is decided so far, deciding nothing: a turn that writes nothing starts no probe."""
-        with self._lock:
-            return self._decided or (None, None)
+        """What is decided so far, deciding nothing (a turn that writes nothing starts no probe) and never
+        waiting for a decision under way: until it is made, no call of this turn has written through it."""
+        return self._decided or (None, None)
 
     def begin_turn(self) -> None:
         record, snapshots = self._decided_now()  # undecided: both start a fresh turn anyway

@@ -138,6 +138,7 @@ def test_a_message_larger_than_the_window_is_set_aside_with_one_clear_error_and_
         agent, renderer = make_agent(server, model="local-model")
         ended = agent.send("x" * 8000)
         assert not ended.ok and "larger than the model's context window (1,500 tokens)" in ended.message
+        assert "/retry" not in ended.message  # sending it again cannot help: the person sends a shorter one
         assert not renderer.of(CompactionStarted)  # no summary request for a history of one message
         assert agent.history[-1]["role"] == "user" and "Set aside" in json.dumps(agent.history[-1])
         assert agent.send("a short one").ok  # the session goes on

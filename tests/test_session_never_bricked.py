@@ -82,6 +82,7 @@ def test_a_300_kb_write_in_a_50k_window_then_20_requests_and_three_continues_are
     sent = server.requests[1].body["messages"][1]["content"][0]
     assert sent["type"] == "tool_use" and sent["input"]["path"] == "big.txt"  # the call keeps its shape
     assert "Cleared" in sent["input"]["content"] and f"{len(body):,} characters" in sent["input"]["content"]
+    assert "cleared 1 long tool input to save context" in done.stderr  # an input, not called a result
     _continue_three_times(workspace, 50_000, "--context-window", "50000")
 
 

@@ -236,11 +236,13 @@ class ContextUsed:
 
 @dataclass(frozen=True)
 class ContextCleared:
-    """Old, large tool results were replaced by a note saying how to get them again (one batch)."""
+    """Old, large tool results (and long tool inputs, such as a big write's content) were replaced by a
+    note saying how to get them again (one batch)."""
 
     results: int
     before: int  # estimated prompt tokens
     after: int
+    inputs: int = 0  # of which tool inputs (the rest are results)
 
 
 @dataclass(frozen=True)

@@ -274,9 +274,10 @@ class LoopTrace:
             case CompactionFailed(message=message) if self._compaction is not None:
                 self._compaction.end(message)
                 self._compaction = None
-            case ContextCleared(results=results, before=before, after=after):
+            case ContextCleared(results=results, inputs=inputs, before=before, after=after):
                 self.tracer.start("clear_tool_results", parent=self._turn, attributes={
-                    "midstream.cleared.results": results, "midstream.cleared.tokens_before": before,
+                    "midstream.cleared.results": results, "midstream.cleared.inputs": inputs,
+                    "midstream.cleared.tokens_before": before,
                     "midstream.cleared.tokens_after": after}).end()
             case _:
                 pass

@@ -17,10 +17,10 @@ import math
 import os
 import queue
 import re
-import threading
 from pathlib import Path
 
 from midstream.sandbox.private import private_file
+from midstream.tools.startup import LATER
 
 __all__ = ["RedactSecrets", "setup_logging"]
 
@@ -91,9 +91,9 @@ class RedactSecrets(logging.Filter):
 def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[str] | None = None) -> Path:
     """Send our loggers to ``directory/midstream.log`` (5 MB × 3 files) through the redaction filter.
 
-    Records are redacted and queued at once; a background thread imports concurrent-log-handler
-    (~40 ms) and writes them, so neither the import nor the file locking sits on the path from
-    start-up to the first request, and nothing logged in the meantime is lost.
+    Records are redacted and queued at once; a background thread, started once the first request is
+    written, imports concurrent-log-handler (~30 ms) and writes them, so neither the import nor the file
+    locking sits on the path from start-up to the first request, and nothing logged meanwhile is lost.
     """
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     front = logging.handlers.QueueHandler(records)
@@ -104,7 +104,7 @@ def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[s
     for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     path = directory / "midstream.log"
-    ready = threading.Event()
+    listening: list[logging.handlers.QueueListener] = []
 
     def start_writer() -> None:
         from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -113,17 +113,19 @@ def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[s
             os.close(private_file(path))  # created 0600 in a 0700 directory before the handler opens it
         except OSError:  # a state directory that cannot hold the log: no log (the session says why it failed)
             root.removeHandler(front)
-            ready.set()
             return
         handler = ConcurrentRotatingFileHandler(str(path), maxBytes=5_000_000, backupCount=3, encoding="utf-8",
                                                 chmod=0o600)
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         listener = logging.handlers.QueueListener(records, handler)
         listener.start()
-        atexit.register(listener.stop)  # drains the queue before the process ends
-        ready.set()
+        listening.append(listener)
 
-    writer = threading.Thread(target=start_writer, name="log-writer", daemon=True)
-    writer.start()
-    atexit.register(ready.wait, 5)  # registered first, so it runs after listener.stop is in place
+    def drain() -> None:
+        writer.wait(5)  # started now if the first request never went out: what was logged is kept
+        for listener in listening:
+            listener.stop()  # writes what is queued
+
+    writer = LATER.run("log-writer", start_writer)  # once the first request is written (tools/startup.py)
+    atexit.register(drain)
     return path

@@ -34,6 +34,7 @@ from midstream.tools.conversation.usage import Usage
 from midstream.tools.events import Renderer, TurnEnded
 from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
+from midstream.tools.startup import LATER, Job
 from midstream.tools.ui.sanitise import shown
 from midstream.tools.wire.client import ModelClient
 from midstream.tools.wire.providers import PROVIDERS
@@ -153,11 +154,14 @@ def _session(argv: Sequence[str] | None) -> int:
         return _demo(args, settings)
     if args.undo:
         return _undo_latest(args.cwd.resolve(), args.resume or None)
-    from midstream.sandbox.isolation import INSTALL_HINT, probe, startup_status
-    from midstream.sandbox.transaction import transaction_status
+    from midstream.sandbox.isolation import INSTALL_HINT, probe
 
-    if settings["isolation"] != "none":  # probed in the background, off the path to the first request
-        threading.Thread(target=_probe_ahead, name="sandbox-probe", daemon=True).start()
+    headless = args.task is not None or not _stdin_is_terminal()
+    if settings["isolation"] != "none":  # probed off the path to the first request (-p: once it is written)
+        if headless:
+            LATER.run("sandbox-probe", _probe_ahead)
+        else:
+            threading.Thread(target=_probe_ahead, name="sandbox-probe", daemon=True).start()
     config = config_from_environment(args, settings, need_service=args.replay is None)
     from midstream.sandbox.secrets import scrub_environ
 
@@ -173,7 +177,7 @@ def _session(argv: Sequence[str] | None) -> int:
         return _list_sessions(config.workspace)
     _start_logging(config)
     transcript, history = _open_session(args, config)
-    cleaning = sessions.clean_up_after_crashes(config.workspace)
+    sessions.clean_up_after_crashes(config.workspace)  # a walk cut off by the exit is finished next time
     tools = _tools()
     folds = None
     if task is None:  # a person may open what the terminal folds (/show, /diff); -p never imports it
@@ -214,8 +218,9 @@ def _session(argv: Sequence[str] | None) -> int:
     agent.undo.warm()  # the first snapshot of a large workspace is slow: start it with the first message
     if settings["output_format"] == "stream-json":
         _print_init_line(agent, tools, why_mode)
-    renderer.show(transaction_status(startup_status(config.isolation, config.network), config.workspace,
-                                     config.isolation))
+    # stream-json tells it in order, after its init line (which probed already); text and json need not wait
+    told = _tell_sandbox(renderer, config, later=headless and settings["output_format"] != "stream-json",
+                         detail=not headless or settings["output_format"] != "text")
     session = Interactive(agent, renderer, keys, folds=folds)
     session.open_web = web.open
     session.terminal = interactive and _draws(args)  # /resume's picker, the pager of /show and /transcript
@@ -223,6 +228,8 @@ def _session(argv: Sequence[str] | None) -> int:
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news
         session.say(f"replaying {args.replay} · {why_mode}", style="dim")
     install_signals(agent, idle_raises=(lambda: True) if task is not None else session.waiting_for_person)
+    if task is None:
+        LATER.release()  # a person types the first message: start-up's deferred work runs meanwhile
     agent.hooks.session_start("resume" if history else "startup")
     try:
         if args.web:  # asked for at start: a port that cannot be had is a usage error, not a warning
@@ -244,8 +251,9 @@ def _session(argv: Sequence[str] | None) -> int:
         if mcp is not None:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
+        if told is not None and settings["output_format"] == "json":
+            told.wait(5)  # its "sandbox" says it. Text: a warning matters once a command runs, which waits for it
         _close(renderer, args, agent.ledger.session)
-        cleaning.join()  # a short walk, normally long done; not cut off by the exit
 
 
 STDIN_MAX_BYTES = 8 * 1024 * 1024
@@ -310,6 +318,24 @@ def _probe_ahead() -> None:
         probe()
     except Exception:
         logging.getLogger("midstream.cli").exception("the sandbox probe failed; it is tried again when needed")
+
+
+def _tell_sandbox(renderer: Renderer, config: AgentConfig, *, later: bool, detail: bool) -> Job | None:
+    """How commands run, told once. With a task (-p), after the first request is written: probing bubblewrap
+    and seccomp takes ~25 ms of start-up, and no command runs before the answer asks for one (which waits for
+    the probe). For a person, at once: a warning is seen before the first message. ``detail``: whether the
+    copy-on-write view is said too (another ~40 ms probe; text output shows only a warning, never that)."""
+    from midstream.sandbox.isolation import startup_status
+    from midstream.sandbox.transaction import transaction_status
+
+    def tell() -> None:
+        status = startup_status(config.isolation, config.network)
+        renderer.show(transaction_status(status, config.workspace, config.isolation) if detail else status)
+
+    if later:
+        return LATER.run("sandbox-status", tell)
+    tell()
+    return None
 
 
 def _greet(agent: Agent, session: Interactive, why_mode: str, *, resumed: bool, headless: bool) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 from midstream.prompts import DATE_NOTE_PREFIX
 from midstream.tools.conversation.history import as_blocks
 from midstream.tools.conversation.transcript import CRASH_NOTE, Transcript, present_in
+from midstream.tools.startup import LATER, Job
 
 __all__ = ["Cancelled", "SessionInfo", "choose", "clean_up_after_crashes", "describe", "last_exchange",
            "list_sessions", "open_session", "resumed_notice", "row", "user_text"]
@@ -132,7 +132,7 @@ def open_session(path: Path) -> tuple[Transcript, list[dict[str, Any]], str | No
     return transcript, history, crashed
 
 
-def clean_up_after_crashes(workspace: Path) -> threading.Thread:
+def clean_up_after_crashes(workspace: Path) -> Job:
     """Temporary files of writes a killed agent never finished go; while we run, ours are kept."""
     from midstream.tools.files import remove_stale_temporaries
 
@@ -141,10 +141,7 @@ def clean_up_after_crashes(workspace: Path) -> threading.Thread:
     _held.append(presence)  # held until the process exits
     # Alone in this workspace, every leftover is stale; otherwise only the clearly old ones.
     cutoff = started if alone else started - 3600
-    thread = threading.Thread(target=remove_stale_temporaries, args=(workspace,), kwargs={"older_than": cutoff},
-                              name="stale-temporaries", daemon=True)
-    thread.start()
-    return thread
+    return LATER.run("stale-temporaries", lambda: remove_stale_temporaries(workspace, older_than=cutoff))
 
 
 _held: list[object] = []

@@ -29,6 +29,7 @@ from typing import Any
 from midstream.sandbox.protected import CONFIG_DIR
 from midstream.tools.cli.options import OPTIONS, Option, SettingError, check_value
 from midstream.tools.ui.sanitise import shown
+from midstream.tools.wire.providers import PROVIDERS
 
 __all__ = ["PROJECT_RULES", "SANDBOX_KEYS", "Settings", "apply_sandbox", "project_settings_file", "resolve",
            "user_settings_file"]
@@ -187,8 +188,9 @@ def resolve(args: argparse.Namespace, workspace: Path) -> Settings:
     project = project_settings_file(workspace)
     if project.resolve() != user_settings_file().resolve():
         _apply_file(settings, project, project=True)
-    for option in OPTIONS:
-        env = option.env and option.env.format(PROVIDER=str(settings.values.get("provider", "anthropic")).upper())
+    for option in OPTIONS:  # in order: --provider is settled before the options whose variable it names
+        provider = PROVIDERS.get(str(settings.values.get("provider")), PROVIDERS["anthropic"])
+        env = option.env and option.env.format(PROVIDER=provider.env_prefix)
         if env and (value := os.environ.get(env)):
             settings.values[option.dest] = check_value(option, value, f"${env}", from_text=True)
             settings.sources[option.dest] = f"${env}"

@@ -56,7 +56,7 @@ from midstream.tools.events import (
 )
 from midstream.tools.wire.assembler import TurnAssembler
 from midstream.tools.wire.client import ModelClient
-from midstream.tools.wire.errors import ModelError, PromptTooLong, RetryableModelError
+from midstream.tools.wire.errors import MessageSetAside, ModelError, PromptTooLong, RetryableModelError
 from midstream.tools.wire.retry import RetryPolicy
 
 __all__ = [
@@ -261,8 +261,9 @@ class ContextKeeper:
         if self._transcript:
             self._transcript.record("cleared", notes=notes)
         self._rewritten()
-        log.info("cleared %d tool results: %d -> %d tokens", len(found), before, after)
-        self._show(ContextCleared(len(found), before, after))
+        inputs = sum(1 for index, *_ in found if history[index]["role"] == "assistant")
+        log.info("cleared %d tool results and %d inputs: %d -> %d tokens", len(found) - inputs, inputs, before, after)
+        self._show(ContextCleared(len(found) - inputs, before, after, inputs))
         return True
 
     # -- compaction ----------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ class ContextKeeper:
         if self._transcript:
             self._transcript.record("compaction", messages=list(history), reason="set_aside")
         self._rewritten()
-        raise PromptTooLong(f"your message (about {size:,} tokens) is larger than the model's context window "
+        raise MessageSetAside(f"your message (about {size:,} tokens) is larger than the model's context window "
                             f"({window:,} tokens) and was set aside, not sent: send a shorter one, or save it to a "
                             "file and ask for the parts that matter", tokens=size, limit=window)
 

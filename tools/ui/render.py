@@ -42,6 +42,7 @@ from midstream.tools.events import (
     TurnRolledBack,
 )
 from midstream.tools.ui.sanitise import shown
+from midstream.tools.wire.errors import RETRY_HINT
 
 __all__ = [
     "PlainRenderer", "SummaryRenderer", "describe_context", "describe_rollback", "diff_rows",
@@ -140,7 +141,6 @@ def preview_rows(name: str, args: dict[str, Any], workspace: Path, limit: int = 
     return [*shown, *tail] if shown else ["  (no change)"]
 
 
-RETRY_HINT = " · /retry sends the same message again"
 HEADLESS_RETRY_HINT = " · `midstream --continue` then /retry sends it again"
 
 
@@ -173,8 +173,10 @@ def describe_rollback(event: TurnRolledBack, streamed: bool = True) -> str:
 def describe_context(event: ContextCleared | CompactionStarted | Compacted | CompactionFailed) -> str:
     """One line about the context window: what was cleared or compacted, and what was kept."""
     match event:
-        case ContextCleared(results=n, before=before, after=after):
-            return (f"✓ cleared {n} old tool result{'s' * (n != 1)} to save context: {before:,} → {after:,} tokens "
+        case ContextCleared(results=n, inputs=inputs, before=before, after=after):
+            what = [f"{n} old tool result{'s' * (n != 1)}"] * bool(n or not inputs)
+            what += [f"{inputs} long tool input{'s' * (inputs != 1)}"] * bool(inputs)
+            return (f"✓ cleared {' and '.join(what)} to save context: {before:,} → {after:,} tokens "
                     "(the model can fetch them again)")
         case CompactionStarted(tokens=tokens):
             return f"compacting the conversation… ({tokens:,} tokens)"

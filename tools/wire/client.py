@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx2
+from midstream.tools.startup import LATER
 from midstream.tools.wire.body import BodyEncoder
 from midstream.tools.wire.errors import ModelError, RetryableModelError
 from midstream.tools.wire.recording import Recorder
@@ -172,7 +173,7 @@ class ModelClient:
         watchdog.start()
         try:
             with self._http.stream(
-                "POST", self.path, content=iter(parts),
+                "POST", self.path, content=_written(parts),
                 headers={**(headers or {}), "content-type": "application/json", "content-length": str(size)},
                 timeout=self._timeout, extensions={"trace": self._trace},
             ) as response:
@@ -294,6 +295,12 @@ def _drain(chunks: Iterator[bytes]) -> None:
         left -= len(chunk)
         if left < 0:
             return
+
+
+def _written(parts: list[bytes]) -> Iterator[bytes]:
+    """The body's parts for the socket; once they are all written, start-up's deferred work may run."""
+    yield from parts
+    LATER.release()  # the model now thinks for a while: the GIL is free for the log writer, undo, ...
 
 
 class _Background:

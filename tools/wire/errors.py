@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "RETRYABLE_ERROR_TYPES", "RETRYABLE_STATUS", "TOO_LONG_STATUS", "FatalModelError", "ModelError", "PromptTooLong",
-    "RetryableModelError", "error_from_event", "prompt_too_long", "retry_after",
+    "RETRYABLE_ERROR_TYPES", "RETRYABLE_STATUS", "RETRY_HINT", "TOO_LONG_STATUS", "FatalModelError",
+    "MessageSetAside", "ModelError", "PromptTooLong", "RetryableModelError", "error_from_event", "prompt_too_long",
+    "retry_after",
 ]
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -65,6 +66,14 @@ class PromptTooLong(FatalModelError):
         super().__init__(message, status=status)
         self.tokens = tokens
         self.limit = limit
+
+
+class MessageSetAside(PromptTooLong):
+    """The person's newest message alone is larger than the window: it was replaced by a note, so sending
+    it again (/retry) cannot help; the person sends a shorter one."""
+
+
+RETRY_HINT = " · /retry sends the same message again"  # after a failure that sending again may get past
 
 
 def _seconds(value: str, scale: float = 1.0) -> float | None:
