@@ -123,6 +123,9 @@ class Interactive:
         except SessionInUse as error:
             self.say(str(error))
             return
+        except OSError as error:  # gone or turned into something else since it was listed: we stay here
+            self.say(f"cannot open session {path.stem}: {error.strerror or error}; still in this one")
+            return
         self.agent.start_over(history, transcript)
         if crashed:
             self.say(crashed)

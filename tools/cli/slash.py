@@ -62,7 +62,7 @@ KEYS_HELP = """Keys: Enter sends; Alt-Enter, or \\ then Enter, starts a new line
       Esc Esc clears the line. Up: history (in a reply: the last queued line).
       Ctrl-C twice on an empty prompt, or Ctrl-D, leaves.
 Session: saved as you go; `midstream -c` picks it up again,
-         `midstream --resume` lists this workspace's sessions."""
+         `midstream --resume` picks one of this workspace's sessions."""
 
 
 def _clear(session: Interactive, rest: str) -> None:
@@ -197,10 +197,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("undo", "/undo", "take back the last turn's changes to the workspace", _undo),
     Command("compact", "/compact [HOW]", "summarise the conversation so far to free context", _compact),
     Command("retry", "/retry", "send the last message again after its attempts ran out", _retry),
-    Command("resume", "/resume [ID]", "list this workspace's sessions and switch to one", _resume),
+    Command("resume", "/resume [ID]", "switch to another session of this workspace (no ID: pick from a list)",
+            _resume),
     Command("web", "/web", "watch, answer and stop this session from a browser (prints the URL)", _web),
-    Command("show", "/show [N]", "open the last fold whole (N: the Nth last): output, a read, thinking, a diff; "
-            "Ctrl-O on an empty line too", _show),
+    Command("show", "/show [N]", "open the last fold whole (N: the Nth last); Ctrl-O on an empty line too",
+            _show),
     Command("diff", "/diff [N]", "open the last folded diff whole (N: the Nth last diff)", _diff),
     Command("transcript", "/transcript", "the whole session with nothing folded, in a pager", _transcript),
     Command("mcp", "/mcp [approve NAME]", "MCP servers and their state; approve a project server", _mcp),

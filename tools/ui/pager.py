@@ -49,15 +49,8 @@ def page(rows: list[Any], *, terminal: bool, say: Callable[[str, str], None], he
         for row in rows:
             say(getattr(row, "plain", str(row)), str(getattr(row, "style", "")) or "none")
         return
-    from rich.console import Console
-
     size = shutil.get_terminal_size((100, 24))
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=max(20, size.columns - 1), highlight=False,
-                      soft_wrap=False)
-    for row in rows:
-        console.print(row)
-    text = buffer.getvalue()
+    text = _ansi(rows, size.columns)
     if text.count("\n") < (height or size.lines) - 1:
         _write(text)
         return
@@ -70,6 +63,37 @@ def page(rows: list[Any], *, terminal: bool, say: Callable[[str, str], None], he
     environ = dict(os.environ)
     environ.setdefault("LESS", "-R")
     _run(argv, text, environ, say)
+
+
+_SYSTEMS = {"standard": "STANDARD", "256": "EIGHT_BIT", "truecolor": "TRUECOLOR", "windows": "WINDOWS"}
+
+
+def _ansi(rows: list[Any], columns: int) -> str:
+    """The rows as lines with colour codes. A row in one style (nearly all) is written directly: rich's
+    own printing takes seconds for a session of 100,000 lines; the pager or the terminal wraps."""
+    from rich.color import ColorSystem
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=max(20, columns - 1), highlight=False, soft_wrap=True)
+    system = getattr(ColorSystem, _SYSTEMS.get(console.color_system or "", ""), None)
+    around: dict[str, tuple[str, str]] = {}
+    out: list[str] = []
+    for row in rows:
+        if not isinstance(row, Text) or row.spans or system is None:
+            with console.capture() as captured:
+                console.print(row)
+            out.append(captured.get())
+            continue
+        name = str(row.style)
+        if name not in around:
+            style = console.get_style(name, default="none")
+            prefix, _, suffix = style.render("\0", color_system=system).partition("\0")
+            around[name] = (prefix, suffix)
+        prefix, suffix = around[name]
+        out.append(f"{prefix}{row.plain}{suffix}\n" if row.plain else "\n")
+    return "".join(out)
 
 
 def _write(text: str) -> None:
