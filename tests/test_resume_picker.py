@@ -3,6 +3,7 @@ terminal (a real pty read through pyte at 80 and 120 columns), a numbered list w
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -262,3 +263,15 @@ def test_a_damaged_session_is_listed_with_what_is_known(workspace):
     assert listed["20000101-000000-bad001"].summary() == "(no readable message: 2 lines could not be read)"
     assert listed[ids[1]].summary().endswith("(1 line could not be read)")
     assert listed[ids[1]].messages == 2
+
+
+def test_a_message_beside_tool_results_or_in_compact_json_is_found(workspace):
+    three_sessions(workspace)
+    folder = Transcript.sessions(workspace)[0].parent
+    record = {"type": "message", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "x" * 5000},
+        {"type": "text", "text": "typed while the tools ran"}]}}
+    (folder / "20000101-000000-mixed1.jsonl").write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    listed = {s.id: s for s in list_sessions(workspace)}
+    assert listed["20000101-000000-mixed1"].first_message == "typed while the tools ran"
+    assert listed["20000101-000000-mixed1"].messages == 1 and not listed["20000101-000000-mixed1"].problem

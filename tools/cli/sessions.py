@@ -57,6 +57,7 @@ def user_text(message: dict[str, Any]) -> str:
     return "\n".join(t for t in texts if not t.startswith(ours)).strip()
 
 
+_TEXT_BLOCK = re.compile(rb'"type":\s*"text"')  # a text block, in any JSON spacing
 SEARCHED = 4000  # characters of what the person typed in a session that a filter looks through
 
 
@@ -86,8 +87,8 @@ def _summary(path: Path, *, first_only: bool = False) -> _Said:
                 if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
                     bad += 1
                     continue
-                if b'"user"' not in raw:
-                    continue  # no message of the person's: not worth parsing (a tool result can be large)
+                if b'"user"' not in raw or b'"tool_result"' in raw and not _TEXT_BLOCK.search(raw):
+                    continue  # no text from the person (tool results can be large): not worth parsing
                 try:
                     record = json.loads(raw.decode("utf-8"))
                     if record.get("type") != "message":
