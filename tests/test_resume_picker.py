@@ -275,3 +275,13 @@ def test_a_message_beside_tool_results_or_in_compact_json_is_found(workspace):
     listed = {s.id: s for s in list_sessions(workspace)}
     assert listed["20000101-000000-mixed1"].first_message == "typed while the tools ran"
     assert listed["20000101-000000-mixed1"].messages == 1 and not listed["20000101-000000-mixed1"].problem
+
+
+def test_what_a_session_holds_is_shown_in_the_picker_never_obeyed(workspace):
+    transcript = Transcript.create(workspace, "claude-test")
+    hostile = "evil \x1b]52;c;cGF3bmVk\x07\x1b[2J\u202etxt.py"
+    transcript.append({"role": "user", "content": [{"type": "text", "text": hostile}]})
+    transcript.close()
+    lines = Picker(list_sessions(workspace)).lines(120, 10)
+    row = lines[-1][1]
+    assert "\x1b" not in row and "\x07" not in row and "\u202e" not in row and "^[" in row and "<U+202E>" in row, row
