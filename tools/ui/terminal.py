@@ -248,13 +248,17 @@ class TerminalRenderer:
                 if changes:  # a command's observed change set: its lines, as the review wrote them
                     preview = [_diff_row(r) for r in changes[:DIFF_ROWS]]
                     if len(changes) > DIFF_ROWS:
-                        preview.append(Text(f"    … {len(changes) - DIFF_ROWS} more lines", style="dim"))
+                        self.folds.add("output", f"{status} would change", "\n".join(changes), event.id)
+                        preview.append(Text(f"    … {len(changes) - DIFF_ROWS} more lines · kept for /show",
+                                            style="dim"))
                 else:
                     rows = preview_rows(name, args, Path(workspace), 10**6)
                     if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
                         preview = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
                         if len(rows) > DIFF_ROWS + 1:
-                            preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines", style="dim"))
+                            self.folds.add("output", f"{status} would write", "\n".join(rows), event.id)
+                            preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines · kept for /show",
+                                                style="dim"))
                     else:
                         preview = self._diff(f"{status} (would change)", "\n".join(rows))
                 self._print(Text(f"? {status} would change:", style="bold yellow"), *preview)
