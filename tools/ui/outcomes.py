@@ -3,14 +3,17 @@ under its line (kept in tools/ui/folds.py to be opened whole), and the plan as a
 
 from __future__ import annotations
 
-from midstream.tools.events import ToolFinished
+from pathlib import Path
+
+from midstream.tools.events import ToolAsking, ToolFinished
 from midstream.tools.todo import Step
+from midstream.tools.ui.diffs import fold
 from midstream.tools.ui.folds import HINT, Folds, preview
 from midstream.tools.ui.lines import visible
-from midstream.tools.ui.render import outcome_line
+from midstream.tools.ui.render import outcome_line, preview_rows
 from rich.text import Text
 
-__all__ = ["GROUP_AT", "checklist", "folded_call", "folded_group", "grouped"]
+__all__ = ["GROUP_AT", "checklist", "folded_call", "folded_group", "grouped", "question_preview"]
 
 GROUP_AT = 3  # calls of one kind finished together from this many on are one line
 _GROUPS = {"read_file": ("Read", "files"), "list_dir": ("Listed", "folders"), "glob": ("Searched", "patterns"),
@@ -76,6 +79,34 @@ def _body(call: ToolFinished) -> str:
         return content
     before, marker, after = content.rpartition(f"[exit status {status}]")
     return (before.rstrip("\n") + ("\n" + after.lstrip("\n") if after.strip() else "")) if marker else content
+
+
+DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
+
+
+def question_preview(asking: ToolAsking, folds: Folds) -> list[Text]:
+    """What a call would change, above the question about it: a command's change set, a new file's
+    head or a diff, each folded to its rows with the rest kept in ``folds``."""
+    status = visible(asking.status or asking.name)
+    head = Text(f"? {status} would change:", style="bold yellow")
+    rows = list(asking.changes) or preview_rows(asking.name, asking.input, Path(asking.workspace), 10**6)
+    if not asking.changes and not (rows and rows[0].startswith("  ")):  # an edit or an overwrite: its diff
+        diff = "\n".join(rows)
+        shown, was_folded = fold(diff)
+        if was_folded:
+            folds.add("diff", f"{status} (would change)", diff, asking.id)
+        return [head, *shown]
+    room = DIFF_ROWS if asking.changes else DIFF_ROWS + 1  # a new file's first row says its size
+    shown = [_change_row(row) for row in rows[:room]]
+    if len(rows) > room:
+        folds.add("output", f"{status} would {'change' if asking.changes else 'write'}", "\n".join(rows), asking.id)
+        shown.append(Text(f"    … {len(rows) - room} more lines · kept for /show", style="dim"))
+    return [head, *shown]
+
+
+def _change_row(row: str) -> Text:
+    style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
+    return Text(f"    {visible(row)}", style=style)
 
 
 _CHECK = {"todo": ("☐", ""), "doing": ("◐", "bold"), "done": ("☑", "dim"), "dropped": ("☒", "dim strike")}

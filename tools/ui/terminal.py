@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from midstream.tools.conversation.usage import Usage
@@ -57,14 +56,13 @@ from midstream.tools.todo import Step, parse_plan
 from midstream.tools.ui.diffs import fold
 from midstream.tools.ui.folds import HINT, Folds
 from midstream.tools.ui.lines import Blocks, visible
-from midstream.tools.ui.outcomes import GROUP_AT, checklist, folded_call, folded_group, grouped
+from midstream.tools.ui.outcomes import GROUP_AT, checklist, folded_call, folded_group, grouped, question_preview
 from midstream.tools.ui.printer import LivePrinter
 from midstream.tools.ui.render import (
     describe_context,
     describe_rollback,
     headless,
     outcome_line,
-    preview_rows,
     shorten,
 )
 from midstream.tools.ui.status import WorkStatus
@@ -75,7 +73,6 @@ __all__ = ["TerminalRenderer"]
 
 STREAMED_WIDTH = 60  # characters of a call's input shown while it streams (the shell's status width)
 _STRING_FIELD = re.compile(r'"(path|command|pattern)"\s*:\s*"((?:[^"\\]|\\.)*)"?')
-DIFF_ROWS = 12  # rows of a new file's head shown before the question (diffs fold to diffs.BUDGET)
 TOOL_ROWS = 8  # tool lines in the live region; more are summed up in one line
 
 
@@ -243,25 +240,8 @@ class TerminalRenderer:
                 line.grace_text = visible(f"{what} → {shown or 'see command'}")
                 line.grace_until = time.monotonic() + seconds
                 self._printer.touch()
-            case ToolAsking(name=name, input=args, workspace=workspace, status=status, changes=changes):
-                status = visible(status or name)
-                if changes:  # a command's observed change set: its lines, as the review wrote them
-                    preview = [_diff_row(r) for r in changes[:DIFF_ROWS]]
-                    if len(changes) > DIFF_ROWS:
-                        self.folds.add("output", f"{status} would change", "\n".join(changes), event.id)
-                        preview.append(Text(f"    … {len(changes) - DIFF_ROWS} more lines · kept for /show",
-                                            style="dim"))
-                else:
-                    rows = preview_rows(name, args, Path(workspace), 10**6)
-                    if rows and rows[0].startswith("  "):  # a new file, or a note: as it is (its head)
-                        preview = [_diff_row(r) for r in rows[:DIFF_ROWS + 1]]
-                        if len(rows) > DIFF_ROWS + 1:
-                            self.folds.add("output", f"{status} would write", "\n".join(rows), event.id)
-                            preview.append(Text(f"    … {len(rows) - DIFF_ROWS - 1} more lines · kept for /show",
-                                                style="dim"))
-                    else:
-                        preview = self._diff(f"{status} (would change)", "\n".join(rows))
-                self._print(Text(f"? {status} would change:", style="bold yellow"), *preview)
+            case ToolAsking() as asking:
+                self._print(*question_preview(asking, self.folds))
             case ToolProgress(id=call_id, line=output) if call_id in self._tools:
                 self._tools[call_id].last_output = visible(output)
                 self._printer.touch()
@@ -509,11 +489,6 @@ _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 def _spin(now: float) -> str:
     return _FRAMES[int(now * 10) % len(_FRAMES)]
-
-
-def _diff_row(row: str) -> Text:
-    style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
-    return Text(f"    {visible(row)}", style=style)
 
 
 def _row(text: str, style: str) -> Text:
