@@ -18,7 +18,7 @@ from midstream.tools.ui.sanitise import shown
 
 __all__ = ["Picker", "pick"]
 
-HEADER = "↑↓ move · Enter resumes · type to filter · Esc cancels"
+HEADER = "↑↓ move · Enter resumes · typing filters · Esc cancels"
 
 
 class Picker:
@@ -68,7 +68,7 @@ class Picker:
         """What is drawn, as (style, text) rows: a title, the filter, then the rows that fit in ``height``."""
         rows = self.rows()
         count = f"{len(rows)} of {len(self.sessions)}" if self.filter else f"{len(self.sessions)}"
-        out = [("class:title", _cut(f"Resume a session ({count}) · {HEADER}", width))]
+        out = [("class:title", _cut(f"Resume ({count}) · {HEADER}", width))]
         typed = self.filter or ("/" if self.searching else "")
         out.append(("class:filter", _cut(f"filter: {typed}▏", width)) if typed or self.searching
                    else ("class:hint", _cut("filter: (type to filter)", width)))
