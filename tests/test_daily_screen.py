@@ -65,7 +65,9 @@ class Terminal:
 
 @pytest.mark.parametrize("columns", [80, 120])
 def test_a_resize_while_a_reply_streams_leaves_every_line_once(workspace, columns):
-    text = "".join(f"Line {i} of the reply, long enough to be a real sentence here.\n" for i in range(40))
+    # Paragraphs of one line each (soft breaks would join them into rows wrapped at the width of the
+    # moment, which a screen made narrower afterwards crops: test_lines.py covers joining across a resize).
+    text = "".join(f"Line {i} of the reply, long enough to be a real sentence here.\n\n" for i in range(40))
     server = ScriptedServer([reply(Text(text, chunk=16, delay=0.01), ToolUse("t1", "bash", {"command": "sleep 1"})),
                              reply(Text("All streamed."))])
     with server:
@@ -141,6 +143,25 @@ def test_a_markdown_table_is_drawn_with_box_characters_and_fences_are_hidden(wor
     assert any(row.strip() == "def f():" for row in rows) and any(row.strip() == "return 1" for row in rows)
     bullet = next(i for i, row in enumerate(rows) if row.startswith("• a bullet"))
     assert rows[bullet + 1].startswith("  ") and rows[bullet + 1].strip()  # the continuation keeps the indent
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_paragraph_with_soft_breaks_reads_as_one_wrapped_to_the_width(workspace, columns):
+    lines = ["The model wrapped this paragraph", "at forty columns, as models often do,", "and a person",
+             "should read it as one paragraph filling the width of the terminal it is shown in."]
+    text = "\n".join(lines) + "  \nafter a hard break\n\n- an item\nA last paragraph.\n"
+    server = ScriptedServer([reply(Text(text, chunk=5, delay=0.002))])
+    with server:
+        term = Terminal(server, workspace, columns, "-p", "write")
+        term.finish()
+    rows = term.lines()
+    start = next(i for i, row in enumerate(rows) if row.startswith("The model wrapped"))
+    end = next(i for i, row in enumerate(rows) if row.startswith("after a hard break"))
+    paragraph = rows[start:end]
+    assert " ".join(row.strip() for row in paragraph) == " ".join(lines)  # joined, every word once, in order
+    assert len(paragraph) == (3 if columns == 80 else 2) and all(len(row) <= columns for row in paragraph)
+    assert all(len(row) > columns - 15 for row in paragraph[:-1])  # filled to the width, not broken where typed
+    assert rows[end + 1:end + 4] == ["", "• an item", "A last paragraph."]
 
 
 @pytest.mark.parametrize("columns", [80, 120])

@@ -29,7 +29,7 @@ def test_ctrl_c_mid_line_keeps_the_line_and_the_next_reply_starts_on_its_own(wor
         term.finish()
     rows = term.lines()
     assert "You are a" in rows, rows  # the partial line stayed, as it was shown, on a row of its own
-    assert in_order(rows, ["You are a", "✗ interrupted", "› go on", "You are a thing.", "Second line."]) == [], rows
+    assert in_order(rows, ["You are a", "✗ interrupted", "› go on", "You are a thing. Second line."]) == [], rows
     assert not any("You are aYou" in row or "aSecond" in row for row in rows), rows
 
 
@@ -46,10 +46,11 @@ def a_busy_reply(run: int) -> list[dict]:
 
 
 def wanted_lines(run: int, tool_line: str) -> list[str]:
-    # The fence lines are hidden behind the highlighted block (they were printed as typed before).
-    return [f"› run {run}", f"Run {run}: first line of prose.", f"A second line, run {run}.", "Then some code:",
-            f"  def run_{run}():", f"      return {run}", f"After the code, run {run}.",
-            f"Last line of run {run}.", tool_line, f"Finished run {run}."]
+    # The fence lines are hidden behind the highlighted block (they were printed as typed before); the
+    # prose lines around it are paragraphs, their single newlines soft breaks (joined, as Markdown means).
+    return [f"› run {run}", f"Run {run}: first line of prose. A second line, run {run}. Then some code:",
+            f"  def run_{run}():", f"      return {run}", f"After the code, run {run}. Last line of run {run}.",
+            tool_line, f"Finished run {run}."]
 
 
 @pytest.mark.parametrize("columns", [80, 120])
@@ -76,7 +77,7 @@ def test_text_a_code_block_more_text_and_tool_outcomes_all_stay_in_order(workspa
 
 @pytest.mark.parametrize("columns", [80, 120])
 def test_keys_typed_during_a_reply_are_not_echoed_into_it_and_are_sent_after_the_turn(workspace, columns):
-    story = "".join(f"w{i} " for i in range(60)) + "end of reply.\nSecond line of it.\n"
+    story = "".join(f"w{i} " for i in range(60)) + "end of reply.\n\nSecond line of it.\n"  # two paragraphs
     server = ScriptedServer([reply(Text(story, chunk=4, delay=0.02)), reply(Text("A story, as asked.")),
                              reply(Text("Finished that too."))])
     with server:
@@ -151,8 +152,9 @@ def test_a_dropped_reply_stays_on_screen_and_the_retry_starts_on_its_own_line(wo
         term = Terminal(server, workspace, columns, "-p", "go", "--max-attempts", "2")
         term.finish()
     rows = term.lines()
-    assert in_order(rows, ["First line.", "Half a l", "↺ partial reply discarded: ", "First line.",
-                           "Whole reply."]) == [], rows
+    # One paragraph (a soft break): the discarded one is struck through whole, the retry starts afresh.
+    wanted = ["First line. Half a l", "↺ partial reply discarded: ", "First line. Whole reply."]
+    assert in_order(rows, wanted) == [], rows
     assert not any("lineWhole" in row or "line First" in row for row in rows), rows
 
 

@@ -80,8 +80,8 @@ def test_each_finished_line_is_printed_once_as_markdown_and_the_unfinished_line_
     renderer.show(BlockStopped(0, "text"))
     out = sink.getvalue()  # the live region's redraws are in here too; look for the printed lines
     assert "\x1b[1;4mTitle\x1b[0m\n" in out  # the heading, rendered, left-aligned
-    assert "Some \x1b[1mbold\x1b[0m text\n" in out
-    assert "and \x1b[1;36mcode\x1b[0m on a line\n" in out
+    # one paragraph: its single newline is a soft break, the two lines are joined
+    assert "Some \x1b[1mbold\x1b[0m text and \x1b[1;36mcode\x1b[0m on a line\n" in out
     assert out.count("Title") == 1  # printed once, never redrawn
     assert live_rows(renderer) == []  # only the status line is left
     renderer.show(TurnEnded("end_turn", True))
@@ -311,7 +311,7 @@ def test_escape_sequences_from_the_model_or_a_tool_are_shown_not_obeyed():
         "\x1b[31mred\n[exit status 1]", True, Facts("failed", 1, detail="\x1b[31mred")), 0.1))
     renderer.show(TurnEnded("end_turn", True))
     out = sink.getvalue()
-    assert "clear ^[[2J^[[5Aup^Mback\n" in out and "and ^[]0;title^G partial ^[[1A" in out
+    assert "clear ^[[2J^[[5Aup^Mback and ^[]0;title^G partial ^[[1A" in out  # one paragraph, soft break joined
     for obeyed in ("\x1b[2J", "\x1b[5A", "\x1b]0", "\x1b[H", "\x1b[31mred"):  # (our own cursor-ups are 1-2 rows)
         assert obeyed not in out
 

@@ -10,18 +10,25 @@ its indent on every row (a hanging indent). A table is the one thing held back: 
 (shown raw in the live region) until the line after the table, then it is drawn once with box
 characters, each cell wrapped to fit the width. ``Blocks`` keeps that state for one reply.
 
-Single newlines inside a paragraph stay line breaks: joining them would mean holding every
-paragraph back until it ends, and a model's single newlines are mostly meant as breaks.
+A single newline inside a paragraph is a soft break, as Markdown means it: the lines are joined
+and wrapped to the width, and a paragraph is still printed as it streams. Greedy wrapping never
+changes a row once a word has started the next one, so every row but the paragraph's last is
+printed as soon as it is known; only that last row (less than one line) waits, shown in the live
+region, for the next line or the paragraph's end. Two trailing spaces or a backslash keep a hard
+break. Headings, items, quotes, rules, fences and tables end a paragraph.
 """
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
 from midstream.tools.ui.sanitise import shown
 from rich import box
+from rich.console import Console
 from rich.style import Style
 from rich.syntax import Syntax
 from rich.table import Table
@@ -143,16 +150,33 @@ def table(rows: list[str]) -> Table | None:
     return drawn
 
 
-class Blocks:
-    """One reply's Markdown state: the open code fence and the table rows held back."""
+def _prose(line: str) -> bool:
+    """A line that continues a paragraph: text that starts no other block."""
+    return bool(line.strip()) and not (
+        FENCE.match(line) or _TABLE_ROW.match(line) or _HEADING.match(line) or _RULE.match(line)
+        or _BULLET.match(line) or _NUMBERED.match(line) or _QUOTE.match(line))
 
-    def __init__(self) -> None:
+
+_HARD_BREAK = re.compile(r"( {2,}|\\)$")
+_WRAPPER = Console(file=io.StringIO(), width=80)  # Text.wrap asks for a console; only its settings are read
+
+
+class Blocks:
+    """One reply's Markdown state: the open code fence, the table rows held back, and the last row of
+    the paragraph being written. ``width`` is the terminal's, asked at each line (it may be resized)."""
+
+    def __init__(self, width: Callable[[], int] = lambda: 80) -> None:
         self.fence: str | None = None  # the language of an open code block ("" when unnamed)
         self.held: list[str] = []  # rows of a table not yet ended
+        self.paragraph: Text | None = None  # the open paragraph's last row, not yet printed
+        self._width = width
 
     def feed(self, line: str) -> list[Any]:
         """A finished line: what to print now (nothing for a fence line or a held table row)."""
         out: list[Any] = []
+        if self.fence is None and _prose(line) and (self.paragraph is not None or not _INDENTED.match(line)):
+            return self._continue(line)
+        out += self._end_paragraph()
         if self.fence is None and _TABLE_ROW.match(line):
             self.held.append(line)
             if len(self.held) == 2 and table(self.held) is None:  # no separator row: not a table
@@ -165,7 +189,29 @@ class Blocks:
         out.append(code_line(line, self.fence) if self.fence is not None else markdown_line(line))
         return out
 
+    def _continue(self, line: str) -> list[Any]:
+        """A paragraph's line: joined to what is open, every row but the last printed now."""
+        out = self._flush_table()  # a held "table" of one row was prose after all
+        text = inline(_HARD_BREAK.sub("", line).strip())
+        joined = text if self.paragraph is None else self.paragraph + Text(" ") + text
+        rows = list(joined.wrap(_WRAPPER, max(20, self._width())))
+        for row in rows:
+            row.rstrip()  # the space a row broke at: not printed, not copied with the text
+        if _HARD_BREAK.search(line):  # the row ends here, whatever follows
+            self.paragraph = None
+            return out + rows
+        self.paragraph = rows[-1] if rows else None
+        return out + rows[:-1]
+
+    def _end_paragraph(self) -> list[Any]:
+        row, self.paragraph = self.paragraph, None
+        return [row] if row is not None else []
+
     def flush(self) -> list[Any]:
+        """The paragraph's last row and the held table, drawn."""
+        return self._end_paragraph() + self._flush_table()
+
+    def _flush_table(self) -> list[Any]:
         """The held table, drawn (or its rows as lines, when they were no table after all)."""
         held, self.held = self.held, []
         if not held:
@@ -174,14 +220,23 @@ class Blocks:
         return [drawn] if drawn is not None else [markdown_line(row) for row in held]
 
     def live(self, partial: str) -> Text:
-        """The unfinished line (and held rows, raw) as the live region shows them."""
+        """The unfinished line (and held rows, raw; the paragraph's last row) as the live region shows them."""
+        if self.paragraph is not None and self.fence is None:
+            if not partial:
+                return self.paragraph.copy()
+            if _prose(partial):  # it continues the paragraph: shown joined, as it will print
+                return self.paragraph + Text(" ") + inline(partial.strip())
+            return Text("\n").join([self.paragraph, self._live_line(partial)])
+        return self._live_line(partial)
+
+    def _live_line(self, partial: str) -> Text:
         shown = "\n".join([*self.held, partial]) if self.held else partial
         if self.fence is not None and not FENCE.match(partial):
             return code_line(partial, self.fence) if not self.held else Text(shown)
         return Text(shown, style="dim") if FENCE.match(partial) or self.held else inline(partial)
 
     def reset(self) -> None:
-        self.fence, self.held = None, []
+        self.fence, self.held, self.paragraph = None, [], None
 
 
 _THEMES = {"dark": "monokai", "light": "friendly"}

@@ -117,7 +117,7 @@ class TerminalRenderer:
         self._plan: list[Step] = []  # the model's plan (the todo tool), drawn as a checklist
         self._plan_changed = False  # updated during this message: printed once when it ends
         self._partial = ""  # the unfinished line, shown raw in the region
-        self._md = Blocks()  # the open code fence and a table's rows held back (tools/ui/lines.py)
+        self._md = Blocks(lambda: self.console.width)  # fence, table rows, a paragraph's last row (lines.py)
         self._thinking: list[str] = []
         self._thinking_started: float | None = None
         self._waiting_since: float | None = None  # request sent, nothing streamed yet
@@ -442,7 +442,7 @@ class TerminalRenderer:
             rows = max(1, self.console.height // 3)
             tail = self._partial[-(width * rows):]  # a very long line shows its end; it prints whole
             parts.append(self._md.live(tail))
-        elif self._md.held:
+        elif self._md.held or self._md.paragraph is not None:
             parts.append(self._md.live(""))
         if self._tools:
             animated = True
