@@ -428,10 +428,11 @@ class Agent:
                 self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
             attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
-            wait(attempt.futures())  # running calls may finish: see below
+            wait(attempt.futures())  # dispatched calls run to their end: see below
             raise
         except BaseException:
-            # Calls already running are allowed to finish: a half-done command is worse than a done one,
+            # Every dispatched call runs (a half-done command is worse than a done one, and whether a call
+            # queued behind another has started when the drop arrives is chance: the rule must not be),
             attempt.discard.set()  # but a change set waiting in a countdown is discarded
             wait(attempt.futures())
             raise

@@ -252,7 +252,9 @@ def _session(argv: Sequence[str] | None) -> int:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
         if told is not None and settings["output_format"] == "json":
-            told.wait(5)  # its "sandbox" says it. Text: a warning matters once a command runs, which waits for it
+            told.wait(5)  # its "sandbox" says it
+        elif told is not None:  # text: a warning matters once a command runs (which waits for the probe); if
+            told.cancel()  # no request was ever written, none ran, and a warning after the error misleads
         _close(renderer, args, agent.ledger.session)
 
 
@@ -332,7 +334,7 @@ def _tell_sandbox(renderer: Renderer, config: AgentConfig, *, later: bool, detai
         status = startup_status(config.isolation, config.network)
         renderer.show(transaction_status(status, config.workspace, config.isolation) if detail else status)
 
-    if later:
+    if later and config.isolation != "none":  # --isolation none is known without a probe: told at once
         return LATER.run("sandbox-status", tell)
     tell()
     return None
