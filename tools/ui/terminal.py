@@ -333,10 +333,9 @@ class TerminalRenderer:
         if discarded and self._md.held:  # a table cut off: its rows as they came, struck through
             rows, self._md.held = self._md.held, []
             self._print(*[Text(row, style="dim strike") for row in rows])
-        if not self._partial:
-            return
         line, self._partial = self._partial, ""
-        shown = self._md.feed(line) + self._md.flush()
+        # With no line under way, a paragraph's last row may still be held (lines.py): it is printed too.
+        shown = self._md.feed(line) + self._md.flush() if line else self._md.end_paragraph()
         if discarded:
             for item in shown:
                 if isinstance(item, Text):
