@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,51 @@ def test_a_finished_call_of_a_committed_reply_is_not_called_unknown_after_kill_n
                if m["role"] == "user" for b in m["content"] if b.get("type") == "tool_result"}
     assert "unknown" not in str(results["t1"]), results  # t1 finished: its call_finished note says so
     assert "unknown" in str(results["t2"])
+
+
+def test_a_first_request_dropped_after_its_body_is_written_retries_and_keeps_the_log(workspace, tmp_path):
+    """The body went out (held work released) on a connection that then broke: the retry still runs the
+    command after the warning, and the log has both attempts."""
+    from midstream.tools.conversation.transcript import state_dir
+    from midstream.tools.testing.raw_server import RawServer, Script, reply_bytes
+
+    out = tmp_path / "out.txt"
+    events = [reply(ToolUse("t1", "bash", {"command": f"echo COMMAND-RAN >> {out}"}))["events"],
+              reply(Text("done"))["events"]]
+    script = Script([lambda request, connection: "close",  # read the whole body, answer nothing
+                     reply_bytes("anthropic", events[0]), reply_bytes("anthropic", events[1])])
+    with RawServer(script) as server, open(out, "ab") as sink:
+        done = subprocess.run([sys.executable, "-m", "midstream", "-p", "go", "--mode", "auto"], cwd=workspace,
+                              env=program_env(ANTHROPIC_BASE_URL=server.url, PATH=_broken_bwrap_path(tmp_path)),
+                              stdout=sink, stderr=sink, timeout=60)
+    text = out.read_text()
+    assert done.returncode == 0, text
+    assert "Traceback" not in text
+    assert text.index("unconfined") < text.index("COMMAND-RAN"), text
+    log = (state_dir() / "logs" / "midstream.log").read_text()
+    assert log.count("HTTP 200") >= 2 and ("retry" in log.lower() or "attempt" in log.lower()), log[-3000:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_first_moments_exits_cleanly_and_the_session_continues(workspace, signum):
+    """Ctrl-C (or SIGTERM) at moments across start-up: the usual exit code, no traceback, --continue works."""
+    problems = []
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6):
+        server = ScriptedServer([reply(Text("slow answer " * 20, chunk=4, delay=0.05))] * 1 + [reply(Text("again"))])
+        env = program_env(ANTHROPIC_BASE_URL=server.url)
+        run = [sys.executable, "-m", "midstream", "--isolation", "none"]
+        with server:
+            child = subprocess.Popen([*run, "-p", "go"], cwd=workspace, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            time.sleep(delay)
+            child.send_signal(signum)
+            stdout, stderr = child.communicate(timeout=30)
+            again = subprocess.run([*run, "--continue", "-p", "still there?"], cwd=workspace, env=env,
+                                   capture_output=True, text=True, timeout=60)
+        expected = {signal.SIGINT: (130, -signal.SIGINT), signal.SIGTERM: (143, -signal.SIGTERM, 130)}[signum]
+        if child.returncode not in expected or "Traceback" in stderr:
+            problems.append(f"{delay}: rc {child.returncode}: {stderr[-800:]}")
+        never_began = again.returncode == 2 and "found no earlier session" in again.stderr  # before the message
+        if (again.returncode != 0 and not never_began) or "Traceback" in again.stderr:
+            problems.append(f"{delay} --continue: rc {again.returncode}: {again.stderr[-800:]}")
+    assert not problems, "\n".join(problems)
