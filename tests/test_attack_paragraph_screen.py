@@ -1,0 +1,99 @@
+"""Soft-broken paragraphs in a real pty read through pyte: every word once, in order, around tools and blocks."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from pathlib import Path
+
+import pexpect
+import pyte
+import pytest
+from midstream.tools.testing.scripted_server import ScriptedServer, Text, Thinking, ToolUse, reply
+
+from tests.helpers import program_env
+
+pytestmark = pytest.mark.process
+
+ROWS = 30
+
+
+def _screen_rows(data: bytes, columns: int) -> list[str]:
+    screen = pyte.HistoryScreen(columns, ROWS, history=100_000)
+    pyte.ByteStream(screen).feed(data)
+    rows = ["".join(line[x].data for x in range(max(line.keys(), default=-1) + 1)).rstrip()
+            for line in screen.history.top]
+    return rows + [line.rstrip() for line in screen.display]
+
+
+def _run(workspace: Path, server: ScriptedServer, columns: int, *args: str) -> list[str]:
+    sink = io.BytesIO()
+    env = program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm")
+    with server:
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", *args],
+                              cwd=str(workspace), env=env, dimensions=(ROWS, columns), timeout=30)
+        child.logfile_read = sink
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0, sink.getvalue().decode(errors="replace")[-2000:]
+    return _screen_rows(sink.getvalue(), columns)
+
+
+def _words(rows: list[str]) -> list[str]:
+    return [w for row in rows for w in re.findall(r"\bw\d{3}\b", row)]
+
+
+def _paragraph(words: list[str], every: int = 5) -> str:
+    return "".join(w + ("\n" if i % every == every - 1 else " ") for i, w in enumerate(words)).rstrip() + "\n"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_paragraphs_around_a_tool_call_thinking_and_blocks_show_every_word_once_in_order(workspace, columns):
+    words = [f"w{i:03d}" for i in range(240)]
+    url = "https://example.com/" + "x" * (columns + 30)
+    first = (_paragraph(words[:60]) + url + "\n" + _paragraph(words[60:80]) + "漢字かな交じり文 " * 12 + "\n"
+             + _paragraph(words[80:100]))  # no blank line: the tool call follows the held last row
+    second = (_paragraph(words[100:130], 3) + "| a | b |\n|---|---|\n| w130 | w131 |\n" + _paragraph(words[132:140])
+              + "1) w140 one\n* w141 bullet\n" + _paragraph(words[142:150]) + "---\n" + _paragraph(words[150:160])
+              + "> w160 quote\n> > w161 nested\n" + _paragraph(words[162:170]) + "```\nw170 code\n```\n"
+              + _paragraph(words[171:200]))
+    server = ScriptedServer([
+        reply(Thinking("pondering the answer"), Text(first, chunk=7), ToolUse("t1", "bash", {"command": "echo w999"})),
+        reply(Text(second, chunk=5), Text("\n" + _paragraph(words[200:240]), chunk=3)),
+    ])
+    rows = _run(workspace, server, columns, "-p", "go")
+    seen = _words(rows)
+    expected = words[:240]
+    assert [w for w in seen if w != "w999"] == expected, "\n".join(rows)
+    assert "".join(rows).count("x" * 20) >= 1
+    text = "\n".join(rows)
+    assert text.count("漢字かな交じり文") == 12, text
+    outcome = next(i for i, row in enumerate(rows) if "echo w999" in row)
+    assert max(i for i, row in enumerate(rows) if "w099" in row) < outcome, text  # text, then the outcome
+
+
+def test_a_stream_dropped_right_after_a_paragraph_line_keeps_the_line_in_the_scrollback(workspace):
+    """The last row of a paragraph waits in the live region; the stream breaks: the row is printed (struck)."""
+    from midstream.tools.testing.raw_server import RawServer, Script, reply_bytes, sse
+
+    events = reply(Text("w001 w002 w003\nw004 w005 w006\n", chunk=64))["events"]
+    full = sse(events)
+    cut = full[: full.index(b"content_block_stop")]  # the text went out, the block never ended
+
+    def dropped(request, connection):
+        connection.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                        + f"content-length: {len(full)}\r\n\r\n".encode() + cut)
+        return "close"
+
+    sink = io.BytesIO()
+    script = Script([dropped, reply_bytes("anthropic", reply(Text("w007 retried"))["events"])])
+    with RawServer(script) as server:
+        env = program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm")
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "-p", "go"],
+                              cwd=str(workspace), env=env, dimensions=(ROWS, 80), timeout=30)
+        child.logfile_read = sink
+        child.expect(pexpect.EOF)
+        child.close()
+    rows = _screen_rows(sink.getvalue(), 80)
+    assert _words(rows) == ["w001", "w002", "w003", "w004", "w005", "w006", "w007"], "\n".join(rows)
