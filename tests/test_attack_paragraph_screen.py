@@ -27,9 +27,12 @@ def _screen_rows(data: bytes, columns: int) -> list[str]:
     return rows + [line.rstrip() for line in screen.display]
 
 
-def _run(workspace: Path, server: ScriptedServer, columns: int, *args: str) -> list[str]:
+def _run(workspace: Path, server: ScriptedServer, columns: int, *args: str, provider: str = "anthropic") -> list[str]:
     sink = io.BytesIO()
     env = program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm")
+    if provider == "openai":
+        env |= {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_MODEL": "local", "OPENAI_API_KEY": "k"}
+        args = ("--provider", "openai", *args)
     with server:
         child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "--mode", "auto", *args],
                               cwd=str(workspace), env=env, dimensions=(ROWS, columns), timeout=30)
@@ -48,8 +51,10 @@ def _paragraph(words: list[str], every: int = 5) -> str:
     return "".join(w + ("\n" if i % every == every - 1 else " ") for i, w in enumerate(words)).rstrip() + "\n"
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
 @pytest.mark.parametrize("columns", [80, 120])
-def test_paragraphs_around_a_tool_call_thinking_and_blocks_show_every_word_once_in_order(workspace, columns):
+def test_paragraphs_around_a_tool_call_thinking_and_blocks_show_every_word_once_in_order(workspace, columns,
+                                                                                         provider):
     words = [f"w{i:03d}" for i in range(240)]
     url = "https://example.com/" + "x" * (columns + 30)
     first = (_paragraph(words[:60]) + url + "\n" + _paragraph(words[60:80]) + "漢字かな交じり文 " * 12 + "\n"
@@ -62,7 +67,7 @@ def test_paragraphs_around_a_tool_call_thinking_and_blocks_show_every_word_once_
         reply(Thinking("pondering the answer"), Text(first, chunk=7), ToolUse("t1", "bash", {"command": "echo w999"})),
         reply(Text(second, chunk=5), Text("\n" + _paragraph(words[200:240]), chunk=3)),
     ])
-    rows = _run(workspace, server, columns, "-p", "go")
+    rows = _run(workspace, server, columns, "-p", "go", provider=provider)
     seen = _words(rows)
     expected = words[:240]
     assert [w for w in seen if w != "w999"] == expected, "\n".join(rows)
