@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -102,3 +103,54 @@ def test_a_stream_dropped_right_after_a_paragraph_line_keeps_the_line_in_the_scr
         child.close()
     rows = _screen_rows(sink.getvalue(), 80)
     assert _words(rows) == ["w001", "w002", "w003", "w004", "w005", "w006", "w007"], "\n".join(rows)
+
+
+def _interactive(workspace: Path, url: str, columns: int = 80, **env_extra: str) -> tuple[pexpect.spawn, io.BytesIO]:
+    sink = io.BytesIO()
+    env = program_env(ANTHROPIC_BASE_URL=url, TERM="xterm", **env_extra)
+    isolation = [] if "PATH" in env_extra else ["--isolation", "none"]
+    child = pexpect.spawn(sys.executable, ["-m", "midstream", *isolation, "--mode", "auto"], cwd=str(workspace),
+                          env=env, dimensions=(ROWS, columns), timeout=30)
+    child.logfile_read = sink
+    return child, sink
+
+
+def test_esc_mid_paragraph_keeps_every_word_streamed_so_far_once(workspace):
+    words = [f"w{i:03d}" for i in range(60)]
+    server = ScriptedServer([reply(Text(_paragraph(words[:6], 3)), Text(_paragraph(words[6:], 2), chunk=3,
+                                                                         delay=0.2)),
+                             reply(Text("w900 after"))])
+    with server:
+        child, sink = _interactive(workspace, server.url)
+        child.expect("› ".encode())
+        child.sendline("go")
+        child.expect("w007")  # the second block has begun; w003-w005 were the first's held row
+        child.send("\x1b")
+        child.expect("› ".encode())
+        child.sendline("again")
+        child.expect("w900")
+        child.expect("› ".encode())
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+    seen = [w for w in _words(_screen_rows(sink.getvalue(), 80)) if w != "w900"]
+    assert seen == words[: len(seen)] and len(seen) >= 8, seen
+
+
+def test_an_interactive_session_without_a_working_sandbox_warns_before_the_first_prompt(workspace, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("git", "bash", "sh", "env", "cat"):
+        if found := shutil.which(program):
+            (bin_dir / program).symlink_to(found)
+    (bin_dir / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (bin_dir / "bwrap").chmod(0o755)
+    server = ScriptedServer([])
+    with server:
+        child, sink = _interactive(workspace, server.url, PATH=str(bin_dir))
+        child.expect("› ".encode())
+        shown = sink.getvalue().decode(errors="replace")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+    assert "unconfined" in shown, shown
