@@ -154,3 +154,32 @@ def test_an_interactive_session_without_a_working_sandbox_warns_before_the_first
         child.expect(pexpect.EOF)
         child.close()
     assert "unconfined" in shown, shown
+
+
+def test_a_terminal_widened_mid_paragraph_shows_every_word_once_in_order(workspace):
+    """Rows printed at 80 stay; the held row and what follows wrap at 120. (Narrowing: pyte crops, a real
+    terminal reflows; not judged here.)"""
+    words = [f"w{i:03d}" for i in range(400)]
+    server = ScriptedServer([reply(Text(_paragraph(words, 7), chunk=6, delay=0.01))])
+    sink, resized = io.BytesIO(), []
+    env = program_env(ANTHROPIC_BASE_URL=server.url, TERM="xterm")
+    with server:
+        child = pexpect.spawn(sys.executable, ["-m", "midstream", "--isolation", "none", "-p", "go"],
+                              cwd=str(workspace), env=env, dimensions=(ROWS, 80), timeout=30)
+        child.logfile_read = sink
+        child.expect(b"w150")
+        child.read_nonblocking(100_000, timeout=0.2)
+        resized.append(len(sink.getvalue()))
+        child.setwinsize(ROWS, 120)
+        child.expect(pexpect.EOF)
+        child.close()
+    screen = pyte.HistoryScreen(80, ROWS, history=100_000)
+    stream = pyte.ByteStream(screen)
+    data = sink.getvalue()
+    stream.feed(data[: resized[0]])
+    screen.resize(ROWS, 120)
+    stream.feed(data[resized[0]:])
+    rows = ["".join(line[x].data for x in range(max(line.keys(), default=-1) + 1)).rstrip()
+            for line in screen.history.top] + [line.rstrip() for line in screen.display]
+    assert _words(rows) == words, "\n".join(rows)
+    assert any(len(row) > 100 for row in rows)  # after the resize, rows use the new width
