@@ -63,8 +63,9 @@ def test_consecutive_drops_after_a_command_run_it_once(workspace, drops):
 def test_a_write_then_a_command_on_it_then_a_drop_keeps_both(workspace):
     write = ToolUse("t1", "write_file", {"path": "out.txt", "content": "written\n"})
     command = ToolUse("t2", "bash", {"command": "echo appended >> out.txt"})
-    replies = [drop_after_block(reply(write, command, Text("more")), 1),
-               drop_after_block(reply(write, command, Text("more")), 1),
+    more = Text("more", chunk=1, delay=0.15)  # both calls have run when the reply breaks off after it
+    replies = [drop_after_block(reply(write, command, more), 2),
+               drop_after_block(reply(write, command, more), 2),
                reply(write, command), reply(Text("done"))]
     code, _, err, _ = _run(workspace, replies, "-p", "write then append")
     assert code == 0, err

@@ -56,7 +56,8 @@ def test_a_command_that_ran_is_not_run_twice_by_the_retry(make_agent, workspace)
     command = ToolUse("t1", "bash", {"command": "echo ran >> count.txt"})
     read = ToolUse("t2", "read_file", {"path": "count.txt"})
     server = ScriptedServer([
-        drop_after_block(reply(command, Text("waiting"), read, Text("more")), 2),
+        # the text after the read streams slowly: both calls have run when the reply breaks off after it
+        drop_after_block(reply(command, Text("waiting"), read, Text("more", chunk=1, delay=0.15)), 3),
         reply(ToolUse("t9", "bash", {"command": "echo ran >> count.txt"}), ToolUse("t8", "read_file",
                                                                                      {"path": "count.txt"})),
         reply(Text("ok")),

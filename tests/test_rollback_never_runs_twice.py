@@ -18,7 +18,9 @@ APPEND = "echo ran >> log.txt"
 
 
 def appended(call_id: str) -> dict:
-    return reply(ToolUse(call_id, "bash", {"command": APPEND}), Text("and more to say"))
+    # The text after the call streams for ~0.4 s: the command has started (and ended) before the reply
+    # breaks off after it (drop_after_block(..., 1)); a call not started by then would never start.
+    return reply(ToolUse(call_id, "bash", {"command": APPEND}), Text("and more to say", chunk=4, delay=0.1))
 
 
 def runs(workspace) -> int:
@@ -27,7 +29,7 @@ def runs(workspace) -> int:
 
 
 def test_two_rollbacks_in_a_row_list_the_command_each_time_and_it_runs_once(make_agent, workspace):
-    server = ScriptedServer([drop_after_block(appended("t1"), 0), drop_after_block(appended("t2"), 0),
+    server = ScriptedServer([drop_after_block(appended("t1"), 1), drop_after_block(appended("t2"), 1),
                              appended("t3"), reply(Text("done"))])
     with server:
         agent, renderer = make_agent(server, isolation="none")
@@ -56,7 +58,7 @@ def test_a_rolled_back_write_is_undone_when_the_retry_does_not_make_it(make_agen
 
 
 def test_retry_after_attempts_ran_out_reuses_what_ran(make_agent, workspace):
-    server = ScriptedServer([drop_after_block(appended("t1"), 0), appended("t2"), reply(Text("done"))])
+    server = ScriptedServer([drop_after_block(appended("t1"), 1), appended("t2"), reply(Text("done"))])
     with server:
         agent, renderer = make_agent(server, isolation="none", max_attempts=1)
         assert not agent.send("go").ok
@@ -68,7 +70,7 @@ def test_a_new_message_runs_a_command_again_that_an_earlier_failed_request_ran(m
     # The first message's only attempt ran the command, then broke off. The person asks again in a
     # new message: the model's identical call is a new request's call, and must run, not be answered
     # with the earlier (stale) result.
-    server = ScriptedServer([drop_after_block(appended("t1"), 0), appended("t2"), reply(Text("done"))])
+    server = ScriptedServer([drop_after_block(appended("t1"), 1), appended("t2"), reply(Text("done"))])
     with server:
         agent, renderer = make_agent(server, isolation="none", max_attempts=1)
         assert not agent.send("go").ok
@@ -78,9 +80,11 @@ def test_a_new_message_runs_a_command_again_that_an_earlier_failed_request_ran(m
 
 
 def test_a_write_a_command_built_on_stays_and_both_are_reused_not_redone(make_agent, workspace):
+    # The text after the calls streams slowly: both have run when the reply breaks off (a call still
+    # waiting then would never start; see the test below).
     both = reply(ToolUse("t1", "write_file", {"path": "a.txt", "content": "one\n"}),
-                 ToolUse("t2", "bash", {"command": "echo two >> a.txt"}), Text("more"))
-    server = ScriptedServer([drop_after_block(both, 1), both, reply(Text("done"))])
+                 ToolUse("t2", "bash", {"command": "echo two >> a.txt"}), Text("more", chunk=1, delay=0.15))
+    server = ScriptedServer([drop_after_block(both, 2), both, reply(Text("done"))])
     with server:
         agent, renderer = make_agent(server, isolation="none")
         assert agent.send("go").ok
@@ -119,3 +123,20 @@ def test_a_read_after_a_new_write_in_the_retry_is_read_again_not_reused(make_age
         assert agent.send("go").ok
     _, read = tool_results(server.requests[2])
     assert "changed" in read["content"], read
+
+
+def test_a_call_waiting_behind_another_does_not_start_once_the_stream_has_dropped(make_agent, workspace):
+    # t2 may write what t1 writes, so it waits for t1. The reply breaks off while t1 runs: t1 may finish (a
+    # half-done command is worse than a done one), but t2 belongs to a discarded reply and never starts;
+    # the retry (which asks for nothing) is answered without it.
+    # The text between the calls streams for ~0.45 s: t1 is running (for 1.5 s) when t2 is asked for.
+    calls = reply(ToolUse("t1", "bash", {"command": "sleep 1.5; echo one > one.txt"}),
+                  Text("while that runs", chunk=5, delay=0.15),
+                  ToolUse("t2", "bash", {"command": "echo two > two.txt"}))
+    server = ScriptedServer([drop_after_block(calls, 2), reply(Text("on second thought, nothing more"))])
+    with server:
+        agent, renderer = make_agent(server, isolation="none")
+        assert agent.send("go").ok
+    assert (workspace / "one.txt").exists() and not (workspace / "two.txt").exists()
+    (rolled,) = renderer.of(TurnRolledBack)
+    assert rolled.commands == ("sleep 1.5; echo one > one.txt",)  # what ran is said; t2 did not run

@@ -61,7 +61,8 @@ def _mode(path: Path) -> int:
 @pytest.mark.process
 def test_a_rolled_back_command_full_of_secrets_reaches_the_log_redacted_and_files_are_private(workspace, tmp_path):
     # A command that writes (so the rollback reports it) and carries the secrets as text, running none of them.
-    ran = reply(ToolUse("t1", "bash", {"command": f"cat > notes.txt <<'EOF'\n{COMMAND}\nEOF"}), Text("and then"))
+    ran = reply(ToolUse("t1", "bash", {"command": f"cat > notes.txt <<'EOF'\n{COMMAND}\nEOF"}),
+                Text("and then", chunk=2, delay=0.15))  # slow: the command has run when the reply breaks off
     ran["drop_after"] = len(ran["events"]) - 3  # the command ran, then the reply broke off
     server = ScriptedServer([ran, reply(Text("Finished."))])
     record = tmp_path / "recording"

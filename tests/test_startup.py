@@ -35,6 +35,20 @@ def test_waiting_for_held_work_starts_it():
     assert ran.is_set()
 
 
+def test_waiting_starts_only_that_job_and_a_cancelled_one_never_runs():
+    later, ran = Later(), []
+    waited = later.run("waited", lambda: ran.append("waited"))
+    other = later.run("other", lambda: ran.append("other"))
+    dropped = later.run("dropped", lambda: ran.append("dropped"))
+    waited.wait(5)
+    assert ran == ["waited"]  # the exit's log drain does not start undo's probes or the sandbox line
+    dropped.cancel()
+    later.release()
+    other.wait(5)
+    dropped.wait(0.1)  # waiting for a cancelled job returns: it is no longer held
+    assert ran == ["waited", "other"]
+
+
 def test_a_failing_job_is_logged_not_raised(caplog):
     later = Later()
     later.release()

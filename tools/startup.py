@@ -4,7 +4,8 @@ Python runs one thread at a time, so a helper thread importing the log handler (
 undo works (git) or walking the workspace for stale temporaries takes those milliseconds from the main
 thread on its way to the first request. Work queued here starts when the first request's body has been
 written (the model then takes hundreds of milliseconds to answer) or when a person's prompt is shown,
-whichever comes first; nothing queued is lost if neither happens, since ``Job.wait()`` starts it.
+whichever comes first. If neither happens, ``Job.wait()`` starts the one job waited for (the log
+writer, at exit: nothing logged is lost) and ``Job.cancel()`` drops one whose news no longer matters.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ class Job:
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Until the work is done (started now if the first request never went out)."""
-        self._later.release()
-        self._thread.join(timeout)
+        """Until the work is done: started now, alone, if the first request never went out."""
+        self._later.take(self, start=True)
+        if self._thread.ident is not None:  # else cancelled: it never runs
+            self._thread.join(timeout)
+
+    def cancel(self) -> None:
+        """Never run, if it has not started (what it would tell no longer matters)."""
+        self._later.take(self, start=False)
 
 
 class Later:
@@ -57,6 +63,14 @@ class Later:
                 return job
         job.start()
         return job
+
+    def take(self, job: Job, *, start: bool) -> None:
+        """``job`` out of the held ones, started or dropped; nothing if it was not held."""
+        with self._lock:
+            if job in self._held:
+                self._held.remove(job)
+                if start:
+                    job.start()
 
     def release(self) -> None:
         """Start everything held (once; later calls cost a lock)."""

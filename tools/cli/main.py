@@ -252,6 +252,9 @@ def _session(argv: Sequence[str] | None) -> int:
         if mcp is not None:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
+        if told is not None and settings["output_format"] == "text":  # (json waited for it before its result)
+            told.cancel()  # a warning matters once a command runs (which waits for the probe); if no request
+            # was ever written, none ran, and a warning after the error misleads
         _close(renderer, args, agent.ledger.session)
 
 
@@ -331,7 +334,7 @@ def _tell_sandbox(renderer: Renderer, config: AgentConfig, *, later: bool, detai
         status = startup_status(config.isolation, config.network)
         renderer.show(transaction_status(status, config.workspace, config.isolation) if detail else status)
 
-    if later:
+    if later and config.isolation != "none":  # --isolation none is known without a probe: told at once
         return LATER.run("sandbox-status", tell)
     tell()
     return None
