@@ -233,3 +233,30 @@ def test_text_output_warns_when_the_probe_outlasts_the_reply(workspace, tmp_path
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "unconfined" in done.stderr, done.stderr
+
+
+def test_a_replayed_run_warns_before_its_first_command_runs_unconfined(workspace, tmp_path):
+    """--replay writes no request to a socket: what start-up held must still be released (warning, log)."""
+    from midstream.tools.conversation.transcript import state_dir
+
+    recording, out = tmp_path / "recording", tmp_path / "out.txt"
+    server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": f"echo COMMAND-RAN >> {out}"})),
+                             reply(Text("done"))])
+    path = _broken_bwrap_path(tmp_path)
+    with server:
+        first = subprocess.run([sys.executable, "-m", "midstream", "-p", "go", "--mode", "auto", "--record",
+                                str(recording)], cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url,
+                                                                                PATH=path),
+                               capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    out.write_bytes(b"")
+    log = state_dir() / "logs" / "midstream.log"
+    log.unlink(missing_ok=True)
+    with open(out, "ab") as sink:
+        again = subprocess.run([sys.executable, "-m", "midstream", "-p", "go", "--mode", "auto", "--replay",
+                                str(recording)], cwd=workspace, env=program_env(PATH=path), stdout=sink, stderr=sink,
+                               timeout=60)
+    text = out.read_text()
+    assert again.returncode == 0, text
+    assert "COMMAND-RAN" in text, text
+    assert "unconfined" in text and text.index("unconfined") < text.index("COMMAND-RAN"), text
