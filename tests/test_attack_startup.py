@@ -46,7 +46,7 @@ def test_the_unconfined_warning_is_out_before_the_first_command_runs(workspace, 
     else:
         path = _broken_bwrap_path(tmp_path)
     out = tmp_path / "out.txt"
-    for attempt in range(8):  # a race: several tries
+    for attempt in range(int(os.environ.get("ATTACK_TRIES", "8"))):  # a race: several tries
         out.write_bytes(b"")
         server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": f"echo COMMAND-RAN >> {out}"})),
                                  reply(Text("done"))])
