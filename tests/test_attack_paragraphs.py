@@ -110,3 +110,31 @@ def test_double_width_text_never_exceeds_the_width():
     rows = blocks.feed(line) + blocks.feed("emoji 🎉🎉🎉 and more " * 4) + blocks.flush()
     assert all(cell_len(r.plain) <= 40 for r in rows), [cell_len(r.plain) for r in rows]
     assert "".join(r.plain for r in rows).replace(" ", "") == (line + "emoji 🎉🎉🎉 and more " * 4).replace(" ", "")
+
+
+def test_an_outcome_arriving_while_a_paragraph_row_is_held_comes_after_the_words_streamed_before_it():
+    """A command started by the reply ends while a later paragraph streams: what streamed before stays before."""
+    from midstream.tools.events import ToolCallReady, ToolCallStarted, ToolFinished, ToolRunning
+    from midstream.tools.registry import Facts, ToolResult
+
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    renderer.show(TextDelta(0, "w001 intro\n"))
+    renderer.show(BlockStopped(0, "text"))
+    renderer.show(ToolCallStarted(1, "t1", "bash"))
+    renderer.show(ToolCallReady(1, "t1", "bash", {"command": "sleep 1"}, status="Running `sleep 1`"))
+    renderer.show(ToolRunning("t1", "bash", status="Running `sleep 1`"))
+    renderer.show(BlockStopped(1, "tool_use"))
+    renderer.show(TextDelta(2, "w002 w003\nw004 w005\n"))  # one short row, held in the region
+    renderer.show(ToolFinished("t1", "bash", ToolResult("ok", facts=Facts(exit_status=0)), 1.0,
+                               status="Running `sleep 1`", done="Ran `sleep 1`"))
+    renderer.show(TextDelta(2, "w006 w007\n"))
+    renderer.show(BlockStopped(2, "text"))
+    renderer.show(TurnEnded("end_turn", True))
+    renderer.close()
+    rows = printed(sink).splitlines()
+    words = [w for row in rows for w in re.findall(r"w\d{3}", row)]
+    assert words == [f"w{i:03d}" for i in range(1, 8)], rows
+    outcome = next(i for i, row in enumerate(rows) if "Ran" in row)
+    assert max(i for i, row in enumerate(rows) if "w005" in row) < outcome, rows  # streamed before it ended
+    assert min(i for i, row in enumerate(rows) if "w006" in row) > outcome, rows

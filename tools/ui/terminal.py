@@ -362,7 +362,7 @@ class TerminalRenderer:
             self._group.setdefault(finished.name, []).append(finished)
             if any(line.name == finished.name for line in self._tools.values()):
                 return
-            self._print(*grouped(self._group.pop(finished.name)))
+            self._interject(*grouped(self._group.pop(finished.name)))
             return
         text = visible(outcome_line(finished))
         if finished.reused:
@@ -371,7 +371,12 @@ class TerminalRenderer:
         rows: list[Any] = [Text(text, style=style)]
         if result.facts.diff and not result.is_error:
             rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff)
-        self._print(*rows)
+        self._interject(*rows)
+
+    def _interject(self, *rows: Any) -> None:
+        """Rows that arrive while text streams (a call's outcome): a paragraph's row held in the region
+        streamed before them, so it is printed first (the paragraph goes on below them)."""
+        self._print(*self._md.end_paragraph(), *rows)
 
     def _flush_groups(self) -> None:
         for name in list(self._group):
