@@ -204,12 +204,15 @@ def test_undo_at_the_prompt_covers_a_first_message_sent_as_the_prompt_shows(work
                               dimensions=(ROWS, 100), timeout=30)
         child.logfile_read = sink
         child.expect("› ".encode())
+        child.expect(pexpect.TIMEOUT, timeout=0.5)  # keys sent the instant it shows were lost under load (report)
         child.sendline("go")
         child.expect(b"w100")
         child.expect("› ".encode())
         assert (workspace / "keep.txt").read_text() == "clobbered\n"
         child.sendline("/undo")
+        child.expect(b"made.txt")  # its report (the "› " of the line being typed is no new prompt)
         child.expect("› ".encode())
+        child.expect(pexpect.TIMEOUT, timeout=0.5)
         child.sendeof()
         child.expect(pexpect.EOF)
         child.close()
