@@ -428,13 +428,12 @@ class Agent:
                 self.calls.stop(kill=False)
                 raise _Interrupted(assembler.partial_message(), attempt.calls) from None
             attempt.discard.set()  # a countdown of this reply's ends now: nothing applied on its behalf
-            self.calls.cancel_unstarted()
-            wait(attempt.futures())  # running calls may finish: see below
+            wait(attempt.futures())  # dispatched calls run to their end: see below
             raise
         except BaseException:
-            # Calls already running are allowed to finish: a half-done command is worse than a done one,
-            attempt.discard.set()  # but a change set waiting in a countdown is discarded,
-            self.calls.cancel_unstarted()  # and a call that has not started never does
+            # Every dispatched call runs (a half-done command is worse than a done one, and whether a call
+            # queued behind another has started when the drop arrives is chance: the rule must not be),
+            attempt.discard.set()  # but a change set waiting in a countdown is discarded
             wait(attempt.futures())
             raise
         finally:

@@ -267,9 +267,9 @@ def test_sigterm_while_a_hook_runs_leaves_no_hook_behind(workspace: Path, tmp_pa
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
         process.terminate()
-        process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     assert process.returncode != 0
-    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10)
+    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10), (process.returncode, err.decode())
     assert server.requests == []
 
 

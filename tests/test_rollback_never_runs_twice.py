@@ -125,18 +125,21 @@ def test_a_read_after_a_new_write_in_the_retry_is_read_again_not_reused(make_age
     assert "changed" in read["content"], read
 
 
-def test_a_call_waiting_behind_another_does_not_start_once_the_stream_has_dropped(make_agent, workspace):
-    # t2 may write what t1 writes, so it waits for t1. The reply breaks off while t1 runs: t1 may finish (a
-    # half-done command is worse than a done one), but t2 belongs to a discarded reply and never starts;
-    # the retry (which asks for nothing) is answered without it.
-    # The text between the calls streams for ~0.45 s: t1 is running (for 1.5 s) when t2 is asked for.
-    calls = reply(ToolUse("t1", "bash", {"command": "sleep 1.5; echo one > one.txt"}),
-                  Text("while that runs", chunk=5, delay=0.15),
-                  ToolUse("t2", "bash", {"command": "echo two > two.txt"}))
-    server = ScriptedServer([drop_after_block(calls, 2), reply(Text("on second thought, nothing more"))])
+def test_a_call_waiting_behind_another_when_the_reply_breaks_off_runs_once_and_the_retry_reuses_it(
+        make_agent, workspace):
+    # t2 may write what t1 writes, so it waits for t1; the reply breaks off while t1 runs. Every dispatched
+    # call runs (whether a queued call has started when a drop arrives is chance; the rule must not be): t2
+    # runs after t1, the rollback lists both commands, and the retry's identical calls reuse their results.
+    first, second = "sleep 1; echo one >> log.txt", "echo two >> log.txt"
+    calls = reply(ToolUse("t1", "bash", {"command": first}), Text("while that runs", chunk=5, delay=0.1),
+                  ToolUse("t2", "bash", {"command": second}))
+    again = reply(ToolUse("t3", "bash", {"command": first}), ToolUse("t4", "bash", {"command": second}))
+    server = ScriptedServer([drop_after_block(calls, 2), again, reply(Text("done"))])
     with server:
         agent, renderer = make_agent(server, isolation="none")
         assert agent.send("go").ok
-    assert (workspace / "one.txt").exists() and not (workspace / "two.txt").exists()
+    assert (workspace / "log.txt").read_text() == "one\ntwo\n"  # each once
     (rolled,) = renderer.of(TurnRolledBack)
-    assert rolled.commands == ("sleep 1.5; echo one > one.txt",)  # what ran is said; t2 did not run
+    assert rolled.commands == (first, second)
+    finished = {e.id: e for e in renderer.of(ToolFinished)}
+    assert finished["t3"].reused and finished["t4"].reused

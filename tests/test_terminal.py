@@ -359,3 +359,23 @@ def test_a_region_stopped_with_a_draw_pending_leaves_its_refresh_thread_asleep()
     used = (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK")
     printer.close()
     assert used < 0.2, f"the stopped region's thread used {used:.2f} s of CPU in 1 s"
+
+
+def test_calls_of_one_kind_in_one_reply_are_one_line_however_fast_each_finishes():
+    # Each read ends before the next one's block has even started: still one line, since the reply was
+    # streaming reads all along; held outcomes show in the region meanwhile, and text after them waits.
+    renderer, sink = make()
+    renderer.show(RequestStarted(1, 1))
+    for n in range(3):
+        args = {"path": f"f{n}.py"}
+        renderer.show(ToolCallStarted(n, f"r{n}", "read_file"))
+        renderer.show(ToolCallReady(n, f"r{n}", "read_file", args))
+        renderer.show(ToolRunning(f"r{n}", "read_file", f"Reading f{n}.py"))
+        renderer.show(finished(f"r{n}", "read_file", args, ToolResult("x\n", facts=Facts("ran", lines=1)), 0.0))
+    assert "Read 3 files" in region_text(renderer) and "Read" not in sink.getvalue()  # held, shown live
+    renderer.show(TextDelta(3, "All three read.\n"))
+    renderer.show(BlockStopped(3, "text"))
+    out = sink.getvalue()
+    assert out.count("Read 3 files (3 lines): f0.py, f1.py, f2.py") == 1 and "Read f0.py" not in out
+    assert out.index("Read 3 files") < out.index("All three read.")
+    renderer.show(TurnEnded("end_turn", True))

@@ -103,7 +103,6 @@ class Calls:
         self._reusable: dict[str, list[ToolResult]] = defaultdict(list)
         self._live: dict[str, tuple[PlannedCall, ToolContext]] = {}  # dispatched, not yet finished, in order
         self._not_run: set[str] = set()  # cancelled before they started, not yet announced
-        self._started: set[str] = set()  # past the last check: running (or run), never cancelled unstarted
         self._lock = threading.Lock()
 
     def worded(self, update: Event) -> Event:
@@ -164,11 +163,8 @@ class Calls:
             else:
                 decision = ctx.decision = self.gate.decide(
                     call, ctx, hook=hooked.verdict.permission if hooked else None, why=hooked.reason if hooked else "")
-            with self._lock:  # one step with cancel_unstarted(): a call is either started or never starts
-                if decision.refusal is None and ctx.cancelled.is_set():
-                    decision = _NOT_RUN  # stopped while the gate let it through: not started, so it never will
-                elif decision.refusal is None:
-                    self._started.add(call.id)
+            if decision.refusal is None and ctx.cancelled.is_set():
+                decision = _NOT_RUN  # stopped while the gate let it through: it has not started, so it never will
             if decision.refusal is not None:
                 result = ToolResult(decision.refusal, is_error=True, facts=Facts(ended=decision.ended))
             else:  # running only now: a grace window or a question comes first, on screen too
@@ -192,14 +188,12 @@ class Calls:
         except BaseException:  # the scheduler answers it with an internal error; the calls after it go on
             with self._lock:
                 self._live.pop(call.id, None)
-                self._started.discard(call.id)
             self._announce_not_run()
             raise
         self.renderer.show(ToolFinished(call.id, call.tool.name, result, time.monotonic() - started,
                                         status=call.status, done=call.done))
         with self._lock:
             self._live.pop(call.id, None)
-            self._started.discard(call.id)
         self._announce_not_run()
         return result
 
@@ -219,18 +213,6 @@ class Calls:
             live = dict(self._live)
         for _, ctx in live.values():  # first: a call the pool is about to start sees it and does not run
             ctx.stop(kill=kill)
-        cancelled = self.scheduler.cancel_waiting(NOT_RUN)
-        with self._lock:
-            self._not_run.update(cancelled)
-        self._announce_not_run()
-
-    def cancel_unstarted(self) -> None:
-        """The reply broke off: calls that have not started never will (the retry asks again); running
-        ones go on to their end, since a half-done command is worse than a done one."""
-        with self._lock:
-            for call_id, (_, ctx) in self._live.items():
-                if call_id not in self._started:
-                    ctx.cancelled.set()  # waiting for a worker, a hook, a grace window or the person's answer
         cancelled = self.scheduler.cancel_waiting(NOT_RUN)
         with self._lock:
             self._not_run.update(cancelled)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from midstream.agent import Agent
+from midstream.tools.signals import exit_on_signal
 
 __all__ = ["install_signals", "interrupt_turn"]
 
@@ -27,12 +28,8 @@ def install_signals(agent: Agent, idle_raises: Callable[[], bool] = lambda: True
     """SIGTERM and SIGHUP (the terminal closed) unwind like an exit, so the agent's close() stops
     its tools; Ctrl-C goes to the loop (see _install_interrupts)."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+        signal.signal(sig, exit_on_signal)  # tools/signals.py: never in the middle of starting a child
     _install_interrupts(agent, idle_raises)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _install_interrupts(agent: Agent, idle_raises: Callable[[], bool]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from midstream.tools.hooks.config import HookCommand
+from midstream.tools.signals import starting_child
 
 __all__ = ["OUTPUT_LIMIT", "HookRun", "hook_environment", "run_hook"]
 
@@ -129,17 +130,22 @@ def _not_started(run: HookRun, *, sandboxed_run: bool) -> str:
 
 def _run(hook: HookCommand, argv: list[str], fds: tuple[int, ...], data: bytes, workspace: Path,
          cancelled: threading.Event, started: float) -> HookRun:
+    process: subprocess.Popen[bytes] | None = None
     try:
-        process = subprocess.Popen(argv, cwd=workspace, env=hook_environment(workspace), stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                   pass_fds=fds)
+        with starting_child():  # a SIGTERM meanwhile is raised once `process` is ours to kill
+            process = subprocess.Popen(argv, cwd=workspace, env=hook_environment(workspace),
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       start_new_session=True, pass_fds=fds)
+        return _wait(hook, process, data, cancelled, started)
     except OSError as error:
+        if process is not None:
+            _signal_group(process, signal.SIGKILL)
+            raise
         return HookRun(hook, "not_started", problem=f"{argv[0]}: {error.strerror or error}",
                        seconds=time.monotonic() - started)
-    try:
-        return _wait(hook, process, data, cancelled, started)
     except BaseException:  # SIGTERM's SystemExit, a KeyboardInterrupt: no hook of ours outlives us
-        _signal_group(process, signal.SIGKILL)
+        if process is not None:
+            _signal_group(process, signal.SIGKILL)
         raise
 
 

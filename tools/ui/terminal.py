@@ -116,6 +116,7 @@ class TerminalRenderer:
         self._held: list[Any] | None = None  # output held back while a question is open
         self._tools: dict[str, _ToolLine] = {}
         self._group: dict[str, list[ToolFinished]] = {}  # finished calls held until the last of their kind
+        self._streaming_calls: str | None = None  # the kind of call the reply is streaming now: more may follow
         self._plan: list[Step] = []  # the model's plan (the todo tool), drawn as a checklist
         self._plan_changed = False  # updated during this message: printed once when it ends
         self._partial = ""  # the unfinished line, shown raw in the region
@@ -191,11 +192,13 @@ class TerminalRenderer:
             case RequestStarted():
                 self._commit_partial(discarded=False)
                 self._streamed = False
+                self._streaming_calls = None
                 self._md.reset()
                 self._waiting_since = time.monotonic()
                 self._status.request_started()
                 self._printer.start()
             case TextDelta(text=text):
+                self._past_calls()  # outcomes held for more calls of their kind come before this text
                 text = visible(text)
                 self._came_through(text)
                 first = self._waiting_since is not None
@@ -203,6 +206,7 @@ class TerminalRenderer:
                 self._add_text(text)
                 self._printer.touch(now=first)  # the first text is shown at once, the rest coalesced
             case ThinkingDelta(text=text):
+                self._past_calls()
                 self._came_through(text)
                 self._waiting_since = None
                 self._thinking_started = self._thinking_started or time.monotonic()
@@ -219,6 +223,8 @@ class TerminalRenderer:
                 self._came_through("")
                 self._commit_partial(discarded=False)
                 self._tools[call_id] = _ToolLine(name, template=template, target=target)
+                if name != self._streaming_calls:
+                    self._past_calls(next_kind=name)
                 self._printer.touch()
             case ToolInputDelta(id=call_id, partial_json=piece) if call_id in self._tools:
                 self._status.streamed(piece)
@@ -266,6 +272,7 @@ class TerminalRenderer:
                 self._status.billed(usage)
             case TurnCommitted():
                 self._commit_partial(discarded=False)
+                self._past_calls()  # the reply is whole: no more calls of any kind can come
             case CacheMissed(message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case HookNotice(message=message):
@@ -278,6 +285,7 @@ class TerminalRenderer:
             case SandboxStatus(confined=False, message=message):
                 self._print(Text(f"⚠ {message}", style="yellow"))
             case TurnRolledBack() as rolled:
+                self._streaming_calls = None
                 self._commit_partial(discarded=True)
                 self._md.reset()  # the retry starts its text afresh, outside any code block
                 self._thinking, self._thinking_started = [], None
@@ -358,11 +366,10 @@ class TerminalRenderer:
         if finished.name == "todo" and not result.is_error:
             return  # the checklist in the region is its outcome
         if not result.is_error and not result.facts.diff and not finished.reused:
-            # Calls of one kind side by side are one line once the last of them is done: "Read 12 files".
+            # Calls of one kind asked for together are one line once the last of them is done ("Read 12
+            # files"): held while one of the kind is listed or the reply still streams calls of that kind.
             self._group.setdefault(finished.name, []).append(finished)
-            if any(line.name == finished.name for line in self._tools.values()):
-                return
-            self._interject(*grouped(self._group.pop(finished.name)))
+            self._release_groups()
             return
         text = visible(outcome_line(finished))
         if finished.reused:
@@ -377,6 +384,16 @@ class TerminalRenderer:
         """Rows that arrive while text streams (a call's outcome): a paragraph's row held in the region
         streamed before them, so it is printed first (the paragraph goes on below them)."""
         self._print(*self._md.end_paragraph(), *rows)
+
+    def _past_calls(self, next_kind: str | None = None) -> None:
+        """The reply moved on from streaming calls of one kind (to text, another kind, or its end)."""
+        self._streaming_calls = next_kind
+        self._release_groups()
+
+    def _release_groups(self) -> None:
+        for name in list(self._group):
+            if name != self._streaming_calls and not any(line.name == name for line in self._tools.values()):
+                self._interject(*grouped(self._group.pop(name)))
 
     def _flush_groups(self) -> None:
         for name in list(self._group):
@@ -445,6 +462,8 @@ class TerminalRenderer:
             parts.append(self._md.live(tail))
         elif self._md.held or self._md.paragraph is not None:
             parts.append(self._md.live(""))
+        for held in self._group.values():  # done, waiting for the rest of their kind: shown, not printed yet
+            parts += grouped(held)
         if self._tools:
             animated = True
             lines = list(self._tools.values())
