@@ -221,6 +221,8 @@ def _session(argv: Sequence[str] | None) -> int:
     # stream-json tells it in order, after its init line (which probed already); text and json need not wait
     told = _tell_sandbox(renderer, config, later=headless and settings["output_format"] != "stream-json",
                          detail=not headless or settings["output_format"] != "text")
+    if told is not None and settings["output_format"] == "json":  # its one result object says "sandbox"
+        renderer.before_result = lambda: told.wait(5)  # type: ignore[attr-defined]  # a SummaryRenderer
     session = Interactive(agent, renderer, keys, folds=folds)
     session.open_web = web.open
     session.terminal = interactive and _draws(args)  # /resume's picker, the pager of /show and /transcript
@@ -251,10 +253,9 @@ def _session(argv: Sequence[str] | None) -> int:
         if mcp is not None:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
-        if told is not None and settings["output_format"] == "json":
-            told.wait(5)  # its "sandbox" says it
-        elif told is not None:  # text: a warning matters once a command runs (which waits for the probe); if
-            told.cancel()  # no request was ever written, none ran, and a warning after the error misleads
+        if told is not None and settings["output_format"] == "text":  # (json waited for it before its result)
+            told.cancel()  # a warning matters once a command runs (which waits for the probe); if no request
+            # was ever written, none ran, and a warning after the error misleads
         _close(renderer, args, agent.ledger.session)
 
 

@@ -176,7 +176,7 @@ class Blocks:
         out: list[Any] = []
         if self.fence is None and _prose(line) and (self.paragraph is not None or not _INDENTED.match(line)):
             return self._continue(line)
-        out += self._end_paragraph()
+        out += self.end_paragraph()
         if self.fence is None and _TABLE_ROW.match(line):
             self.held.append(line)
             if len(self.held) == 2 and table(self.held) is None:  # no separator row: not a table
@@ -203,13 +203,14 @@ class Blocks:
         self.paragraph = rows[-1] if rows else None
         return out + rows[:-1]
 
-    def _end_paragraph(self) -> list[Any]:
+    def end_paragraph(self) -> list[Any]:
+        """The open paragraph's last row, if any: the paragraph ends here."""
         row, self.paragraph = self.paragraph, None
         return [row] if row is not None else []
 
     def flush(self) -> list[Any]:
         """The paragraph's last row and the held table, drawn."""
-        return self._end_paragraph() + self._flush_table()
+        return self.end_paragraph() + self._flush_table()
 
     def _flush_table(self) -> list[Any]:
         """The held table, drawn (or its rows as lines, when they were no table after all)."""

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -312,8 +313,11 @@ class SummaryRenderer(Quiet):
         self._context: list[dict[str, object]] = []  # clearings and compactions
         self._turns = 0  # committed replies: Claude Code's num_turns
         self._sandbox: dict[str, object] | None = None
+        self.before_result: Callable[[], object] | None = None  # e.g. the sandbox status still being told
 
     def show(self, event: Event) -> None:
+        if isinstance(event, TurnEnded) and self.before_result is not None:
+            self.before_result()  # outside the lock: what it waits for shows its own event
         with self._lock:
             match event:
                 case RequestStarted():

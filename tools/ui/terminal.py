@@ -326,10 +326,9 @@ class TerminalRenderer:
         if discarded and self._md.held:  # a table cut off: its rows as they came, struck through
             rows, self._md.held = self._md.held, []
             self._print(*[Text(row, style="dim strike") for row in rows])
-        if not self._partial:
-            return
         line, self._partial = self._partial, ""
-        shown = self._md.feed(line) + self._md.flush()
+        # With no line under way, a paragraph's last row may still be held (lines.py): it is printed too.
+        shown = self._md.feed(line) + self._md.flush() if line else self._md.end_paragraph()
         if discarded:
             for item in shown:
                 if isinstance(item, Text):
@@ -373,7 +372,12 @@ class TerminalRenderer:
             rows += self._diff(finished.done or finished.status or finished.name, result.facts.diff, finished.id)
         else:
             rows += folded_call(self.folds, finished, line)
-        self._print(*rows)
+        self._interject(*rows)
+
+    def _interject(self, *rows: Any) -> None:
+        """Rows that arrive while text streams (a call's outcome): a paragraph's row held in the region
+        streamed before them, so it is printed first (the paragraph goes on below them)."""
+        self._print(*self._md.end_paragraph(), *rows)
 
     def _calls(self, calls: list[ToolFinished]) -> list[Text]:
         """Finished calls of one kind: each line with what it returned folded under it, or one line."""
@@ -392,7 +396,7 @@ class TerminalRenderer:
     def _release_groups(self) -> None:
         for name in list(self._group):
             if name != self._streaming_calls and not any(line.name == name for line in self._tools.values()):
-                self._print(*self._calls(self._group.pop(name)))
+                self._interject(*self._calls(self._group.pop(name)))
 
     def _flush_groups(self) -> None:
         for name in list(self._group):
