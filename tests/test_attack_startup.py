@@ -223,8 +223,6 @@ def test_json_output_carries_the_sandbox_when_the_probe_outlasts_the_reply(works
     assert result["sandbox"] is not None and result["sandbox"]["confined"] is False, result
 
 
-@pytest.mark.xfail(strict=True, reason="reproduced, not fixed (a design choice to confirm): text output's exit does "
-                   "not wait for the sandbox line, so a run that ran no command may never say it was unconfined")
 def test_text_output_warns_when_the_probe_outlasts_the_reply(workspace, tmp_path):
     server = ScriptedServer([reply(Text("done"))])
     with server:

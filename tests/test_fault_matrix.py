@@ -272,7 +272,9 @@ def test_stale_temporary_files_of_a_killed_write_are_removed_at_start(workspace)
     os.utime(stale, (time.time() - 10, time.time() - 10))
     unrelated = workspace / "src" / ".keep.midstream"
     unrelated.write_text("not ours")
-    code, _, err, _ = _run(workspace, [reply(Text("hi"))], "-p", "hi")
+    # The walk runs beside the first reply (which takes a second here, as a real one does); the exit does
+    # not wait for it: a session over before it ends leaves the rest to the next one.
+    code, _, err, _ = _run(workspace, [reply(Text("hi there", chunk=2, delay=0.25))], "-p", "hi")
     assert code == 0, err
     assert wait_until(lambda: not stale.exists(), 5)
     assert unrelated.exists()

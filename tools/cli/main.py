@@ -254,8 +254,8 @@ def _session(argv: Sequence[str] | None) -> int:
             mcp.close()
         tracer.shutdown()  # every span exported before we exit (-p too), within a bounded wait
         if told is not None and settings["output_format"] == "text":  # (json waited for it before its result)
-            told.cancel()  # a warning matters once a command runs (which waits for the probe); if no request
-            # was ever written, none ran, and a warning after the error misleads
+            told.cancel()  # no request was ever written: nothing ran, and a warning after the error misleads;
+            told.wait(5)  # else it is under way: never leave without saying a session ran unconfined
         _close(renderer, args, agent.ledger.session)
 
 
