@@ -131,8 +131,6 @@ def _transcript_text() -> str:
     return "".join(p.read_text(errors="replace") for p in state_dir().rglob("*.jsonl"))
 
 
-@pytest.mark.xfail(strict=True, reason="reproduced, not fixed: a committed reply's finished call is repaired as "
-                   "'outcome unknown' (transcript.AGENT_EXITED), though its call_finished note is on disk")
 def test_a_finished_call_of_a_committed_reply_is_not_called_unknown_after_kill_nine(workspace, tmp_path):
     ran = tmp_path / "ran.txt"
     server = ScriptedServer([reply(ToolUse("t1", "bash", {"command": f"echo x > {ran}"}),

@@ -17,6 +17,7 @@ older version, two agents interleaved, a crash between a reply and its tool resu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CommitGuard", "HistoryInvalid", "as_blocks", "history_problems",
@@ -209,14 +210,15 @@ def history_problems(messages: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def repair_history(messages: list[dict[str, Any]], unanswered: str) -> list[dict[str, Any]]:
+def repair_history(messages: list[dict[str, Any]], unanswered: str | Callable[[str], str]) -> list[dict[str, Any]]:
     """A valid conversation made of ``messages``, keeping all that can be kept.
 
     Consecutive messages of one role are merged; blocks the API refuses (empty text, a second
     tool_use with an id already used, a block that is no object) are dropped, a tool input that
     is not an object becomes ``{}``; a tool_result that answers no tool_use of the message before is
     dropped, one that does is moved first; every tool_use left unanswered is answered with an error
-    result saying ``unanswered``; messages left empty disappear; the first message is a user's.
+    result saying ``unanswered`` (or what it says for that call's id); messages left empty disappear; the
+    first message is a user's.
     """
     merged: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -249,7 +251,7 @@ def repair_history(messages: list[dict[str, Any]], unanswered: str) -> list[dict
         if message["role"] == "user":
             asked = [b["id"] for b in _blocks(repaired[-1]) if b.get("type") == "tool_use"] if repaired else []
             answers = {b.get("tool_use_id"): b for b in message["content"] if b["type"] == "tool_result"}
-            results = [answers.get(i) or {"type": "tool_result", "tool_use_id": i, "content": unanswered,
+            results = [answers.get(i) or {"type": "tool_result", "tool_use_id": i, "content": _said(unanswered, i),
                                           "is_error": True} for i in asked]
             rest = [b for b in message["content"] if b["type"] != "tool_result"]
             content = results + rest
@@ -275,6 +277,10 @@ def repair_history(messages: list[dict[str, Any]], unanswered: str) -> list[dict
     return repaired
 
 
-def _answers(message: dict[str, Any], reason: str) -> list[dict[str, Any]]:
-    return [{"type": "tool_result", "tool_use_id": b["id"], "content": reason, "is_error": True}
+def _answers(message: dict[str, Any], reason: str | Callable[[str], str]) -> list[dict[str, Any]]:
+    return [{"type": "tool_result", "tool_use_id": b["id"], "content": _said(reason, b["id"]), "is_error": True}
             for b in _blocks(message) if b.get("type") == "tool_use"]
+
+
+def _said(reason: str | Callable[[str], str], call_id: str) -> str:
+    return reason if isinstance(reason, str) else reason(call_id)

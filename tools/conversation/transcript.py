@@ -45,6 +45,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ __all__ = ["CrashRecord", "SessionInUse", "StateError", "Transcript", "present_i
            "state_error"]
 
 AGENT_EXITED = "The agent exited before this tool finished; its outcome is unknown. Check before running it again."
+FINISHED_LOST = ("This tool finished before the agent exited, but its result was lost with the agent. Check what "
+                 "it did before running it again.")
 CRASH_NOTE = ("[Before the agent exited, a reply that never completed had already acted: {what}. "
               "Check the workspace before relying on it.]")
 
@@ -161,7 +164,8 @@ class Transcript:
     @staticmethod
     def load(path: Path) -> list[dict[str, Any]]:
         """The committed conversation of a session, repaired into a valid one."""
-        return repair_history(_replayed(read_records(path)[0]), AGENT_EXITED)
+        records = read_records(path)[0]
+        return repair_history(_replayed(records), _unanswered(records))
 
     def resume(self) -> tuple[list[dict[str, Any]], str | None]:
         """The conversation, repaired into a valid one with the repairs written back, and a line for
@@ -169,7 +173,7 @@ class Transcript:
         not be read (None if nothing)."""
         records, skipped = read_records(self.path)
         written = _replayed(records)
-        repaired = repair_history(written, AGENT_EXITED)
+        repaired = repair_history(written, _unanswered(records))
         crashed = _uncompleted_work(records)
         if crashed:
             note = {"type": "text", "text": CRASH_NOTE.format(what=crashed)}
@@ -383,6 +387,12 @@ def _replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             merged.append({**message, "content": as_blocks(message.get("content"))})
     return merged
+
+
+def _unanswered(records: list[dict[str, Any]]) -> Callable[[str], str]:
+    """What a call left without a result is answered with: lost, if its call_finished note is on disk."""
+    finished = {str(r.get("id")) for r in records if r.get("type") == "note" and r.get("kind") == "call_finished"}
+    return lambda call_id: FINISHED_LOST if call_id in finished else AGENT_EXITED
 
 
 def _uncompleted_work(records: list[dict[str, Any]]) -> str:
