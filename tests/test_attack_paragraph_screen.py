@@ -221,8 +221,6 @@ def test_undo_at_the_prompt_covers_a_first_message_sent_as_the_prompt_shows(work
     assert not (workspace / "made.txt").exists(), shown[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="reproduced, not fixed (tools/ui/theme.py): the start-up query of the "
-                   "terminal's background reads stdin and drops every key typed meanwhile")
 def test_a_message_typed_before_the_first_prompt_is_kept(workspace):
     server = ScriptedServer([reply(Text("w100 answered"))])
     with server:

@@ -36,6 +36,7 @@ from midstream.tools.hooks.policy import Hooks
 from midstream.tools.registry import ToolRegistry
 from midstream.tools.startup import LATER, Job
 from midstream.tools.ui.sanitise import shown
+from midstream.tools.ui.theme import typed_meanwhile
 from midstream.tools.wire.client import ModelClient
 from midstream.tools.wire.providers import PROVIDERS
 
@@ -225,6 +226,8 @@ def _session(argv: Sequence[str] | None) -> int:
         renderer.before_result = lambda: told.wait(5)  # type: ignore[attr-defined]  # a SummaryRenderer
     session = Interactive(agent, renderer, keys, folds=folds)
     session.open_web = web.open
+    if typed := typed_meanwhile():  # keys typed while start-up asked the terminal its colours: not lost
+        session.typed_ahead(typed)
     session.terminal = interactive and _draws(args)  # /resume's picker, the pager of /show and /transcript
     _greet(agent, session, why_mode, resumed=bool(history), headless=task is not None)
     if task is not None and args.replay is not None:  # no greeting for -p, but a replay's mode is news

@@ -70,6 +70,14 @@ class Interactive:
         """A line of the program's own, above the live region where there is one."""
         self.renderer.say(text, style=style or "none")
 
+    def typed_ahead(self, data: bytes) -> None:
+        """Keys typed before the first prompt (read while start-up asked the terminal its colours): whole
+        lines are sent first, in order, the rest waits in the prompt."""
+        self.keys.feed(data)
+        while (line := self.keys.next_message()) is not None:
+            self._queued.append(line)
+        self._prefill = self.keys.leftover()
+
     def turn(self, run: Callable[[], T]) -> T:
         """Run one turn (or /compact's request) with Esc watched; keep what the person typed meanwhile."""
         if self._prefill:  # typed ahead before this turn and not sent: still being typed

@@ -16,7 +16,7 @@ import sys
 import termios
 import time
 
-__all__ = ["background"]
+__all__ = ["background", "typed_meanwhile"]
 
 ANSWER_WAIT = 0.15  # seconds
 _ANSWER = re.compile(rb"\]11;rgba?:([0-9a-fA-F]+)/([0-9a-fA-F]+)/([0-9a-fA-F]+)")
@@ -27,6 +27,15 @@ def background(setting: str, *, ask: bool = True) -> str:
     if setting in ("dark", "light"):
         return setting
     return (ask and _asked()) or _from_colorfgbg(os.environ.get("COLORFGBG", "")) or "dark"
+
+
+_typed = [b""]  # what the person typed while the query waited for its answer
+
+
+def typed_meanwhile() -> bytes:
+    """Keys read while waiting for the terminal's answer (the answer taken out), for the prompt; once."""
+    typed, _typed[0] = _typed[0], b""
+    return typed
 
 
 def _from_colorfgbg(value: str) -> str | None:
@@ -71,5 +80,9 @@ def _asked() -> str | None:
             termios.tcsetattr(fd, termios.TCSANOW, saved)
     match = _ANSWER.search(answer)
     if match is None:
+        _typed[0] += answer.split(b"\x1b]")[0]  # keys, not the start of an answer cut off by the wait
         return None
+    whole = re.search(rb"\x1b" + re.escape(match.group(0)) + rb"(\x07|\x1b\\)?", answer)
+    start, end = whole.span() if whole else match.span()
+    _typed[0] += answer[:start] + answer[end:]  # typed before or after the answer: kept for the prompt
     return "light" if _light(*match.groups()) else "dark"
