@@ -122,9 +122,12 @@ def setup_logging(directory: Path, *, level: int = logging.INFO, secrets: list[s
         listening.append(listener)
 
     def drain() -> None:
-        writer.wait(5)  # started now if the first request never went out: what was logged is kept
-        for listener in listening:
-            listener.stop()  # writes what is queued
+        try:
+            writer.wait(5)  # started now if the first request never went out: what was logged is kept
+            for listener in listening:
+                listener.stop()  # writes what is queued
+        except KeyboardInterrupt:  # Ctrl-C on the way out: leave now, without the rest of the log
+            pass
 
     writer = LATER.run("log-writer", start_writer)  # once the first request is written (tools/startup.py)
     atexit.register(drain)
