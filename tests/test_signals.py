@@ -7,7 +7,7 @@ import signal
 import threading
 
 import pytest
-from midstream.tools.signals import exit_on_signal, starting_child
+from midstream.tools.signals import exit_on_signal, leave, starting_child
 
 
 @pytest.fixture
@@ -36,6 +36,15 @@ def test_nested_starts_raise_once_at_the_outermost_end(sigterm_exits):
                 os.kill(os.getpid(), signal.SIGTERM)
             reached = True  # the inner end does not raise: the outer start is not over
     assert reached
+
+
+def test_ctrl_c_while_starting_a_child_waits_too_and_the_first_signal_wins():
+    with pytest.raises(KeyboardInterrupt):
+        with starting_child():
+            leave(KeyboardInterrupt())  # what Ctrl-C's handler does when it may raise
+            leave(SystemExit(143))  # a SIGTERM after it
+            assigned = True
+    assert assigned
 
 
 def test_other_threads_are_not_affected(sigterm_exits):

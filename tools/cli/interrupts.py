@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 
 from midstream.agent import Agent
-from midstream.tools.signals import exit_on_signal
+from midstream.tools.signals import exit_on_signal, leave
 
 __all__ = ["install_signals", "interrupt_turn"]
 
@@ -48,14 +48,14 @@ def _install_interrupts(agent: Agent, idle_raises: Callable[[], bool]) -> None:
     def on_sigint(signum: int, frame: object) -> None:
         if not agent.busy:
             if idle_raises():
-                raise KeyboardInterrupt
+                leave(KeyboardInterrupt())  # (tools/signals.py: never in the middle of starting a hook)
             return
         if agent.interrupting:
             agent.hurry()
             return
         agent.interrupting = True
         if agent.interruptible:
-            raise KeyboardInterrupt
+            leave(KeyboardInterrupt())
 
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
