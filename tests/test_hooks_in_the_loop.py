@@ -256,20 +256,27 @@ def test_an_interactive_start_asks_once_for_a_project_hook_and_remembers(workspa
     assert (workspace / "hook-ran").read_text() == "ran\nran\n"
 
 
-def test_sigterm_while_a_hook_runs_leaves_no_hook_behind(workspace: Path, tmp_path: Path):
+def _running_a_slow_prompt_hook(workspace: Path, tmp_path: Path, server: ScriptedServer) -> tuple[
+        subprocess.Popen[str], Path]:
+    """``-p go`` started, once its UserPromptSubmit hook (a 300 s sleep) runs; the hook writes its pid."""
     pid_file = tmp_path / "hook.pid"
     hook = _script(tmp_path / "hooks" / "slow.sh", f"#!/bin/bash\necho $$ > {pid_file}\nsleep 300\n")
     _user_settings(f'[[hooks.UserPromptSubmit]]\nhooks = [{{ type = "command", command = "{hook}", timeout = 600 }}]\n')
+    process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "none", "-p", "go"],
+                               cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+    return process, pid_file
+
+
+def test_sigterm_while_a_hook_runs_leaves_no_hook_behind(workspace: Path, tmp_path: Path):
     server = ScriptedServer([reply(Text("never"))])
     with server:
-        process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "none", "-p", "go"],
-                                   cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        process, pid_file = _running_a_slow_prompt_hook(workspace, tmp_path, server)
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert process.returncode != 0
-    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10), (process.returncode, err.decode())
+    assert wait_until(lambda: not _alive(int(pid_file.read_text())), 10), (process.returncode, err)
     assert server.requests == []
 
 
@@ -312,15 +319,9 @@ def test_what_a_hook_writes_after_a_read_is_undone_with_the_turn(workspace: Path
 def test_ctrl_c_during_a_prompt_hook_in_p_sends_nothing_and_exits_130(workspace: Path, tmp_path: Path):
     import signal
 
-    pid_file = tmp_path / "hook.pid"
-    hook = _script(tmp_path / "hooks" / "slow.sh", f"#!/bin/bash\necho $$ > {pid_file}\nsleep 300\n")
-    _user_settings(f'[[hooks.UserPromptSubmit]]\nhooks = [{{ type = "command", command = "{hook}", timeout = 600 }}]\n')
     server = ScriptedServer([reply(Text("never"))])
     with server:
-        process = subprocess.Popen([sys.executable, "-m", "midstream", "--isolation", "none", "-p", "go"],
-                                   cwd=workspace, env=program_env(ANTHROPIC_BASE_URL=server.url),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        process, pid_file = _running_a_slow_prompt_hook(workspace, tmp_path, server)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
