@@ -33,7 +33,7 @@ from pathlib import Path
 
 from midstream.sandbox.ignore import IgnoreRules
 
-__all__ = ["Change", "ChangeSet", "GitView", "read_changes"]
+__all__ = ["Change", "ChangeSet", "GitView", "read_changes", "same_bytes"]
 
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 _DIFF_BYTES = 256 * 1024
@@ -165,7 +165,8 @@ def _tree_size(path: str) -> tuple[int, int]:
     return files, size
 
 
-def _same_bytes(a: str, b: str) -> bool:
+def same_bytes(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two files hold the same bytes, read a megabyte at a time from each."""
     with open(a, "rb") as first, open(b, "rb") as second:
         while True:
             x, y = first.read(1 << 20), second.read(1 << 20)
@@ -267,7 +268,7 @@ def _file(rel: str, path: str, info: os.stat_result, lower_path: str, lower: os.
     if same_kind and link:
         same = os.readlink(path) == os.readlink(lower_path)
     elif same_kind and stat.S_ISREG(info.st_mode):
-        same = lower.st_size == info.st_size and _same_bytes(path, lower_path)
+        same = lower.st_size == info.st_size and same_bytes(path, lower_path)
     else:
         same = False
     if not same:
@@ -298,7 +299,7 @@ def _find_moves(found: ChangeSet, top: str, root: str) -> None:
 
 def _same_file(a: str, b: str) -> bool:
     try:
-        return os.path.isfile(a) and os.path.isfile(b) and _same_bytes(a, b)
+        return os.path.isfile(a) and os.path.isfile(b) and same_bytes(a, b)
     except OSError:
         return False
 

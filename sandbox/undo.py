@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from midstream.sandbox.apply import move, place
-from midstream.sandbox.changeset import GitView
+from midstream.sandbox.changeset import GitView, same_bytes
 from midstream.sandbox.record import Entry, UndoRecord, signature
 from midstream.sandbox.snapshots import TurnSnapshots, UndoReport
 from midstream.tools.startup import LATER
@@ -40,13 +40,7 @@ def _same_bytes(a: Path, b: Path) -> bool:
             return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
         if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
             return False
-        with open(a, "rb") as x, open(b, "rb") as y:
-            while True:
-                p, q = x.read(1 << 20), y.read(1 << 20)
-                if p != q:
-                    return False
-                if not p:
-                    return True
+        return same_bytes(a, b)
     except OSError:
         return False
 
